@@ -1,0 +1,29 @@
+//! Parsers for the decoder configs publishers send. They read untrusted bytes, so
+//! every length is checked and every failure is an error, never a panic.
+
+mod aac;
+mod avc;
+
+pub use aac::AacConfig;
+pub use avc::AvcConfig;
+
+/// A decoder config that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    /// The bytes end before a field the format requires.
+    #[error("{what}: truncated at byte {at}")]
+    Truncated {
+        /// Which structure.
+        what: &'static str,
+        /// Offset where more bytes were needed.
+        at: usize,
+    },
+    /// A field holds a value the format forbids or Ferry cannot carry.
+    #[error("{what}: {why}")]
+    Invalid {
+        /// Which structure.
+        what: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+}

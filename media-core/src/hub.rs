@@ -1,0 +1,560 @@
+//! The hub: a registry of live streams that fans each publisher out to many subscribers.
+//!
+//! Every stream has one shared bounded ring (a `tokio::sync::broadcast` channel) in
+//! which each subscriber has its own read position, so a packet is stored once and
+//! its payload is never copied per subscriber. The publisher never waits: a
+//! subscriber that falls more than [`SUBSCRIBER_QUEUE_PACKETS`] behind loses its
+//! place, is counted, and restarts at the next keyframe. A GOP cache lets a new
+//! subscriber start on a keyframe at once instead of waiting for the next one.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dashmap::DashMap;
+use tokio::sync::broadcast;
+
+use crate::{HubMetrics, Metadata, Packet, TrackInfo, TrackKind};
+
+/// How many packets a subscriber may fall behind before it is skipped to the next
+/// keyframe (about 6 s of a 30 fps stream with audio).
+pub const SUBSCRIBER_QUEUE_PACKETS: usize = 512;
+/// The GOP cache stops growing past this many packets (a stream with no keyframes
+/// must not grow memory without bound); new subscribers then wait for a keyframe.
+pub const GOP_CACHE_MAX_PACKETS: usize = 4096;
+/// The GOP cache stops growing past this many payload bytes.
+pub const GOP_CACHE_MAX_BYTES: usize = 32 << 20;
+
+/// Why the hub refused a request.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    /// Only one publisher per stream: a second one would interleave two timelines.
+    #[error("stream {0:?} already has a publisher")]
+    AlreadyPublishing(String),
+}
+
+/// What a subscriber sees, in order.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A publisher started (or was already live when the subscriber joined).
+    Started,
+    /// Stream metadata changed.
+    Metadata(Arc<Metadata>),
+    /// A track's decoder config arrived or changed; packets after it use it.
+    Track(Arc<TrackInfo>),
+    /// A coded frame.
+    Packet(Packet),
+    /// The publisher left; the subscription stays open for the next one.
+    Stopped,
+}
+
+/// The registry of streams; cheap to clone and share.
+#[derive(Clone, Default)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    streams: DashMap<String, Arc<Stream>>,
+    metrics: HubMetrics,
+}
+
+struct Stream {
+    tx: broadcast::Sender<Event>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    live: bool,
+    metadata: Option<Arc<Metadata>>,
+    video: Option<Arc<TrackInfo>>,
+    audio: Option<Arc<TrackInfo>>,
+    gop: Vec<Packet>,
+    gop_bytes: usize,
+    /// The cache holds packets from a sync point on; false until one arrives or after overflow.
+    gop_valid: bool,
+}
+
+impl State {
+    fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    fn snapshot(&self) -> VecDeque<Event> {
+        let mut out = VecDeque::new();
+        if !self.live {
+            return out;
+        }
+        out.push_back(Event::Started);
+        if let Some(m) = &self.metadata {
+            out.push_back(Event::Metadata(m.clone()));
+        }
+        out.extend(self.video.iter().chain(&self.audio).cloned().map(Event::Track));
+        if self.gop_valid {
+            out.extend(self.gop.iter().cloned().map(Event::Packet));
+        }
+        out
+    }
+
+    fn cache(&mut self, packet: &Packet) {
+        if packet.is_sync_point(self.has_video()) {
+            self.gop.clear();
+            self.gop_bytes = 0;
+            self.gop_valid = true;
+        }
+        if !self.gop_valid {
+            return;
+        }
+        if self.gop.len() >= GOP_CACHE_MAX_PACKETS
+            || self.gop_bytes + packet.payload.len() > GOP_CACHE_MAX_BYTES
+        {
+            self.gop.clear();
+            self.gop_bytes = 0;
+            self.gop_valid = false;
+            return;
+        }
+        self.gop_bytes += packet.payload.len();
+        self.gop.push(packet.clone());
+    }
+}
+
+impl Stream {
+    fn new() -> Self {
+        let (tx, _) = broadcast::channel(SUBSCRIBER_QUEUE_PACKETS);
+        Self {
+            tx,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_idle(&self) -> bool {
+        !self.lock().live && self.tx.receiver_count() == 0
+    }
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The hub's metrics, to register with the process registry.
+    pub fn metrics(&self) -> &HubMetrics {
+        &self.inner.metrics
+    }
+
+    /// Starts publishing `name`; refused while another publisher holds it.
+    pub fn publish(&self, name: &str) -> Result<Publisher, HubError> {
+        let stream = self.stream_entry(name);
+        {
+            let mut st = stream.lock();
+            if st.live {
+                drop(st);
+                drop(stream);
+                self.release(name);
+                return Err(HubError::AlreadyPublishing(name.to_owned()));
+            }
+            *st = State {
+                live: true,
+                ..State::default()
+            };
+            let _ = stream.tx.send(Event::Started);
+        }
+        self.inner.metrics.live_streams.inc();
+        Ok(Publisher {
+            hub: self.clone(),
+            name: name.to_owned(),
+            stream,
+        })
+    }
+
+    /// Subscribes to `name`, live or not yet: a live stream's headers and GOP cache
+    /// come first; a stream that is not live yet starts with [`Event::Started`].
+    pub fn subscribe(&self, name: &str) -> Subscriber {
+        let entry = self.inner.streams.entry(name.to_owned()).or_insert_with(|| {
+            self.inner.metrics.streams.inc();
+            Arc::new(Stream::new())
+        });
+        let stream = entry.value().clone();
+        // Take the snapshot and the ring position under one lock so no packet is lost or doubled.
+        let (backlog, rx, has_video) = {
+            let st = stream.lock();
+            (st.snapshot(), stream.tx.subscribe(), st.has_video())
+        };
+        drop(entry);
+        Subscriber {
+            hub: self.clone(),
+            name: name.to_owned(),
+            stream,
+            backlog,
+            rx: Some(rx),
+            resync: false,
+            has_video,
+            dropped: 0,
+        }
+    }
+
+    /// Whether `name` has a publisher now.
+    pub fn is_live(&self, name: &str) -> bool {
+        self.inner
+            .streams
+            .get(name)
+            .is_some_and(|s| s.value().lock().live)
+    }
+
+    /// Number of streams known (live or with waiting subscribers).
+    pub fn stream_count(&self) -> usize {
+        self.inner.streams.len()
+    }
+
+    fn stream_entry(&self, name: &str) -> Arc<Stream> {
+        self.inner
+            .streams
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                self.inner.metrics.streams.inc();
+                Arc::new(Stream::new())
+            })
+            .value()
+            .clone()
+    }
+
+    /// Forgets `name` once it has neither publisher nor subscribers.
+    fn release(&self, name: &str) {
+        if self
+            .inner
+            .streams
+            .remove_if(name, |_, s| s.is_idle())
+            .is_some()
+        {
+            self.inner.metrics.streams.dec();
+        }
+    }
+}
+
+/// The right to feed one stream; dropping it ends the stream for its subscribers.
+pub struct Publisher {
+    hub: Hub,
+    name: String,
+    stream: Arc<Stream>,
+}
+
+impl Publisher {
+    /// The stream this publisher feeds.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Replaces the stream metadata.
+    pub fn set_metadata(&self, metadata: Metadata) {
+        let metadata = Arc::new(metadata);
+        let mut st = self.stream.lock();
+        st.metadata = Some(metadata.clone());
+        let _ = self.stream.tx.send(Event::Metadata(metadata));
+    }
+
+    /// Sets a track's decoder config; an identical repeat is ignored so encoders that
+    /// resend headers do not disturb subscribers.
+    pub fn set_track(&self, track: TrackInfo) {
+        let mut st = self.stream.lock();
+        let slot = match track.kind() {
+            TrackKind::Video => &mut st.video,
+            TrackKind::Audio => &mut st.audio,
+        };
+        if slot.as_deref() == Some(&track) {
+            return;
+        }
+        let track = Arc::new(track);
+        *slot = Some(track.clone());
+        let _ = self.stream.tx.send(Event::Track(track));
+    }
+
+    /// Sends a packet to every subscriber. Never blocks.
+    pub fn send(&self, packet: Packet) {
+        let mut st = self.stream.lock();
+        st.cache(&packet);
+        // An error only means nobody is subscribed right now.
+        let _ = self.stream.tx.send(Event::Packet(packet));
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        {
+            let mut st = self.stream.lock();
+            *st = State::default();
+            let _ = self.stream.tx.send(Event::Stopped);
+        }
+        self.hub.inner.metrics.live_streams.dec();
+        self.hub.release(&self.name);
+    }
+}
+
+/// One consumer's view of a stream.
+pub struct Subscriber {
+    hub: Hub,
+    name: String,
+    stream: Arc<Stream>,
+    backlog: VecDeque<Event>,
+    rx: Option<broadcast::Receiver<Event>>,
+    resync: bool,
+    has_video: bool,
+    dropped: u64,
+}
+
+impl Subscriber {
+    /// The stream subscribed to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Packets this subscriber lost because it fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether the stream has a publisher now.
+    pub fn is_live(&self) -> bool {
+        self.stream.lock().live
+    }
+
+    /// The next event; waits while there is none. Returns `None` only if the hub
+    /// itself is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                return Some(self.observe(e));
+            }
+            let rx = self.rx.as_mut()?;
+            let got = rx.recv().await;
+            if let Some(e) = self.accept(got)? {
+                return Some(e);
+            }
+        }
+    }
+
+    /// The next event if one is ready, for batching writes.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                return Some(self.observe(e));
+            }
+            let rx = self.rx.as_mut()?;
+            let got = match rx.try_recv() {
+                Ok(e) => Ok(e),
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    Err(broadcast::error::RecvError::Lagged(n))
+                }
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    Err(broadcast::error::RecvError::Closed)
+                }
+            };
+            if let Some(e) = self.accept(got)? {
+                return Some(e);
+            }
+        }
+    }
+
+    /// `None`: the channel is closed; `Some(None)`: skipped, read again.
+    fn accept(
+        &mut self,
+        got: Result<Event, broadcast::error::RecvError>,
+    ) -> Option<Option<Event>> {
+        let metrics = &self.hub.inner.metrics;
+        match got {
+            Ok(Event::Packet(p)) if self.resync => {
+                if p.is_sync_point(self.has_video) {
+                    self.resync = false;
+                    Some(Some(Event::Packet(p)))
+                } else {
+                    self.dropped += 1;
+                    metrics.dropped_packets.inc();
+                    Some(None)
+                }
+            }
+            Ok(e) => Some(Some(self.observe(e))),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.dropped += n;
+                metrics.dropped_packets.inc_by(n);
+                metrics.resyncs.inc();
+                if !self.resync {
+                    tracing::debug!(stream = %self.name, skipped = n, "subscriber is too slow, skipping to the next keyframe");
+                }
+                self.resync = true;
+                Some(None)
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    fn observe(&mut self, e: Event) -> Event {
+        match &e {
+            Event::Started => self.has_video = false,
+            Event::Track(t) if t.kind() == TrackKind::Video => self.has_video = true,
+            _ => {}
+        }
+        e
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        // The receiver must be gone before the idle check counts receivers.
+        self.rx = None;
+        self.hub.release(&self.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::Timestamp;
+
+    const AVCC: &[u8] = &[0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x01, 0x67, 0x01, 0x00, 0x01, 0x68];
+
+    fn video(ms: i64, keyframe: bool) -> Packet {
+        Packet {
+            track: TrackKind::Video,
+            dts: Timestamp::from_millis(ms),
+            pts: Timestamp::from_millis(ms),
+            keyframe,
+            payload: Bytes::from_static(b"frame"),
+        }
+    }
+
+    fn packet_times(events: &[Event]) -> Vec<i64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Packet(p) => Some(p.dts.ticks()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn drain(sub: &mut Subscriber) -> Vec<Event> {
+        std::iter::from_fn(|| sub.try_recv()).collect()
+    }
+
+    #[test]
+    fn late_subscriber_starts_with_headers_and_last_gop() {
+        let hub = Hub::new();
+        let publisher = hub.publish("s").expect("free");
+        publisher.set_track(TrackInfo::h264(Bytes::from_static(AVCC)).expect("avcc"));
+        for (ms, key) in [(0, true), (33, false), (66, true), (100, false)] {
+            publisher.send(video(ms, key));
+        }
+        let mut sub = hub.subscribe("s");
+        let events = drain(&mut sub);
+        assert!(matches!(events[0], Event::Started));
+        assert!(matches!(events[1], Event::Track(_)));
+        assert_eq!(packet_times(&events), vec![66, 100]);
+    }
+
+    #[test]
+    fn payload_is_shared_not_copied() {
+        let hub = Hub::new();
+        let publisher = hub.publish("s").expect("free");
+        let mut a = hub.subscribe("s");
+        let mut b = hub.subscribe("s");
+        let sent = video(0, true);
+        publisher.send(sent.clone());
+        let got: Vec<_> = [&mut a, &mut b]
+            .into_iter()
+            .flat_map(|s| drain(s))
+            .filter_map(|e| match e {
+                Event::Packet(p) => Some(p.payload.as_ptr()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![sent.payload.as_ptr(); 2]);
+    }
+
+    #[test]
+    fn slow_subscriber_skips_to_next_keyframe_and_is_counted() {
+        let hub = Hub::new();
+        let publisher = hub.publish("s").expect("free");
+        publisher.set_track(TrackInfo::h264(Bytes::from_static(AVCC)).expect("avcc"));
+        let mut slow = hub.subscribe("s");
+        drain(&mut slow);
+        let total = SUBSCRIBER_QUEUE_PACKETS as i64 * 2;
+        for i in 0..total {
+            publisher.send(video(i, i % 100 == 0));
+        }
+        let times = packet_times(&drain(&mut slow));
+        assert_eq!(times.first().copied(), Some(600), "resumes on a keyframe");
+        assert_eq!(*times.last().expect("some"), total - 1);
+        assert_eq!(slow.dropped(), 600);
+        assert_eq!(hub.metrics().resyncs.get(), 1);
+    }
+
+    #[test]
+    fn second_publisher_is_refused_and_first_keeps_stream() {
+        let hub = Hub::new();
+        let first = hub.publish("s").expect("free");
+        assert_eq!(
+            hub.publish("s").err(),
+            Some(HubError::AlreadyPublishing("s".into()))
+        );
+        assert!(hub.is_live("s"));
+        drop(first);
+        assert!(hub.publish("s").is_ok());
+    }
+
+    #[test]
+    fn streams_are_forgotten_when_unused() {
+        let hub = Hub::new();
+        let sub = hub.subscribe("s");
+        let publisher = hub.publish("s").expect("free");
+        assert_eq!(hub.stream_count(), 1);
+        drop(publisher);
+        assert_eq!(hub.stream_count(), 1, "a waiting subscriber keeps it");
+        drop(sub);
+        assert_eq!(hub.stream_count(), 0);
+        assert_eq!(hub.metrics().streams.get(), 0);
+        assert_eq!(hub.metrics().live_streams.get(), 0);
+    }
+
+    #[test]
+    fn subscriber_sees_publisher_leave_and_return() {
+        let hub = Hub::new();
+        let mut sub = hub.subscribe("s");
+        let p = hub.publish("s").expect("free");
+        p.send(video(0, true));
+        drop(p);
+        let p = hub.publish("s").expect("free again");
+        p.send(video(5, true));
+        let kinds: Vec<_> = drain(&mut sub)
+            .iter()
+            .map(|e| match e {
+                Event::Started => "start",
+                Event::Stopped => "stop",
+                Event::Packet(_) => "pkt",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["start", "pkt", "stop", "start", "pkt"]);
+    }
+
+    #[test]
+    fn gop_cache_is_bounded() {
+        let hub = Hub::new();
+        let p = hub.publish("s").expect("free");
+        p.set_track(TrackInfo::h264(Bytes::from_static(AVCC)).expect("avcc"));
+        p.send(video(0, true));
+        for i in 1..=GOP_CACHE_MAX_PACKETS as i64 {
+            p.send(video(i, false));
+        }
+        let mut sub = hub.subscribe("s");
+        assert!(packet_times(&drain(&mut sub)).is_empty());
+    }
+}
