@@ -1,0 +1,201 @@
+//! An RTMP client: play from or publish to any RTMP server. Used for restreaming,
+//! for the load generator in `benches/`, and by tests that need to see exactly
+//! what a player receives.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::amf0::{self, Amf0Value};
+use crate::message::{self, type_id, user_control, Message};
+use crate::transport::{csid, Transport};
+use crate::{RtmpError, RtmpMetrics};
+
+/// How long the client waits for each reply while setting up.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connected client session.
+pub struct Client {
+    t: Transport<TcpStream>,
+    stream_id: u32,
+    transaction: f64,
+}
+
+impl Client {
+    /// Connects, handshakes and sends `connect` for `app`.
+    pub async fn connect(addr: SocketAddr, app: &str) -> Result<Self, RtmpError> {
+        let tcp = timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| RtmpError::Timeout("tcp connect"))??;
+        tcp.set_nodelay(true)?;
+        let mut c = Self {
+            t: Transport::new(tcp, RtmpMetrics::default()),
+            stream_id: 0,
+            transaction: 1.0,
+        };
+        timeout(REPLY_TIMEOUT, c.t.connect_handshake())
+            .await
+            .map_err(|_| RtmpError::Timeout("handshake"))??;
+        let tc_url = format!("rtmp://{addr}/{app}");
+        let body = message::command_body(
+            "connect",
+            1.0,
+            &[Amf0Value::Object(vec![
+                ("app".into(), Amf0Value::String(app.into())),
+                ("type".into(), Amf0Value::String("nonprivate".into())),
+                ("tcUrl".into(), Amf0Value::String(tc_url)),
+            ])],
+        );
+        c.t.set_chunk_size(crate::limits::OUTGOING_CHUNK_SIZE);
+        c.t.queue_command(0, &body);
+        c.t.flush().await?;
+        c.await_result(1.0).await?;
+        Ok(c)
+    }
+
+    async fn await_result(&mut self, transaction: f64) -> Result<Vec<Amf0Value>, RtmpError> {
+        loop {
+            let msg = timeout(REPLY_TIMEOUT, self.t.read_message())
+                .await
+                .map_err(|_| RtmpError::Timeout("command reply"))??;
+            self.t.flush().await?;
+            if let Message::Command(cmd) = msg {
+                if cmd.transaction != transaction {
+                    continue;
+                }
+                match cmd.name.as_str() {
+                    "_result" => return Ok(cmd.args),
+                    "_error" => return Err(refusal(&cmd.args)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn await_status(&mut self, want: &str) -> Result<(), RtmpError> {
+        loop {
+            let msg = timeout(REPLY_TIMEOUT, self.t.read_message())
+                .await
+                .map_err(|_| RtmpError::Timeout("status reply"))??;
+            self.t.flush().await?;
+            if let Message::Command(cmd) = msg {
+                if cmd.name != "onStatus" {
+                    continue;
+                }
+                let info = cmd.args.get(1);
+                let code = info.and_then(|i| i.get("code")).and_then(Amf0Value::as_str);
+                let level = info.and_then(|i| i.get("level")).and_then(Amf0Value::as_str);
+                if level == Some("error") {
+                    return Err(refusal(&cmd.args));
+                }
+                if code == Some(want) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn create_stream(&mut self) -> Result<(), RtmpError> {
+        self.transaction += 1.0;
+        let txn = self.transaction;
+        self.t
+            .queue_command(0, &message::command_body("createStream", txn, &[Amf0Value::Null]));
+        self.t.flush().await?;
+        let args = self.await_result(txn).await?;
+        self.stream_id = args
+            .get(1)
+            .and_then(Amf0Value::as_number)
+            .map_or(1, |n| n as u32);
+        Ok(())
+    }
+
+    /// Plays `name`; returns once the server says `NetStream.Play.Start`.
+    pub async fn play(&mut self, name: &str) -> Result<(), RtmpError> {
+        self.create_stream().await?;
+        let body = message::command_body(
+            "play",
+            0.0,
+            &[Amf0Value::Null, Amf0Value::String(name.into()), Amf0Value::Number(-1000.0)],
+        );
+        self.t.queue_command(self.stream_id, &body);
+        self.t.queue_control(
+            type_id::USER_CONTROL,
+            &[0, user_control::SET_BUFFER_LENGTH as u8, 0, 0, 0, self.stream_id as u8, 0, 0, 0x0b, 0xb8],
+        );
+        self.t.flush().await?;
+        self.await_status("NetStream.Play.Start").await
+    }
+
+    /// Publishes to `key`; returns once the server says `NetStream.Publish.Start`,
+    /// or [`RtmpError::Refused`] with the server's reason.
+    pub async fn publish(&mut self, key: &str) -> Result<(), RtmpError> {
+        self.create_stream().await?;
+        let body = message::command_body(
+            "publish",
+            0.0,
+            &[Amf0Value::Null, Amf0Value::String(key.into()), Amf0Value::String("live".into())],
+        );
+        self.t.queue_command(self.stream_id, &body);
+        self.t.flush().await?;
+        self.await_status("NetStream.Publish.Start").await
+    }
+
+    /// The next message from the server (media, data, status commands).
+    pub async fn read(&mut self) -> Result<Message, RtmpError> {
+        let msg = self.t.read_message().await?;
+        if self.t.pending() > 0 {
+            self.t.flush().await?;
+        }
+        Ok(msg)
+    }
+
+    /// Sends `onMetaData` as `@setDataFrame`, as encoders do.
+    pub async fn send_metadata(&mut self, props: Vec<(String, Amf0Value)>) -> Result<(), RtmpError> {
+        let body = amf0::encode_all(&[
+            Amf0Value::String("@setDataFrame".into()),
+            Amf0Value::String("onMetaData".into()),
+            Amf0Value::EcmaArray(props),
+        ]);
+        self.t.queue(csid::DATA, 0, type_id::DATA_AMF0, self.stream_id, &body);
+        self.t.flush().await
+    }
+
+    /// Sends one FLV video tag body.
+    pub async fn send_video(&mut self, timestamp: u32, body: &Bytes) -> Result<(), RtmpError> {
+        self.t.queue(csid::VIDEO, timestamp, type_id::VIDEO, self.stream_id, body);
+        self.t.flush().await
+    }
+
+    /// Sends one FLV audio tag body.
+    pub async fn send_audio(&mut self, timestamp: u32, body: &Bytes) -> Result<(), RtmpError> {
+        self.t.queue(csid::AUDIO, timestamp, type_id::AUDIO, self.stream_id, body);
+        self.t.flush().await
+    }
+
+    /// Ends publishing politely (`FCUnpublish` + `deleteStream`).
+    pub async fn unpublish(&mut self) -> Result<(), RtmpError> {
+        let sid = f64::from(self.stream_id);
+        self.t.queue_command(
+            0,
+            &message::command_body("deleteStream", 0.0, &[Amf0Value::Null, Amf0Value::Number(sid)]),
+        );
+        self.t.flush().await
+    }
+}
+
+fn refusal(args: &[Amf0Value]) -> RtmpError {
+    let info = args.iter().find(|a| a.get("code").is_some());
+    let field = |k| {
+        info.and_then(|i| i.get(k))
+            .and_then(Amf0Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    RtmpError::Refused {
+        code: field("code"),
+        description: field("description"),
+    }
+}

@@ -1,0 +1,192 @@
+//! FLV audio/video tag bodies (what RTMP audio and video messages carry), to and
+//! from media-core's codec-neutral form.
+
+use bytes::Bytes;
+
+/// FLV codec id of AVC/H.264.
+const CODEC_AVC: u8 = 7;
+/// FLV sound format of AAC.
+const SOUND_AAC: u8 = 10;
+
+/// A tag body that cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FlvError {
+    /// Shorter than its fixed header.
+    #[error("{kind} tag of {len} bytes is shorter than its header")]
+    TooShort {
+        /// "audio" or "video".
+        kind: &'static str,
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// What a video tag carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VideoTag {
+    /// The AVC decoder configuration record (avcC).
+    SequenceHeader(Bytes),
+    /// One coded picture, AVCC NAL units.
+    Frame {
+        /// Frame type 1: an IDR picture.
+        keyframe: bool,
+        /// Composition time offset in ms (pts - dts), negative allowed.
+        cts: i32,
+        /// The NAL units.
+        data: Bytes,
+    },
+    /// AVC end of sequence; carries no picture.
+    EndOfSequence,
+    /// A codec Ferry does not carry yet (e.g. Enhanced RTMP HEVC, Sorenson, VP6).
+    Unsupported(u8),
+    /// Frame type 5, a command/info frame with no picture.
+    Info,
+}
+
+/// What an audio tag carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AudioTag {
+    /// The AAC AudioSpecificConfig.
+    SequenceHeader(Bytes),
+    /// One raw AAC frame.
+    Frame(Bytes),
+    /// A sound format Ferry does not carry yet (MP3, Speex, ...).
+    Unsupported(u8),
+}
+
+/// Reads a video tag body; the payload is sliced, not copied.
+pub fn parse_video(body: &Bytes) -> Result<VideoTag, FlvError> {
+    let Some(&first) = body.first() else {
+        return Err(FlvError::TooShort {
+            kind: "video",
+            len: 0,
+        });
+    };
+    if first & 0x80 != 0 {
+        // Enhanced RTMP's extended header (HEVC, AV1, VP9 by FourCC).
+        return Ok(VideoTag::Unsupported(first));
+    }
+    let frame_type = first >> 4;
+    let codec = first & 0x0f;
+    if codec != CODEC_AVC {
+        return Ok(VideoTag::Unsupported(codec));
+    }
+    if frame_type == 5 {
+        return Ok(VideoTag::Info);
+    }
+    if body.len() < 5 {
+        return Err(FlvError::TooShort {
+            kind: "video",
+            len: body.len(),
+        });
+    }
+    // Sign-extend the 24-bit composition time.
+    let cts = i32::from_be_bytes([body[2], body[3], body[4], 0]) >> 8;
+    Ok(match body[1] {
+        0 => VideoTag::SequenceHeader(body.slice(5..)),
+        1 => VideoTag::Frame {
+            keyframe: frame_type == 1,
+            cts,
+            data: body.slice(5..),
+        },
+        _ => VideoTag::EndOfSequence,
+    })
+}
+
+/// Reads an audio tag body; the payload is sliced, not copied.
+pub fn parse_audio(body: &Bytes) -> Result<AudioTag, FlvError> {
+    let Some(&first) = body.first() else {
+        return Err(FlvError::TooShort {
+            kind: "audio",
+            len: 0,
+        });
+    };
+    let format = first >> 4;
+    if format != SOUND_AAC {
+        return Ok(AudioTag::Unsupported(format));
+    }
+    if body.len() < 2 {
+        return Err(FlvError::TooShort {
+            kind: "audio",
+            len: body.len(),
+        });
+    }
+    Ok(match body[1] {
+        0 => AudioTag::SequenceHeader(body.slice(2..)),
+        _ => AudioTag::Frame(body.slice(2..)),
+    })
+}
+
+/// The 5-byte header of an AVC video tag: sequence header or NAL units.
+pub fn video_header(keyframe: bool, sequence_header: bool, cts: i32) -> [u8; 5] {
+    let frame_type: u8 = if keyframe { 1 } else { 2 };
+    let c = cts.to_be_bytes();
+    [
+        (frame_type << 4) | CODEC_AVC,
+        u8::from(!sequence_header),
+        c[1],
+        c[2],
+        c[3],
+    ]
+}
+
+/// The 2-byte header of an AAC audio tag (the rate/size/channel bits are fixed
+/// for AAC; the decoder reads the real ones from the AudioSpecificConfig).
+pub fn audio_header(sequence_header: bool) -> [u8; 2] {
+    [(SOUND_AAC << 4) | 0x0f, u8::from(!sequence_header)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_composition_time_round_trips() {
+        let mut body = video_header(false, false, -40).to_vec();
+        body.extend_from_slice(b"nal");
+        let got = parse_video(&Bytes::from(body)).expect("valid");
+        assert_eq!(
+            got,
+            VideoTag::Frame {
+                keyframe: false,
+                cts: -40,
+                data: Bytes::from_static(b"nal")
+            }
+        );
+    }
+
+    #[test]
+    fn sequence_headers_and_short_tags() {
+        let mut body = video_header(true, true, 0).to_vec();
+        body.extend_from_slice(b"avcc");
+        assert_eq!(
+            parse_video(&Bytes::from(body)),
+            Ok(VideoTag::SequenceHeader(Bytes::from_static(b"avcc")))
+        );
+        let mut a = audio_header(true).to_vec();
+        a.extend_from_slice(&[0x11, 0x90]);
+        assert_eq!(
+            parse_audio(&Bytes::from(a)),
+            Ok(AudioTag::SequenceHeader(Bytes::from_static(&[0x11, 0x90])))
+        );
+        assert!(parse_video(&Bytes::from_static(&[0x17, 1])).is_err());
+        assert!(parse_audio(&Bytes::from_static(&[0xaf])).is_err());
+        assert!(parse_video(&Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn other_codecs_are_named_not_failed() {
+        assert_eq!(
+            parse_audio(&Bytes::from_static(&[0x2f, 0xff])),
+            Ok(AudioTag::Unsupported(2))
+        );
+        assert_eq!(
+            parse_video(&Bytes::from_static(&[0x12, 0])),
+            Ok(VideoTag::Unsupported(2))
+        );
+        assert_eq!(
+            parse_video(&Bytes::from_static(&[0x90, 0, 0])),
+            Ok(VideoTag::Unsupported(0x90))
+        );
+    }
+}

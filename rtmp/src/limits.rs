@@ -1,0 +1,26 @@
+//! Every resource bound of the RTMP layer, in one place, each with its own error.
+
+use std::time::Duration;
+
+/// A client must finish the handshake within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must reach `publish` or `play` within this time after the handshake.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// A publisher that sends nothing for this long is disconnected.
+pub const PUBLISHER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A player whose socket accepts nothing for this long is disconnected.
+pub const PLAYER_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest chunk size a peer may announce (real encoders use 4 KiB to 64 KiB).
+pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
+/// The largest message a peer may send (a 4K keyframe is a few MiB).
+pub const MAX_MESSAGE_SIZE: u32 = 8 << 20;
+/// Chunk streams that may be open at once on one connection.
+pub const MAX_CHUNK_STREAMS: usize = 64;
+/// Connections the server holds at once by default; more are closed on accept.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The chunk size Ferry sends with (fewer headers and syscalls than the default 128).
+pub const OUTGOING_CHUNK_SIZE: u32 = 4096;
+/// The acknowledgement window Ferry asks peers to use.
+pub const WINDOW_ACK_SIZE: u32 = 2_500_000;
+/// Bytes a player's write buffer collects before it is flushed.
+pub const PLAYER_BATCH_BYTES: usize = 256 << 10;

@@ -1,0 +1,611 @@
+//! The RTMP server: publish to `rtmp://HOST/APP/KEY`, play `rtmp://HOST/APP/STREAM`.
+//!
+//! One tokio task per connection. A connection first negotiates (`connect`,
+//! `createStream`, then `publish` or `play`), then becomes a publisher feeding the
+//! hub or a player draining a hub subscription. Every failure ends only its own
+//! connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use media_core::{Event, Hub, HubError, MetaValue, Metadata, Packet, TrackInfo, TrackKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::amf0::Amf0Value;
+use crate::auth::{mask_key, PublishAuthorizer, PublishRequest};
+use crate::flv::{self, AudioTag, VideoTag};
+use crate::limits::*;
+use crate::message::{self, type_id, user_control, Command, Message};
+use crate::time::Unwrapper;
+use crate::transport::{csid, Transport};
+use crate::{amf0, RtmpError, RtmpMetrics};
+
+/// What an operator can tune about the server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The RTMP application name clients must connect to (`live`).
+    pub app: String,
+    /// Connections held at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            app: "live".into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// An RTMP server bound to a hub and an authorizer.
+pub struct Server {
+    config: ServerConfig,
+    hub: Hub,
+    auth: Arc<dyn PublishAuthorizer>,
+    metrics: RtmpMetrics,
+    slots: Arc<Semaphore>,
+}
+
+enum Role {
+    Publish(media_core::Publisher, u32),
+    Play(media_core::Subscriber, u32),
+    Done,
+}
+
+impl Server {
+    /// A server; call [`Server::run`] to serve a listener.
+    pub fn new(
+        config: ServerConfig,
+        hub: Hub,
+        auth: Arc<dyn PublishAuthorizer>,
+        metrics: RtmpMetrics,
+    ) -> Arc<Self> {
+        let slots = Arc::new(Semaphore::new(config.max_connections));
+        Arc::new(Self {
+            config,
+            hub,
+            auth,
+            metrics,
+            slots,
+        })
+    }
+
+    /// Accepts connections until `cancel` fires; open connections are closed then too.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, cancel: CancellationToken) {
+        loop {
+            let accepted = tokio::select! {
+                _ = cancel.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "rtmp accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                self.metrics.connections_rejected.inc();
+                warn!(%peer, limit = self.config.max_connections, "rtmp connection limit reached, closing new connection");
+                continue;
+            };
+            self.metrics.connections_accepted.inc();
+            let server = self.clone();
+            let cancel = cancel.clone();
+            let span = tracing::info_span!("rtmp", %peer);
+            tokio::spawn(
+                async move {
+                    server.metrics.connections.inc();
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        r = server.clone().serve(tcp, peer) => match r {
+                            Ok(()) => debug!("connection closed"),
+                            Err(e) if e.is_client_closed() => debug!("peer closed the connection"),
+                            Err(e) => {
+                                server.metrics.protocol_errors.inc();
+                                warn!(error = %e, "rtmp connection closed on error");
+                            }
+                        }
+                    }
+                    server.metrics.connections.dec();
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) -> Result<(), RtmpError> {
+        tcp.set_nodelay(true)?;
+        self.serve_stream(tcp, peer).await
+    }
+
+    /// Serves one already-accepted connection (any byte stream, for tests).
+    pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        io: S,
+        peer: SocketAddr,
+    ) -> Result<(), RtmpError> {
+        let mut t = Transport::new(io, self.metrics.clone());
+        timeout(HANDSHAKE_TIMEOUT, t.accept_handshake())
+            .await
+            .map_err(|_| RtmpError::Timeout("handshake"))??;
+        let role = timeout(COMMAND_TIMEOUT, self.negotiate(&mut t, peer))
+            .await
+            .map_err(|_| RtmpError::Timeout("waiting for publish or play"))??;
+        match role {
+            Role::Publish(publisher, stream_id) => {
+                self.metrics.publishers.inc();
+                let r = self.publishing(&mut t, &publisher, stream_id).await;
+                self.metrics.publishers.dec();
+                info!(stream = publisher.name(), "publisher left");
+                r
+            }
+            Role::Play(subscriber, stream_id) => {
+                self.metrics.players.inc();
+                let r = self.playing(&mut t, subscriber, stream_id).await;
+                self.metrics.players.dec();
+                r
+            }
+            Role::Done => Ok(()),
+        }
+    }
+
+    async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        t: &mut Transport<S>,
+        peer: SocketAddr,
+    ) -> Result<Role, RtmpError> {
+        let mut app: Option<String> = None;
+        let mut next_stream_id = 1u32;
+        loop {
+            let Message::Command(cmd) = t.read_message().await? else {
+                continue;
+            };
+            match cmd.name.as_str() {
+                "connect" => {
+                    let requested = cmd
+                        .args
+                        .first()
+                        .and_then(|o| o.get("app"))
+                        .and_then(Amf0Value::as_str)
+                        .map(app_name)
+                        .unwrap_or_default();
+                    if requested != self.config.app {
+                        let why = format!("unknown application {requested:?}");
+                        t.queue_command(
+                            0,
+                            &message::command_body(
+                                "_error",
+                                cmd.transaction,
+                                &[
+                                    Amf0Value::Null,
+                                    message::status_object("error", "NetConnection.Connect.Rejected", &why),
+                                ],
+                            ),
+                        );
+                        t.flush().await?;
+                        info!(app = %requested, "connect refused: unknown application");
+                        return Ok(Role::Done);
+                    }
+                    t.queue_control(type_id::WINDOW_ACK_SIZE, &message::u32_body(WINDOW_ACK_SIZE));
+                    t.queue_control(
+                        type_id::SET_PEER_BANDWIDTH,
+                        &message::peer_bandwidth_body(WINDOW_ACK_SIZE),
+                    );
+                    t.set_chunk_size(OUTGOING_CHUNK_SIZE);
+                    t.queue_command(0, &connect_result(cmd.transaction));
+                    t.flush().await?;
+                    app = Some(requested);
+                }
+                "createStream" => {
+                    let id = next_stream_id;
+                    next_stream_id = next_stream_id.saturating_add(1);
+                    t.queue_command(
+                        0,
+                        &message::command_body(
+                            "_result",
+                            cmd.transaction,
+                            &[Amf0Value::Null, Amf0Value::Number(f64::from(id))],
+                        ),
+                    );
+                    t.flush().await?;
+                }
+                "releaseStream" | "FCPublish" | "FCUnpublish" | "FCSubscribe" | "getStreamLength" => {
+                    if cmd.name == "FCPublish" {
+                        let name = arg_str(&cmd, 1).unwrap_or_default();
+                        let body = message::command_body(
+                            "onFCPublish",
+                            0.0,
+                            &[
+                                Amf0Value::Null,
+                                message::status_object("status", "NetStream.Publish.Start", name),
+                            ],
+                        );
+                        t.queue_command(0, &body);
+                    }
+                    if cmd.transaction > 0.0 {
+                        t.queue_command(
+                            0,
+                            &message::command_body("_result", cmd.transaction, &[Amf0Value::Null, Amf0Value::Undefined]),
+                        );
+                    }
+                    t.flush().await?;
+                }
+                "publish" | "play" => {
+                    let Some(app) = app.as_deref() else {
+                        return Err(RtmpError::Protocol(format!("{} before connect", cmd.name)));
+                    };
+                    // Clients publish or play on the stream they created last.
+                    let stream_id = next_stream_id.saturating_sub(1).max(1);
+                    let name = stream_name(arg_str(&cmd, 1).unwrap_or_default());
+                    return if cmd.name == "publish" {
+                        self.start_publish(t, peer, app, &name, stream_id).await
+                    } else {
+                        self.start_play(t, &name, stream_id).await
+                    };
+                }
+                other => debug!(command = other, "ignoring command before publish/play"),
+            }
+        }
+    }
+
+    async fn start_publish<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        t: &mut Transport<S>,
+        peer: SocketAddr,
+        app: &str,
+        key: &str,
+        stream_id: u32,
+    ) -> Result<Role, RtmpError> {
+        let decision = self.auth.authorize(PublishRequest { app, key, peer }).await;
+        let refusal = match decision {
+            Ok(name) => match self.hub.publish(&name) {
+                Ok(publisher) => {
+                    t.queue_control(
+                        type_id::USER_CONTROL,
+                        &message::user_control_body(user_control::STREAM_BEGIN, stream_id),
+                    );
+                    t.queue_command(stream_id, &on_status("status", "NetStream.Publish.Start", &format!("{name} is now published")));
+                    t.flush().await?;
+                    info!(stream = %name, key = %mask_key(key), "publishing");
+                    return Ok(Role::Publish(publisher, stream_id));
+                }
+                Err(HubError::AlreadyPublishing(_)) => {
+                    format!("stream {name} already has a publisher")
+                }
+            },
+            Err(e) => e.to_string(),
+        };
+        self.metrics.publish_refused.inc();
+        info!(key = %mask_key(key), reason = %refusal, "publish refused");
+        t.queue_command(stream_id, &on_status("error", "NetStream.Publish.BadName", &refusal));
+        t.flush().await?;
+        Ok(Role::Done)
+    }
+
+    async fn start_play<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        t: &mut Transport<S>,
+        name: &str,
+        stream_id: u32,
+    ) -> Result<Role, RtmpError> {
+        let subscriber = self.hub.subscribe(name);
+        t.queue_control(
+            type_id::USER_CONTROL,
+            &message::user_control_body(user_control::STREAM_BEGIN, stream_id),
+        );
+        t.queue_command(stream_id, &on_status("status", "NetStream.Play.Reset", &format!("playing {name}")));
+        t.queue_command(stream_id, &on_status("status", "NetStream.Play.Start", &format!("started playing {name}")));
+        let access = amf0::encode_all(&[
+            Amf0Value::String("|RtmpSampleAccess".into()),
+            Amf0Value::Boolean(true),
+            Amf0Value::Boolean(true),
+        ]);
+        t.queue(csid::DATA, 0, type_id::DATA_AMF0, stream_id, &access);
+        t.flush().await?;
+        info!(stream = %name, live = subscriber.is_live(), "playing");
+        Ok(Role::Play(subscriber, stream_id))
+    }
+
+    async fn publishing<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        t: &mut Transport<S>,
+        publisher: &media_core::Publisher,
+        stream_id: u32,
+    ) -> Result<(), RtmpError> {
+        let mut ingest = Ingest::default();
+        loop {
+            let msg = timeout(PUBLISHER_IDLE_TIMEOUT, t.read_message())
+                .await
+                .map_err(|_| RtmpError::Timeout("publisher sent nothing"))??;
+            match msg {
+                Message::Video { timestamp, data } => ingest.video(publisher, timestamp, &data)?,
+                Message::Audio { timestamp, data } => ingest.audio(publisher, timestamp, &data)?,
+                Message::Data(values) => {
+                    if let Some(meta) = metadata(&values) {
+                        publisher.set_metadata(meta);
+                    }
+                }
+                Message::Command(cmd) => match cmd.name.as_str() {
+                    "deleteStream" | "closeStream" | "FCUnpublish" => {
+                        t.queue_command(stream_id, &on_status("status", "NetStream.Unpublish.Success", "unpublished"));
+                        t.flush().await?;
+                        return Ok(());
+                    }
+                    other => debug!(command = other, "ignoring command while publishing"),
+                },
+                _ => {}
+            }
+            t.flush().await?;
+        }
+    }
+
+    async fn playing<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        t: &mut Transport<S>,
+        mut sub: media_core::Subscriber,
+        stream_id: u32,
+    ) -> Result<(), RtmpError> {
+        let mut out = PlayWriter {
+            stream_id,
+            last_ts: 0,
+            initial_start: sub.is_live(),
+        };
+        loop {
+            tokio::select! {
+                msg = t.read_message() => {
+                    if let Message::Command(Command { name, .. }) = msg? {
+                        if matches!(name.as_str(), "deleteStream" | "closeStream") {
+                            return Ok(());
+                        }
+                    }
+                }
+                ev = sub.recv() => {
+                    let Some(ev) = ev else { return Ok(()) };
+                    out.write(t, ev);
+                    while t.pending() < PLAYER_BATCH_BYTES {
+                        let Some(ev) = sub.try_recv() else { break };
+                        out.write(t, ev);
+                    }
+                }
+            }
+            timeout(PLAYER_WRITE_TIMEOUT, t.flush())
+                .await
+                .map_err(|_| RtmpError::Timeout("player stopped reading"))??;
+        }
+    }
+}
+
+/// Turns a publisher's FLV tags into hub packets.
+#[derive(Default)]
+struct Ingest {
+    clock: Unwrapper,
+    warned: bool,
+    has_video_config: bool,
+    has_audio_config: bool,
+}
+
+impl Ingest {
+    fn video(&mut self, publisher: &media_core::Publisher, ts: u32, data: &Bytes) -> Result<(), RtmpError> {
+        match flv::parse_video(data)? {
+            VideoTag::SequenceHeader(avcc) => {
+                let track = TrackInfo::h264(avcc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
+                publisher.set_track(track);
+                self.has_video_config = true;
+            }
+            VideoTag::Frame { keyframe, cts, data } if self.has_video_config => {
+                let dts = self.clock.unwrap(ts);
+                let pts = dts.checked_add_ticks(i64::from(cts)).unwrap_or(dts);
+                publisher.send(Packet {
+                    track: TrackKind::Video,
+                    dts,
+                    pts,
+                    keyframe,
+                    payload: data,
+                });
+            }
+            VideoTag::Unsupported(codec) => self.warn_once(publisher, "video", codec),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn audio(&mut self, publisher: &media_core::Publisher, ts: u32, data: &Bytes) -> Result<(), RtmpError> {
+        match flv::parse_audio(data)? {
+            AudioTag::SequenceHeader(asc) => {
+                let track = TrackInfo::aac(asc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
+                publisher.set_track(track);
+                self.has_audio_config = true;
+            }
+            AudioTag::Frame(payload) if self.has_audio_config => {
+                let dts = self.clock.unwrap(ts);
+                publisher.send(Packet {
+                    track: TrackKind::Audio,
+                    dts,
+                    pts: dts,
+                    keyframe: true,
+                    payload,
+                });
+            }
+            AudioTag::Unsupported(format) => self.warn_once(publisher, "audio", format),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn warn_once(&mut self, publisher: &media_core::Publisher, kind: &str, id: u8) {
+        if !std::mem::replace(&mut self.warned, true) {
+            warn!(stream = publisher.name(), kind, codec_id = id, "dropping a track in a codec Ferry does not carry yet (only H.264 and AAC)");
+        }
+    }
+}
+
+/// Turns hub events into RTMP messages for one player.
+struct PlayWriter {
+    stream_id: u32,
+    last_ts: u32,
+    initial_start: bool,
+}
+
+impl PlayWriter {
+    fn write<S: AsyncRead + AsyncWrite + Unpin>(&mut self, t: &mut Transport<S>, ev: Event) {
+        let sid = self.stream_id;
+        match ev {
+            Event::Started => {
+                if !std::mem::replace(&mut self.initial_start, false) {
+                    t.queue_control(
+                        type_id::USER_CONTROL,
+                        &message::user_control_body(user_control::STREAM_BEGIN, sid),
+                    );
+                    t.queue_command(sid, &on_status("status", "NetStream.Play.PublishNotify", "publisher started"));
+                }
+            }
+            Event::Stopped => {
+                self.initial_start = false;
+                t.queue_command(sid, &on_status("status", "NetStream.Play.UnpublishNotify", "publisher stopped"));
+                t.queue_control(
+                    type_id::USER_CONTROL,
+                    &message::user_control_body(user_control::STREAM_EOF, sid),
+                );
+            }
+            Event::Metadata(meta) => {
+                let props = meta
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            MetaValue::Number(n) => Amf0Value::Number(*n),
+                            MetaValue::Bool(b) => Amf0Value::Boolean(*b),
+                            MetaValue::Text(s) => Amf0Value::String(s.clone()),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
+                let body = amf0::encode_all(&[Amf0Value::String("onMetaData".into()), Amf0Value::EcmaArray(props)]);
+                t.queue(csid::DATA, self.last_ts, type_id::DATA_AMF0, sid, &body);
+            }
+            Event::Track(track) => match track.kind() {
+                TrackKind::Video => {
+                    t.queue_parts(csid::VIDEO, self.last_ts, type_id::VIDEO, sid, &flv::video_header(true, true, 0), &track.config);
+                }
+                TrackKind::Audio => {
+                    t.queue_parts(csid::AUDIO, self.last_ts, type_id::AUDIO, sid, &flv::audio_header(true), &track.config);
+                }
+            },
+            Event::Packet(p) => {
+                // RTMP timestamps are 32-bit and wrap; the truncation is the protocol.
+                let ts = p.dts.as_millis() as u32;
+                self.last_ts = ts;
+                match p.track {
+                    TrackKind::Video => {
+                        let cts = p.pts.checked_sub(p.dts).unwrap_or(0);
+                        let cts = i32::try_from(cts).unwrap_or(0);
+                        t.queue_parts(csid::VIDEO, ts, type_id::VIDEO, sid, &flv::video_header(p.keyframe, false, cts), &p.payload);
+                    }
+                    TrackKind::Audio => {
+                        t.queue_parts(csid::AUDIO, ts, type_id::AUDIO, sid, &flv::audio_header(false), &p.payload);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn connect_result(transaction: f64) -> Bytes {
+    message::command_body(
+        "_result",
+        transaction,
+        &[
+            Amf0Value::Object(vec![
+                ("fmsVer".into(), Amf0Value::String("FMS/3,0,1,123".into())),
+                ("capabilities".into(), Amf0Value::Number(31.0)),
+            ]),
+            Amf0Value::Object(vec![
+                ("level".into(), Amf0Value::String("status".into())),
+                ("code".into(), Amf0Value::String("NetConnection.Connect.Success".into())),
+                ("description".into(), Amf0Value::String("Connection succeeded.".into())),
+                ("objectEncoding".into(), Amf0Value::Number(0.0)),
+            ]),
+        ],
+    )
+}
+
+fn on_status(level: &str, code: &str, description: &str) -> Bytes {
+    message::command_body(
+        "onStatus",
+        0.0,
+        &[Amf0Value::Null, message::status_object(level, code, description)],
+    )
+}
+
+fn arg_str(cmd: &Command, index: usize) -> Option<&str> {
+    cmd.args.get(index).and_then(Amf0Value::as_str)
+}
+
+/// `live?token=x/` → `live`: clients append query strings and slashes.
+fn app_name(raw: &str) -> String {
+    raw.split('?').next().unwrap_or_default().trim_matches('/').to_owned()
+}
+
+/// `key?foo=bar` → `key`.
+fn stream_name(raw: &str) -> String {
+    raw.split('?').next().unwrap_or_default().to_owned()
+}
+
+/// `onMetaData` from `["@setDataFrame", "onMetaData", {..}]` or `["onMetaData", {..}]`.
+fn metadata(values: &[Amf0Value]) -> Option<Metadata> {
+    let at = values.iter().position(|v| v.as_str() == Some("onMetaData"))?;
+    let props = values.get(at + 1)?.properties()?;
+    Some(
+        props
+            .iter()
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    Amf0Value::Number(n) => MetaValue::Number(*n),
+                    Amf0Value::Boolean(b) => MetaValue::Bool(*b),
+                    Amf0Value::String(s) => MetaValue::Text(s.clone()),
+                    _ => return None,
+                };
+                Some((k.clone(), v))
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_query_strings() {
+        assert_eq!(app_name("live?secret=1"), "live");
+        assert_eq!(app_name("live/"), "live");
+        assert_eq!(stream_name("key?x=y"), "key");
+    }
+
+    #[test]
+    fn metadata_from_both_forms_and_none_from_lone_set_data_frame() {
+        let obj = Amf0Value::EcmaArray(vec![
+            ("width".into(), Amf0Value::Number(1280.0)),
+            ("nested".into(), Amf0Value::Null),
+        ]);
+        let want = Some(vec![("width".to_owned(), MetaValue::Number(1280.0))]);
+        let set = [
+            Amf0Value::String("@setDataFrame".into()),
+            Amf0Value::String("onMetaData".into()),
+            obj.clone(),
+        ];
+        assert_eq!(metadata(&set), want);
+        assert_eq!(metadata(&set[1..]), want);
+        assert_eq!(metadata(&set[..1]), None);
+    }
+}

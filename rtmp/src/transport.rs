@@ -1,0 +1,202 @@
+//! The thin tokio driver shared by server and client: socket bytes through the
+//! sans-IO handshake and chunk layers, protocol control handled in one place.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
+use crate::handshake::{ClientHandshake, ServerHandshake};
+use crate::message::{self, type_id, user_control, Message};
+use crate::{RtmpError, RtmpMetrics};
+
+/// Chunk stream ids Ferry writes on (by convention, as FMS and nginx-rtmp do).
+pub mod csid {
+    /// Protocol control messages.
+    pub const CONTROL: u32 = 2;
+    /// Commands and status events.
+    pub const COMMAND: u32 = 3;
+    /// Audio.
+    pub const AUDIO: u32 = 4;
+    /// Data messages (metadata).
+    pub const DATA: u32 = 5;
+    /// Video.
+    pub const VIDEO: u32 = 6;
+}
+
+const READ_RESERVE: usize = 64 << 10;
+
+/// An RTMP connection's byte plumbing.
+pub struct Transport<S> {
+    io: S,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    split: VecDeque<RawMessage>,
+    bytes_in: u64,
+    acked_at: u64,
+    ack_window: Option<u32>,
+    metrics: RtmpMetrics,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
+    /// Wraps a connected socket.
+    pub fn new(io: S, metrics: RtmpMetrics) -> Self {
+        Self {
+            io,
+            rbuf: BytesMut::with_capacity(READ_RESERVE),
+            wbuf: BytesMut::new(),
+            decoder: ChunkDecoder::new(),
+            encoder: ChunkEncoder::new(),
+            split: VecDeque::new(),
+            bytes_in: 0,
+            acked_at: 0,
+            ack_window: None,
+            metrics,
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), RtmpError> {
+        self.rbuf.reserve(READ_RESERVE);
+        let n = self.io.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
+            return Err(RtmpError::Closed);
+        }
+        self.bytes_in += n as u64;
+        self.metrics.bytes_in.inc_by(n as u64);
+        Ok(())
+    }
+
+    /// Runs the server side of the handshake.
+    pub async fn accept_handshake(&mut self) -> Result<(), RtmpError> {
+        let mut hs = ServerHandshake::new();
+        loop {
+            if hs.feed(&mut self.rbuf, &mut self.wbuf)? {
+                return self.flush().await;
+            }
+            self.flush().await?;
+            self.fill().await?;
+        }
+    }
+
+    /// Runs the client side of the handshake.
+    pub async fn connect_handshake(&mut self) -> Result<(), RtmpError> {
+        let mut hs = ClientHandshake::start(&mut self.wbuf);
+        self.flush().await?;
+        loop {
+            if hs.feed(&mut self.rbuf, &mut self.wbuf)? {
+                return self.flush().await;
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// The next message that is not protocol control. Control messages (chunk size,
+    /// abort, ack window, ping) are applied here and any reply is queued, not sent,
+    /// so this future is cancel-safe and can sit in a `select!`.
+    pub async fn read_message(&mut self) -> Result<Message, RtmpError> {
+        loop {
+            let raw = match self.split.pop_front() {
+                Some(raw) => raw,
+                None => match self.decoder.decode(&mut self.rbuf)? {
+                    Some(raw) => raw,
+                    None => {
+                        self.fill().await?;
+                        self.queue_ack();
+                        continue;
+                    }
+                },
+            };
+            if raw.type_id == type_id::AGGREGATE {
+                self.split.extend(message::split_aggregate(&raw)?);
+                continue;
+            }
+            match Message::parse(&raw)? {
+                Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
+                Message::Abort(csid) => self.decoder.abort(csid),
+                Message::WindowAckSize(size) => self.ack_window = Some(size.max(1)),
+                Message::UserControl { event, data } if event == user_control::PING_REQUEST => {
+                    let t = data.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    self.queue_control(
+                        type_id::USER_CONTROL,
+                        &message::user_control_body(user_control::PING_RESPONSE, t),
+                    );
+                }
+                Message::Acknowledgement(_) | Message::SetPeerBandwidth(_) | Message::Other(_) => {}
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn queue_ack(&mut self) {
+        if let Some(window) = self.ack_window {
+            if self.bytes_in - self.acked_at >= u64::from(window) {
+                self.acked_at = self.bytes_in;
+                self.queue_control(type_id::ACK, &message::u32_body(self.bytes_in as u32));
+            }
+        }
+    }
+
+    /// Queues a protocol control message.
+    pub fn queue_control(&mut self, type_id: u8, body: &[u8]) {
+        self.encoder
+            .write(&mut self.wbuf, csid::CONTROL, 0, type_id, 0, body);
+    }
+
+    /// Queues a message.
+    pub fn queue(&mut self, csid: u32, timestamp: u32, type_id: u8, stream_id: u32, body: &[u8]) {
+        self.encoder
+            .write(&mut self.wbuf, csid, timestamp, type_id, stream_id, body);
+    }
+
+    /// Queues a message whose body is a header followed by a shared payload.
+    pub fn queue_parts(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        header: &[u8],
+        payload: &Bytes,
+    ) {
+        self.encoder.write_parts(
+            &mut self.wbuf,
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+            header,
+            payload,
+        );
+    }
+
+    /// Queues a command on the command chunk stream.
+    pub fn queue_command(&mut self, stream_id: u32, body: &[u8]) {
+        self.queue(csid::COMMAND, 0, type_id::COMMAND_AMF0, stream_id, body);
+    }
+
+    /// Announces and switches to a larger outgoing chunk size.
+    pub fn set_chunk_size(&mut self, size: u32) {
+        self.queue_control(type_id::SET_CHUNK_SIZE, &message::u32_body(size));
+        self.encoder.set_chunk_size(size);
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), RtmpError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let n = self.wbuf.len();
+        self.io.write_all(&self.wbuf).await?;
+        self.wbuf.clear();
+        self.metrics.bytes_out.inc_by(n as u64);
+        Ok(())
+    }
+}
