@@ -1,1 +1,92 @@
-fn main() {}
+//! `ferry`: the live media server's command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferry::config::{Config, HttpOverrides, Overrides, RtmpOverrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Live media server: RTMP origin, HLS, edges"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process on embedded defaults.
+    Serve(ServeArgs),
+    /// Print the effective configuration (file + environment + flags) as TOML.
+    Config(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML); see ferry.example.toml.
+    #[arg(long, env = "FERRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for Ferry's state.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// RTMP listen address, e.g. 0.0.0.0:1935.
+    #[arg(long)]
+    rtmp_listen: Option<std::net::SocketAddr>,
+    /// HTTP listen address, e.g. 0.0.0.0:8080.
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
+}
+
+impl ServeArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            data_dir: self.data_dir.clone(),
+            rtmp: RtmpOverrides {
+                listen: self.rtmp_listen,
+            },
+            http: HttpOverrides {
+                listen: self.http_listen,
+            },
+        };
+        Ok(Config::load(self.config.as_deref(), &overrides)?)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config(args) => {
+            let config = args.load()?;
+            print!(
+                "{}",
+                toml::to_string(&config).context("rendering the configuration")?
+            );
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let config = args.load()?;
+            let filter = EnvFilter::try_from_default_env()
+                .or_else(|_| EnvFilter::try_new(&config.log))
+                .context("invalid log filter")?;
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(async {
+                let running = ferry::serve::start(&config).await?;
+                tokio::signal::ctrl_c()
+                    .await
+                    .context("waiting for ctrl-c")?;
+                tracing::info!("shutting down");
+                running.shutdown().await;
+                Ok(())
+            })
+        }
+    }
+}

@@ -90,7 +90,13 @@ impl State {
         if let Some(m) = &self.metadata {
             out.push_back(Event::Metadata(m.clone()));
         }
-        out.extend(self.video.iter().chain(&self.audio).cloned().map(Event::Track));
+        out.extend(
+            self.video
+                .iter()
+                .chain(&self.audio)
+                .cloned()
+                .map(Event::Track),
+        );
         if self.gop_valid {
             out.extend(self.gop.iter().cloned().map(Event::Packet));
         }
@@ -177,10 +183,14 @@ impl Hub {
     /// Subscribes to `name`, live or not yet: a live stream's headers and GOP cache
     /// come first; a stream that is not live yet starts with [`Event::Started`].
     pub fn subscribe(&self, name: &str) -> Subscriber {
-        let entry = self.inner.streams.entry(name.to_owned()).or_insert_with(|| {
-            self.inner.metrics.streams.inc();
-            Arc::new(Stream::new())
-        });
+        let entry = self
+            .inner
+            .streams
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                self.inner.metrics.streams.inc();
+                Arc::new(Stream::new())
+            });
         let stream = entry.value().clone();
         // Take the snapshot and the ring position under one lock so no packet is lost or doubled.
         let (backlog, rx, has_video) = {
@@ -363,10 +373,7 @@ impl Subscriber {
     }
 
     /// `None`: the channel is closed; `Some(None)`: skipped, read again.
-    fn accept(
-        &mut self,
-        got: Result<Event, broadcast::error::RecvError>,
-    ) -> Option<Option<Event>> {
+    fn accept(&mut self, got: Result<Event, broadcast::error::RecvError>) -> Option<Option<Event>> {
         let metrics = &self.hub.inner.metrics;
         match got {
             Ok(Event::Packet(p)) if self.resync => {
@@ -419,7 +426,9 @@ mod tests {
     use super::*;
     use crate::Timestamp;
 
-    const AVCC: &[u8] = &[0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x01, 0x67, 0x01, 0x00, 0x01, 0x68];
+    const AVCC: &[u8] = &[
+        0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x01, 0x67, 0x01, 0x00, 0x01, 0x68,
+    ];
 
     fn video(ms: i64, keyframe: bool) -> Packet {
         Packet {

@@ -14,8 +14,8 @@ mod time;
 mod track;
 
 pub use hub::{
-    Event, Hub, HubError, Publisher, Subscriber, GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_PACKETS,
-    SUBSCRIBER_QUEUE_PACKETS,
+    Event, GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_PACKETS, Hub, HubError, Publisher,
+    SUBSCRIBER_QUEUE_PACKETS, Subscriber,
 };
 pub use metadata::{MetaValue, Metadata};
 pub use metrics::HubMetrics;

@@ -21,7 +21,11 @@ impl HubMetrics {
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("hub");
         r.register("streams", "Streams known to the hub", self.streams.clone());
-        r.register("live_streams", "Streams with a publisher", self.live_streams.clone());
+        r.register(
+            "live_streams",
+            "Streams with a publisher",
+            self.live_streams.clone(),
+        );
         r.register(
             "dropped_packets",
             "Packets skipped for subscribers that fell behind",

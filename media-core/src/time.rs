@@ -116,7 +116,10 @@ mod tests {
         let t = Timestamp::new(i64::MAX, Timebase::MILLIS);
         assert_eq!(t.rescale(Timebase::MPEG_90K), None);
         assert_eq!(t.checked_add_ticks(1), None);
-        assert_eq!(Timestamp::new(i64::MIN, Timebase::MILLIS).checked_sub(t), None);
+        assert_eq!(
+            Timestamp::new(i64::MIN, Timebase::MILLIS).checked_sub(t),
+            None
+        );
         assert_eq!(t.as_millis(), i64::MAX);
     }
 

@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use crate::codec::{AacConfig, AvcConfig, CodecError};
 use crate::TrackKind;
+use crate::codec::{AacConfig, AvcConfig, CodecError};
 
 /// The codecs Ferry carries end to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

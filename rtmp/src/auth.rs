@@ -105,7 +105,10 @@ mod tests {
             peer,
         };
         assert_eq!(keys.authorize(ask("s3cret")).await, Ok("demo".to_owned()));
-        assert_eq!(keys.authorize(ask("demo")).await, Err(AuthError::UnknownKey));
+        assert_eq!(
+            keys.authorize(ask("demo")).await,
+            Err(AuthError::UnknownKey)
+        );
         assert_eq!(keys.authorize(ask("")).await, Err(AuthError::UnknownKey));
     }
 

@@ -465,8 +465,15 @@ mod tests {
         let results: Vec<_> = std::iter::repeat_with(|| dec.decode(&mut many))
             .take(MAX_CHUNK_STREAMS + 1)
             .collect();
-        assert!(results[..MAX_CHUNK_STREAMS].iter().all(|r| matches!(r, Ok(Some(_)))));
-        assert_eq!(results[MAX_CHUNK_STREAMS], Err(ChunkError::TooManyChunkStreams));
+        assert!(
+            results[..MAX_CHUNK_STREAMS]
+                .iter()
+                .all(|r| matches!(r, Ok(Some(_))))
+        );
+        assert_eq!(
+            results[MAX_CHUNK_STREAMS],
+            Err(ChunkError::TooManyChunkStreams)
+        );
     }
 
     #[test]
@@ -494,6 +501,9 @@ mod tests {
         dec.abort(4);
         let mut next = BytesMut::new();
         encode(&enc, &msg(4, 5, 8, 3), &mut next);
-        assert_eq!(dec.decode(&mut next).map(|m| m.map(|m| m.timestamp)), Ok(Some(5)));
+        assert_eq!(
+            dec.decode(&mut next).map(|m| m.map(|m| m.timestamp)),
+            Ok(Some(5))
+        );
     }
 }

@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::amf0::{self, Amf0Value};
-use crate::message::{self, type_id, user_control, Message};
-use crate::transport::{csid, Transport};
+use crate::message::{self, Message, type_id, user_control};
+use crate::transport::{Transport, csid};
 use crate::{RtmpError, RtmpMetrics};
 
 /// How long the client waits for each reply while setting up.
@@ -87,7 +87,9 @@ impl Client {
                 }
                 let info = cmd.args.get(1);
                 let code = info.and_then(|i| i.get("code")).and_then(Amf0Value::as_str);
-                let level = info.and_then(|i| i.get("level")).and_then(Amf0Value::as_str);
+                let level = info
+                    .and_then(|i| i.get("level"))
+                    .and_then(Amf0Value::as_str);
                 if level == Some("error") {
                     return Err(refusal(&cmd.args));
                 }
@@ -101,8 +103,10 @@ impl Client {
     async fn create_stream(&mut self) -> Result<(), RtmpError> {
         self.transaction += 1.0;
         let txn = self.transaction;
-        self.t
-            .queue_command(0, &message::command_body("createStream", txn, &[Amf0Value::Null]));
+        self.t.queue_command(
+            0,
+            &message::command_body("createStream", txn, &[Amf0Value::Null]),
+        );
         self.t.flush().await?;
         let args = self.await_result(txn).await?;
         self.stream_id = args
@@ -118,12 +122,27 @@ impl Client {
         let body = message::command_body(
             "play",
             0.0,
-            &[Amf0Value::Null, Amf0Value::String(name.into()), Amf0Value::Number(-1000.0)],
+            &[
+                Amf0Value::Null,
+                Amf0Value::String(name.into()),
+                Amf0Value::Number(-1000.0),
+            ],
         );
         self.t.queue_command(self.stream_id, &body);
         self.t.queue_control(
             type_id::USER_CONTROL,
-            &[0, user_control::SET_BUFFER_LENGTH as u8, 0, 0, 0, self.stream_id as u8, 0, 0, 0x0b, 0xb8],
+            &[
+                0,
+                user_control::SET_BUFFER_LENGTH as u8,
+                0,
+                0,
+                0,
+                self.stream_id as u8,
+                0,
+                0,
+                0x0b,
+                0xb8,
+            ],
         );
         self.t.flush().await?;
         self.await_status("NetStream.Play.Start").await
@@ -136,7 +155,11 @@ impl Client {
         let body = message::command_body(
             "publish",
             0.0,
-            &[Amf0Value::Null, Amf0Value::String(key.into()), Amf0Value::String("live".into())],
+            &[
+                Amf0Value::Null,
+                Amf0Value::String(key.into()),
+                Amf0Value::String("live".into()),
+            ],
         );
         self.t.queue_command(self.stream_id, &body);
         self.t.flush().await?;
@@ -153,25 +176,31 @@ impl Client {
     }
 
     /// Sends `onMetaData` as `@setDataFrame`, as encoders do.
-    pub async fn send_metadata(&mut self, props: Vec<(String, Amf0Value)>) -> Result<(), RtmpError> {
+    pub async fn send_metadata(
+        &mut self,
+        props: Vec<(String, Amf0Value)>,
+    ) -> Result<(), RtmpError> {
         let body = amf0::encode_all(&[
             Amf0Value::String("@setDataFrame".into()),
             Amf0Value::String("onMetaData".into()),
             Amf0Value::EcmaArray(props),
         ]);
-        self.t.queue(csid::DATA, 0, type_id::DATA_AMF0, self.stream_id, &body);
+        self.t
+            .queue(csid::DATA, 0, type_id::DATA_AMF0, self.stream_id, &body);
         self.t.flush().await
     }
 
     /// Sends one FLV video tag body.
     pub async fn send_video(&mut self, timestamp: u32, body: &Bytes) -> Result<(), RtmpError> {
-        self.t.queue(csid::VIDEO, timestamp, type_id::VIDEO, self.stream_id, body);
+        self.t
+            .queue(csid::VIDEO, timestamp, type_id::VIDEO, self.stream_id, body);
         self.t.flush().await
     }
 
     /// Sends one FLV audio tag body.
     pub async fn send_audio(&mut self, timestamp: u32, body: &Bytes) -> Result<(), RtmpError> {
-        self.t.queue(csid::AUDIO, timestamp, type_id::AUDIO, self.stream_id, body);
+        self.t
+            .queue(csid::AUDIO, timestamp, type_id::AUDIO, self.stream_id, body);
         self.t.flush().await
     }
 
@@ -180,7 +209,11 @@ impl Client {
         let sid = f64::from(self.stream_id);
         self.t.queue_command(
             0,
-            &message::command_body("deleteStream", 0.0, &[Amf0Value::Null, Amf0Value::Number(sid)]),
+            &message::command_body(
+                "deleteStream",
+                0.0,
+                &[Amf0Value::Null, Amf0Value::Number(sid)],
+            ),
         );
         self.t.flush().await
     }

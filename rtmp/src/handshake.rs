@@ -33,7 +33,11 @@ impl ServerHandshake {
 
     /// Consumes what it can of `input` and appends replies to `out`. Returns true
     /// once complete; bytes after C2 stay in `input` for the chunk layer.
-    pub fn feed(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, HandshakeError> {
+    pub fn feed(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<bool, HandshakeError> {
         if !self.sent {
             if let Some(&version) = input.first() {
                 if version != RTMP_VERSION {
@@ -73,7 +77,11 @@ impl ClientHandshake {
     }
 
     /// Waits for S0+S1+S2 and appends C2. Returns true once complete.
-    pub fn feed(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, HandshakeError> {
+    pub fn feed(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<bool, HandshakeError> {
         if let Some(&version) = input.first() {
             if version != RTMP_VERSION {
                 return Err(HandshakeError::Version(version));

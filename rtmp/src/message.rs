@@ -300,7 +300,9 @@ mod tests {
         let body = amf0::encode_all(&[Amf0Value::String("@setDataFrame".into())]);
         assert_eq!(
             Message::parse(&raw(type_id::DATA_AMF0, &body)),
-            Ok(Message::Data(vec![Amf0Value::String("@setDataFrame".into())]))
+            Ok(Message::Data(vec![Amf0Value::String(
+                "@setDataFrame".into()
+            )]))
         );
     }
 
@@ -334,7 +336,10 @@ mod tests {
             .iter()
             .map(|m| (m.type_id, m.timestamp, m.payload.to_vec()))
             .collect();
-        assert_eq!(got, vec![(9, 1000, b"vid".to_vec()), (8, 1020, b"au".to_vec())]);
+        assert_eq!(
+            got,
+            vec![(9, 1000, b"vid".to_vec()), (8, 1020, b"au".to_vec())]
+        );
         let cut = &body[..body.len() - 1];
         assert!(split_aggregate(&raw(type_id::AGGREGATE, cut)).is_err());
     }

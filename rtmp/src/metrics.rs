@@ -30,7 +30,11 @@ impl RtmpMetrics {
     /// Adds these metrics to `registry` under the `rtmp` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("rtmp");
-        r.register("connections", "Open RTMP connections", self.connections.clone());
+        r.register(
+            "connections",
+            "Open RTMP connections",
+            self.connections.clone(),
+        );
         r.register(
             "connections_accepted",
             "RTMP connections accepted",
@@ -53,7 +57,11 @@ impl RtmpMetrics {
             "Publish attempts refused",
             self.publish_refused.clone(),
         );
-        r.register("bytes_in", "Bytes received over RTMP", self.bytes_in.clone());
+        r.register(
+            "bytes_in",
+            "Bytes received over RTMP",
+            self.bytes_in.clone(),
+        );
         r.register("bytes_out", "Bytes sent over RTMP", self.bytes_out.clone());
     }
 }

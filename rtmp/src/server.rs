@@ -15,16 +15,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::amf0::Amf0Value;
-use crate::auth::{mask_key, PublishAuthorizer, PublishRequest};
+use crate::auth::{PublishAuthorizer, PublishRequest, mask_key};
 use crate::flv::{self, AudioTag, VideoTag};
 use crate::limits::*;
-use crate::message::{self, type_id, user_control, Command, Message};
+use crate::message::{self, Command, Message, type_id, user_control};
 use crate::time::Unwrapper;
-use crate::transport::{csid, Transport};
-use crate::{amf0, RtmpError, RtmpMetrics};
+use crate::transport::{Transport, csid};
+use crate::{RtmpError, RtmpMetrics, amf0};
 
 /// What an operator can tune about the server.
 #[derive(Clone, Debug)]
@@ -189,7 +189,11 @@ impl Server {
                                 cmd.transaction,
                                 &[
                                     Amf0Value::Null,
-                                    message::status_object("error", "NetConnection.Connect.Rejected", &why),
+                                    message::status_object(
+                                        "error",
+                                        "NetConnection.Connect.Rejected",
+                                        &why,
+                                    ),
                                 ],
                             ),
                         );
@@ -197,7 +201,10 @@ impl Server {
                         info!(app = %requested, "connect refused: unknown application");
                         return Ok(Role::Done);
                     }
-                    t.queue_control(type_id::WINDOW_ACK_SIZE, &message::u32_body(WINDOW_ACK_SIZE));
+                    t.queue_control(
+                        type_id::WINDOW_ACK_SIZE,
+                        &message::u32_body(WINDOW_ACK_SIZE),
+                    );
                     t.queue_control(
                         type_id::SET_PEER_BANDWIDTH,
                         &message::peer_bandwidth_body(WINDOW_ACK_SIZE),
@@ -220,7 +227,8 @@ impl Server {
                     );
                     t.flush().await?;
                 }
-                "releaseStream" | "FCPublish" | "FCUnpublish" | "FCSubscribe" | "getStreamLength" => {
+                "releaseStream" | "FCPublish" | "FCUnpublish" | "FCSubscribe"
+                | "getStreamLength" => {
                     if cmd.name == "FCPublish" {
                         let name = arg_str(&cmd, 1).unwrap_or_default();
                         let body = message::command_body(
@@ -234,9 +242,19 @@ impl Server {
                         t.queue_command(0, &body);
                     }
                     if cmd.transaction > 0.0 {
+                        // A live stream has no length; ffmpeg wants a number here.
+                        let value = if cmd.name == "getStreamLength" {
+                            Amf0Value::Number(0.0)
+                        } else {
+                            Amf0Value::Undefined
+                        };
                         t.queue_command(
                             0,
-                            &message::command_body("_result", cmd.transaction, &[Amf0Value::Null, Amf0Value::Undefined]),
+                            &message::command_body(
+                                "_result",
+                                cmd.transaction,
+                                &[Amf0Value::Null, value],
+                            ),
                         );
                     }
                     t.flush().await?;
@@ -275,7 +293,14 @@ impl Server {
                         type_id::USER_CONTROL,
                         &message::user_control_body(user_control::STREAM_BEGIN, stream_id),
                     );
-                    t.queue_command(stream_id, &on_status("status", "NetStream.Publish.Start", &format!("{name} is now published")));
+                    t.queue_command(
+                        stream_id,
+                        &on_status(
+                            "status",
+                            "NetStream.Publish.Start",
+                            &format!("{name} is now published"),
+                        ),
+                    );
                     t.flush().await?;
                     info!(stream = %name, key = %mask_key(key), "publishing");
                     return Ok(Role::Publish(publisher, stream_id));
@@ -288,7 +313,10 @@ impl Server {
         };
         self.metrics.publish_refused.inc();
         info!(key = %mask_key(key), reason = %refusal, "publish refused");
-        t.queue_command(stream_id, &on_status("error", "NetStream.Publish.BadName", &refusal));
+        t.queue_command(
+            stream_id,
+            &on_status("error", "NetStream.Publish.BadName", &refusal),
+        );
         t.flush().await?;
         Ok(Role::Done)
     }
@@ -304,8 +332,18 @@ impl Server {
             type_id::USER_CONTROL,
             &message::user_control_body(user_control::STREAM_BEGIN, stream_id),
         );
-        t.queue_command(stream_id, &on_status("status", "NetStream.Play.Reset", &format!("playing {name}")));
-        t.queue_command(stream_id, &on_status("status", "NetStream.Play.Start", &format!("started playing {name}")));
+        t.queue_command(
+            stream_id,
+            &on_status("status", "NetStream.Play.Reset", &format!("playing {name}")),
+        );
+        t.queue_command(
+            stream_id,
+            &on_status(
+                "status",
+                "NetStream.Play.Start",
+                &format!("started playing {name}"),
+            ),
+        );
         let access = amf0::encode_all(&[
             Amf0Value::String("|RtmpSampleAccess".into()),
             Amf0Value::Boolean(true),
@@ -338,7 +376,10 @@ impl Server {
                 }
                 Message::Command(cmd) => match cmd.name.as_str() {
                     "deleteStream" | "closeStream" | "FCUnpublish" => {
-                        t.queue_command(stream_id, &on_status("status", "NetStream.Unpublish.Success", "unpublished"));
+                        t.queue_command(
+                            stream_id,
+                            &on_status("status", "NetStream.Unpublish.Success", "unpublished"),
+                        );
                         t.flush().await?;
                         return Ok(());
                     }
@@ -396,14 +437,24 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn video(&mut self, publisher: &media_core::Publisher, ts: u32, data: &Bytes) -> Result<(), RtmpError> {
+    fn video(
+        &mut self,
+        publisher: &media_core::Publisher,
+        ts: u32,
+        data: &Bytes,
+    ) -> Result<(), RtmpError> {
         match flv::parse_video(data)? {
             VideoTag::SequenceHeader(avcc) => {
-                let track = TrackInfo::h264(avcc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
+                let track =
+                    TrackInfo::h264(avcc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
                 publisher.set_track(track);
                 self.has_video_config = true;
             }
-            VideoTag::Frame { keyframe, cts, data } if self.has_video_config => {
+            VideoTag::Frame {
+                keyframe,
+                cts,
+                data,
+            } if self.has_video_config => {
                 let dts = self.clock.unwrap(ts);
                 let pts = dts.checked_add_ticks(i64::from(cts)).unwrap_or(dts);
                 publisher.send(Packet {
@@ -420,7 +471,12 @@ impl Ingest {
         Ok(())
     }
 
-    fn audio(&mut self, publisher: &media_core::Publisher, ts: u32, data: &Bytes) -> Result<(), RtmpError> {
+    fn audio(
+        &mut self,
+        publisher: &media_core::Publisher,
+        ts: u32,
+        data: &Bytes,
+    ) -> Result<(), RtmpError> {
         match flv::parse_audio(data)? {
             AudioTag::SequenceHeader(asc) => {
                 let track = TrackInfo::aac(asc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
@@ -445,7 +501,12 @@ impl Ingest {
 
     fn warn_once(&mut self, publisher: &media_core::Publisher, kind: &str, id: u8) {
         if !std::mem::replace(&mut self.warned, true) {
-            warn!(stream = publisher.name(), kind, codec_id = id, "dropping a track in a codec Ferry does not carry yet (only H.264 and AAC)");
+            warn!(
+                stream = publisher.name(),
+                kind,
+                codec_id = id,
+                "dropping a track in a codec Ferry does not carry yet (only H.264 and AAC)"
+            );
         }
     }
 }
@@ -467,12 +528,26 @@ impl PlayWriter {
                         type_id::USER_CONTROL,
                         &message::user_control_body(user_control::STREAM_BEGIN, sid),
                     );
-                    t.queue_command(sid, &on_status("status", "NetStream.Play.PublishNotify", "publisher started"));
+                    t.queue_command(
+                        sid,
+                        &on_status(
+                            "status",
+                            "NetStream.Play.PublishNotify",
+                            "publisher started",
+                        ),
+                    );
                 }
             }
             Event::Stopped => {
                 self.initial_start = false;
-                t.queue_command(sid, &on_status("status", "NetStream.Play.UnpublishNotify", "publisher stopped"));
+                t.queue_command(
+                    sid,
+                    &on_status(
+                        "status",
+                        "NetStream.Play.UnpublishNotify",
+                        "publisher stopped",
+                    ),
+                );
                 t.queue_control(
                     type_id::USER_CONTROL,
                     &message::user_control_body(user_control::STREAM_EOF, sid),
@@ -490,15 +565,32 @@ impl PlayWriter {
                         (k.clone(), v)
                     })
                     .collect();
-                let body = amf0::encode_all(&[Amf0Value::String("onMetaData".into()), Amf0Value::EcmaArray(props)]);
+                let body = amf0::encode_all(&[
+                    Amf0Value::String("onMetaData".into()),
+                    Amf0Value::EcmaArray(props),
+                ]);
                 t.queue(csid::DATA, self.last_ts, type_id::DATA_AMF0, sid, &body);
             }
             Event::Track(track) => match track.kind() {
                 TrackKind::Video => {
-                    t.queue_parts(csid::VIDEO, self.last_ts, type_id::VIDEO, sid, &flv::video_header(true, true, 0), &track.config);
+                    t.queue_parts(
+                        csid::VIDEO,
+                        self.last_ts,
+                        type_id::VIDEO,
+                        sid,
+                        &flv::video_header(true, true, 0),
+                        &track.config,
+                    );
                 }
                 TrackKind::Audio => {
-                    t.queue_parts(csid::AUDIO, self.last_ts, type_id::AUDIO, sid, &flv::audio_header(true), &track.config);
+                    t.queue_parts(
+                        csid::AUDIO,
+                        self.last_ts,
+                        type_id::AUDIO,
+                        sid,
+                        &flv::audio_header(true),
+                        &track.config,
+                    );
                 }
             },
             Event::Packet(p) => {
@@ -509,10 +601,24 @@ impl PlayWriter {
                     TrackKind::Video => {
                         let cts = p.pts.checked_sub(p.dts).unwrap_or(0);
                         let cts = i32::try_from(cts).unwrap_or(0);
-                        t.queue_parts(csid::VIDEO, ts, type_id::VIDEO, sid, &flv::video_header(p.keyframe, false, cts), &p.payload);
+                        t.queue_parts(
+                            csid::VIDEO,
+                            ts,
+                            type_id::VIDEO,
+                            sid,
+                            &flv::video_header(p.keyframe, false, cts),
+                            &p.payload,
+                        );
                     }
                     TrackKind::Audio => {
-                        t.queue_parts(csid::AUDIO, ts, type_id::AUDIO, sid, &flv::audio_header(false), &p.payload);
+                        t.queue_parts(
+                            csid::AUDIO,
+                            ts,
+                            type_id::AUDIO,
+                            sid,
+                            &flv::audio_header(false),
+                            &p.payload,
+                        );
                     }
                 }
             }
@@ -531,8 +637,14 @@ fn connect_result(transaction: f64) -> Bytes {
             ]),
             Amf0Value::Object(vec![
                 ("level".into(), Amf0Value::String("status".into())),
-                ("code".into(), Amf0Value::String("NetConnection.Connect.Success".into())),
-                ("description".into(), Amf0Value::String("Connection succeeded.".into())),
+                (
+                    "code".into(),
+                    Amf0Value::String("NetConnection.Connect.Success".into()),
+                ),
+                (
+                    "description".into(),
+                    Amf0Value::String("Connection succeeded.".into()),
+                ),
                 ("objectEncoding".into(), Amf0Value::Number(0.0)),
             ]),
         ],
@@ -543,7 +655,10 @@ fn on_status(level: &str, code: &str, description: &str) -> Bytes {
     message::command_body(
         "onStatus",
         0.0,
-        &[Amf0Value::Null, message::status_object(level, code, description)],
+        &[
+            Amf0Value::Null,
+            message::status_object(level, code, description),
+        ],
     )
 }
 
@@ -553,7 +668,11 @@ fn arg_str(cmd: &Command, index: usize) -> Option<&str> {
 
 /// `live?token=x/` → `live`: clients append query strings and slashes.
 fn app_name(raw: &str) -> String {
-    raw.split('?').next().unwrap_or_default().trim_matches('/').to_owned()
+    raw.split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_owned()
 }
 
 /// `key?foo=bar` → `key`.
@@ -563,7 +682,9 @@ fn stream_name(raw: &str) -> String {
 
 /// `onMetaData` from `["@setDataFrame", "onMetaData", {..}]` or `["onMetaData", {..}]`.
 fn metadata(values: &[Amf0Value]) -> Option<Metadata> {
-    let at = values.iter().position(|v| v.as_str() == Some("onMetaData"))?;
+    let at = values
+        .iter()
+        .position(|v| v.as_str() == Some("onMetaData"))?;
     let props = values.get(at + 1)?.properties()?;
     Some(
         props

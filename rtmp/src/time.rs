@@ -52,6 +52,9 @@ mod tests {
             .map(|t| u.unwrap(t).ticks())
             .collect();
         let base = i64::from(u32::MAX);
-        assert_eq!(got, vec![base - 10, base - 20, base + 6, base - 2, base + 31]);
+        assert_eq!(
+            got,
+            vec![base - 10, base - 20, base + 6, base - 2, base + 31]
+        );
     }
 }

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
 use crate::handshake::{ClientHandshake, ServerHandshake};
-use crate::message::{self, type_id, user_control, Message};
+use crate::message::{self, Message, type_id, user_control};
 use crate::{RtmpError, RtmpMetrics};
 
 /// Chunk stream ids Ferry writes on (by convention, as FMS and nginx-rtmp do).
@@ -118,7 +118,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
                 Message::Abort(csid) => self.decoder.abort(csid),
                 Message::WindowAckSize(size) => self.ack_window = Some(size.max(1)),
                 Message::UserControl { event, data } if event == user_control::PING_REQUEST => {
-                    let t = data.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    let t = data
+                        .get(..4)
+                        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                     self.queue_control(
                         type_id::USER_CONTROL,
                         &message::user_control_body(user_control::PING_RESPONSE, t),

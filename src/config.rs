@@ -1,0 +1,202 @@
+//! Ferry's configuration: one struct, filled from defaults, a TOML file, `FERRY_*`
+//! environment variables and command-line flags (later ones win). Unknown keys
+//! are errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `ferry serve` can be told.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where Ferry keeps its state (generated keys, later the database and segments).
+    pub data_dir: PathBuf,
+    /// Log filter in `tracing` syntax, e.g. `info` or `info,rtmp=debug`.
+    pub log: String,
+    /// The RTMP ingest and playback server.
+    pub rtmp: RtmpConfig,
+    /// The HTTP server (metrics now; HLS and the API later).
+    pub http: HttpConfig,
+    /// Streams that may be published, each with its secret key.
+    pub streams: Vec<StreamConfig>,
+}
+
+/// The RTMP listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Application name in `rtmp://HOST/APP/KEY`.
+    pub app: String,
+    /// Connections held at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+/// The HTTP listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// A publishable stream: encoders publish to `KEY`, players play `NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// The public name players use.
+    pub name: String,
+    /// The secret the encoder uses as its stream key.
+    pub key: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("ferry-data"),
+            log: "info".into(),
+            rtmp: RtmpConfig::default(),
+            http: HttpConfig::default(),
+            streams: Vec::new(),
+        }
+    }
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            app: "live".into(),
+            max_connections: rtmp::limits::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+/// Command-line overrides; `None` leaves the value to the file and environment.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--rtmp-listen` and friends live under `rtmp`.
+    #[serde(skip_serializing_if = "RtmpOverrides::is_empty")]
+    pub rtmp: RtmpOverrides,
+    /// `--http-listen` lives under `http`.
+    #[serde(skip_serializing_if = "HttpOverrides::is_empty")]
+    pub http: HttpOverrides,
+}
+
+/// Command-line overrides of the RTMP section.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RtmpOverrides {
+    /// `--rtmp-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl RtmpOverrides {
+    fn is_empty(&self) -> bool {
+        self.listen.is_none()
+    }
+}
+
+/// Command-line overrides of the HTTP section.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HttpOverrides {
+    /// `--http-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl HttpOverrides {
+    fn is_empty(&self) -> bool {
+        self.listen.is_none()
+    }
+}
+
+/// A configuration that cannot be used, with the key and source at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Merges defaults, `file` (if given), `FERRY_*` variables (nested keys with
+    /// `__`, e.g. `FERRY_RTMP__LISTEN`) and `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("FERRY_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_sample_config_equals_the_defaults() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("ferry.example.toml");
+        let parsed: Config =
+            toml::from_str(&std::fs::read_to_string(sample).expect("sample exists"))
+                .expect("sample parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("[rtmp]\nlisten = \"0.0.0.0:1935\"\nlisen = 1\n");
+        assert!(err.is_err_and(|e| e.to_string().contains("lisen")));
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/x\"\n[rtmp]\nlisten = \"127.0.0.1:1\"\n[[streams]]\nname = \"demo\"\nkey = \"k\"\n",
+        )
+        .expect("write");
+        let overrides = Overrides {
+            rtmp: RtmpOverrides {
+                listen: Some("127.0.0.1:2".parse().expect("addr")),
+            },
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&file), &overrides).expect("valid");
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+        assert_eq!(c.rtmp.listen.port(), 2);
+        assert_eq!(c.streams.len(), 1);
+        assert_eq!(c.http, HttpConfig::default());
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        assert!(
+            Config::load(
+                Some(Path::new("/nonexistent/ferry.toml")),
+                &Overrides::default()
+            )
+            .is_err()
+        );
+    }
+}

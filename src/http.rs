@@ -1,0 +1,82 @@
+//! The HTTP side of `ferry serve`: Prometheus metrics and a health check today;
+//! HLS and the control API mount here later.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// What the HTTP handlers share.
+pub struct HttpState {
+    pub registry: Registry,
+    pub alive_tasks: Gauge,
+    pub resident_bytes: Gauge,
+}
+
+impl HttpState {
+    /// A registry with the process gauges added; the caller registers the rest.
+    pub fn new(mut registry: Registry) -> Self {
+        let alive_tasks = Gauge::default();
+        let resident_bytes = Gauge::default();
+        registry.register(
+            "runtime_alive_tasks",
+            "Tokio tasks alive in this process",
+            alive_tasks.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of this process",
+            resident_bytes.clone(),
+        );
+        Self {
+            registry,
+            alive_tasks,
+            resident_bytes,
+        }
+    }
+}
+
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    state
+        .alive_tasks
+        .set(i64::try_from(tasks).unwrap_or(i64::MAX));
+    state.resident_bytes.set(resident_bytes().unwrap_or(0));
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "metrics could not be encoded\n".to_owned(),
+        ),
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

@@ -1,0 +1,8 @@
+//! The `ferry` binary's library half: configuration and the wiring of every role
+//! into one process. Kept as a library so integration tests run the real server
+//! in-process and read its bound addresses.
+
+pub mod config;
+mod http;
+mod keys;
+pub mod serve;
