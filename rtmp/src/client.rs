@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 use crate::amf0::{self, Amf0Value};
@@ -27,7 +27,25 @@ pub struct Client {
 impl Client {
     /// Connects, handshakes and sends `connect` for `app`.
     pub async fn connect(addr: SocketAddr, app: &str) -> Result<Self, RtmpError> {
-        let tcp = timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
+        Self::connect_with(addr, app, None).await
+    }
+
+    /// Like [`Client::connect`], with a fixed socket receive buffer (a small one
+    /// makes a client that stops reading back up quickly, for slow-player tests).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        app: &str,
+        recv_buffer: Option<u32>,
+    ) -> Result<Self, RtmpError> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size)?;
+        }
+        let tcp = timeout(REPLY_TIMEOUT, socket.connect(addr))
             .await
             .map_err(|_| RtmpError::Timeout("tcp connect"))??;
         tcp.set_nodelay(true)?;

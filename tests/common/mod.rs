@@ -1,0 +1,187 @@
+//! Shared test helpers: a Ferry server in-process, the real ffmpeg tools, and the
+//! generated test media.
+
+#![allow(dead_code, clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ferry::config::{Config, StreamConfig};
+use ferry::serve::Running;
+
+pub const KEY: &str = "k3y-for-tests";
+pub const STREAM: &str = "demo";
+
+/// The ffmpeg binary (override with FFMPEG).
+pub fn ffmpeg() -> String {
+    std::env::var("FFMPEG").unwrap_or_else(|_| "ffmpeg".into())
+}
+
+/// The ffprobe binary (override with FFPROBE).
+pub fn ffprobe() -> String {
+    std::env::var("FFPROBE").unwrap_or_else(|_| "ffprobe".into())
+}
+
+/// The test streams from scripts/make-test-media.sh, generated once per machine.
+pub fn media_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("target").join("test-media");
+        if dir.join("h264-aac-240p25.flv").exists() {
+            return dir;
+        }
+        // Generate into a private directory and rename, so parallel test processes never
+        // see half-written files.
+        let tmp = root.join("target").join(format!("test-media.tmp.{}", std::process::id()));
+        let status = std::process::Command::new("bash")
+            .arg(root.join("scripts/make-test-media.sh"))
+            .arg(&tmp)
+            .arg("4")
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "make-test-media.sh failed");
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        dir
+    })
+}
+
+pub fn sample(name: &str) -> PathBuf {
+    media_dir().join(name)
+}
+
+pub struct TestServer {
+    pub running: Running,
+    pub data: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn rtmp_url(&self, name: &str) -> String {
+        format!("rtmp://{}/live/{}", self.running.rtmp_addr, name)
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(self.running.http_addr, "/metrics").await
+    }
+
+    /// One metric's value from /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == name).then(|| v.parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+    }
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: data.path().to_owned(),
+        streams: vec![StreamConfig {
+            name: STREAM.into(),
+            key: KEY.into(),
+        }],
+        ..Config::default()
+    };
+    config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    edit(&mut config);
+    let running = ferry::serve::start(&config).await.unwrap();
+    TestServer { running, data }
+}
+
+/// A minimal HTTP/1.0 GET, so tests depend on no HTTP client crate.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+/// Runs ffmpeg with `args` and returns (success, stderr).
+pub async fn run_ffmpeg(args: &[&str], limit: Duration) -> (bool, String) {
+    let child = tokio::process::Command::new(ffmpeg())
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs");
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(Ok(out)) => (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (false, "timed out".into()),
+    }
+}
+
+/// Publishes `file` in real time with `ffmpeg -re -c copy -f flv`.
+pub async fn publish_file(url: &str, file: &Path) -> (bool, String) {
+    let file = file.to_str().unwrap();
+    run_ffmpeg(&["-re", "-i", file, "-c", "copy", "-f", "flv", url], Duration::from_secs(60)).await
+}
+
+/// One packet as ffprobe sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probed {
+    pub video: bool,
+    pub pts: i64,
+    pub dts: i64,
+    pub key: bool,
+}
+
+pub fn probe_packets(file: &Path) -> Vec<Probed> {
+    let out = std::process::Command::new(ffprobe())
+        .args(["-v", "error", "-show_entries", "packet=codec_type,pts,dts,flags", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe failed on {}", file.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            if f.len() < 4 {
+                return None;
+            }
+            Some(Probed {
+                video: f[0] == "video",
+                pts: f[1].parse().ok()?,
+                dts: f[2].parse().ok()?,
+                key: f[3].starts_with('K'),
+            })
+        })
+        .collect()
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after `limit`.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
