@@ -28,9 +28,20 @@ fn assert_same_stream(source: &Path, got: &Path, who: &str) {
         let n_want = want.iter().filter(|p| p.video == video).count();
         let n_have = have.iter().filter(|p| p.video == video).count();
         assert_eq!(n_have, n_want, "{who}: {kind} packet count");
-        assert_eq!(shape(&have, video), shape(&want, video), "{who}: {kind} timing");
-        let dts: Vec<i64> = have.iter().filter(|p| p.video == video).map(|p| p.dts).collect();
-        assert!(dts.windows(2).all(|w| w[0] <= w[1]), "{who}: {kind} dts not monotonic");
+        assert_eq!(
+            shape(&have, video),
+            shape(&want, video),
+            "{who}: {kind} timing"
+        );
+        let dts: Vec<i64> = have
+            .iter()
+            .filter(|p| p.video == video)
+            .map(|p| p.dts)
+            .collect();
+        assert!(
+            dts.windows(2).all(|w| w[0] <= w[1]),
+            "{who}: {kind} dts not monotonic"
+        );
     }
     if let Some(first) = have.iter().find(|p| p.video) {
         assert!(first.key, "{who}: first video packet is not a keyframe");
@@ -46,7 +57,18 @@ async fn round_trip(file: &str) {
 
     // Players join before the publisher, so they must receive every packet.
     let ffmpeg_player = tokio::process::Command::new(ffmpeg())
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i", &play_url, "-c", "copy", "-f", "flv"])
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            &play_url,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ])
         .arg(&via_ffmpeg)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())

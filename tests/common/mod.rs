@@ -35,7 +35,9 @@ pub fn media_dir() -> &'static Path {
         }
         // Generate into a private directory and rename, so parallel test processes never
         // see half-written files.
-        let tmp = root.join("target").join(format!("test-media.tmp.{}", std::process::id()));
+        let tmp = root
+            .join("target")
+            .join(format!("test-media.tmp.{}", std::process::id()));
         let status = std::process::Command::new("bash")
             .arg(root.join("scripts/make-test-media.sh"))
             .arg(&tmp)
@@ -110,7 +112,9 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
 
 /// Runs ffmpeg with `args` and returns (success, stderr).
@@ -137,7 +141,11 @@ pub async fn run_ffmpeg(args: &[&str], limit: Duration) -> (bool, String) {
 /// Publishes `file` in real time with `ffmpeg -re -c copy -f flv`.
 pub async fn publish_file(url: &str, file: &Path) -> (bool, String) {
     let file = file.to_str().unwrap();
-    run_ffmpeg(&["-re", "-i", file, "-c", "copy", "-f", "flv", url], Duration::from_secs(60)).await
+    run_ffmpeg(
+        &["-re", "-i", file, "-c", "copy", "-f", "flv", url],
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 /// One packet as ffprobe sees it.
@@ -151,7 +159,14 @@ pub struct Probed {
 
 pub fn probe_packets(file: &Path) -> Vec<Probed> {
     let out = std::process::Command::new(ffprobe())
-        .args(["-v", "error", "-show_entries", "packet=codec_type,pts,dts,flags", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,pts,dts,flags",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(file)
         .output()
         .expect("ffprobe runs");
@@ -181,7 +196,56 @@ where
 {
     let deadline = tokio::time::Instant::now() + limit;
     while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A structurally valid avcC (one SPS, one PPS) for synthetic publishers.
+pub const AVCC: &[u8] = &[
+    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02, 0x68,
+    0xeb,
+];
+/// AAC-LC, 48 kHz, stereo.
+pub const ASC: &[u8] = &[0x11, 0x90];
+
+pub fn video_sequence_header() -> bytes::Bytes {
+    let mut b = rtmp::flv::video_header(true, true, 0).to_vec();
+    b.extend_from_slice(AVCC);
+    b.into()
+}
+
+pub fn audio_sequence_header() -> bytes::Bytes {
+    let mut b = rtmp::flv::audio_header(true).to_vec();
+    b.extend_from_slice(ASC);
+    b.into()
+}
+
+/// A video tag body whose payload encodes its index, so receivers can check it.
+pub fn video_frame(keyframe: bool, index: u32, size: usize) -> bytes::Bytes {
+    let mut b = rtmp::flv::video_header(keyframe, false, 0).to_vec();
+    b.extend_from_slice(&index.to_be_bytes());
+    b.resize(5 + size.max(4), 0xab);
+    b.into()
+}
+
+/// Connects a synthetic publisher and sends both sequence headers.
+pub async fn synthetic_publisher(addr: std::net::SocketAddr) -> rtmp::Client {
+    let mut c = rtmp::Client::connect(addr, "live").await.unwrap();
+    c.publish(KEY).await.unwrap();
+    c.send_video(0, &video_sequence_header()).await.unwrap();
+    c.send_audio(0, &audio_sequence_header()).await.unwrap();
+    c
+}
+
+/// Parses a received video tag: (keyframe, is_sequence_header, frame index if any).
+pub fn read_video(body: &[u8]) -> (bool, bool, Option<u32>) {
+    let key = body[0] >> 4 == 1;
+    let seq = body[1] == 0;
+    let index =
+        (!seq && body.len() >= 9).then(|| u32::from_be_bytes([body[5], body[6], body[7], body[8]]));
+    (key, seq, index)
 }
