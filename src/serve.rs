@@ -107,13 +107,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     if generated {
         for s in &streams {
-            // Shown once, on the start that creates it, so the operator can copy it.
+            // Keys are never logged; the operator reads it from the file.
             warn!(
-                "no streams configured: created stream {:?}; publish to rtmp://HOST:{}/{}/{} (kept in {})",
+                "no streams configured: created stream {:?}; publish to rtmp://HOST:{}/{}/KEY with the key in {}",
                 s.name,
                 rtmp_addr.port(),
                 config.rtmp.app,
-                s.key,
                 config.data_dir.join("streams.toml").display()
             );
         }

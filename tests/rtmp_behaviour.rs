@@ -1,6 +1,8 @@
 //! How the RTMP origin behaves with real and hostile clients: joining mid-stream,
 //! refused keys, slow players, malformed input, reconnecting publishers, limits.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -43,7 +45,7 @@ async fn late_player_starts_on_a_keyframe_at_once() {
         .unwrap();
     player.play(STREAM).await.unwrap();
     let (_, first) = next_video(&mut player).await;
-    assert_eq!(read_video(&first).1, true, "sequence header comes first");
+    assert!(read_video(&first).1, "sequence header comes first");
     let (ts, frame) = next_video(&mut player).await;
     let waited = started.elapsed();
     let (key, _, _) = read_video(&frame);
@@ -202,14 +204,14 @@ async fn stalled_player_does_not_delay_publisher_or_other_players() {
         if seq {
             continue;
         }
-        if let Some(prev) = last {
-            if i != prev + 1 {
-                assert!(
-                    key,
-                    "after skipping {prev}..{i} the player resumed on a non-keyframe"
-                );
-                break;
-            }
+        if let Some(prev) = last
+            && i != prev + 1
+        {
+            assert!(
+                key,
+                "after skipping {prev}..{i} the player resumed on a non-keyframe"
+            );
+            break;
         }
         last = Some(i);
         assert!(

@@ -2,6 +2,8 @@
 //! ffmpeg and with rtmpdump (an independent client), must come out packet for
 //! packet as it went in.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::path::Path;

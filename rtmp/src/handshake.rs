@@ -39,10 +39,10 @@ impl ServerHandshake {
         out: &mut BytesMut,
     ) -> Result<bool, HandshakeError> {
         if !self.sent {
-            if let Some(&version) = input.first() {
-                if version != RTMP_VERSION {
-                    return Err(HandshakeError::Version(version));
-                }
+            if let Some(&version) = input.first()
+                && version != RTMP_VERSION
+            {
+                return Err(HandshakeError::Version(version));
             }
             if input.len() < 1 + HANDSHAKE_SIZE {
                 return Ok(false);
@@ -82,10 +82,10 @@ impl ClientHandshake {
         input: &mut BytesMut,
         out: &mut BytesMut,
     ) -> Result<bool, HandshakeError> {
-        if let Some(&version) = input.first() {
-            if version != RTMP_VERSION {
-                return Err(HandshakeError::Version(version));
-            }
+        if let Some(&version) = input.first()
+            && version != RTMP_VERSION
+        {
+            return Err(HandshakeError::Version(version));
         }
         if input.len() < 1 + 2 * HANDSHAKE_SIZE {
             return Ok(false);

@@ -405,10 +405,10 @@ impl Server {
         loop {
             tokio::select! {
                 msg = t.read_message() => {
-                    if let Message::Command(Command { name, .. }) = msg? {
-                        if matches!(name.as_str(), "deleteStream" | "closeStream") {
-                            return Ok(());
-                        }
+                    if let Message::Command(Command { name, .. }) = msg?
+                        && matches!(name.as_str(), "deleteStream" | "closeStream")
+                    {
+                        return Ok(());
                     }
                 }
                 ev = sub.recv() => {
@@ -705,6 +705,48 @@ fn metadata(values: &[Amf0Value]) -> Option<Metadata> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::StaticKeys;
+
+    fn server() -> Arc<Server> {
+        Server::new(
+            ServerConfig::default(),
+            Hub::new(),
+            Arc::new(StaticKeys::default()),
+            RtmpMetrics::default(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_client_times_out_in_handshake() {
+        let (_client, server_side) = tokio::io::duplex(4096);
+        let peer: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let r = server().serve_stream(server_side, peer).await;
+        assert!(matches!(r, Err(RtmpError::Timeout("handshake"))), "{r:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_that_never_publishes_or_plays_times_out() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server_side) = tokio::io::duplex(1 << 16);
+        let peer: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let task = tokio::spawn(server().serve_stream(server_side, peer));
+        let mut out = bytes::BytesMut::new();
+        let mut hs = crate::handshake::ClientHandshake::start(&mut out);
+        client.write_all(&out).await.expect("write");
+        let mut input = bytes::BytesMut::new();
+        let mut c2 = bytes::BytesMut::new();
+        while !hs.feed(&mut input, &mut c2).expect("valid") {
+            let mut buf = [0u8; 4096];
+            let n = client.read(&mut buf).await.expect("read");
+            input.extend_from_slice(&buf[..n]);
+        }
+        client.write_all(&c2).await.expect("write");
+        let r = task.await.expect("joined");
+        assert!(
+            matches!(r, Err(RtmpError::Timeout("waiting for publish or play"))),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn names_lose_query_strings() {

@@ -133,11 +133,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
     }
 
     fn queue_ack(&mut self) {
-        if let Some(window) = self.ack_window {
-            if self.bytes_in - self.acked_at >= u64::from(window) {
-                self.acked_at = self.bytes_in;
-                self.queue_control(type_id::ACK, &message::u32_body(self.bytes_in as u32));
-            }
+        if let Some(window) = self.ack_window
+            && self.bytes_in - self.acked_at >= u64::from(window)
+        {
+            self.acked_at = self.bytes_in;
+            // The acknowledged byte count wraps at 32 bits by definition.
+            self.queue_control(type_id::ACK, &message::u32_body(self.bytes_in as u32));
         }
     }
 

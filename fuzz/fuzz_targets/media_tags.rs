@@ -1,0 +1,26 @@
+//! FLV tag bodies, aggregate messages, avcC and AudioSpecificConfig parsers on
+//! arbitrary bytes: errors allowed, panics not.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use media_core::codec::{AacConfig, AvcConfig};
+use rtmp::chunk::RawMessage;
+use rtmp::message::{split_aggregate, Message};
+
+fuzz_target!(|data: &[u8]| {
+    let body = Bytes::copy_from_slice(data);
+    let _ = rtmp::flv::parse_video(&body);
+    let _ = rtmp::flv::parse_audio(&body);
+    let _ = AvcConfig::parse(data);
+    let _ = AacConfig::parse(data);
+    for type_id in [1, 2, 3, 4, 5, 6, 15, 17, 18, 20, 22] {
+        let raw = RawMessage { csid: 3, timestamp: 0, type_id, stream_id: 1, payload: body.clone() };
+        let _ = Message::parse(&raw);
+        if type_id == 22 {
+            if let Ok(parts) = split_aggregate(&raw) {
+                assert!(parts.iter().map(|p| p.payload.len()).sum::<usize>() <= data.len());
+            }
+        }
+    }
+});

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Ferry needs on Debian 12.
+# Safe to run again; as root it uses apt-get directly, otherwise sudo.
+set -euo pipefail
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+# Build tools; ffmpeg + ffprobe and rtmpdump are the real clients the tests drive.
+$sudo apt-get install -y -q --no-install-recommends \
+  build-essential pkg-config ca-certificates curl ffmpeg rtmpdump
+if ! command -v cargo >/dev/null 2>&1; then
+  # The Rust toolchain, from rustup as its documentation says.
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
