@@ -479,7 +479,7 @@ mod tests {
         publisher.send(sent.clone());
         let got: Vec<_> = [&mut a, &mut b]
             .into_iter()
-            .flat_map(|s| drain(s))
+            .flat_map(drain)
             .filter_map(|e| match e {
                 Event::Packet(p) => Some(p.payload.as_ptr()),
                 _ => None,
