@@ -4,7 +4,7 @@
 # player-minute, players that fell behind real time, time to first keyframe, and
 # the Ferry/nginx ratios.
 #   usage: benches/rtmp-fanout.sh [PLAYER_COUNTS...]   (default: 100 200 400)
-#   env:   MEASURE=15 (seconds measured per run)
+#   env:   MEASURE=15 (seconds measured per run), WORKERS=0 (Ferry's worker threads; 0 = one per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("${@:-100 200 400}")
@@ -60,10 +60,12 @@ rtmp {
 }
 CONF
 
-target/release/ferry serve --config "$work/ferry.toml" & ferry_pid=$!; pids+=("$ferry_pid")
-nginx -p "$work/nginx" -c "$work/nginx.conf" & pids+=("$!")
+FERRY_WORKER_THREADS=${WORKERS:-0} target/release/ferry serve --config "$work/ferry.toml" & ferry_pid=$!; pids+=("$ferry_pid")
+nginx -p "$work/nginx" -c "$work/nginx.conf" & nginx_master=$!; pids+=("$nginx_master")
 sleep 1
-nginx_pids=$(pgrep -f "nginx.*$work/nginx.conf" | tr '\n' ' ')
+# The master (daemon off, so the pid we started) and its worker.
+nginx_pids="$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')"
+echo "ferry pid $ferry_pid, nginx pids $nginx_pids"
 
 run() { # label port publish_name play_name pids players
   ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$work/stream.flv" -c copy -f flv "rtmp://127.0.0.1:$2/live/$3" &

@@ -17,6 +17,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log filter in `tracing` syntax, e.g. `info` or `info,rtmp=debug`.
     pub log: String,
+    /// Threads serving network I/O; 0 means one per CPU core.
+    pub worker_threads: usize,
     /// The RTMP ingest and playback server.
     pub rtmp: RtmpConfig,
     /// The HTTP server (metrics now; HLS and the API later).
@@ -60,6 +62,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("ferry-data"),
             log: "info".into(),
+            worker_threads: 0,
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
             streams: Vec::new(),

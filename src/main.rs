@@ -74,7 +74,11 @@ fn main() -> anyhow::Result<()> {
                 .or_else(|_| EnvFilter::try_new(&config.log))
                 .context("invalid log filter")?;
             tracing_subscriber::fmt().with_env_filter(filter).init();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if config.worker_threads > 0 {
+                runtime.worker_threads(config.worker_threads);
+            }
+            let runtime = runtime
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;

@@ -402,6 +402,10 @@ impl Server {
             last_ts: 0,
             initial_start: sub.is_live(),
         };
+        // Writes are paced: at most one per PLAYER_FLUSH_INTERVAL, so a player costs
+        // one wake-up and one syscall per interval instead of one per packet. The
+        // first write after a quiet spell (the GOP cache on join) goes out at once.
+        let mut last_flush: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 msg = t.read_message() => {
@@ -414,16 +418,48 @@ impl Server {
                 ev = sub.recv() => {
                     let Some(ev) = ev else { return Ok(()) };
                     out.write(t, ev);
-                    while t.pending() < PLAYER_BATCH_BYTES {
-                        let Some(ev) = sub.try_recv() else { break };
-                        out.write(t, ev);
+                    drain(&mut sub, &mut out, t);
+                    if let Some(last) = last_flush {
+                        let due = flush_slot(last + PLAYER_FLUSH_INTERVAL);
+                        if t.pending() < PLAYER_BATCH_BYTES && tokio::time::Instant::now() < due {
+                            tokio::time::sleep_until(due).await;
+                            drain(&mut sub, &mut out, t);
+                        }
                     }
                 }
             }
-            timeout(PLAYER_WRITE_TIMEOUT, t.flush())
-                .await
-                .map_err(|_| RtmpError::Timeout("player stopped reading"))??;
+            if t.pending() > 0 {
+                timeout(PLAYER_WRITE_TIMEOUT, t.flush())
+                    .await
+                    .map_err(|_| RtmpError::Timeout("player stopped reading"))??;
+                last_flush = Some(tokio::time::Instant::now());
+            }
         }
+    }
+}
+
+/// Rounds `at` up to the process-wide grid of flush slots, so every player of every
+/// stream wakes at the same instants: the runtime then serves them all in one
+/// wake-up instead of sleeping and waking once per player.
+fn flush_slot(at: tokio::time::Instant) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    let step = PLAYER_FLUSH_INTERVAL.as_micros().max(1);
+    let since = at.saturating_duration_since(epoch).as_micros();
+    let slots = since.div_ceil(step);
+    let micros = u64::try_from(slots * step).unwrap_or(u64::MAX);
+    epoch + std::time::Duration::from_micros(micros)
+}
+
+/// Moves every ready event into the write buffer, up to one batch.
+fn drain<S: AsyncRead + AsyncWrite + Unpin>(
+    sub: &mut media_core::Subscriber,
+    out: &mut PlayWriter,
+    t: &mut Transport<S>,
+) {
+    while t.pending() < PLAYER_BATCH_BYTES {
+        let Some(ev) = sub.try_recv() else { break };
+        out.write(t, ev);
     }
 }
 
