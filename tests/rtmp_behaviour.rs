@@ -409,7 +409,7 @@ async fn lone_set_data_frame_and_interleaved_chunk_streams() {
 /// Players stay subscribed across publisher reconnects: they get
 /// `NetStream.Play.UnpublishNotify`, then `PublishNotify` and the new stream.
 /// After 100 cycles nothing is left behind.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_publish_cycles_leak_nothing() {
     let server = start().await;
     let addr = server.running.rtmp_addr;
@@ -457,6 +457,9 @@ async fn hundred_publish_cycles_leak_nothing() {
             server.metric("ferry_rtmp_publishers").await == 0.0
         })
         .await;
+        // Encoders take longer than this to reconnect; a burst of hundreds of
+        // cycles inside one player write interval would overflow its queue.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (notifies, player) = tokio::time::timeout(Duration::from_secs(10), counter)
         .await

@@ -81,12 +81,9 @@ impl State {
         self.video.is_some()
     }
 
-    fn snapshot(&self) -> VecDeque<Event> {
+    /// Metadata and track configs, what a subscriber needs before any packet.
+    fn headers(&self) -> VecDeque<Event> {
         let mut out = VecDeque::new();
-        if !self.live {
-            return out;
-        }
-        out.push_back(Event::Started);
         if let Some(m) = &self.metadata {
             out.push_back(Event::Metadata(m.clone()));
         }
@@ -97,6 +94,15 @@ impl State {
                 .cloned()
                 .map(Event::Track),
         );
+        out
+    }
+
+    fn snapshot(&self) -> VecDeque<Event> {
+        if !self.live {
+            return VecDeque::new();
+        }
+        let mut out = self.headers();
+        out.push_front(Event::Started);
         if self.gop_valid {
             out.extend(self.gop.iter().cloned().map(Event::Packet));
         }
@@ -388,6 +394,12 @@ impl Subscriber {
             }
             Ok(e) => Some(Some(self.observe(e))),
             Err(broadcast::error::RecvError::Lagged(n)) => {
+                // What was skipped may have changed the stream's headers: resend the
+                // current ones so the subscriber can decode from the next keyframe.
+                let st = self.stream.lock();
+                self.has_video = st.has_video();
+                self.backlog = st.headers();
+                drop(st);
                 self.dropped += n;
                 metrics.dropped_packets.inc_by(n);
                 metrics.resyncs.inc();
@@ -503,7 +515,21 @@ mod tests {
         assert_eq!(times.first().copied(), Some(600), "resumes on a keyframe");
         assert_eq!(*times.last().expect("some"), total - 1);
         assert_eq!(slow.dropped(), 600);
-        assert_eq!(hub.metrics().resyncs.get(), 1);
+        let mut again = hub.subscribe("s");
+        drain(&mut again);
+        for i in 0..total {
+            publisher.send(video(total + i, i % 100 == 0));
+        }
+        let events = drain(&mut again);
+        assert!(
+            matches!(events.first(), Some(Event::Track(_))),
+            "after a skip the subscriber gets the track config again"
+        );
+        assert_eq!(
+            hub.metrics().resyncs.get(),
+            2,
+            "both subscribers were skipped once"
+        );
     }
 
     #[test]

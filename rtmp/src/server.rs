@@ -438,7 +438,7 @@ impl Server {
     }
 }
 
-/// Rounds `at` up to the process-wide grid of flush slots, so every player of every
+/// Rounds `at` to the nearest slot of the process-wide grid of flush slots, so every player of every
 /// stream wakes at the same instants: the runtime then serves them all in one
 /// wake-up instead of sleeping and waking once per player.
 fn flush_slot(at: tokio::time::Instant) -> tokio::time::Instant {
@@ -446,7 +446,7 @@ fn flush_slot(at: tokio::time::Instant) -> tokio::time::Instant {
     let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
     let step = PLAYER_FLUSH_INTERVAL.as_micros().max(1);
     let since = at.saturating_duration_since(epoch).as_micros();
-    let slots = since.div_ceil(step);
+    let slots = (since + step / 2) / step;
     let micros = u64::try_from(slots * step).unwrap_or(u64::MAX);
     epoch + std::time::Duration::from_micros(micros)
 }
