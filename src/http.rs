@@ -1,7 +1,7 @@
 //! The HTTP side of `ferry serve`: Prometheus metrics and a health check today;
 //! HLS and the control API mount here later.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -10,10 +10,36 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use tokio::runtime::Handle;
+
+/// Every tokio runtime of the process, so task counts cover them all.
+#[derive(Clone, Default)]
+pub struct Runtimes(Arc<Mutex<Vec<Handle>>>);
+
+impl Runtimes {
+    pub fn add(&self, handle: Handle) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
+    fn alive_tasks(&self) -> usize {
+        let extra: usize = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|h| h.metrics().num_alive_tasks())
+            .sum();
+        extra + Handle::current().metrics().num_alive_tasks()
+    }
+}
 
 /// What the HTTP handlers share.
 pub struct HttpState {
     pub registry: Registry,
+    pub runtimes: Runtimes,
     pub alive_tasks: Gauge,
     pub resident_bytes: Gauge,
 }
@@ -35,6 +61,7 @@ impl HttpState {
         );
         Self {
             registry,
+            runtimes: Runtimes::default(),
             alive_tasks,
             resident_bytes,
         }
@@ -49,9 +76,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
-    let tasks = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
+    let tasks = state.runtimes.alive_tasks();
     state
         .alive_tasks
         .set(i64::try_from(tasks).unwrap_or(i64::MAX));

@@ -402,11 +402,15 @@ impl Server {
             last_ts: 0,
             initial_start: sub.is_live(),
         };
-        // Writes are paced: at most one per PLAYER_FLUSH_INTERVAL, so a player costs
-        // one wake-up and one syscall per interval instead of one per packet. The
-        // first write after a quiet spell (the GOP cache on join) goes out at once.
-        let mut last_flush: Option<tokio::time::Instant> = None;
+        // Writes are paced on a shared grid of PLAYER_FLUSH_INTERVAL slots: while
+        // packets keep coming, a player wakes once per slot, drains what arrived and
+        // writes it in one syscall, instead of waking and writing once per packet.
+        // An idle player waits on the stream instead, so the first write after a
+        // quiet spell (the GOP cache on join) goes out at once.
+        let mut next_slot: Option<tokio::time::Instant> = None;
         loop {
+            let paced = next_slot.is_some();
+            let slot = next_slot.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 msg = t.read_message() => {
                     if let Message::Command(Command { name, .. }) = msg?
@@ -415,26 +419,33 @@ impl Server {
                         return Ok(());
                     }
                 }
-                ev = sub.recv() => {
+                ev = sub.recv(), if !paced => {
                     let Some(ev) = ev else { return Ok(()) };
                     out.write(t, ev);
                     drain(&mut sub, &mut out, t);
-                    if let Some(last) = last_flush {
-                        let due = flush_slot(last + PLAYER_FLUSH_INTERVAL);
-                        if t.pending() < PLAYER_BATCH_BYTES && tokio::time::Instant::now() < due {
-                            tokio::time::sleep_until(due).await;
-                            drain(&mut sub, &mut out, t);
-                        }
-                    }
+                    next_slot = Some(next_after(t.pending(), tokio::time::Instant::now()));
+                }
+                () = tokio::time::sleep_until(slot), if paced => {
+                    drain(&mut sub, &mut out, t);
+                    next_slot = (t.pending() > 0).then(|| next_after(t.pending(), slot));
                 }
             }
             if t.pending() > 0 {
                 timeout(PLAYER_WRITE_TIMEOUT, t.flush())
                     .await
                     .map_err(|_| RtmpError::Timeout("player stopped reading"))??;
-                last_flush = Some(tokio::time::Instant::now());
             }
         }
+    }
+}
+
+/// When a player writes next: at once if its batch was full (more is queued, so
+/// pacing must not cap its bitrate), else in the next slot.
+fn next_after(pending: usize, now: tokio::time::Instant) -> tokio::time::Instant {
+    if pending >= PLAYER_BATCH_BYTES {
+        now
+    } else {
+        flush_slot(now + PLAYER_FLUSH_INTERVAL)
     }
 }
 
