@@ -84,34 +84,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         source,
     })?;
     let (streams, generated) = keys::streams_or_generated(&config.streams, &config.data_dir)?;
-    let rtmp_listener = TcpListener::bind(config.rtmp.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            what: "rtmp",
-            addr: config.rtmp.listen,
-            source,
-        })?;
-    let http_listener = TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            what: "http",
-            addr: config.http.listen,
-            source,
-        })?;
-    let rtmp_addr = rtmp_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            what: "rtmp",
-            addr: config.rtmp.listen,
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            what: "http",
-            addr: config.http.listen,
-            source,
-        })?;
+    let (rtmp_listener, rtmp_addr) = bind("rtmp", config.rtmp.listen).await?;
+    let (http_listener, http_addr) = bind("http", config.http.listen).await?;
 
     if generated {
         for s in &streams {
@@ -180,6 +154,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks: vec![http_task],
         threads: rtmp_threads,
     })
+}
+
+/// Binds a listener and reads back its address (the port when asked for port 0).
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let err = |source| StartError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let bound = listener.local_addr().map_err(err)?;
+    Ok((listener, bound))
 }
 
 /// Serves RTMP on `count` threads, each with its own single-threaded runtime
