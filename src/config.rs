@@ -23,8 +23,32 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     /// The HTTP server (metrics now; HLS and the API later).
     pub http: HttpConfig,
+    /// HLS packaging of every live stream.
+    pub hls: HlsConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
+}
+
+/// HLS packaging.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// Package every live stream to `http://HOST:8080/hls/STREAM/master.m3u8`.
+    pub enabled: bool,
+    /// Segments are cut at the first keyframe after this many seconds.
+    pub segment_seconds: f64,
+    /// Segments listed in a media playlist.
+    pub window: usize,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            segment_seconds: 2.0,
+            window: 6,
+        }
+    }
 }
 
 /// The RTMP listener.
@@ -65,6 +89,7 @@ impl Default for Config {
             worker_threads: 0,
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
+            hls: HlsConfig::default(),
             streams: Vec::new(),
         }
     }

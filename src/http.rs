@@ -4,10 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use origin_store::{Kind, OriginStore, StoreError};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::runtime::Handle;
@@ -68,11 +69,46 @@ impl HttpState {
     }
 }
 
-pub fn router(state: Arc<HttpState>) -> Router {
+pub fn router(state: Arc<HttpState>, store: OriginStore) -> Router {
+    let hls = Router::new()
+        .route("/hls/{*key}", get(hls_object))
+        .with_state(store);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
+        .merge(hls)
+}
+
+/// `GET /hls/STREAM/...`: playlists and segments from the origin store, with the
+/// headers browser players need.
+async fn hls_object(State(store): State<OriginStore>, Path(key): Path<String>) -> Response {
+    let kind = Kind::of(&key);
+    let cors = (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    match store.get(&key).await {
+        Ok(body) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, kind.content_type()),
+                (header::CACHE_CONTROL, kind.cache_control()),
+                cors,
+            ],
+            body,
+        )
+            .into_response(),
+        Err(StoreError::NotFound(_) | StoreError::BadKey(_)) => {
+            (StatusCode::NOT_FOUND, [cors], "not found\n").into_response()
+        }
+        Err(e) => {
+            tracing::warn!(key, error = %e, "hls origin read failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [cors],
+                "origin unavailable\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {

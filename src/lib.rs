@@ -3,6 +3,7 @@
 //! in-process and read its bound addresses.
 
 pub mod config;
+mod hls_origin;
 mod http;
 mod keys;
 pub mod serve;

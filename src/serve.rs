@@ -13,8 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::hls_origin;
 use crate::http::{self, HttpState};
 use crate::keys;
+use hls::PackagerConfig;
+use origin_store::OriginStore;
+use std::time::Duration;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,9 @@ pub enum StartError {
         /// The failure.
         source: std::io::Error,
     },
+    /// The HLS origin store could not be opened.
+    #[error("hls store: {0}")]
+    Store(origin_store::StoreError),
     /// Generated keys could not be read or stored.
     #[error(transparent)]
     Keys(#[from] keys::KeysError),
@@ -135,10 +142,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &cancel,
         &http_state.runtimes,
     )?;
+    let store = OriginStore::local(&config.data_dir.join("hls")).map_err(StartError::Store)?;
+    let mut tasks = Vec::new();
+    if config.hls.enabled {
+        let packaging = PackagerConfig {
+            target_duration: Duration::from_secs_f64(config.hls.segment_seconds.clamp(0.5, 60.0)),
+            window: config.hls.window.max(1),
+        };
+        tasks.push(tokio::spawn(hls_origin::run(
+            hub.clone(),
+            store.clone(),
+            packaging,
+            cancel.clone(),
+        )));
+    }
     let http_cancel = cancel.clone();
     let http_task = tokio::spawn(async move {
         let shutdown = async move { http_cancel.cancelled().await };
-        if let Err(e) = axum::serve(http_listener, http::router(http_state))
+        if let Err(e) = axum::serve(http_listener, http::router(http_state, store))
             .with_graceful_shutdown(shutdown)
             .await
         {
@@ -151,7 +172,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         http_addr,
         hub,
         cancel,
-        tasks: vec![http_task],
+        tasks: {
+            tasks.push(http_task);
+            tasks
+        },
         threads: rtmp_threads,
     })
 }

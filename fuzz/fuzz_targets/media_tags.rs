@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use media_core::codec::{AacConfig, AvcConfig};
+use media_core::codec::{sps_resolution, AacConfig, AvcConfig};
 use rtmp::chunk::RawMessage;
 use rtmp::message::{split_aggregate, Message};
 
@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = rtmp::flv::parse_audio(&body);
     let _ = AvcConfig::parse(data);
     let _ = AacConfig::parse(data);
+    let _ = sps_resolution(data);
     for type_id in [1, 2, 3, 4, 5, 6, 15, 17, 18, 20, 22] {
         let raw = RawMessage { csid: 3, timestamp: 0, type_id, stream_id: 1, payload: body.clone() };
         let _ = Message::parse(&raw);

@@ -3,9 +3,11 @@
 
 mod aac;
 mod avc;
+mod sps;
 
 pub use aac::AacConfig;
 pub use avc::AvcConfig;
+pub use sps::sps_resolution;
 
 /// A decoder config that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -53,11 +53,24 @@ pub struct Hub {
     inner: Arc<HubInner>,
 }
 
-#[derive(Default)]
 struct HubInner {
     streams: DashMap<String, Arc<Stream>>,
     metrics: HubMetrics,
+    published: broadcast::Sender<String>,
 }
+
+impl Default for HubInner {
+    fn default() -> Self {
+        Self {
+            streams: DashMap::new(),
+            metrics: HubMetrics::default(),
+            published: broadcast::channel(ANNOUNCE_QUEUE).0,
+        }
+    }
+}
+
+/// Publish announcements a watcher may fall behind by before it misses some.
+const ANNOUNCE_QUEUE: usize = 1024;
 
 struct Stream {
     tx: broadcast::Sender<Event>,
@@ -179,6 +192,8 @@ impl Hub {
             let _ = stream.tx.send(Event::Started);
         }
         self.inner.metrics.live_streams.inc();
+        // Nobody watching is fine.
+        let _ = self.inner.published.send(name.to_owned());
         Ok(Publisher {
             hub: self.clone(),
             name: name.to_owned(),
@@ -214,6 +229,22 @@ impl Hub {
             has_video,
             dropped: 0,
         }
+    }
+
+    /// Names of streams as they go live, for consumers that follow every stream
+    /// (the HLS packager); a stream already live when this is called is not announced.
+    pub fn published(&self) -> broadcast::Receiver<String> {
+        self.inner.published.subscribe()
+    }
+
+    /// Names of the streams live now.
+    pub fn live_streams(&self) -> Vec<String> {
+        self.inner
+            .streams
+            .iter()
+            .filter(|e| e.value().lock().live)
+            .map(|e| e.key().clone())
+            .collect()
     }
 
     /// Whether `name` has a publisher now.

@@ -1,0 +1,329 @@
+//! The packager: hub events in, segments and playlists out. Sans-IO (the caller
+//! supplies the wall clock and does the storing), so it is tested on virtual time.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use media_core::codec::{AacConfig, AvcConfig, sps_resolution};
+use media_core::{Codec, Event, Packet, Timestamp, TrackKind};
+
+use crate::playlist::{self, SegmentEntry, Variant};
+use crate::ts::{TsMuxer, TsTracks};
+
+/// The one variant today: the source, passed through.
+pub const VARIANT: &str = "source";
+
+/// How segments are cut and kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackagerConfig {
+    /// A segment is cut at the first keyframe at or after this duration.
+    pub target_duration: Duration,
+    /// Segments listed in the media playlist.
+    pub window: usize,
+}
+
+impl Default for PackagerConfig {
+    fn default() -> Self {
+        Self {
+            target_duration: Duration::from_secs(2),
+            window: 6,
+        }
+    }
+}
+
+/// What the caller must do, in order: store a segment before the playlist that
+/// names it, delete segments that left the window long enough ago.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Store a segment.
+    Segment {
+        /// Path below the stream, e.g. `source/12.ts`.
+        path: String,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// Store (replace) a playlist.
+    Playlist {
+        /// `master.m3u8` or `source/index.m3u8`.
+        path: String,
+        /// Its text.
+        data: Bytes,
+    },
+    /// Delete an object.
+    Delete {
+        /// Path below the stream.
+        path: String,
+    },
+}
+
+struct Open {
+    sequence: u64,
+    start: Timestamp,
+    last_dts: Timestamp,
+    last_delta: i64,
+    video_frames: u64,
+    data: BytesMut,
+    wall: SystemTime,
+    discontinuity: bool,
+}
+
+/// Packages one stream.
+pub struct Packager {
+    config: PackagerConfig,
+    video: Option<AvcConfig>,
+    audio: Option<AacConfig>,
+    muxer: Option<TsMuxer>,
+    open: Option<Open>,
+    window: VecDeque<SegmentEntry>,
+    retired: VecDeque<u64>,
+    next_sequence: u64,
+    discontinuity_sequence: u64,
+    pending_discontinuity: bool,
+    target: u64,
+    ended: bool,
+    peak_bps: u64,
+    total_bits: u64,
+    total_secs: f64,
+    video_frames: u64,
+    video_secs: f64,
+    early_audio: Vec<Packet>,
+}
+
+/// Audio frames held while waiting for the first keyframe (about 2 s of AAC).
+const EARLY_AUDIO_MAX: usize = 96;
+
+impl Packager {
+    /// A packager with no segments yet.
+    pub fn new(config: PackagerConfig) -> Self {
+        let target = config.target_duration.as_secs_f64().ceil().max(1.0) as u64;
+        Self {
+            config,
+            video: None,
+            audio: None,
+            muxer: None,
+            open: None,
+            window: VecDeque::new(),
+            retired: VecDeque::new(),
+            next_sequence: 0,
+            discontinuity_sequence: 0,
+            pending_discontinuity: false,
+            target,
+            ended: false,
+            peak_bps: 0,
+            total_bits: 0,
+            total_secs: 0.0,
+            video_frames: 0,
+            video_secs: 0.0,
+            early_audio: Vec::new(),
+        }
+    }
+
+    /// Feeds one hub event; `now` is the wall clock at ingest.
+    pub fn handle(&mut self, event: &Event, now: SystemTime) -> Vec<Output> {
+        let mut out = Vec::new();
+        match event {
+            Event::Started => {
+                if self.next_sequence > 0 {
+                    self.pending_discontinuity = true;
+                }
+                self.ended = false;
+                self.video = None;
+                self.audio = None;
+                self.muxer = None;
+                self.early_audio.clear();
+            }
+            Event::Track(track) => {
+                match track.codec {
+                    Codec::H264 => self.video = AvcConfig::parse(&track.config).ok(),
+                    Codec::Aac => self.audio = AacConfig::parse(&track.config).ok(),
+                }
+                // New configs take effect at the next segment.
+                self.muxer = None;
+            }
+            Event::Metadata(_) => {}
+            Event::Packet(p) => self.packet(p, now, &mut out),
+            Event::Stopped => {
+                self.close(None, &mut out);
+                self.ended = true;
+                self.playlists(&mut out);
+            }
+        }
+        out
+    }
+
+    fn packet(&mut self, p: &Packet, now: SystemTime, out: &mut Vec<Output>) {
+        let has_video = self.video.is_some();
+        let sync = p.is_sync_point(has_video);
+        let due = self.open.as_ref().is_some_and(|o| {
+            p.dts.duration_since(o.start).unwrap_or_default() >= self.config.target_duration
+        });
+        if sync && (self.open.is_none() || due) {
+            self.close(Some(p.dts), out);
+            let mut muxer = self.muxer.take().unwrap_or_else(|| {
+                TsMuxer::new(TsTracks {
+                    video: self.video.clone(),
+                    audio: self.audio,
+                })
+            });
+            let mut data = BytesMut::new();
+            muxer.start_segment(&mut data);
+            self.muxer = Some(muxer);
+            self.open = Some(Open {
+                sequence: self.next_sequence,
+                start: p.dts,
+                last_dts: p.dts,
+                last_delta: 0,
+                video_frames: 0,
+                data,
+                wall: now,
+                discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            });
+            self.next_sequence += 1;
+        }
+        let (Some(open), Some(muxer)) = (self.open.as_mut(), self.muxer.as_mut()) else {
+            // Before the first keyframe, video cannot start a segment; audio is held
+            // (encoders interleave the first audio frames ahead of it) and goes into
+            // the first segment.
+            if p.track == TrackKind::Audio && self.early_audio.len() < EARLY_AUDIO_MAX {
+                self.early_audio.push(p.clone());
+            }
+            return;
+        };
+        for early in self.early_audio.drain(..) {
+            muxer.write(&early, &mut open.data);
+        }
+        muxer.write(p, &mut open.data);
+        if p.track == TrackKind::Video || !has_video {
+            if p.track == TrackKind::Video {
+                open.video_frames += 1;
+            }
+            // The frame interval of the timing track, to end the last segment.
+            let delta = p.dts.checked_sub(open.last_dts).unwrap_or(0);
+            if delta > 0 {
+                open.last_delta = delta;
+                open.last_dts = p.dts;
+            }
+        }
+    }
+
+    /// Closes the open segment at `end` (the next segment's start), or after its
+    /// last frame when the stream stops.
+    fn close(&mut self, end: Option<Timestamp>, out: &mut Vec<Output>) {
+        let Some(open) = self.open.take() else { return };
+        let end = end.unwrap_or_else(|| {
+            open.last_dts
+                .checked_add_ticks(open.last_delta)
+                .unwrap_or(open.last_dts)
+        });
+        let duration = end
+            .duration_since(open.start)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let path = segment_path(open.sequence);
+        let bits = open.data.len() as u64 * 8;
+        if duration > 0.0 {
+            self.peak_bps = self.peak_bps.max((bits as f64 / duration) as u64);
+            self.total_bits += bits;
+            self.total_secs += duration;
+            if open.video_frames > 0 {
+                self.video_secs += duration;
+                self.video_frames += open.video_frames;
+            }
+        }
+        // EXTINF rounded must never exceed the target duration.
+        self.target = self.target.max(duration.round() as u64);
+        out.push(Output::Segment {
+            path: path.clone(),
+            data: open.data.freeze(),
+        });
+        self.window.push_back(SegmentEntry {
+            sequence: open.sequence,
+            duration,
+            uri: format!("{}.ts", open.sequence),
+            discontinuity: open.discontinuity,
+            program_date_time: open.wall,
+        });
+        while self.window.len() > self.config.window {
+            if let Some(old) = self.window.pop_front() {
+                if old.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+                self.retired.push_back(old.sequence);
+            }
+        }
+        // Segments stay stored for one more window after they leave the playlist,
+        // so players that loaded an older playlist can still fetch them.
+        while self.retired.len() > self.config.window {
+            if let Some(seq) = self.retired.pop_front() {
+                out.push(Output::Delete {
+                    path: segment_path(seq),
+                });
+            }
+        }
+        self.playlists(out);
+    }
+
+    /// Forgets a segment the store could not take, so no playlist names it; the
+    /// next segment is marked as a discontinuity.
+    pub fn segment_lost(&mut self, path: &str) -> Vec<Output> {
+        let before = self.window.len();
+        self.window.retain(|s| segment_path(s.sequence) != path);
+        let mut out = Vec::new();
+        if self.window.len() != before {
+            self.pending_discontinuity = true;
+            if let Some(open) = self.open.as_mut() {
+                open.discontinuity = true;
+            }
+            self.playlists(&mut out);
+        }
+        out
+    }
+
+    fn playlists(&self, out: &mut Vec<Output>) {
+        let segments: Vec<SegmentEntry> = self.window.iter().cloned().collect();
+        let media = playlist::media_playlist(
+            self.target,
+            self.discontinuity_sequence,
+            &segments,
+            self.ended,
+        );
+        out.push(Output::Playlist {
+            path: format!("{VARIANT}/index.m3u8"),
+            data: Bytes::from(media),
+        });
+        let mut codecs = Vec::new();
+        if let Some(v) = &self.video {
+            codecs.push(v.codec_string());
+        }
+        if let Some(a) = &self.audio {
+            codecs.push(a.codec_string());
+        }
+        let variant = Variant {
+            uri: format!("{VARIANT}/index.m3u8"),
+            bandwidth: self.peak_bps,
+            average_bandwidth: if self.total_secs > 0.0 {
+                (self.total_bits as f64 / self.total_secs) as u64
+            } else {
+                0
+            },
+            codecs,
+            resolution: self
+                .video
+                .as_ref()
+                .and_then(|v| v.sps.first())
+                .and_then(|sps| sps_resolution(sps)),
+            frame_rate: (self.video_secs > 0.0)
+                .then(|| (self.video_frames as f64 / self.video_secs * 1000.0).round() / 1000.0),
+        };
+        out.push(Output::Playlist {
+            path: "master.m3u8".into(),
+            data: Bytes::from(playlist::multivariant_playlist(&[variant])),
+        });
+    }
+}
+
+/// Where segment `sequence` is stored, below the stream.
+pub fn segment_path(sequence: u64) -> String {
+    format!("{VARIANT}/{sequence}.ts")
+}

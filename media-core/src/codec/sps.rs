@@ -1,0 +1,162 @@
+//! The one thing Ferry reads from an H.264 sequence parameter set: the picture
+//! size, for `RESOLUTION` in multivariant playlists.
+
+/// Picture size from a sequence parameter set (ITU-T H.264 7.3.2.1.1), for the
+/// `RESOLUTION` of a multivariant playlist. `None` if the SPS cannot be read.
+pub fn sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
+    // Drop emulation-prevention bytes (00 00 03 -> 00 00).
+    let mut rbsp = Vec::with_capacity(sps.len());
+    let mut zeros = 0;
+    for &b in sps.get(1..)? {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        rbsp.push(b);
+    }
+    let mut r = Bits { data: &rbsp, at: 0 };
+    let profile = r.bits(8)?;
+    r.bits(16)?; // constraint flags, level
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma_format = 1;
+    let mut separate_planes = 0;
+    if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format = r.ue()?;
+        if chroma_format == 3 {
+            separate_planes = r.bits(1)?;
+        }
+        r.ue()?; // bit depth luma
+        r.ue()?; // bit depth chroma
+        r.bits(1)?; // transform bypass
+        if r.bits(1)? == 1 {
+            let lists = if chroma_format == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.bits(1)? == 1 {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i64, 8i64);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + r.se()? + 256) % 256;
+                        }
+                        if next != 0 {
+                            last = next;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num
+    match r.ue()? {
+        0 => {
+            r.ue()?;
+        }
+        1 => {
+            r.bits(1)?;
+            r.se()?;
+            r.se()?;
+            for _ in 0..r.ue()?.min(255) {
+                r.se()?;
+            }
+        }
+        _ => {}
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bits(1)?; // gaps allowed
+    let width_mbs = r.ue()? + 1;
+    let height_units = r.ue()? + 1;
+    let frame_mbs_only = r.bits(1)?;
+    if frame_mbs_only == 0 {
+        r.bits(1)?;
+    }
+    r.bits(1)?; // direct_8x8_inference
+    let (mut crop_x, mut crop_y) = (0, 0);
+    if r.bits(1)? == 1 {
+        let (l, rt, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        let array_type = if separate_planes == 1 {
+            0
+        } else {
+            chroma_format
+        };
+        let (sub_w, sub_h) = match array_type {
+            1 => (2, 2),
+            2 => (2, 1),
+            _ => (1, 1),
+        };
+        let unit_x = if array_type == 0 { 1 } else { sub_w };
+        let unit_y = (if array_type == 0 { 1 } else { sub_h }) * (2 - frame_mbs_only);
+        crop_x = unit_x * (l + rt);
+        crop_y = unit_y * (t + b);
+    }
+    let width = (width_mbs * 16).checked_sub(crop_x)?;
+    let height = (height_units * 16 * (2 - frame_mbs_only)).checked_sub(crop_y)?;
+    Some((width, height))
+}
+
+struct Bits<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Bits<'_> {
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.data.get(self.at / 8)?;
+            v = (v << 1) | u32::from((byte >> (7 - self.at % 8)) & 1);
+            self.at += 1;
+        }
+        Some(v)
+    }
+
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bits(1)? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some(((1u64 << zeros) - 1 + u64::from(self.bits(zeros)?)) as u32)
+    }
+
+    fn se(&mut self) -> Option<i64> {
+        let k = i64::from(self.ue()?);
+        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SPS from x264 through ffmpeg for scripts/make-test-media.sh's streams.
+    #[test]
+    fn real_x264_sizes() {
+        let baseline_720p = [
+            0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03,
+            0x00, 0x40, 0x00, 0x00, 0x0f, 0x03, 0xc6, 0x0c, 0xa8,
+        ];
+        let baseline_240p = [
+            0x67, 0x42, 0xc0, 0x15, 0xda, 0x06, 0xc7, 0xf9, 0x3c, 0x04, 0x40, 0x00, 0x00, 0x03,
+            0x00, 0x40, 0x00, 0x00, 0x0c, 0x83, 0xc5, 0x8b, 0xa8,
+        ];
+        let high_1080p = [
+            0x67, 0x64, 0x00, 0x28, 0xac, 0xd9, 0x40, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00,
+            0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc6, 0x58,
+        ];
+        assert_eq!(sps_resolution(&baseline_720p), Some((1280, 720)));
+        assert_eq!(sps_resolution(&baseline_240p), Some((426, 240)));
+        assert_eq!(sps_resolution(&high_1080p), Some((1920, 1080)));
+    }
+
+    #[test]
+    fn truncated_sps_is_none() {
+        assert_eq!(sps_resolution(&[0x67, 0x64]), None);
+        assert_eq!(sps_resolution(&[]), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! The HLS origin: one interface over `object_store` backends. It knows keys,
+//! bytes and HTTP cache semantics, not media.
+//!
+//! `LocalFileSystem` refuses object attributes, so content type and cache policy
+//! are derived from the key's kind here, for every backend alike.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+use tracing::warn;
+
+/// Upload attempts before a put is reported as failed.
+pub const PUT_ATTEMPTS: u32 = 4;
+/// The first retry waits this long; each further one twice as long.
+pub const RETRY_BASE: Duration = Duration::from_millis(100);
+
+/// What kind of object a key names, which decides its HTTP headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A playlist: changes every segment, so cached only briefly.
+    Playlist,
+    /// An MPEG-TS segment: never changes once written.
+    TsSegment,
+    /// Anything else.
+    Other,
+}
+
+impl Kind {
+    /// The kind of `key`, from its extension.
+    pub fn of(key: &str) -> Kind {
+        if key.ends_with(".m3u8") {
+            Kind::Playlist
+        } else if key.ends_with(".ts") {
+            Kind::TsSegment
+        } else {
+            Kind::Other
+        }
+    }
+
+    /// `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Kind::Playlist => "application/vnd.apple.mpegurl",
+            Kind::TsSegment => "video/mp2t",
+            Kind::Other => "application/octet-stream",
+        }
+    }
+
+    /// `Cache-Control`: playlists for one second, segments for a day, immutable.
+    pub fn cache_control(self) -> &'static str {
+        match self {
+            Kind::Playlist => "max-age=1",
+            Kind::TsSegment => "public, max-age=86400, immutable",
+            Kind::Other => "no-cache",
+        }
+    }
+}
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No object at this key.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A key that could escape the store (`..`, empty parts, absolute).
+    #[error("invalid key {0:?}")]
+    BadKey(String),
+    /// The backend failed.
+    #[error("object store: {0}")]
+    Backend(#[from] object_store::Error),
+    /// The local directory could not be prepared.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The origin store, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct OriginStore {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl OriginStore {
+    /// Objects as files below `dir` (created if missing): the embedded default.
+    pub fn local(dir: &FsPath) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let fs = LocalFileSystem::new_with_prefix(dir)?;
+        Ok(Self {
+            inner: Arc::new(fs),
+        })
+    }
+
+    /// Objects in memory, for tests.
+    pub fn memory() -> Self {
+        Self {
+            inner: Arc::new(InMemory::new()),
+        }
+    }
+
+    /// Stores `data` at `key`, retrying with exponential backoff.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = parse_key(key)?;
+        let mut delay = RETRY_BASE;
+        let mut attempt = 1;
+        loop {
+            match self.inner.put(&path, PutPayload::from(data.clone())).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < PUT_ATTEMPTS => {
+                    warn!(key, attempt, error = %e, "store put failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads the object at `key`.
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = parse_key(key)?;
+        match self.inner.get(&path).await {
+            Ok(r) => Ok(r.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound(key.to_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the object at `key`; a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = parse_key(key)?;
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Accepts only plain relative keys made of safe characters, so no request can
+/// reach outside the store.
+pub fn parse_key(key: &str) -> Result<Path, StoreError> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if !ok {
+        return Err(StoreError::BadKey(key.to_owned()));
+    }
+    Path::parse(key).map_err(|_| StoreError::BadKey(key.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/./b",
+            "a\\b",
+            "a b",
+            "%2e%2e/x",
+        ] {
+            assert!(parse_key(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_key("demo/source/12.ts").is_ok());
+    }
+
+    #[test]
+    fn kinds_have_headers() {
+        assert_eq!(
+            Kind::of("a/index.m3u8").content_type(),
+            "application/vnd.apple.mpegurl"
+        );
+        assert_eq!(Kind::of("a/1.ts").content_type(), "video/mp2t");
+        assert!(Kind::of("a/1.ts").cache_control().contains("immutable"));
+    }
+
+    #[tokio::test]
+    async fn local_round_trip_and_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = OriginStore::local(dir.path()).expect("store");
+        store
+            .put("s/source/1.ts", Bytes::from_static(b"seg"))
+            .await
+            .expect("put");
+        assert_eq!(
+            store.get("s/source/1.ts").await.expect("get"),
+            Bytes::from_static(b"seg")
+        );
+        assert!(dir.path().join("s/source/1.ts").exists());
+        store.delete("s/source/1.ts").await.expect("delete");
+        store.delete("s/source/1.ts").await.expect("delete twice");
+        assert!(matches!(
+            store.get("s/source/1.ts").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,329 @@
+//! HLS from `ferry serve`: every test stream published with ffmpeg comes back over
+//! HTTP as playlists an independent parser accepts and segments ffmpeg decodes.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use m3u8_rs::{MasterPlaylist, MediaPlaylist};
+
+async fn get_bytes(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+async fn media_playlist(addr: SocketAddr, stream: &str) -> Option<(String, MediaPlaylist)> {
+    let (status, _, body) = get_bytes(addr, &format!("/hls/{stream}/source/index.m3u8")).await;
+    if status != 200 {
+        return None;
+    }
+    let text = String::from_utf8(body).unwrap();
+    let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes())
+        .unwrap_or_else(|e| panic!("invalid playlist {e:?}:\n{text}"));
+    Some((text, parsed))
+}
+
+async fn wait_for_endlist(addr: SocketAddr, stream: &str) -> (String, MediaPlaylist) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((text, p)) = media_playlist(addr, stream).await
+            && p.end_list
+        {
+            return (text, p);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "playlist never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn source_duration(file: &Path) -> f64 {
+    let out = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// RFC 8216 rules a player relies on, checked on a parsed media playlist.
+fn check_rules(p: &MediaPlaylist, text: &str) {
+    for s in &p.segments {
+        assert!(
+            (s.duration.round() as u64) <= p.target_duration,
+            "EXTINF {} exceeds target {}:\n{text}",
+            s.duration,
+            p.target_duration
+        );
+    }
+    assert!(
+        text.contains("#EXT-X-PROGRAM-DATE-TIME:"),
+        "no program date time:\n{text}"
+    );
+}
+
+async fn packaged(file: &str) {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let (ok, err) = publish_file(&server.rtmp_url(KEY), &sample(file)).await;
+    assert!(ok, "publish failed: {err}");
+    let (text, playlist) = wait_for_endlist(http, STREAM).await;
+    check_rules(&playlist, &text);
+
+    let (status, headers, master) = get_bytes(http, &format!("/hls/{STREAM}/master.m3u8")).await;
+    assert_eq!(status, 200);
+    assert!(headers.contains(&(
+        "content-type".into(),
+        "application/vnd.apple.mpegurl".into()
+    )));
+    assert!(headers.contains(&("access-control-allow-origin".into(), "*".into())));
+    let master: MasterPlaylist = m3u8_rs::parse_master_playlist_res(&master).unwrap();
+    let variant = &master.variants[0];
+    let source = probe_packets(&sample(file));
+    let has_video = source.iter().any(|p| p.video);
+    let has_audio = source.iter().any(|p| !p.video);
+    let codecs = variant.codecs.clone().unwrap_or_default();
+    assert_eq!(codecs.contains("avc1."), has_video, "CODECS {codecs}");
+    assert_eq!(codecs.contains("mp4a.40.2"), has_audio, "CODECS {codecs}");
+    assert_eq!(variant.resolution.is_some(), has_video);
+    assert!(variant.bandwidth > 0);
+
+    // Durations add up to what was published, within one segment.
+    let total: f64 = playlist
+        .segments
+        .iter()
+        .map(|s| f64::from(s.duration))
+        .sum();
+    let want = source_duration(&sample(file));
+    assert!(
+        (total - want).abs() <= playlist.target_duration as f64,
+        "segments last {total} s, the source {want} s"
+    );
+
+    // Every segment is stored, typed, starts on a keyframe, and together they hold every packet.
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = Vec::new();
+    for s in &playlist.segments {
+        let (status, headers, body) =
+            get_bytes(http, &format!("/hls/{STREAM}/source/{}", s.uri)).await;
+        assert_eq!(status, 200, "segment {} missing", s.uri);
+        assert!(headers.contains(&("content-type".into(), "video/mp2t".into())));
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "cache-control" && v.contains("immutable"))
+        );
+        let path = dir.path().join(&s.uri);
+        std::fs::write(&path, body).unwrap();
+        let packets = probe_packets(&path);
+        if let Some(first) = packets.iter().find(|p| p.video) {
+            assert!(
+                first.key,
+                "segment {} does not start with a keyframe",
+                s.uri
+            );
+        }
+        all.extend(packets);
+    }
+    for video in [true, false] {
+        let n = |ps: &[Probed]| ps.iter().filter(|p| p.video == video).count();
+        assert_eq!(
+            n(&all),
+            n(&source),
+            "video={video}: packets across all segments"
+        );
+        let dts: Vec<i64> = all
+            .iter()
+            .filter(|p| p.video == video)
+            .map(|p| p.dts)
+            .collect();
+        assert!(
+            dts.windows(2).all(|w| w[0] < w[1]),
+            "video={video}: dts not continuous across segments"
+        );
+    }
+
+    // The whole presentation decodes without a single error, as a player reads it.
+    let url = format!("http://{http}/hls/{STREAM}/master.m3u8");
+    let (ok, err) = run_ffmpeg(
+        &["-i", &url, "-c", "copy", "-f", "null", "-"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        ok && err.trim().is_empty(),
+        "ffmpeg reading the HLS failed: {err}"
+    );
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn hls_obs_like_720p30() {
+    packaged("h264-aac-720p30.flv").await;
+}
+
+#[tokio::test]
+async fn hls_bframes_1080p30() {
+    packaged("h264-aac-1080p30-bframes.flv").await;
+}
+
+#[tokio::test]
+async fn hls_long_irregular_gop() {
+    packaged("h264-aac-longgop.flv").await;
+}
+
+#[tokio::test]
+async fn hls_fps60_audio_44k1() {
+    packaged("h264-aac-720p60-44k.flv").await;
+}
+
+#[tokio::test]
+async fn hls_video_only() {
+    packaged("h264-only.flv").await;
+}
+
+#[tokio::test]
+async fn hls_audio_only() {
+    packaged("aac-only.flv").await;
+}
+
+#[tokio::test]
+async fn hls_small_240p25() {
+    packaged("h264-aac-240p25.flv").await;
+}
+
+/// A long stream in a short window: the media sequence advances by one per
+/// segment that leaves, and segments are deleted one window after they leave.
+#[tokio::test]
+async fn sliding_window_deletes_old_segments() {
+    let server = start_with(|c| c.hls.window = 2).await;
+    let http = server.running.http_addr;
+    let file = sample("h264-aac-720p30.flv");
+    let (ok, err) = run_ffmpeg(
+        &[
+            "-re",
+            "-stream_loop",
+            "3",
+            "-i",
+            file.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+            &server.rtmp_url(KEY),
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (text, playlist) = wait_for_endlist(http, STREAM).await;
+    check_rules(&playlist, &text);
+    assert_eq!(playlist.segments.len(), 2, "{text}");
+    let first = playlist.media_sequence;
+    assert!(
+        first >= 5,
+        "16 s in 2 s segments leaves sequence {first}:\n{text}"
+    );
+    let names: Vec<u64> = playlist
+        .segments
+        .iter()
+        .map(|s| s.uri.trim_end_matches(".ts").parse().unwrap())
+        .collect();
+    assert_eq!(names, vec![first, first + 1], "sequence numbers match URIs");
+    let dir = server.data.path().join("hls").join(STREAM).join("source");
+    let stored: Vec<u64> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".ts")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        stored.iter().all(|&n| n + 4 >= first + 2),
+        "old segments kept: {stored:?}"
+    );
+    assert!(stored.len() <= 4, "window + grace: {stored:?}");
+}
+
+/// A publisher that comes back within the grace period continues the playlist
+/// after a discontinuity.
+#[tokio::test]
+async fn reconnect_continues_with_a_discontinuity() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    for _ in 0..2 {
+        let (ok, err) = publish_file(&server.rtmp_url(KEY), &sample("h264-aac-240p25.flv")).await;
+        assert!(ok, "{err}");
+    }
+    let (text, playlist) = wait_for_endlist(http, STREAM).await;
+    check_rules(&playlist, &text);
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    assert_eq!(playlist.media_sequence, 0);
+    assert!(
+        playlist.segments.iter().filter(|s| s.discontinuity).count() == 1,
+        "{text}"
+    );
+    let url = format!("http://{http}/hls/{STREAM}/master.m3u8");
+    let (ok, err) = run_ffmpeg(
+        &["-i", &url, "-c", "copy", "-f", "null", "-"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(ok, "{err}");
+}
+
+#[tokio::test]
+async fn unknown_streams_and_traversal_are_not_found() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    std::fs::write(server.data.path().join("streams.toml"), "secret").unwrap();
+    for path in [
+        "/hls/nope/master.m3u8",
+        "/hls/../streams.toml",
+        "/hls/%2e%2e/streams.toml",
+        "/hls/demo/..%2f..%2fstreams.toml",
+    ] {
+        let (status, _, body) = get_bytes(http, path).await;
+        assert_eq!(status, 404, "{path}: {}", String::from_utf8_lossy(&body));
+        assert!(!String::from_utf8_lossy(&body).contains("secret"));
+    }
+}
