@@ -15,3 +15,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"
 fi
+# An S3-compatible server for the HLS origin tests (checks request signatures).
+if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+  cargo install s3s-fs@0.14.1 --features binary --locked
+fi

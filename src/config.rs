@@ -25,8 +25,51 @@ pub struct Config {
     pub http: HttpConfig,
     /// HLS packaging of every live stream.
     pub hls: HlsConfig,
+    /// Where segments and playlists are stored (the HLS origin).
+    pub store: StoreConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
+}
+
+/// Which backend holds the HLS origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Files under `DATA_DIR/hls` (the embedded default).
+    Local,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// The HLS origin store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `local` or `s3`.
+    pub kind: StoreKind,
+    /// S3 endpoint, e.g. `http://127.0.0.1:3900`; empty for AWS.
+    pub s3_endpoint: String,
+    /// S3 bucket.
+    pub s3_bucket: String,
+    /// S3 region (must match the server's, e.g. Garage's `s3_region`).
+    pub s3_region: String,
+    /// S3 access key id.
+    pub s3_access_key_id: String,
+    /// S3 secret key; prefer `FERRY_STORE__S3_SECRET_ACCESS_KEY` to the file.
+    pub s3_secret_access_key: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Local,
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+        }
+    }
 }
 
 /// HLS packaging.
@@ -90,6 +133,7 @@ impl Default for Config {
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
             hls: HlsConfig::default(),
+            store: StoreConfig::default(),
             streams: Vec::new(),
         }
     }

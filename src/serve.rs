@@ -12,12 +12,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::hls_origin;
 use crate::http::{self, HttpState};
 use crate::keys;
 use hls::PackagerConfig;
-use origin_store::OriginStore;
+use origin_store::{OriginStore, S3Config};
 use std::time::Duration;
 
 /// Why the server could not start.
@@ -142,7 +142,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &cancel,
         &http_state.runtimes,
     )?;
-    let store = OriginStore::local(&config.data_dir.join("hls")).map_err(StartError::Store)?;
+    let store = match config.store.kind {
+        StoreKind::Local => OriginStore::local(&config.data_dir.join("hls")),
+        StoreKind::S3 => OriginStore::s3(&S3Config {
+            endpoint: config.store.s3_endpoint.clone(),
+            bucket: config.store.s3_bucket.clone(),
+            region: config.store.s3_region.clone(),
+            access_key_id: config.store.s3_access_key_id.clone(),
+            secret_access_key: config.store.s3_secret_access_key.clone(),
+        }),
+    }
+    .map_err(StartError::Store)?;
     let mut tasks = Vec::new();
     if config.hls.enabled {
         let packaging = PackagerConfig {

@@ -9,10 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{
+    Attribute, Attributes, ClientOptions, ObjectStore, PutOptions, PutPayload, RetryConfig,
+};
 use tracing::warn;
 
 /// Upload attempts before a put is reported as failed.
@@ -83,7 +86,28 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct OriginStore {
     inner: Arc<dyn ObjectStore>,
+    /// Whether the backend keeps `Content-Type`/`Cache-Control` with objects
+    /// (S3 does; the local file system refuses them).
+    attributes: bool,
 }
+
+/// An S3-compatible bucket (AWS, Garage, MinIO, s3s-fs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Config {
+    /// `http://127.0.0.1:9000`; empty for AWS itself.
+    pub endpoint: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The region the server expects (Garage checks it).
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+/// How long one S3 request may take before it counts as failed.
+pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl OriginStore {
     /// Objects as files below `dir` (created if missing): the embedded default.
@@ -92,6 +116,7 @@ impl OriginStore {
         let fs = LocalFileSystem::new_with_prefix(dir)?;
         Ok(Self {
             inner: Arc::new(fs),
+            attributes: false,
         })
     }
 
@@ -99,7 +124,39 @@ impl OriginStore {
     pub fn memory() -> Self {
         Self {
             inner: Arc::new(InMemory::new()),
+            attributes: true,
         }
+    }
+
+    /// Objects in an S3-compatible bucket, path-style, plain HTTP allowed (for
+    /// servers on a private network or loopback). Requests give up quickly: the
+    /// packager, not the client, decides what to do when the store is down.
+    pub fn s3(config: &S3Config) -> Result<Self, StoreError> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key)
+            .with_virtual_hosted_style_request(false)
+            // Client options replace the builder's, so plain HTTP is allowed here.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_timeout(S3_REQUEST_TIMEOUT)
+                    .with_connect_timeout(Duration::from_secs(2)),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 1,
+                retry_timeout: S3_REQUEST_TIMEOUT,
+                ..RetryConfig::default()
+            });
+        if !config.endpoint.is_empty() {
+            builder = builder.with_endpoint(&config.endpoint);
+        }
+        Ok(Self {
+            inner: Arc::new(builder.build()?),
+            attributes: true,
+        })
     }
 
     /// Stores `data` at `key`, retrying with exponential backoff.
@@ -108,7 +165,22 @@ impl OriginStore {
         let mut delay = RETRY_BASE;
         let mut attempt = 1;
         loop {
-            match self.inner.put(&path, PutPayload::from(data.clone())).await {
+            let payload = PutPayload::from(data.clone());
+            let result = if self.attributes {
+                let kind = Kind::of(key);
+                let attributes = Attributes::from_iter([
+                    (Attribute::ContentType, kind.content_type()),
+                    (Attribute::CacheControl, kind.cache_control()),
+                ]);
+                let opts = PutOptions {
+                    attributes,
+                    ..PutOptions::default()
+                };
+                self.inner.put_opts(&path, payload, opts).await
+            } else {
+                self.inner.put(&path, payload).await
+            };
+            match result {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < PUT_ATTEMPTS => {
                     warn!(key, attempt, error = %e, "store put failed, retrying");
@@ -118,6 +190,27 @@ impl OriginStore {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Reads the object at `key` with the headers stored with it (`Content-Type`,
+    /// `Cache-Control`), where the backend keeps them.
+    pub async fn get_with_headers(
+        &self,
+        key: &str,
+    ) -> Result<(Bytes, Vec<(String, String)>), StoreError> {
+        let path = parse_key(key)?;
+        match self.inner.get(&path).await {
+            Ok(r) => {
+                let headers = r
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (format!("{k:?}"), v.as_ref().to_owned()))
+                    .collect();
+                Ok((r.bytes().await?, headers))
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound(key.to_owned())),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -117,6 +117,36 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A GET returning status, lower-cased headers and the raw body.
+pub async fn get_bytes(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
 /// Runs ffmpeg with `args` and returns (success, stderr).
 pub async fn run_ffmpeg(args: &[&str], limit: Duration) -> (bool, String) {
     let child = tokio::process::Command::new(ffmpeg())

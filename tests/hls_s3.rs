@@ -1,0 +1,342 @@
+//! The HLS origin on a real S3-compatible server (s3s-fs, installed by
+//! scripts/setup.sh) over HTTP on loopback, including the server going away.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use ferry::config::StoreKind;
+use origin_store::{OriginStore, S3Config};
+
+const BUCKET: &str = "hls";
+const ACCESS: &str = "ferrytestaccess";
+const SECRET: &str = "ferrytestsecretkey";
+
+fn s3s_fs() -> PathBuf {
+    if let Ok(p) = std::env::var("S3S_FS") {
+        return p.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = Path::new(&home).join(".cargo/bin/s3s-fs");
+    if cargo_bin.exists() {
+        cargo_bin
+    } else {
+        "s3s-fs".into()
+    }
+}
+
+struct S3Server {
+    child: Child,
+    port: u16,
+    root: Option<tempfile::TempDir>,
+}
+
+impl S3Server {
+    fn start(port: u16, root: tempfile::TempDir) -> S3Server {
+        std::fs::create_dir_all(root.path().join(BUCKET)).unwrap();
+        let child = Command::new(s3s_fs())
+            .args([
+                "--access-key",
+                ACCESS,
+                "--secret-key",
+                SECRET,
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--port", &port.to_string()])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs runs (scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        S3Server {
+            child,
+            port,
+            root: Some(root),
+        }
+    }
+
+    fn new() -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        S3Server::start(port, tempfile::tempdir().unwrap())
+    }
+
+    fn stop(mut self) -> (u16, tempfile::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.port, self.root.take().expect("root"))
+    }
+
+    fn config(&self) -> S3Config {
+        S3Config {
+            endpoint: format!("http://127.0.0.1:{}", self.port),
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            access_key_id: ACCESS.into(),
+            secret_access_key: SECRET.into(),
+        }
+    }
+
+    fn stored_segments(&self) -> Vec<u64> {
+        let dir = self
+            .root
+            .as_ref()
+            .expect("root")
+            .path()
+            .join(BUCKET)
+            .join(STREAM)
+            .join("source");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_suffix(".ts")?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn server_on(s3: &S3Config, window: usize) -> TestServer {
+    let s3 = s3.clone();
+    start_with(move |c| {
+        c.store.kind = StoreKind::S3;
+        c.store.s3_endpoint = s3.endpoint;
+        c.store.s3_bucket = s3.bucket;
+        c.store.s3_region = s3.region;
+        c.store.s3_access_key_id = s3.access_key_id;
+        c.store.s3_secret_access_key = s3.secret_access_key;
+        c.hls.window = window;
+    })
+    .await
+}
+
+async fn playlist_text(addr: std::net::SocketAddr) -> Option<String> {
+    let (status, _, body) = get_bytes(addr, &format!("/hls/{STREAM}/source/index.m3u8")).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        status != 200 || body.starts_with("#EXTM3U"),
+        "not a playlist: {body:?}"
+    );
+    (status == 200).then_some(body)
+}
+
+async fn wait_for_endlist(addr: std::net::SocketAddr) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(t) = playlist_text(addr).await
+            && t.contains("#EXT-X-ENDLIST")
+        {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "playlist never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn listed_segments(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.ends_with(".ts"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_origin_stores_typed_objects_and_deletes_expired_ones() {
+    let s3 = S3Server::new();
+    let server = server_on(&s3.config(), 2).await;
+    let file = sample("h264-aac-720p30.flv");
+    let (ok, err) = run_ffmpeg(
+        &[
+            "-re",
+            "-stream_loop",
+            "3",
+            "-i",
+            file.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+            &server.rtmp_url(KEY),
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let text = wait_for_endlist(server.running.http_addr).await;
+    let listed = listed_segments(&text);
+    assert_eq!(listed.len(), 2, "{text}");
+
+    // Objects straight from the bucket, with the headers stored on them.
+    let store = OriginStore::s3(&s3.config()).unwrap();
+    for name in &listed {
+        let (body, headers) = store
+            .get_with_headers(&format!("{STREAM}/source/{name}"))
+            .await
+            .unwrap();
+        assert!(
+            body.len() % 188 == 0 && body[0] == 0x47,
+            "{name} is MPEG-TS"
+        );
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "ContentType" && v == "video/mp2t"),
+            "{name}: {headers:?}"
+        );
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "CacheControl" && v.contains("immutable")),
+            "{name}: {headers:?}"
+        );
+    }
+    let (_, headers) = store
+        .get_with_headers(&format!("{STREAM}/source/index.m3u8"))
+        .await
+        .unwrap();
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "ContentType" && v == "application/vnd.apple.mpegurl"),
+        "{headers:?}"
+    );
+
+    // Expired segments are gone from the bucket: the window plus one window of grace.
+    let stored = s3.stored_segments();
+    assert!(
+        stored.len() <= 4 && !stored.contains(&0),
+        "stored after expiry: {stored:?}"
+    );
+    let url = format!(
+        "http://{}/hls/{STREAM}/master.m3u8",
+        server.running.http_addr
+    );
+    let (ok, err) = run_ffmpeg(
+        &["-i", &url, "-c", "copy", "-f", "null", "-"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(ok && err.trim().is_empty(), "{err}");
+}
+
+/// The store goes away for 10 s mid-stream. RTMP players never notice; afterwards
+/// the playlist is valid, names only segments that exist, and marks the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outage_leaves_a_valid_playlist_and_rtmp_untouched() {
+    let s3 = S3Server::new();
+    let server = server_on(&s3.config(), 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("rtmp.flv");
+    let player = tokio::process::Command::new(ffmpeg())
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            &server.rtmp_url(STREAM),
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ])
+        .arg(&recorded)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for("player", Duration::from_secs(10), || async {
+        server.metric("ferry_rtmp_players").await == 1.0
+    })
+    .await;
+    let file = sample("h264-aac-720p30.flv");
+    let url = server.rtmp_url(KEY);
+    let publisher = tokio::spawn(async move {
+        run_ffmpeg(
+            &[
+                "-re",
+                "-stream_loop",
+                "4",
+                "-i",
+                file.to_str().unwrap(),
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                &url,
+            ],
+            Duration::from_secs(60),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (port, root) = s3.stop();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let s3 = S3Server::start(port, root);
+    let (ok, err) = publisher.await.unwrap();
+    assert!(ok, "the publisher was disturbed by the outage: {err}");
+
+    let text = wait_for_endlist(server.running.http_addr).await;
+    assert!(
+        text.contains("#EXT-X-DISCONTINUITY"),
+        "the gap is not marked:\n{text}"
+    );
+    for name in listed_segments(&text) {
+        let url = format!("/hls/{STREAM}/source/{name}");
+        let (status, _, _) = get_bytes(server.running.http_addr, &url).await;
+        assert_eq!(status, 200, "{name} is listed but not stored:\n{text}");
+    }
+    let url = format!(
+        "http://{}/hls/{STREAM}/master.m3u8",
+        server.running.http_addr
+    );
+    let (ok, err) = run_ffmpeg(
+        &["-i", &url, "-c", "copy", "-f", "null", "-"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(ok, "{err}");
+
+    let out = tokio::time::timeout(Duration::from_secs(15), player.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    let got = probe_packets(&recorded);
+    let source = probe_packets(&sample("h264-aac-720p30.flv"));
+    assert_eq!(
+        got.iter().filter(|p| p.video).count(),
+        5 * source.iter().filter(|p| p.video).count(),
+        "the RTMP player lost video during the store outage"
+    );
+    drop(s3);
+}
