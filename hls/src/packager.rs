@@ -88,6 +88,7 @@ pub struct Packager {
     video_frames: u64,
     video_secs: f64,
     early_audio: Vec<Packet>,
+    last_segment_bytes: usize,
 }
 
 /// Audio frames held while waiting for the first keyframe (about 2 s of AAC).
@@ -116,6 +117,7 @@ impl Packager {
             video_frames: 0,
             video_secs: 0.0,
             early_audio: Vec::new(),
+            last_segment_bytes: 0,
         }
     }
 
@@ -166,7 +168,9 @@ impl Packager {
                     audio: self.audio,
                 })
             });
-            let mut data = BytesMut::new();
+            // Sized like the last segment, so a segment is not reallocated as it grows.
+            let mut data =
+                BytesMut::with_capacity(self.last_segment_bytes + self.last_segment_bytes / 8);
             muxer.start_segment(&mut data);
             self.muxer = Some(muxer);
             self.open = Some(Open {
@@ -222,6 +226,7 @@ impl Packager {
             .as_secs_f64();
         let path = segment_path(open.sequence);
         let bits = open.data.len() as u64 * 8;
+        self.last_segment_bytes = open.data.len();
         if duration > 0.0 {
             self.peak_bps = self.peak_bps.max((bits as f64 / duration) as u64);
             self.total_bits += bits;

@@ -6,7 +6,7 @@
 //! Written here rather than on `mpeg2ts`: that crate only frames single 188-byte
 //! packets, and the rest (PES splitting, counters, tables, PCR) is this file.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use media_core::codec::{AacConfig, AvcConfig};
 use media_core::{Packet, Timebase, TrackKind};
 
@@ -98,13 +98,9 @@ impl TsMuxer {
     }
 
     fn next_cc(&mut self, pid: u16) -> u8 {
-        let i = match pid {
-            VIDEO_PID => 0,
-            AUDIO_PID => 1,
-            _ => 2,
-        };
-        let cc = self.cc[i];
-        self.cc[i] = (cc + 1) & 0x0f;
+        let slot = &mut self.cc[cc_slot(pid)];
+        let cc = *slot;
+        *slot = (cc + 1) & 0x0f;
         cc
     }
 
@@ -114,106 +110,112 @@ impl TsMuxer {
             t.rescale(Timebase::MPEG_90K).map_or(0, |t| t.ticks()) & PTS_MASK
         };
         let (pts, dts) = (to90k(packet.pts), to90k(packet.dts));
-        let (pid, stream_id, es) = match packet.track {
+        let avc_parts;
+        let adts_header;
+        let (pid, stream_id, es): (u16, u8, Vec<&[u8]>) = match packet.track {
             TrackKind::Video => {
                 let Some(avc) = &self.tracks.video else {
                     return;
                 };
-                (VIDEO_PID, 0xe0, annex_b(avc, packet))
+                avc_parts = annex_b(avc, packet);
+                (VIDEO_PID, 0xe0, avc_parts)
             }
             TrackKind::Audio => {
                 let Some(aac) = &self.tracks.audio else {
                     return;
                 };
-                (AUDIO_PID, 0xc0, adts(aac, &packet.payload))
+                adts_header = adts_header_for(aac, packet.payload.len());
+                (AUDIO_PID, 0xc0, vec![&adts_header[..], &packet.payload[..]])
             }
         };
-        let mut pes = BytesMut::with_capacity(es.len() + 19);
-        pes.put_slice(&[0, 0, 1, stream_id]);
+        let es_len: usize = es.iter().map(|p| p.len()).sum();
+        let mut header = BytesMut::with_capacity(19);
+        header.put_slice(&[0, 0, 1, stream_id]);
         let with_dts = pts != dts;
         let header_len: usize = if with_dts { 10 } else { 5 };
-        let pes_len = 3 + header_len + es.len();
+        let pes_len = 3 + header_len + es_len;
         // Video PES may exceed 16 bits; 0 means "unbounded", which TS allows for video.
-        pes.put_u16(if stream_id == 0xe0 || pes_len > 0xffff {
+        header.put_u16(if stream_id == 0xe0 || pes_len > 0xffff {
             0
         } else {
             pes_len as u16
         });
-        pes.put_u8(0x80);
-        pes.put_u8(if with_dts { 0xc0 } else { 0x80 });
-        pes.put_u8(header_len as u8);
-        put_timestamp(&mut pes, if with_dts { 0x3 } else { 0x2 }, pts);
+        header.put_u8(0x80);
+        header.put_u8(if with_dts { 0xc0 } else { 0x80 });
+        header.put_u8(header_len as u8);
+        put_timestamp(&mut header, if with_dts { 0x3 } else { 0x2 }, pts);
         if with_dts {
-            put_timestamp(&mut pes, 0x1, dts);
+            put_timestamp(&mut header, 0x1, dts);
         }
-        pes.put_slice(&es);
+        let mut parts = Vec::with_capacity(es.len() + 1);
+        parts.push(&header[..]);
+        parts.extend(es);
         let pcr = (pid == self.pcr_pid()).then_some(dts);
-        self.write_pes(
-            out,
-            pid,
-            &pes,
-            pcr,
-            packet.keyframe && packet.track == TrackKind::Video,
-        );
+        let random_access = packet.keyframe && packet.track == TrackKind::Video;
+        // The PES is never assembled: its pieces are copied straight into TS packets.
+        let cc = &mut self.cc[cc_slot(pid)];
+        write_pes(cc, out, pid, Gather::new(parts), pcr, random_access);
     }
+}
 
-    fn write_pes(
-        &mut self,
-        out: &mut BytesMut,
-        pid: u16,
-        pes: &[u8],
-        pcr: Option<i64>,
-        random_access: bool,
-    ) {
-        let mut rest = pes;
-        let mut first = true;
-        while first || !rest.is_empty() {
-            // The adaptation field: its length byte, then flags, PCR and stuffing.
-            let mut af: Vec<u8> = Vec::new();
-            if first && (pcr.is_some() || random_access) {
-                let mut flags = 0u8;
-                if random_access {
-                    flags |= 0x40;
-                }
-                if pcr.is_some() {
-                    flags |= 0x10;
-                }
+/// Splits one PES into TS packets: PCR and random-access flag on the first,
+/// stuffing in the adaptation field of the last.
+fn write_pes(
+    cc: &mut u8,
+    out: &mut BytesMut,
+    pid: u16,
+    mut rest: Gather<'_>,
+    pcr: Option<i64>,
+    random_access: bool,
+) {
+    out.reserve((rest.len() / 184 + 2) * PACKET);
+    let mut first = true;
+    while first || !rest.is_empty() {
+        // The adaptation field: its length byte, then flags, PCR and stuffing.
+        let mut af: Vec<u8> = Vec::new();
+        if first && (pcr.is_some() || random_access) {
+            let mut flags = 0u8;
+            if random_access {
+                flags |= 0x40;
+            }
+            if pcr.is_some() {
+                flags |= 0x10;
+            }
+            af.push(0);
+            af.push(flags);
+            if let Some(pcr) = pcr {
+                let base = pcr as u64;
+                af.extend_from_slice(&((base >> 1) as u32).to_be_bytes());
+                af.push((((base & 1) << 7) as u8) | 0x7e);
                 af.push(0);
-                af.push(flags);
-                if let Some(pcr) = pcr {
-                    let base = pcr as u64;
-                    af.extend_from_slice(&((base >> 1) as u32).to_be_bytes());
-                    af.push((((base & 1) << 7) as u8) | 0x7e);
-                    af.push(0);
-                }
             }
-            let room = PACKET - 4 - af.len();
-            if rest.len() < room {
-                let stuffing = room - rest.len();
-                if af.is_empty() {
-                    af.push(0);
-                    if stuffing > 1 {
-                        af.push(0);
-                        af.resize(stuffing, 0xff);
-                    }
-                } else {
-                    af.resize(af.len() + stuffing, 0xff);
-                }
-            }
-            let take = rest.len().min(PACKET - 4 - af.len());
-            out.put_u8(0x47);
-            out.put_u16(if first { 0x4000 } else { 0 } | pid);
-            let control = if af.is_empty() { 0x10 } else { 0x30 };
-            out.put_u8(control | self.next_cc(pid));
-            let af_len = af.len().saturating_sub(1) as u8;
-            if let Some(len) = af.first_mut() {
-                *len = af_len;
-            }
-            out.put_slice(&af);
-            out.put_slice(&rest[..take]);
-            rest = &rest[take..];
-            first = false;
         }
+        let room = PACKET - 4 - af.len();
+        if rest.len() < room {
+            let stuffing = room - rest.len();
+            if af.is_empty() {
+                af.push(0);
+                if stuffing > 1 {
+                    af.push(0);
+                    af.resize(stuffing, 0xff);
+                }
+            } else {
+                af.resize(af.len() + stuffing, 0xff);
+            }
+        }
+        let take = rest.len().min(PACKET - 4 - af.len());
+        out.put_u8(0x47);
+        out.put_u16(if first { 0x4000 } else { 0 } | pid);
+        let control = if af.is_empty() { 0x10 } else { 0x30 };
+        out.put_u8(control | *cc);
+        *cc = (*cc + 1) & 0x0f;
+        let af_len = af.len().saturating_sub(1) as u8;
+        if let Some(len) = af.first_mut() {
+            *len = af_len;
+        }
+        out.put_slice(&af);
+        rest.copy_to(take, out);
+        first = false;
     }
 }
 
@@ -224,13 +226,23 @@ fn put_timestamp(out: &mut BytesMut, marker: u8, ts: i64) {
     out.put_u16(((ts & 0x7fff) as u16) << 1 | 1);
 }
 
-/// AVCC → Annex B: an access unit delimiter first, SPS and PPS before an IDR
-/// (unless the frame carries its own), 4-byte start codes.
-fn annex_b(avc: &AvcConfig, packet: &Packet) -> Bytes {
-    let data = &packet.payload;
+fn cc_slot(pid: u16) -> usize {
+    match pid {
+        VIDEO_PID => 0,
+        AUDIO_PID => 1,
+        _ => 2,
+    }
+}
+
+const START_CODE: &[u8] = &[0, 0, 0, 1];
+const AUD: &[u8] = &[0, 0, 0, 1, 0x09, 0xf0];
+
+/// AVCC → Annex B, as pieces borrowed from the frame and its config: an access
+/// unit delimiter first, SPS and PPS before an IDR (unless the frame carries its
+/// own), 4-byte start codes.
+fn annex_b<'a>(avc: &'a AvcConfig, packet: &'a Packet) -> Vec<&'a [u8]> {
+    let data = &packet.payload[..];
     let n = usize::from(avc.nal_length_size);
-    let mut out = BytesMut::with_capacity(data.len() + 64);
-    out.put_slice(&[0, 0, 0, 1, 0x09, 0xf0]);
     let mut nals = Vec::new();
     let mut at = 0;
     while at + n <= data.len() {
@@ -242,42 +254,83 @@ fn annex_b(avc: &AvcConfig, packet: &Packet) -> Bytes {
             break;
         };
         at += len;
-        if !nal.is_empty() {
+        // Empty NAL units carry nothing; delimiters in the source would be doubled.
+        if !nal.is_empty() && nal[0] & 0x1f != 9 {
             nals.push(nal);
         }
     }
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * nals.len() + 5);
+    parts.push(AUD);
     let has_sps = nals.iter().any(|nal| nal[0] & 0x1f == 7);
     if packet.keyframe && !has_sps {
         for ps in avc.sps.iter().chain(&avc.pps) {
-            out.put_slice(&[0, 0, 0, 1]);
-            out.put_slice(ps);
+            parts.push(START_CODE);
+            parts.push(ps);
         }
     }
     for nal in nals {
-        // Access unit delimiters in the source would be doubled.
-        if nal[0] & 0x1f == 9 {
-            continue;
-        }
-        out.put_slice(&[0, 0, 0, 1]);
-        out.put_slice(nal);
+        parts.push(START_CODE);
+        parts.push(nal);
     }
-    out.freeze()
+    parts
 }
 
-/// A raw AAC frame with its 7-byte ADTS header.
-fn adts(aac: &AacConfig, frame: &[u8]) -> Bytes {
-    let len = frame.len() + 7;
-    let mut out = BytesMut::with_capacity(len);
+/// Byte pieces read in order as one stream, copied out without joining them first.
+struct Gather<'a> {
+    parts: Vec<&'a [u8]>,
+    index: usize,
+    offset: usize,
+    remaining: usize,
+}
+
+impl<'a> Gather<'a> {
+    fn new(parts: Vec<&'a [u8]>) -> Self {
+        let remaining = parts.iter().map(|p| p.len()).sum();
+        Self {
+            parts,
+            index: 0,
+            offset: 0,
+            remaining,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.remaining
+    }
+
+    fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn copy_to(&mut self, mut n: usize, out: &mut BytesMut) {
+        while n > 0 {
+            let Some(part) = self.parts.get(self.index) else {
+                return;
+            };
+            let take = (part.len() - self.offset).min(n);
+            out.put_slice(&part[self.offset..self.offset + take]);
+            self.offset += take;
+            self.remaining -= take;
+            n -= take;
+            if self.offset == part.len() {
+                self.index += 1;
+                self.offset = 0;
+            }
+        }
+    }
+}
+
+/// The 7-byte ADTS header for a raw AAC frame of `frame_len` bytes.
+fn adts_header_for(aac: &AacConfig, frame_len: usize) -> [u8; 7] {
+    let len = frame_len + 7;
     let profile = aac.object_type.saturating_sub(1) & 0x03;
-    out.put_u8(0xff);
-    out.put_u8(0xf1);
-    out.put_u8(
+    [
+        0xff,
+        0xf1,
         (profile << 6) | ((aac.sample_rate_index & 0x0f) << 2) | ((aac.channels >> 2) & 0x01),
-    );
-    out.put_u8(((aac.channels & 0x03) << 6) | ((len >> 11) as u8 & 0x03));
-    out.put_u8((len >> 3) as u8);
-    out.put_u8((((len & 0x07) as u8) << 5) | 0x1f);
-    out.put_u8(0xfc);
-    out.put_slice(frame);
-    out.freeze()
+        ((aac.channels & 0x03) << 6) | ((len >> 11) as u8 & 0x03),
+        (len >> 3) as u8,
+        (((len & 0x07) as u8) << 5) | 0x1f,
+        0xfc,
+    ]
 }
