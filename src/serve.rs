@@ -116,6 +116,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut registry = Registry::with_prefix("ferry");
     hub.metrics().register(&mut registry);
     rtmp_metrics.register(&mut registry);
+    let hls_metrics = hls_origin::HlsMetrics::default();
+    hls_metrics.register(&mut registry);
     let http_state = Arc::new(HttpState::new(registry));
 
     let auth = Arc::new(StaticKeys::new(
@@ -163,6 +165,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             hub.clone(),
             store.clone(),
             packaging,
+            hls_metrics,
             cancel.clone(),
         )));
     }

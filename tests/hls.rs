@@ -163,6 +163,14 @@ async fn packaged(file: &str) {
         ok && err.trim().is_empty(),
         "ffmpeg reading the HLS failed: {err}"
     );
+    assert_eq!(
+        server.metric("ferry_hls_segments_lost_total").await,
+        0.0,
+        "no segment lost on a healthy store"
+    );
+    assert!(
+        server.metric("ferry_hls_segments_stored_total").await >= playlist.segments.len() as f64
+    );
     server.running.shutdown().await;
 }
 

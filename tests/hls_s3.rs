@@ -307,6 +307,10 @@ async fn store_outage_leaves_a_valid_playlist_and_rtmp_untouched() {
 
     let text = wait_for_endlist(server.running.http_addr).await;
     assert!(
+        server.metric("ferry_hls_segments_lost_total").await >= 1.0,
+        "the outage is not visible in the metrics"
+    );
+    assert!(
         text.contains("#EXT-X-DISCONTINUITY"),
         "the gap is not marked:\n{text}"
     );
