@@ -216,22 +216,7 @@ async fn sliding_window_deletes_old_segments() {
     let server = start_with(|c| c.hls.window = 2).await;
     let http = server.running.http_addr;
     let file = sample("h264-aac-720p30.flv");
-    let (ok, err) = run_ffmpeg(
-        &[
-            "-re",
-            "-stream_loop",
-            "3",
-            "-i",
-            file.to_str().unwrap(),
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-            &server.rtmp_url(KEY),
-        ],
-        Duration::from_secs(60),
-    )
-    .await;
+    let (ok, err) = publish_looped(&server.rtmp_url(KEY), &file, 3).await;
     assert!(ok, "{err}");
     let (text, playlist) = wait_for_endlist(http, STREAM).await;
     check_rules(&playlist, &text);

@@ -175,22 +175,7 @@ async fn s3_origin_stores_typed_objects_and_deletes_expired_ones() {
     let s3 = S3Server::new();
     let server = server_on(&s3.config(), 2).await;
     let file = sample("h264-aac-720p30.flv");
-    let (ok, err) = run_ffmpeg(
-        &[
-            "-re",
-            "-stream_loop",
-            "3",
-            "-i",
-            file.to_str().unwrap(),
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-            &server.rtmp_url(KEY),
-        ],
-        Duration::from_secs(60),
-    )
-    .await;
+    let (ok, err) = publish_looped(&server.rtmp_url(KEY), &file, 3).await;
     assert!(ok, "{err}");
     let text = wait_for_endlist(server.running.http_addr).await;
     let listed = listed_segments(&text);
@@ -280,24 +265,7 @@ async fn store_outage_leaves_a_valid_playlist_and_rtmp_untouched() {
     .await;
     let file = sample("h264-aac-720p30.flv");
     let url = server.rtmp_url(KEY);
-    let publisher = tokio::spawn(async move {
-        run_ffmpeg(
-            &[
-                "-re",
-                "-stream_loop",
-                "4",
-                "-i",
-                file.to_str().unwrap(),
-                "-c",
-                "copy",
-                "-f",
-                "flv",
-                &url,
-            ],
-            Duration::from_secs(60),
-        )
-        .await
-    });
+    let publisher = tokio::spawn(async move { publish_looped(&url, &file, 4).await });
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (port, root) = s3.stop();
     tokio::time::sleep(Duration::from_secs(10)).await;

@@ -170,12 +170,26 @@ pub async fn run_ffmpeg(args: &[&str], limit: Duration) -> (bool, String) {
 
 /// Publishes `file` in real time with `ffmpeg -re -c copy -f flv`.
 pub async fn publish_file(url: &str, file: &Path) -> (bool, String) {
+    publish_looped(url, file, 0).await
+}
+
+/// Publishes `file` in real time, `loops` extra times back to back (timestamps continue).
+pub async fn publish_looped(url: &str, file: &Path, loops: u32) -> (bool, String) {
     let file = file.to_str().unwrap();
-    run_ffmpeg(
-        &["-re", "-i", file, "-c", "copy", "-f", "flv", url],
-        Duration::from_secs(60),
-    )
-    .await
+    let loops = loops.to_string();
+    let args = [
+        "-re",
+        "-stream_loop",
+        &loops,
+        "-i",
+        file,
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        url,
+    ];
+    run_ffmpeg(&args, Duration::from_secs(90)).await
 }
 
 /// One packet as ffprobe sees it.
