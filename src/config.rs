@@ -82,6 +82,9 @@ pub struct HlsConfig {
     pub segment_seconds: f64,
     /// Segments listed in a media playlist.
     pub window: usize,
+    /// Segments kept for upload while the store is down; older ones are dropped
+    /// (and the gap marked) past this.
+    pub upload_queue_segments: usize,
 }
 
 impl Default for HlsConfig {
@@ -90,6 +93,7 @@ impl Default for HlsConfig {
             enabled: true,
             segment_seconds: 2.0,
             window: 6,
+            upload_queue_segments: 30,
         }
     }
 }

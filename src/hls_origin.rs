@@ -5,14 +5,16 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hls::{Output, Packager, PackagerConfig};
+use hls::{Packager, PackagerConfig};
 use media_core::{Event, Hub};
 use origin_store::OriginStore;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use prometheus_client::registry::Registry;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
+
+use crate::hls_upload::Uploads;
 
 /// How long a packager waits for a publisher to come back before it ends the
 /// stream's playlist for good (a returning publisher continues it after a
@@ -32,6 +34,8 @@ pub struct HlsMetrics {
     pub playlist_errors: Counter,
     /// Streams being packaged.
     pub packagers: Gauge,
+    /// Segments waiting for the store (grows during an outage).
+    pub upload_queue: Gauge,
 }
 
 impl HlsMetrics {
@@ -61,64 +65,60 @@ impl HlsMetrics {
     }
 }
 
-/// Follows the hub until `cancel` fires, packaging every stream that goes live.
-pub async fn run(
-    hub: Hub,
-    store: OriginStore,
-    config: PackagerConfig,
-    metrics: HlsMetrics,
-    cancel: CancellationToken,
-) {
+/// What every packager task of the origin shares.
+#[derive(Clone)]
+pub struct HlsOrigin {
+    /// Where streams come from.
+    pub hub: Hub,
+    /// Where segments and playlists go.
+    pub store: OriginStore,
+    /// How streams are cut.
+    pub config: PackagerConfig,
+    /// What is reported.
+    pub metrics: HlsMetrics,
+    /// Segments held per stream while the store is down.
+    pub max_queued: usize,
+    /// Stops everything.
+    pub cancel: CancellationToken,
+}
+
+/// Follows the hub until cancelled, packaging every stream that goes live.
+pub async fn run(origin: HlsOrigin) {
     let active: Active = Arc::default();
-    let mut published = hub.published();
-    let mut start = hub.live_streams();
+    let mut published = origin.hub.published();
+    let mut start = origin.hub.live_streams();
     loop {
         for name in start.drain(..) {
-            spawn_packager(&hub, &store, &config, &metrics, &active, &cancel, name);
+            spawn_packager(&origin, &active, name);
         }
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = origin.cancel.cancelled() => return,
             got = published.recv() => match got {
                 Ok(name) => start.push(name),
-                Err(RecvError::Lagged(_)) => start = hub.live_streams(),
+                Err(RecvError::Lagged(_)) => start = origin.hub.live_streams(),
                 Err(RecvError::Closed) => return,
             }
         }
     }
 }
 
-fn spawn_packager(
-    hub: &Hub,
-    store: &OriginStore,
-    config: &PackagerConfig,
-    metrics: &HlsMetrics,
-    active: &Active,
-    cancel: &CancellationToken,
-    name: String,
-) {
+fn spawn_packager(origin: &HlsOrigin, active: &Active, name: String) {
     if !lock(active).insert(name.clone()) {
         return;
     }
-    let (hub, store, config, metrics, active, cancel) = (
-        hub.clone(),
-        store.clone(),
-        config.clone(),
-        metrics.clone(),
-        active.clone(),
-        cancel.clone(),
-    );
+    let (origin, active) = (origin.clone(), active.clone());
     tokio::spawn(async move {
-        metrics.packagers.inc();
-        let _gauge = DecOnDrop(metrics.packagers.clone());
+        origin.metrics.packagers.inc();
+        let _gauge = DecOnDrop(origin.metrics.packagers.clone());
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
-                () = package(&hub, &store, &config, &metrics, &name) => {}
+                _ = origin.cancel.cancelled() => return,
+                () = package(&origin, &name) => {}
             }
             // Checked under the lock the announcer uses, so a publish that raced
             // with this exit is never left without a packager.
             let mut set = lock(&active);
-            if !hub.is_live(&name) {
+            if !origin.hub.is_live(&name) {
                 set.remove(&name);
                 return;
             }
@@ -140,72 +140,35 @@ fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<String>> {
 }
 
 /// Packages `name` until it has been off the air for [`RECONNECT_GRACE`].
-async fn package(
-    hub: &Hub,
-    store: &OriginStore,
-    config: &PackagerConfig,
-    metrics: &HlsMetrics,
-    name: &str,
-) {
+async fn package(origin: &HlsOrigin, name: &str) {
+    let HlsOrigin {
+        hub,
+        store,
+        config,
+        metrics,
+        max_queued,
+        ..
+    } = origin;
     let mut sub = hub.subscribe(name);
     let mut packager = Packager::new(config.clone());
+    let mut uploads = Uploads::start(store.clone(), name.to_owned(), *max_queued, metrics.clone());
     info!(stream = name, "hls packaging started");
     let mut live = true;
     loop {
-        let event = if live {
-            sub.recv().await
-        } else {
-            match tokio::time::timeout(RECONNECT_GRACE, sub.recv()).await {
-                Ok(e) => e,
-                Err(_) => break,
+        tokio::select! {
+            event = sub.recv() => {
+                let Some(event) = event else { break };
+                match &event {
+                    Event::Started => live = true,
+                    Event::Stopped => live = false,
+                    _ => {}
+                }
+                uploads.push(packager.handle(&event, SystemTime::now()));
             }
-        };
-        let Some(event) = event else { break };
-        match &event {
-            Event::Started => live = true,
-            Event::Stopped => live = false,
-            _ => {}
+            Some(path) = uploads.lost.recv() => uploads.push(packager.segment_lost(&path)),
+            () = tokio::time::sleep(RECONNECT_GRACE), if !live => break,
         }
-        let outputs = packager.handle(&event, SystemTime::now());
-        apply(store, metrics, name, &mut packager, outputs).await;
     }
+    uploads.finish().await;
     info!(stream = name, "hls packaging ended");
-}
-
-async fn apply(
-    store: &OriginStore,
-    metrics: &HlsMetrics,
-    name: &str,
-    packager: &mut Packager,
-    outputs: Vec<Output>,
-) {
-    let mut queue = std::collections::VecDeque::from(outputs);
-    while let Some(out) = queue.pop_front() {
-        match out {
-            Output::Segment { path, data } => {
-                let stored = store.put(&format!("{name}/{path}"), data).await;
-                if stored.is_ok() {
-                    metrics.segments_stored.inc();
-                }
-                if let Err(e) = stored {
-                    metrics.segments_lost.inc();
-                    warn!(stream = name, segment = %path, error = %e, "segment not stored; leaving it out of the playlist");
-                    // Replace the playlists that would have named it.
-                    queue.retain(|o| !matches!(o, Output::Playlist { .. }));
-                    queue.extend(packager.segment_lost(&path));
-                }
-            }
-            Output::Playlist { path, data } => {
-                if let Err(e) = store.put(&format!("{name}/{path}"), data).await {
-                    metrics.playlist_errors.inc();
-                    warn!(stream = name, playlist = %path, error = %e, "playlist not stored");
-                }
-            }
-            Output::Delete { path } => {
-                if let Err(e) = store.delete(&format!("{name}/{path}")).await {
-                    warn!(stream = name, segment = %path, error = %e, "expired segment not deleted");
-                }
-            }
-        }
-    }
 }

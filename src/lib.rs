@@ -4,6 +4,7 @@
 
 pub mod config;
 mod hls_origin;
+mod hls_upload;
 mod http;
 mod keys;
 pub mod serve;

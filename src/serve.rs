@@ -161,13 +161,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             target_duration: Duration::from_secs_f64(config.hls.segment_seconds.clamp(0.5, 60.0)),
             window: config.hls.window.max(1),
         };
-        tasks.push(tokio::spawn(hls_origin::run(
-            hub.clone(),
-            store.clone(),
-            packaging,
-            hls_metrics,
-            cancel.clone(),
-        )));
+        tasks.push(tokio::spawn(hls_origin::run(hls_origin::HlsOrigin {
+            hub: hub.clone(),
+            store: store.clone(),
+            config: packaging,
+            metrics: hls_metrics,
+            max_queued: config.hls.upload_queue_segments,
+            cancel: cancel.clone(),
+        })));
     }
     let http_cancel = cancel.clone();
     let http_task = tokio::spawn(async move {

@@ -234,12 +234,22 @@ async fn s3_origin_stores_typed_objects_and_deletes_expired_ones() {
     assert!(ok && err.trim().is_empty(), "{err}");
 }
 
-/// The store goes away for 10 s mid-stream. RTMP players never notice; afterwards
-/// the playlist is valid, names only segments that exist, and marks the gap.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_outage_leaves_a_valid_playlist_and_rtmp_untouched() {
+/// Publishes 20 s while the store goes away for 10 s after 4 s, with an RTMP
+/// player attached; returns the final playlist and the segments lost.
+async fn outage(queue_segments: usize) -> (String, f64) {
     let s3 = S3Server::new();
-    let server = server_on(&s3.config(), 20).await;
+    let s3_config = s3.config();
+    let server = start_with(move |c| {
+        c.store.kind = StoreKind::S3;
+        c.store.s3_endpoint = s3_config.endpoint;
+        c.store.s3_bucket = s3_config.bucket;
+        c.store.s3_region = s3_config.region;
+        c.store.s3_access_key_id = s3_config.access_key_id;
+        c.store.s3_secret_access_key = s3_config.secret_access_key;
+        c.hls.window = 20;
+        c.hls.upload_queue_segments = queue_segments;
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let recorded = dir.path().join("rtmp.flv");
     let player = tokio::process::Command::new(ffmpeg())
@@ -274,14 +284,6 @@ async fn store_outage_leaves_a_valid_playlist_and_rtmp_untouched() {
     assert!(ok, "the publisher was disturbed by the outage: {err}");
 
     let text = wait_for_endlist(server.running.http_addr).await;
-    assert!(
-        server.metric("ferry_hls_segments_lost_total").await >= 1.0,
-        "the outage is not visible in the metrics"
-    );
-    assert!(
-        text.contains("#EXT-X-DISCONTINUITY"),
-        "the gap is not marked:\n{text}"
-    );
     for name in listed_segments(&text) {
         let url = format!("/hls/{STREAM}/source/{name}");
         let (status, _, _) = get_bytes(server.running.http_addr, &url).await;
@@ -310,5 +312,38 @@ async fn store_outage_leaves_a_valid_playlist_and_rtmp_untouched() {
         5 * source.iter().filter(|p| p.video).count(),
         "the RTMP player lost video during the store outage"
     );
+    let lost = server.metric("ferry_hls_segments_lost_total").await;
     drop(s3);
+    (text, lost)
+}
+
+/// A 10 s outage fits in the upload queue: when the store returns, the origin
+/// catches up and the playlist lists every segment, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outage_is_caught_up_from_the_upload_queue() {
+    let (text, lost) = outage(30).await;
+    assert_eq!(lost, 0.0, "segments were lost:\n{text}");
+    assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+    let listed: Vec<u64> = listed_segments(&text)
+        .iter()
+        .map(|n| n.trim_end_matches(".ts").parse().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        (0..listed.len() as u64).collect::<Vec<_>>(),
+        "{text}"
+    );
+    assert!(listed.len() >= 9, "20 s in 2 s segments:\n{text}");
+}
+
+/// An outage longer than the queue: the oldest queued segments are dropped, the
+/// playlist never names them, and the gap is marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outage_beyond_the_queue_marks_the_gap() {
+    let (text, lost) = outage(1).await;
+    assert!(lost >= 1.0, "nothing was dropped with a 1-segment queue");
+    assert!(
+        text.contains("#EXT-X-DISCONTINUITY"),
+        "the gap is not marked:\n{text}"
+    );
 }
