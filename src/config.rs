@@ -31,6 +31,25 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
 }
 
+/// HLS segment format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HlsContainer {
+    /// MPEG-TS segments.
+    Ts,
+    /// Fragmented MP4 (CMAF) segments with an init segment.
+    Fmp4,
+}
+
+impl From<HlsContainer> for hls::Container {
+    fn from(c: HlsContainer) -> Self {
+        match c {
+            HlsContainer::Ts => hls::Container::Ts,
+            HlsContainer::Fmp4 => hls::Container::Fmp4,
+        }
+    }
+}
+
 /// Which backend holds the HLS origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +104,8 @@ pub struct HlsConfig {
     /// Segments kept for upload while the store is down; older ones are dropped
     /// (and the gap marked) past this.
     pub upload_queue_segments: usize,
+    /// Segment format for streams that do not choose: `ts` or `fmp4`.
+    pub container: HlsContainer,
 }
 
 impl Default for HlsConfig {
@@ -94,6 +115,7 @@ impl Default for HlsConfig {
             segment_seconds: 2.0,
             window: 6,
             upload_queue_segments: 30,
+            container: HlsContainer::Ts,
         }
     }
 }
@@ -126,6 +148,9 @@ pub struct StreamConfig {
     pub name: String,
     /// The secret the encoder uses as its stream key.
     pub key: String,
+    /// This stream's HLS segment format, if not `[hls] container`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hls_container: Option<HlsContainer>,
 }
 
 impl Default for Config {

@@ -78,6 +78,8 @@ pub struct HlsOrigin {
     pub metrics: HlsMetrics,
     /// Segments held per stream while the store is down.
     pub max_queued: usize,
+    /// Streams whose segment format differs from `config.container`.
+    pub containers: Arc<std::collections::HashMap<String, hls::Container>>,
     /// Stops everything.
     pub cancel: CancellationToken,
 }
@@ -150,7 +152,11 @@ async fn package(origin: &HlsOrigin, name: &str) {
         ..
     } = origin;
     let mut sub = hub.subscribe(name);
-    let mut packager = Packager::new(config.clone());
+    let mut stream_config = config.clone();
+    if let Some(c) = origin.containers.get(name) {
+        stream_config.container = *c;
+    }
+    let mut packager = Packager::new(stream_config);
     let mut uploads = Uploads::start(store.clone(), name.to_owned(), *max_queued, metrics.clone());
     info!(stream = name, "hls packaging started");
     let mut live = true;

@@ -61,6 +61,7 @@ pub fn streams_or_generated(
                 streams: vec![StreamConfig {
                     name: "demo".into(),
                     key: Alphanumeric.sample_string(&mut rand::rng(), 20),
+                    hls_container: None,
                 }],
             };
             let text = toml::to_string(&stored).unwrap_or_default();
@@ -99,6 +100,7 @@ mod tests {
         let conf = vec![StreamConfig {
             name: "a".into(),
             key: "b".into(),
+            hls_container: None,
         }];
         assert_eq!(streams_or_generated(&conf, dir.path()).expect("ok").0, conf);
         assert!(!dir.path().join(FILE).exists());

@@ -160,13 +160,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let packaging = PackagerConfig {
             target_duration: Duration::from_secs_f64(config.hls.segment_seconds.clamp(0.5, 60.0)),
             window: config.hls.window.max(1),
+            container: config.hls.container.into(),
         };
+        let containers = config
+            .streams
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.hls_container?.into())))
+            .collect();
         tasks.push(tokio::spawn(hls_origin::run(hls_origin::HlsOrigin {
             hub: hub.clone(),
             store: store.clone(),
             config: packaging,
             metrics: hls_metrics,
             max_queued: config.hls.upload_queue_segments,
+            containers: Arc::new(containers),
             cancel: cancel.clone(),
         })));
     }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
+use ferry::config::HlsContainer;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist};
 
 async fn media_playlist(addr: SocketAddr, stream: &str) -> Option<(String, MediaPlaylist)> {
@@ -72,7 +73,12 @@ fn check_rules(p: &MediaPlaylist, text: &str) {
 }
 
 async fn packaged(file: &str) {
-    let server = start().await;
+    packaged_as(file, HlsContainer::Ts).await;
+}
+
+async fn packaged_as(file: &str, container: HlsContainer) {
+    let server = start_with(|c| c.hls.container = container).await;
+    let fmp4 = container == HlsContainer::Fmp4;
     let http = server.running.http_addr;
     let (ok, err) = publish_file(&server.rtmp_url(KEY), &sample(file)).await;
     assert!(ok, "publish failed: {err}");
@@ -112,11 +118,25 @@ async fn packaged(file: &str) {
     // Every segment is stored, typed, starts on a keyframe, and together they hold every packet.
     let dir = tempfile::tempdir().unwrap();
     let mut all = Vec::new();
+    let mut init = Vec::new();
     for s in &playlist.segments {
-        let (status, headers, body) =
+        if let Some(map) = &s.map {
+            let (status, headers, body) =
+                get_bytes(http, &format!("/hls/{STREAM}/source/{}", map.uri)).await;
+            assert_eq!(status, 200, "init segment {} missing", map.uri);
+            assert!(headers.contains(&("content-type".into(), "video/mp4".into())));
+            init = body;
+        }
+        assert_eq!(s.uri.ends_with(".m4s"), fmp4, "{}", s.uri);
+        let (status, headers, mut body) =
             get_bytes(http, &format!("/hls/{STREAM}/source/{}", s.uri)).await;
         assert_eq!(status, 200, "segment {} missing", s.uri);
-        assert!(headers.contains(&("content-type".into(), "video/mp2t".into())));
+        let content_type = if fmp4 { "video/mp4" } else { "video/mp2t" };
+        assert!(headers.contains(&("content-type".into(), content_type.into())));
+        if fmp4 {
+            // A media segment decodes after its init segment, as a player feeds it.
+            body.splice(0..0, init.iter().copied());
+        }
         assert!(
             headers
                 .iter()
@@ -172,6 +192,26 @@ async fn packaged(file: &str) {
         server.metric("ferry_hls_segments_stored_total").await >= playlist.segments.len() as f64
     );
     server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn fmp4_bframes_1080p30() {
+    packaged_as("h264-aac-1080p30-bframes.flv", HlsContainer::Fmp4).await;
+}
+
+#[tokio::test]
+async fn fmp4_fps60_audio_44k1() {
+    packaged_as("h264-aac-720p60-44k.flv", HlsContainer::Fmp4).await;
+}
+
+#[tokio::test]
+async fn fmp4_video_only() {
+    packaged_as("h264-only.flv", HlsContainer::Fmp4).await;
+}
+
+#[tokio::test]
+async fn fmp4_audio_only() {
+    packaged_as("aac-only.flv", HlsContainer::Fmp4).await;
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! MPEG-TS segments and playlists; the caller stores them (segment first) and
 //! supplies the wall clock.
 
+pub mod fmp4;
 mod packager;
 pub mod playlist;
 pub mod ts;
 
-pub use packager::{Output, Packager, PackagerConfig, VARIANT, segment_path};
+pub use packager::{Container, Output, Packager, PackagerConfig, VARIANT};

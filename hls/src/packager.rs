@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use media_core::codec::{AacConfig, AvcConfig, sps_resolution};
 use media_core::{Codec, Event, Packet, Timestamp, TrackKind};
 
+use crate::fmp4;
 use crate::playlist::{self, SegmentEntry, Variant};
 use crate::ts::{TsMuxer, TsTracks};
 
@@ -21,6 +22,18 @@ pub struct PackagerConfig {
     pub target_duration: Duration,
     /// Segments listed in the media playlist.
     pub window: usize,
+    /// MPEG-TS or fragmented MP4 segments.
+    pub container: Container,
+}
+
+/// The segment format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Container {
+    /// MPEG-TS (`.ts`), what every HLS player reads.
+    #[default]
+    Ts,
+    /// Fragmented MP4 / CMAF (`init*.mp4` + `.m4s`), the base for LL-HLS and HEVC.
+    Fmp4,
 }
 
 impl Default for PackagerConfig {
@@ -28,6 +41,7 @@ impl Default for PackagerConfig {
         Self {
             target_duration: Duration::from_secs(2),
             window: 6,
+            container: Container::Ts,
         }
     }
 }
@@ -64,6 +78,9 @@ struct Open {
     last_delta: i64,
     video_frames: u64,
     data: BytesMut,
+    /// fMP4 only: the frames, written out when the segment closes.
+    samples: Vec<Packet>,
+    map: Option<String>,
     wall: SystemTime,
     discontinuity: bool,
 }
@@ -89,6 +106,12 @@ pub struct Packager {
     video_secs: f64,
     early_audio: Vec<Packet>,
     last_segment_bytes: usize,
+    video_raw: Option<Bytes>,
+    audio_raw: Option<Bytes>,
+    /// Bumped when the tracks change; names the fMP4 init segment.
+    generation: u64,
+    /// The init segment written for the current generation, if any.
+    map: Option<(u64, String)>,
 }
 
 /// Audio frames held while waiting for the first keyframe (about 2 s of AAC).
@@ -118,6 +141,10 @@ impl Packager {
             video_secs: 0.0,
             early_audio: Vec::new(),
             last_segment_bytes: 0,
+            video_raw: None,
+            audio_raw: None,
+            generation: 0,
+            map: None,
         }
     }
 
@@ -134,12 +161,20 @@ impl Packager {
                 self.audio = None;
                 self.muxer = None;
                 self.early_audio.clear();
+                self.generation += 1;
             }
             Event::Track(track) => {
                 match track.codec {
-                    Codec::H264 => self.video = AvcConfig::parse(&track.config).ok(),
-                    Codec::Aac => self.audio = AacConfig::parse(&track.config).ok(),
+                    Codec::H264 => {
+                        self.video = AvcConfig::parse(&track.config).ok();
+                        self.video_raw = Some(track.config.clone());
+                    }
+                    Codec::Aac => {
+                        self.audio = AacConfig::parse(&track.config).ok();
+                        self.audio_raw = Some(track.config.clone());
+                    }
                 }
+                self.generation += 1;
                 // New configs take effect at the next segment.
                 self.muxer = None;
             }
@@ -173,6 +208,7 @@ impl Packager {
                 BytesMut::with_capacity(self.last_segment_bytes + self.last_segment_bytes / 8);
             muxer.start_segment(&mut data);
             self.muxer = Some(muxer);
+            let map = self.init_segment(out);
             self.open = Some(Open {
                 sequence: self.next_sequence,
                 start: p.dts,
@@ -180,6 +216,8 @@ impl Packager {
                 last_delta: 0,
                 video_frames: 0,
                 data,
+                samples: Vec::new(),
+                map,
                 wall: now,
                 discontinuity: std::mem::take(&mut self.pending_discontinuity),
             });
@@ -194,10 +232,19 @@ impl Packager {
             }
             return;
         };
+        let fmp4 = self.config.container == Container::Fmp4;
         for early in self.early_audio.drain(..) {
-            muxer.write(&early, &mut open.data);
+            if fmp4 {
+                open.samples.push(early);
+            } else {
+                muxer.write(&early, &mut open.data);
+            }
         }
-        muxer.write(p, &mut open.data);
+        if fmp4 {
+            open.samples.push(p.clone());
+        } else {
+            muxer.write(p, &mut open.data);
+        }
         if p.track == TrackKind::Video || !has_video {
             if p.track == TrackKind::Video {
                 open.video_frames += 1;
@@ -224,9 +271,18 @@ impl Packager {
             .duration_since(open.start)
             .unwrap_or_default()
             .as_secs_f64();
-        let path = segment_path(open.sequence);
-        let bits = open.data.len() as u64 * 8;
-        self.last_segment_bytes = open.data.len();
+        let path = self.segment_path(open.sequence);
+        let data = match self.config.container {
+            Container::Ts => open.data.freeze(),
+            Container::Fmp4 => fmp4::media_segment(
+                &self.fmp4_tracks(),
+                open.sequence,
+                &open.samples,
+                Some(end.as_millis()),
+            ),
+        };
+        let bits = data.len() as u64 * 8;
+        self.last_segment_bytes = data.len();
         if duration > 0.0 {
             self.peak_bps = self.peak_bps.max((bits as f64 / duration) as u64);
             self.total_bits += bits;
@@ -240,12 +296,13 @@ impl Packager {
         self.target = self.target.max(duration.round() as u64);
         out.push(Output::Segment {
             path: path.clone(),
-            data: open.data.freeze(),
+            data,
         });
         self.window.push_back(SegmentEntry {
             sequence: open.sequence,
             duration,
-            uri: format!("{}.ts", open.sequence),
+            uri: path.trim_start_matches(&format!("{VARIANT}/")).to_owned(),
+            map: open.map,
             discontinuity: open.discontinuity,
             program_date_time: open.wall,
         });
@@ -262,7 +319,7 @@ impl Packager {
         while self.retired.len() > self.config.window {
             if let Some(seq) = self.retired.pop_front() {
                 out.push(Output::Delete {
-                    path: segment_path(seq),
+                    path: self.segment_path(seq),
                 });
             }
         }
@@ -273,7 +330,8 @@ impl Packager {
     /// next segment is marked as a discontinuity.
     pub fn segment_lost(&mut self, path: &str) -> Vec<Output> {
         let before = self.window.len();
-        self.window.retain(|s| segment_path(s.sequence) != path);
+        let uri = path.trim_start_matches(&format!("{VARIANT}/")).to_owned();
+        self.window.retain(|s| s.uri != uri);
         let mut out = Vec::new();
         if self.window.len() != before {
             self.pending_discontinuity = true;
@@ -328,7 +386,39 @@ impl Packager {
     }
 }
 
-/// Where segment `sequence` is stored, below the stream.
-pub fn segment_path(sequence: u64) -> String {
-    format!("{VARIANT}/{sequence}.ts")
+impl Packager {
+    /// Where segment `sequence` is stored, below the stream.
+    fn segment_path(&self, sequence: u64) -> String {
+        match self.config.container {
+            Container::Ts => format!("{VARIANT}/{sequence}.ts"),
+            Container::Fmp4 => format!("{VARIANT}/{sequence}.m4s"),
+        }
+    }
+
+    fn fmp4_tracks(&self) -> fmp4::Fmp4Tracks {
+        fmp4::Fmp4Tracks {
+            video: self.video.clone().zip(self.video_raw.clone()),
+            audio: self.audio.zip(self.audio_raw.clone()),
+        }
+    }
+
+    /// fMP4: writes the init segment for the current tracks if not yet written,
+    /// and returns the URI segments must reference (`EXT-X-MAP`).
+    fn init_segment(&mut self, out: &mut Vec<Output>) -> Option<String> {
+        if self.config.container != Container::Fmp4 {
+            return None;
+        }
+        if let Some((generation, uri)) = &self.map
+            && *generation == self.generation
+        {
+            return Some(uri.clone());
+        }
+        let uri = format!("init{}.mp4", self.generation);
+        out.push(Output::Segment {
+            path: format!("{VARIANT}/{uri}"),
+            data: fmp4::init_segment(&self.fmp4_tracks()),
+        });
+        self.map = Some((self.generation, uri.clone()));
+        Some(uri)
+    }
 }

@@ -17,6 +17,8 @@ pub struct SegmentEntry {
     pub discontinuity: bool,
     /// Wall-clock time of its first frame at ingest.
     pub program_date_time: SystemTime,
+    /// fMP4: the init segment it needs (`EXT-X-MAP`).
+    pub map: Option<String>,
 }
 
 /// Renders a media playlist of `segments` (the sliding window, oldest first);
@@ -29,10 +31,17 @@ pub fn media_playlist(
 ) -> String {
     let mut out = String::new();
     let first = segments.first().map_or(0, |s| s.sequence);
+    // EXT-X-MAP in a media playlist needs version 6 (7 with fMP4 per Apple's spec).
+    let version = if segments.iter().any(|s| s.map.is_some()) {
+        7
+    } else {
+        3
+    };
     let _ = write!(
         out,
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target_duration}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target_duration}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
     );
+    let mut map: Option<&str> = None;
     if discontinuity_sequence > 0 {
         let _ = writeln!(
             out,
@@ -42,6 +51,12 @@ pub fn media_playlist(
     for s in segments {
         if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if let Some(m) = s.map.as_deref()
+            && map != Some(m)
+        {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{m}\"");
+            map = Some(m);
         }
         let _ = write!(
             out,
@@ -147,6 +162,7 @@ mod tests {
             uri: format!("{sequence}.ts"),
             discontinuity,
             program_date_time: t0 + Duration::from_secs(sequence * 2),
+            map: None,
         };
         let text = media_playlist(3, 0, &[seg(7, 2.0, false), seg(8, 2.5, true)], true);
         assert_eq!(

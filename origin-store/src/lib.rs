@@ -30,6 +30,8 @@ pub enum Kind {
     Playlist,
     /// An MPEG-TS segment: never changes once written.
     TsSegment,
+    /// An fMP4 media or init segment: never changes once written.
+    Mp4Segment,
     /// Anything else.
     Other,
 }
@@ -41,6 +43,8 @@ impl Kind {
             Kind::Playlist
         } else if key.ends_with(".ts") {
             Kind::TsSegment
+        } else if key.ends_with(".m4s") || key.ends_with(".mp4") {
+            Kind::Mp4Segment
         } else {
             Kind::Other
         }
@@ -51,6 +55,7 @@ impl Kind {
         match self {
             Kind::Playlist => "application/vnd.apple.mpegurl",
             Kind::TsSegment => "video/mp2t",
+            Kind::Mp4Segment => "video/mp4",
             Kind::Other => "application/octet-stream",
         }
     }
@@ -59,7 +64,7 @@ impl Kind {
     pub fn cache_control(self) -> &'static str {
         match self {
             Kind::Playlist => "max-age=1",
-            Kind::TsSegment => "public, max-age=86400, immutable",
+            Kind::TsSegment | Kind::Mp4Segment => "public, max-age=86400, immutable",
             Kind::Other => "no-cache",
         }
     }

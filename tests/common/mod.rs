@@ -93,6 +93,7 @@ pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
         streams: vec![StreamConfig {
             name: STREAM.into(),
             key: KEY.into(),
+            hls_container: None,
         }],
         ..Config::default()
     };
