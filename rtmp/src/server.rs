@@ -795,6 +795,73 @@ mod tests {
         );
     }
 
+    /// Handshake, `connect`, `createStream` and `publish` with `key`, as raw bytes.
+    async fn start_publishing<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        client: &mut S,
+        key: &str,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut out = bytes::BytesMut::new();
+        let mut hs = crate::handshake::ClientHandshake::start(&mut out);
+        client.write_all(&out).await.expect("write");
+        let mut input = bytes::BytesMut::new();
+        let mut c2 = bytes::BytesMut::new();
+        while !hs.feed(&mut input, &mut c2).expect("valid") {
+            let mut buf = [0u8; 4096];
+            let n = client.read(&mut buf).await.expect("read");
+            input.extend_from_slice(&buf[..n]);
+        }
+        let enc = crate::chunk::ChunkEncoder::new();
+        let app = Amf0Value::Object(vec![("app".into(), Amf0Value::String("live".into()))]);
+        for (body, sid) in [
+            (message::command_body("connect", 1.0, &[app]), 0),
+            (
+                message::command_body("createStream", 2.0, &[Amf0Value::Null]),
+                0,
+            ),
+            (
+                message::command_body(
+                    "publish",
+                    0.0,
+                    &[Amf0Value::Null, Amf0Value::String(key.into())],
+                ),
+                1,
+            ),
+        ] {
+            enc.write(&mut c2, 3, 0, type_id::COMMAND_AMF0, sid, &body);
+        }
+        client.write_all(&c2).await.expect("write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_publisher_is_disconnected() {
+        let keys = StaticKeys::new([("demo".to_owned(), "key".to_owned())]);
+        let hub = Hub::new();
+        let server = Server::new(
+            ServerConfig::default(),
+            hub.clone(),
+            Arc::new(keys),
+            RtmpMetrics::default(),
+        );
+        let (mut client, server_side) = tokio::io::duplex(1 << 16);
+        let peer: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let task = tokio::spawn(server.serve_stream(server_side, peer));
+        start_publishing(&mut client, "key").await;
+        // Keep reading replies so the server never blocks on a full pipe.
+        let drain = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut sink = Vec::new();
+            let _ = client.read_to_end(&mut sink).await;
+        });
+        let r = task.await.expect("joined");
+        assert!(
+            matches!(r, Err(RtmpError::Timeout("publisher sent nothing"))),
+            "{r:?}"
+        );
+        assert!(!hub.is_live("demo"), "the stream is released");
+        drain.abort();
+    }
+
     #[test]
     fn names_lose_query_strings() {
         assert_eq!(app_name("live?secret=1"), "live");
