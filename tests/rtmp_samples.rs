@@ -145,3 +145,71 @@ async fn audio_only() {
 async fn small_240p25() {
     round_trip("h264-aac-240p25.flv").await;
 }
+
+/// The publisher path OBS Studio takes: librtmp (through Debian's python3-librtmp),
+/// not ffmpeg's own RTMP code.
+#[tokio::test]
+async fn librtmp_publisher_like_obs() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let played = dir.path().join("played.flv");
+    let player = tokio::process::Command::new(ffmpeg())
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            &server.rtmp_url(STREAM),
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ])
+        .arg(&played)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for("player", Duration::from_secs(10), || async {
+        server.metric("ferry_rtmp_players").await == 1.0
+    })
+    .await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/librtmp_publish.py");
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let source = sample("h264-aac-1080p30-bframes.flv");
+    let publish = |key: String| {
+        let (script, source) = (script.clone(), source.clone());
+        let url = server.rtmp_url(&key);
+        async move {
+            tokio::process::Command::new(python)
+                .arg(script)
+                .arg(url)
+                .arg(source)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = publish("wrong-key".into()).await;
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "librtmp must see the refusal"
+    );
+    let out = publish(KEY.into()).await;
+    assert!(
+        out.status.success(),
+        "librtmp publish failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = tokio::time::timeout(Duration::from_secs(15), player.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(done.status.success());
+    assert_same_stream(&source, &played, "librtmp publisher");
+}
