@@ -222,15 +222,7 @@ async fn s3_origin_stores_typed_objects_and_deletes_expired_ones() {
         stored.len() <= 4 && !stored.contains(&0),
         "stored after expiry: {stored:?}"
     );
-    let url = format!(
-        "http://{}/hls/{STREAM}/master.m3u8",
-        server.running.http_addr
-    );
-    let (ok, err) = run_ffmpeg(
-        &["-i", &url, "-c", "copy", "-f", "null", "-"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (ok, err) = read_hls(server.running.http_addr, STREAM).await;
     assert!(ok && err.trim().is_empty(), "{err}");
 }
 
@@ -252,23 +244,7 @@ async fn outage(queue_segments: usize) -> (String, f64) {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let recorded = dir.path().join("rtmp.flv");
-    let player = tokio::process::Command::new(ffmpeg())
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            &server.rtmp_url(STREAM),
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-        ])
-        .arg(&recorded)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let player = spawn_player(&server.rtmp_url(STREAM), &recorded);
     wait_for("player", Duration::from_secs(10), || async {
         server.metric("ferry_rtmp_players").await == 1.0
     })
@@ -289,15 +265,7 @@ async fn outage(queue_segments: usize) -> (String, f64) {
         let (status, _, _) = get_bytes(server.running.http_addr, &url).await;
         assert_eq!(status, 200, "{name} is listed but not stored:\n{text}");
     }
-    let url = format!(
-        "http://{}/hls/{STREAM}/master.m3u8",
-        server.running.http_addr
-    );
-    let (ok, err) = run_ffmpeg(
-        &["-i", &url, "-c", "copy", "-f", "null", "-"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (ok, err) = read_hls(server.running.http_addr, STREAM).await;
     assert!(ok, "{err}");
 
     let out = tokio::time::timeout(Duration::from_secs(15), player.wait_with_output())

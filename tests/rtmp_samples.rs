@@ -58,25 +58,7 @@ async fn round_trip(file: &str) {
     let play_url = server.rtmp_url(STREAM);
 
     // Players join before the publisher, so they must receive every packet.
-    let ffmpeg_player = tokio::process::Command::new(ffmpeg())
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            &play_url,
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-        ])
-        .arg(&via_ffmpeg)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg runs");
+    let ffmpeg_player = spawn_player(&play_url, &via_ffmpeg);
     let rtmpdump_player = tokio::process::Command::new("rtmpdump")
         .args(["-q", "--live", "-r", &play_url, "-o"])
         .arg(&via_rtmpdump)
@@ -153,23 +135,7 @@ async fn librtmp_publisher_like_obs() {
     let server = start().await;
     let dir = tempfile::tempdir().unwrap();
     let played = dir.path().join("played.flv");
-    let player = tokio::process::Command::new(ffmpeg())
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            &server.rtmp_url(STREAM),
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-        ])
-        .arg(&played)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let player = spawn_player(&server.rtmp_url(STREAM), &played);
     wait_for("player", Duration::from_secs(10), || async {
         server.metric("ferry_rtmp_players").await == 1.0
     })

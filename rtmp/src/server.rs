@@ -773,20 +773,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn client_that_never_publishes_or_plays_times_out() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let (mut client, server_side) = tokio::io::duplex(1 << 16);
         let peer: SocketAddr = ([127, 0, 0, 1], 9).into();
         let task = tokio::spawn(server().serve_stream(server_side, peer));
-        let mut out = bytes::BytesMut::new();
-        let mut hs = crate::handshake::ClientHandshake::start(&mut out);
-        client.write_all(&out).await.expect("write");
-        let mut input = bytes::BytesMut::new();
-        let mut c2 = bytes::BytesMut::new();
-        while !hs.feed(&mut input, &mut c2).expect("valid") {
-            let mut buf = [0u8; 4096];
-            let n = client.read(&mut buf).await.expect("read");
-            input.extend_from_slice(&buf[..n]);
-        }
+        let c2 = client_handshake(&mut client).await;
         client.write_all(&c2).await.expect("write");
         let r = task.await.expect("joined");
         assert!(
@@ -795,11 +786,11 @@ mod tests {
         );
     }
 
-    /// Handshake, `connect`, `createStream` and `publish` with `key`, as raw bytes.
-    async fn start_publishing<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    /// Sends C0+C1, reads S0-S2, and returns C2 for the caller to send (with
+    /// whatever should follow it in the same write).
+    async fn client_handshake<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         client: &mut S,
-        key: &str,
-    ) {
+    ) -> bytes::BytesMut {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut out = bytes::BytesMut::new();
         let mut hs = crate::handshake::ClientHandshake::start(&mut out);
@@ -811,6 +802,16 @@ mod tests {
             let n = client.read(&mut buf).await.expect("read");
             input.extend_from_slice(&buf[..n]);
         }
+        c2
+    }
+
+    /// Handshake, `connect`, `createStream` and `publish` with `key`, as raw bytes.
+    async fn start_publishing<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        client: &mut S,
+        key: &str,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        let mut c2 = client_handshake(client).await;
         let enc = crate::chunk::ChunkEncoder::new();
         let app = Amf0Value::Object(vec![("app".into(), Amf0Value::String("live".into()))]);
         for (body, sid) in [

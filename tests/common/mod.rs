@@ -193,6 +193,39 @@ pub async fn publish_looped(url: &str, file: &Path, loops: u32) -> (bool, String
     run_ffmpeg(&args, Duration::from_secs(90)).await
 }
 
+/// Starts `ffmpeg` playing `url` into the FLV file `out`; it ends when the
+/// publisher leaves (UnpublishNotify).
+pub fn spawn_player(url: &str, out: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(ffmpeg())
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
+/// Reads a whole HLS presentation as a player would; returns (success, errors).
+pub async fn read_hls(http: std::net::SocketAddr, stream: &str) -> (bool, String) {
+    let url = format!("http://{http}/hls/{stream}/master.m3u8");
+    run_ffmpeg(
+        &["-i", &url, "-c", "copy", "-f", "null", "-"],
+        Duration::from_secs(30),
+    )
+    .await
+}
+
 /// One packet as ffprobe sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Probed {
