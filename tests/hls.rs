@@ -324,3 +324,31 @@ async fn unknown_streams_and_traversal_are_not_found() {
         assert!(!String::from_utf8_lossy(&body).contains("secret"));
     }
 }
+
+/// While the stream is live, every segment a playlist names can already be
+/// fetched: segments are stored before the playlists that name them.
+#[tokio::test]
+async fn playlists_never_name_a_segment_before_it_is_stored() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let url = server.rtmp_url(KEY);
+    let file = sample("h264-aac-720p30.flv");
+    let publisher = tokio::spawn(async move { publish_looped(&url, &file, 1).await });
+    let mut checked = 0;
+    let mut ended = false;
+    while !ended {
+        if let Some((text, playlist)) = media_playlist(http, STREAM).await {
+            for s in &playlist.segments {
+                let (status, _, _) =
+                    get_bytes(http, &format!("/hls/{STREAM}/source/{}", s.uri)).await;
+                assert_eq!(status, 200, "{} named before it was stored:\n{text}", s.uri);
+                checked += 1;
+            }
+            ended = playlist.end_list;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, err) = publisher.await.unwrap();
+    assert!(ok, "{err}");
+    assert!(checked > 20, "only {checked} checks while live");
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hls::{Output, Packager, PackagerConfig};
+use hls::{Container, Output, Packager, PackagerConfig};
 use media_core::{Event, Packet, Timestamp, TrackInfo, TrackKind};
 
 const AVCC: &[u8] = &[
@@ -73,6 +73,42 @@ fn check(name: &str, got: &[u8]) {
         want == got,
         "{name} differs from its golden; see hls/README.md"
     );
+}
+
+fn outputs(container: Container) -> Vec<Output> {
+    let mut p = Packager::new(PackagerConfig {
+        container,
+        ..PackagerConfig::default()
+    });
+    let mut outputs = Vec::new();
+    for (i, e) in events().iter().enumerate() {
+        let now =
+            UNIX_EPOCH + Duration::from_secs(1_795_500_000) + Duration::from_millis(i as u64 * 10);
+        outputs.extend(p.handle(e, now));
+    }
+    outputs
+}
+
+#[test]
+fn fmp4_output_matches_goldens() {
+    let mut playlist = None;
+    let mut files = 0;
+    for o in outputs(Container::Fmp4) {
+        match o {
+            Output::Segment { path, data } => {
+                check(&format!("fmp4-{}", path.replace('/', "-")), &data);
+                files += 1;
+            }
+            Output::Playlist { path, data } if path.ends_with("index.m3u8") => {
+                playlist = Some(data)
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(files, 4, "an init segment and three media segments");
+    let playlist = playlist.unwrap();
+    assert!(String::from_utf8_lossy(&playlist).contains("#EXT-X-MAP:URI=\"init"));
+    check("fmp4-source-index.m3u8", &playlist);
 }
 
 #[test]
