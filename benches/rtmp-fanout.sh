@@ -39,6 +39,9 @@ log = "warn"
 listen = "127.0.0.1:$ferry_rtmp"
 [http]
 listen = "127.0.0.1:$ferry_http"
+# RTMP fan-out only, like the nginx-rtmp peer (no HLS there either).
+[hls]
+enabled = false
 [[streams]]
 name = "bench"
 key = "benchkey"
