@@ -12,7 +12,7 @@ use bytes::Bytes;
 use media_core::{Event, Hub, HubError, MetaValue, Metadata, Packet, TrackInfo, TrackKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
@@ -79,6 +79,7 @@ impl Server {
 
     /// Accepts connections until `cancel` fires; open connections are closed then too.
     pub async fn run(self: Arc<Self>, listener: TcpListener, cancel: CancellationToken) {
+        let tick = spawn_ticker(cancel.clone());
         loop {
             let accepted = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -101,13 +102,14 @@ impl Server {
             self.metrics.connections_accepted.inc();
             let server = self.clone();
             let cancel = cancel.clone();
+            let tick = tick.clone();
             let span = tracing::info_span!("rtmp", %peer);
             tokio::spawn(
                 async move {
                     server.metrics.connections.inc();
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        r = server.clone().serve(tcp, peer) => match r {
+                        r = server.clone().serve(tcp, peer, tick) => match r {
                             Ok(()) => debug!("connection closed"),
                             Err(e) if e.is_client_closed() => debug!("peer closed the connection"),
                             Err(e) => {
@@ -124,9 +126,14 @@ impl Server {
         }
     }
 
-    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) -> Result<(), RtmpError> {
+    async fn serve(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        tick: Arc<Notify>,
+    ) -> Result<(), RtmpError> {
         tcp.set_nodelay(true)?;
-        self.serve_stream(tcp, peer).await
+        self.serve_paced(tcp, peer, Some(tick)).await
     }
 
     /// Serves one already-accepted connection (any byte stream, for tests).
@@ -134,6 +141,17 @@ impl Server {
         self: Arc<Self>,
         io: S,
         peer: SocketAddr,
+    ) -> Result<(), RtmpError> {
+        self.serve_paced(io, peer, None).await
+    }
+
+    /// `tick`: the runtime's shared flush tick; without one, each player keeps its
+    /// own timer.
+    async fn serve_paced<S: AsyncRead + AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        io: S,
+        peer: SocketAddr,
+        tick: Option<Arc<Notify>>,
     ) -> Result<(), RtmpError> {
         let mut t = Transport::new(io, self.metrics.clone());
         timeout(HANDSHAKE_TIMEOUT, t.accept_handshake())
@@ -152,7 +170,9 @@ impl Server {
             }
             Role::Play(subscriber, stream_id) => {
                 self.metrics.players.inc();
-                let r = self.playing(&mut t, subscriber, stream_id).await;
+                let r = self
+                    .playing(&mut t, subscriber, stream_id, tick.as_deref())
+                    .await;
                 self.metrics.players.dec();
                 r
             }
@@ -396,6 +416,7 @@ impl Server {
         t: &mut Transport<S>,
         mut sub: media_core::Subscriber,
         stream_id: u32,
+        tick: Option<&Notify>,
     ) -> Result<(), RtmpError> {
         let mut out = PlayWriter {
             stream_id,
@@ -425,7 +446,7 @@ impl Server {
                     drain(&mut sub, &mut out, t);
                     next_slot = Some(next_after(t.pending(), tokio::time::Instant::now()));
                 }
-                () = tokio::time::sleep_until(slot), if paced => {
+                () = pace(tick, slot), if paced => {
                     drain(&mut sub, &mut out, t);
                     next_slot = (t.pending() > 0).then(|| next_after(t.pending(), slot));
                 }
@@ -437,6 +458,33 @@ impl Server {
             }
         }
     }
+}
+
+/// Waits for `slot`: on the runtime's shared tick when there is one (one timer
+/// for every player of the thread), else on a timer of this player's own.
+async fn pace(tick: Option<&Notify>, slot: tokio::time::Instant) {
+    match tick {
+        Some(tick) if slot > tokio::time::Instant::now() => tick.notified().await,
+        _ => tokio::time::sleep_until(slot).await,
+    }
+}
+
+/// Wakes every paced player of this runtime at each slot of the grid.
+fn spawn_ticker(cancel: CancellationToken) -> Arc<Notify> {
+    let tick = Arc::new(Notify::new());
+    let notify = tick.clone();
+    tokio::spawn(async move {
+        let first = flush_slot(tokio::time::Instant::now() + PLAYER_FLUSH_INTERVAL);
+        let mut every = tokio::time::interval_at(first, PLAYER_FLUSH_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = every.tick() => notify.notify_waiters(),
+            }
+        }
+    });
+    tick
 }
 
 /// When a player writes next: at once if its batch was full (more is queued, so
