@@ -24,7 +24,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Output>,
+    /// Outputs with an id, so the uploader can tell whether the head it stored is
+    /// still the head (without comparing segment bytes).
+    queue: VecDeque<(u64, Output)>,
+    next_id: u64,
     closed: bool,
 }
 
@@ -64,9 +67,11 @@ impl Uploads {
         for out in outputs {
             if let Output::Playlist { path, .. } = &out {
                 st.queue
-                    .retain(|q| !matches!(q, Output::Playlist { path: p, .. } if p == path));
+                    .retain(|(_, q)| !matches!(q, Output::Playlist { path: p, .. } if p == path));
             }
-            st.queue.push_back(out);
+            let id = st.next_id;
+            st.next_id += 1;
+            st.queue.push_back((id, out));
         }
         drop(st);
         notify.notify_one();
@@ -103,7 +108,7 @@ async fn upload(
             metrics.upload_queue.set(segments(&q.queue) as i64);
             (q.queue.front().cloned(), q.closed)
         };
-        let head = match front {
+        let (id, head) = match front {
             Some(h) => h,
             None if closed => return,
             None => {
@@ -127,7 +132,7 @@ async fn upload(
                 backoff = Duration::from_millis(100);
                 let mut q = lock(st);
                 // The head may have been replaced (a newer playlist) or dropped meanwhile.
-                if q.queue.front() == Some(&head) {
+                if q.queue.front().is_some_and(|(front, _)| *front == id) {
                     q.queue.pop_front();
                 }
                 if matches!(head, Output::Segment { .. }) {
@@ -149,17 +154,17 @@ async fn upload(
     }
 }
 
-fn segments(queue: &VecDeque<Output>) -> usize {
+fn segments(queue: &VecDeque<(u64, Output)>) -> usize {
     queue
         .iter()
-        .filter(|o| matches!(o, Output::Segment { .. }))
+        .filter(|(_, o)| matches!(o, Output::Segment { .. }))
         .count()
 }
 
 /// Drops the oldest queued segments beyond the bound, and every queued playlist
 /// (they may name a dropped segment; the packager sends corrected ones).
 fn enforce_bound(
-    queue: &mut VecDeque<Output>,
+    queue: &mut VecDeque<(u64, Output)>,
     max_segments: usize,
     metrics: &HlsMetrics,
     lost: &mpsc::UnboundedSender<String>,
@@ -168,14 +173,14 @@ fn enforce_bound(
     while segments(queue) > max_segments {
         let Some(at) = queue
             .iter()
-            .position(|o| matches!(o, Output::Segment { .. }))
+            .position(|(_, o)| matches!(o, Output::Segment { .. }))
         else {
             return;
         };
-        if let Some(Output::Segment { path, .. }) = queue.remove(at) {
+        if let Some((_, Output::Segment { path, .. })) = queue.remove(at) {
             warn!(stream = name, segment = %path, "upload queue full; dropping the oldest segment");
             metrics.segments_lost.inc();
-            queue.retain(|o| !matches!(o, Output::Playlist { .. }));
+            queue.retain(|(_, o)| !matches!(o, Output::Playlist { .. }));
             let _ = lost.send(path);
         }
     }

@@ -268,17 +268,7 @@ async fn sliding_window_deletes_old_segments() {
         .collect();
     assert_eq!(names, vec![first, first + 1], "sequence numbers match URIs");
     let dir = server.data.path().join("hls").join(STREAM).join("source");
-    let stored: Vec<u64> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".ts")?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let stored = stored_segments(&dir);
     assert!(
         stored.iter().all(|&n| n + 4 >= first + 2),
         "old segments kept: {stored:?}"

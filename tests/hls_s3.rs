@@ -100,19 +100,7 @@ impl S3Server {
             .join(BUCKET)
             .join(STREAM)
             .join("source");
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(|e| {
-                    e.ok()?
-                        .file_name()
-                        .to_str()?
-                        .strip_suffix(".ts")?
-                        .parse()
-                        .ok()
-                })
-                .collect()
-            })
-            .unwrap_or_default()
+        common::stored_segments(&dir)
     }
 }
 
@@ -123,7 +111,8 @@ impl Drop for S3Server {
     }
 }
 
-async fn server_on(s3: &S3Config, window: usize) -> TestServer {
+/// A Ferry whose HLS origin is the bucket `s3`, with `edit` applied after.
+async fn server_on(s3: &S3Config, edit: impl FnOnce(&mut ferry::config::Config)) -> TestServer {
     let s3 = s3.clone();
     start_with(move |c| {
         c.store.kind = StoreKind::S3;
@@ -132,7 +121,7 @@ async fn server_on(s3: &S3Config, window: usize) -> TestServer {
         c.store.s3_region = s3.region;
         c.store.s3_access_key_id = s3.access_key_id;
         c.store.s3_secret_access_key = s3.secret_access_key;
-        c.hls.window = window;
+        edit(c);
     })
     .await
 }
@@ -173,7 +162,7 @@ fn listed_segments(text: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_origin_stores_typed_objects_and_deletes_expired_ones() {
     let s3 = S3Server::new();
-    let server = server_on(&s3.config(), 2).await;
+    let server = server_on(&s3.config(), |c| c.hls.window = 2).await;
     let file = sample("h264-aac-720p30.flv");
     let (ok, err) = publish_looped(&server.rtmp_url(KEY), &file, 3).await;
     assert!(ok, "{err}");
@@ -230,14 +219,7 @@ async fn s3_origin_stores_typed_objects_and_deletes_expired_ones() {
 /// player attached; returns the final playlist and the segments lost.
 async fn outage(queue_segments: usize) -> (String, f64) {
     let s3 = S3Server::new();
-    let s3_config = s3.config();
-    let server = start_with(move |c| {
-        c.store.kind = StoreKind::S3;
-        c.store.s3_endpoint = s3_config.endpoint;
-        c.store.s3_bucket = s3_config.bucket;
-        c.store.s3_region = s3_config.region;
-        c.store.s3_access_key_id = s3_config.access_key_id;
-        c.store.s3_secret_access_key = s3_config.secret_access_key;
+    let server = server_on(&s3.config(), |c| {
         c.hls.window = 20;
         c.hls.upload_queue_segments = queue_segments;
     })

@@ -226,6 +226,23 @@ pub async fn read_hls(http: std::net::SocketAddr, stream: &str) -> (bool, String
     .await
 }
 
+/// Sequence numbers of the `.ts` segments stored as files in `dir` (empty if none).
+pub fn stored_segments(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".ts")?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One packet as ffprobe sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Probed {
