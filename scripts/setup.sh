@@ -6,10 +6,14 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
-# Build tools; ffmpeg + ffprobe, rtmpdump and librtmp (what OBS publishes with, via
-# python3-librtmp) are the real clients the tests drive.
+# Build tools; FFmpeg's libraries (the transcoding ladder links libavcodec and
+# libswscale; bindgen needs libclang); ffmpeg + ffprobe, rtmpdump and librtmp
+# (what OBS publishes with, via python3-librtmp) are the real clients the tests drive.
 $sudo apt-get install -y -q --no-install-recommends \
-  build-essential pkg-config ca-certificates curl ffmpeg rtmpdump python3 python3-librtmp
+  build-essential pkg-config ca-certificates curl clang libclang-dev \
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
+  libavfilter-dev libavdevice-dev \
+  ffmpeg rtmpdump python3 python3-librtmp
 if ! command -v cargo >/dev/null 2>&1; then
   # The Rust toolchain, from rustup as its documentation says.
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

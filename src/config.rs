@@ -27,6 +27,8 @@ pub struct Config {
     pub hls: HlsConfig,
     /// Where segments and playlists are stored (the HLS origin).
     pub store: StoreConfig,
+    /// The transcoding ladder (HLS renditions below the source).
+    pub transcode: TranscodeConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
 }
@@ -120,6 +122,57 @@ impl Default for HlsConfig {
     }
 }
 
+/// Transcoding: which streams get a ladder and what it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscodeConfig {
+    /// Transcode every stream that does not say otherwise (`transcode` in its
+    /// `[[streams]]` entry). Off by default: a 1080p ladder needs several cores.
+    pub enabled: bool,
+    /// The ladder: rungs and x264 settings.
+    pub ladder: transcode::LadderConfig,
+}
+
+impl Config {
+    /// The ladder for stream `name`, if it is transcoded.
+    pub fn ladder_for(&self, name: &str) -> Option<transcode::LadderConfig> {
+        let stream = self.streams.iter().find(|s| s.name == name);
+        let enabled = stream
+            .and_then(|s| s.transcode)
+            .unwrap_or(self.transcode.enabled);
+        if !enabled {
+            return None;
+        }
+        let mut ladder = self.transcode.ladder.clone();
+        if let Some(rungs) = stream.and_then(|s| s.rungs.clone()) {
+            ladder.rungs = rungs;
+        }
+        Some(ladder)
+    }
+
+    /// Checks what the types cannot: names that become paths and hub names.
+    pub fn validate(&self) -> Result<(), String> {
+        for s in &self.streams {
+            if s.name.is_empty() || s.name.contains('/') {
+                return Err(format!(
+                    "stream name {:?} must be non-empty without '/'",
+                    s.name
+                ));
+            }
+            let rungs = s.rungs.iter().flatten().chain(&self.transcode.ladder.rungs);
+            for r in rungs {
+                if !transcode::valid_rung_name(&r.name) {
+                    return Err(format!(
+                        "rung name {:?}: use letters, digits, '_' or '-' (not \"source\")",
+                        r.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The RTMP listener.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -151,6 +204,12 @@ pub struct StreamConfig {
     /// This stream's HLS segment format, if not `[hls] container`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hls_container: Option<HlsContainer>,
+    /// Transcode this stream (overrides `[transcode] enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcode: Option<bool>,
+    /// This stream's rungs, if not `[transcode.ladder] rungs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rungs: Option<Vec<transcode::RungConfig>>,
 }
 
 impl Default for Config {
@@ -163,6 +222,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             hls: HlsConfig::default(),
             store: StoreConfig::default(),
+            transcode: TranscodeConfig::default(),
             streams: Vec::new(),
         }
     }

@@ -80,6 +80,8 @@ pub struct HlsOrigin {
     pub max_queued: usize,
     /// Streams whose segment format differs from `config.container`.
     pub containers: Arc<std::collections::HashMap<String, hls::Container>>,
+    /// Transcoded streams: their rungs (hub streams `NAME/RUNG`) become variants.
+    pub ladders: Arc<std::collections::HashMap<String, transcode::LadderConfig>>,
     /// Stops everything.
     pub cancel: CancellationToken,
 }
@@ -91,7 +93,10 @@ pub async fn run(origin: HlsOrigin) {
     let mut start = origin.hub.live_streams();
     loop {
         for name in start.drain(..) {
-            spawn_packager(&origin, &active, name);
+            // Rungs (`NAME/RUNG`) are packaged by their source's task.
+            if !name.contains('/') {
+                spawn_packager(&origin, &active, name);
+            }
         }
         tokio::select! {
             _ = origin.cancel.cancelled() => return,
@@ -141,7 +146,18 @@ fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<String>> {
     active.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Packages `name` until it has been off the air for [`RECONNECT_GRACE`].
+/// One variant being packaged: the source or a rung.
+struct VariantPackager {
+    packager: Packager,
+    /// Listed in the multivariant playlist (the source is not when the ladder
+    /// leaves it out).
+    listed: bool,
+    /// The hub stream it reads.
+    hub_name: String,
+}
+
+/// Packages `name` (and its rungs, if transcoded) until it has been off the air
+/// for [`RECONNECT_GRACE`].
 async fn package(origin: &HlsOrigin, name: &str) {
     let HlsOrigin {
         hub,
@@ -151,30 +167,133 @@ async fn package(origin: &HlsOrigin, name: &str) {
         max_queued,
         ..
     } = origin;
-    let mut sub = hub.subscribe(name);
-    let mut stream_config = config.clone();
+    let mut base = config.clone();
     if let Some(c) = origin.containers.get(name) {
-        stream_config.container = *c;
+        base.container = *c;
     }
-    let mut packager = Packager::new(stream_config);
+    let ladder = origin.ladders.get(name);
+    let mut variants = vec![VariantPackager {
+        packager: Packager::new(base.clone()),
+        listed: ladder.is_none_or(|l| l.passthrough),
+        hub_name: name.to_owned(),
+    }];
+    for rung in ladder.iter().flat_map(|l| &l.rungs) {
+        variants.push(VariantPackager {
+            packager: Packager::new(PackagerConfig {
+                variant: rung.name.clone(),
+                cut_every_keyframe: true,
+                ..base.clone()
+            }),
+            listed: true,
+            hub_name: format!("{name}/{}", rung.name),
+        });
+    }
+    // Every variant is subscribed now, before the ladder publishes its rungs,
+    // so each rung is packaged from its first frame and segment numbers match.
+    let (tx, mut events) = tokio::sync::mpsc::channel::<(usize, Event)>(256);
+    let forwarders: Vec<_> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut sub = hub.subscribe(&v.hub_name);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(e) = sub.recv().await {
+                    if tx.send((i, e)).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
     let mut uploads = Uploads::start(store.clone(), name.to_owned(), *max_queued, metrics.clone());
-    info!(stream = name, "hls packaging started");
+    let mut master = Master::default();
+    info!(
+        stream = name,
+        variants = variants.len(),
+        "hls packaging started"
+    );
     let mut live = true;
     loop {
         tokio::select! {
-            event = sub.recv() => {
-                let Some(event) = event else { break };
-                match &event {
-                    Event::Started => live = true,
-                    Event::Stopped => live = false,
-                    _ => {}
+            got = events.recv() => {
+                let Some((i, event)) = got else { break };
+                if i == 0 {
+                    match &event {
+                        Event::Started => live = true,
+                        Event::Stopped => live = false,
+                        _ => {}
+                    }
                 }
-                uploads.push(packager.handle(&event, SystemTime::now()));
+                let Some(v) = variants.get_mut(i) else { continue };
+                if !v.listed {
+                    continue;
+                }
+                let out = v.packager.handle(&event, SystemTime::now());
+                let closed = out.iter().any(|o| matches!(o, hls::Output::Playlist { .. }));
+                uploads.push(out);
+                if closed {
+                    uploads.push(master.render(hub, &variants));
+                }
             }
-            Some(path) = uploads.lost.recv() => uploads.push(packager.segment_lost(&path)),
+            Some(path) = uploads.lost.recv() => {
+                let variant = path.split('/').next().unwrap_or_default();
+                if let Some(v) = variants.iter_mut().find(|v| v.packager.variant_name() == variant) {
+                    uploads.push(v.packager.segment_lost(&path));
+                }
+            }
             () = tokio::time::sleep(RECONNECT_GRACE), if !live => break,
         }
     }
+    for f in forwarders {
+        f.abort();
+    }
     uploads.finish().await;
     info!(stream = name, "hls packaging ended");
+}
+
+/// The multivariant playlist, written once every variant that is on the air
+/// has a segment (so players can switch to any variant listed), and again when
+/// what it says changes.
+#[derive(Default)]
+struct Master {
+    last: Option<bytes::Bytes>,
+}
+
+impl Master {
+    fn render(&mut self, hub: &Hub, variants: &[VariantPackager]) -> Vec<hls::Output> {
+        let listed = variants.iter().enumerate().filter(|(_, v)| v.listed);
+        let mut ready = Vec::new();
+        let mut waiting = false;
+        for (i, v) in listed {
+            match v.packager.variant() {
+                Some(info) => ready.push(info),
+                // A rung not on the air (above the source's size) is left out; the
+                // source, or a rung that is on the air, is waited for.
+                None if i == 0 || hub.is_live(&v.hub_name) => waiting = true,
+                None => {}
+            }
+        }
+        // A rung that never produces a segment must not keep the stream unlisted:
+        // once the first variant has three segments, list what is ready.
+        let patience_over = variants
+            .iter()
+            .filter_map(|v| v.packager.variant())
+            .next()
+            .is_some()
+            && variants.iter().any(|v| v.packager.segments_listed() >= 3);
+        if ready.is_empty() || (waiting && !patience_over) {
+            return Vec::new();
+        }
+        let data = bytes::Bytes::from(hls::playlist::multivariant_playlist(&ready));
+        if self.last.as_ref() == Some(&data) {
+            return Vec::new();
+        }
+        self.last = Some(data.clone());
+        vec![hls::Output::Playlist {
+            path: "master.m3u8".into(),
+            data,
+        }]
+    }
 }

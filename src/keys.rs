@@ -62,6 +62,8 @@ pub fn streams_or_generated(
                     name: "demo".into(),
                     key: Alphanumeric.sample_string(&mut rand::rng(), 20),
                     hls_container: None,
+                    transcode: None,
+                    rungs: None,
                 }],
             };
             let text = toml::to_string(&stored).unwrap_or_default();
@@ -101,6 +103,8 @@ mod tests {
             name: "a".into(),
             key: "b".into(),
             hls_container: None,
+            transcode: None,
+            rungs: None,
         }];
         assert_eq!(streams_or_generated(&conf, dir.path()).expect("ok").0, conf);
         assert!(!dir.path().join(FILE).exists());

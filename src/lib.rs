@@ -8,3 +8,4 @@ mod hls_upload;
 mod http;
 mod keys;
 pub mod serve;
+mod transcoding;

@@ -1,5 +1,6 @@
 //! `ferry serve`: every role in one process on embedded defaults.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::config::{Config, StoreKind};
 use crate::hls_origin;
 use crate::http::{self, HttpState};
 use crate::keys;
+use crate::transcoding;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
 use std::time::Duration;
@@ -44,6 +46,9 @@ pub enum StartError {
     /// The HLS origin store could not be opened.
     #[error("hls store: {0}")]
     Store(origin_store::StoreError),
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// Generated keys could not be read or stored.
     #[error(transparent)]
     Keys(#[from] keys::KeysError),
@@ -86,6 +91,7 @@ impl Running {
 
 /// Starts every role of `config` on the current tokio runtime.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
+    config.validate().map_err(StartError::Config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -118,6 +124,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     rtmp_metrics.register(&mut registry);
     let hls_metrics = hls_origin::HlsMetrics::default();
     hls_metrics.register(&mut registry);
+    let ladder_metrics = transcode::LadderMetrics::default();
+    ladder_metrics.register(&mut registry);
+    let ladders: Arc<HashMap<String, transcode::LadderConfig>> = Arc::new(
+        streams
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), config.ladder_for(&s.name)?)))
+            .collect(),
+    );
     let http_state = Arc::new(HttpState::new(registry));
 
     let auth = Arc::new(StaticKeys::new(
@@ -161,6 +175,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             target_duration: Duration::from_secs_f64(config.hls.segment_seconds.clamp(0.5, 60.0)),
             window: config.hls.window.max(1),
             container: config.hls.container.into(),
+            ..PackagerConfig::default()
         };
         let containers = config
             .streams
@@ -174,6 +189,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             metrics: hls_metrics,
             max_queued: config.hls.upload_queue_segments,
             containers: Arc::new(containers),
+            ladders: ladders.clone(),
+            cancel: cancel.clone(),
+        })));
+        tasks.push(tokio::spawn(transcoding::run(transcoding::Transcoding {
+            hub: hub.clone(),
+            ladders,
+            segment: Duration::from_secs_f64(config.hls.segment_seconds.clamp(0.5, 60.0)),
+            metrics: ladder_metrics,
             cancel: cancel.clone(),
         })));
     }

@@ -7,4 +7,4 @@ mod packager;
 pub mod playlist;
 pub mod ts;
 
-pub use packager::{Container, Output, Packager, PackagerConfig, VARIANT};
+pub use packager::{Container, Output, Packager, PackagerConfig, SOURCE_VARIANT};

@@ -12,8 +12,8 @@ use crate::fmp4;
 use crate::playlist::{self, SegmentEntry, Variant};
 use crate::ts::{TsMuxer, TsTracks};
 
-/// The one variant today: the source, passed through.
-pub const VARIANT: &str = "source";
+/// The variant name of the source, passed through untouched.
+pub const SOURCE_VARIANT: &str = "source";
 
 /// How segments are cut and kept.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +24,11 @@ pub struct PackagerConfig {
     pub window: usize,
     /// MPEG-TS or fragmented MP4 segments.
     pub container: Container,
+    /// The variant's directory below the stream (`source`, `720p`).
+    pub variant: String,
+    /// Cut at every keyframe, whatever the duration: for ladder rungs, whose
+    /// keyframes the ladder places at segment starts, the same in every rung.
+    pub cut_every_keyframe: bool,
 }
 
 /// The segment format.
@@ -42,6 +47,8 @@ impl Default for PackagerConfig {
             target_duration: Duration::from_secs(2),
             window: 6,
             container: Container::Ts,
+            variant: SOURCE_VARIANT.to_owned(),
+            cut_every_keyframe: false,
         }
     }
 }
@@ -59,7 +66,7 @@ pub enum Output {
     },
     /// Store (replace) a playlist.
     Playlist {
-        /// `master.m3u8` or `source/index.m3u8`.
+        /// `source/index.m3u8`: the variant's media playlist.
         path: String,
         /// Its text.
         data: Bytes,
@@ -193,7 +200,8 @@ impl Packager {
         let has_video = self.video.is_some();
         let sync = p.is_sync_point(has_video);
         let due = self.open.as_ref().is_some_and(|o| {
-            p.dts.duration_since(o.start).unwrap_or_default() >= self.config.target_duration
+            (self.config.cut_every_keyframe && p.dts.checked_sub(o.start).is_some_and(|d| d > 0))
+                || p.dts.duration_since(o.start).unwrap_or_default() >= self.config.target_duration
         });
         if sync && (self.open.is_none() || due) {
             self.close(Some(p.dts), out);
@@ -301,7 +309,7 @@ impl Packager {
         self.window.push_back(SegmentEntry {
             sequence: open.sequence,
             duration,
-            uri: path.trim_start_matches(&format!("{VARIANT}/")).to_owned(),
+            uri: self.relative(&path).to_owned(),
             map: open.map,
             discontinuity: open.discontinuity,
             program_date_time: open.wall,
@@ -330,7 +338,7 @@ impl Packager {
     /// next segment is marked as a discontinuity.
     pub fn segment_lost(&mut self, path: &str) -> Vec<Output> {
         let before = self.window.len();
-        let uri = path.trim_start_matches(&format!("{VARIANT}/")).to_owned();
+        let uri = self.relative(path).to_owned();
         self.window.retain(|s| s.uri != uri);
         let mut out = Vec::new();
         if self.window.len() != before {
@@ -352,9 +360,17 @@ impl Packager {
             self.ended,
         );
         out.push(Output::Playlist {
-            path: format!("{VARIANT}/index.m3u8"),
+            path: format!("{}/index.m3u8", self.config.variant),
             data: Bytes::from(media),
         });
+    }
+
+    /// How the multivariant playlist lists this variant; `None` until it has a
+    /// segment (nothing measured yet, nothing a player could load).
+    pub fn variant(&self) -> Option<Variant> {
+        if self.window.is_empty() {
+            return None;
+        }
         let mut codecs = Vec::new();
         if let Some(v) = &self.video {
             codecs.push(v.codec_string());
@@ -362,8 +378,8 @@ impl Packager {
         if let Some(a) = &self.audio {
             codecs.push(a.codec_string());
         }
-        let variant = Variant {
-            uri: format!("{VARIANT}/index.m3u8"),
+        Some(Variant {
+            uri: format!("{}/index.m3u8", self.config.variant),
             bandwidth: self.peak_bps,
             average_bandwidth: if self.total_secs > 0.0 {
                 (self.total_bits as f64 / self.total_secs) as u64
@@ -378,11 +394,23 @@ impl Packager {
                 .and_then(|sps| sps_resolution(sps)),
             frame_rate: (self.video_secs > 0.0)
                 .then(|| (self.video_frames as f64 / self.video_secs * 1000.0).round() / 1000.0),
-        };
-        out.push(Output::Playlist {
-            path: "master.m3u8".into(),
-            data: Bytes::from(playlist::multivariant_playlist(&[variant])),
-        });
+        })
+    }
+
+    /// Segments in the media playlist now.
+    pub fn segments_listed(&self) -> usize {
+        self.window.len()
+    }
+
+    /// The variant's directory below the stream.
+    pub fn variant_name(&self) -> &str {
+        &self.config.variant
+    }
+
+    fn relative<'a>(&self, path: &'a str) -> &'a str {
+        path.strip_prefix(self.config.variant.as_str())
+            .and_then(|p| p.strip_prefix('/'))
+            .unwrap_or(path)
     }
 }
 
@@ -390,8 +418,8 @@ impl Packager {
     /// Where segment `sequence` is stored, below the stream.
     fn segment_path(&self, sequence: u64) -> String {
         match self.config.container {
-            Container::Ts => format!("{VARIANT}/{sequence}.ts"),
-            Container::Fmp4 => format!("{VARIANT}/{sequence}.m4s"),
+            Container::Ts => format!("{}/{sequence}.ts", self.config.variant),
+            Container::Fmp4 => format!("{}/{sequence}.m4s", self.config.variant),
         }
     }
 
@@ -415,7 +443,7 @@ impl Packager {
         }
         let uri = format!("init{}.mp4", self.generation);
         out.push(Output::Segment {
-            path: format!("{VARIANT}/{uri}"),
+            path: format!("{}/{uri}", self.config.variant),
             data: fmp4::init_segment(&self.fmp4_tracks()),
         });
         self.map = Some((self.generation, uri.clone()));

@@ -94,6 +94,8 @@ pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
             name: STREAM.into(),
             key: KEY.into(),
             hls_container: None,
+            transcode: None,
+            rungs: None,
         }],
         ..Config::default()
     };
@@ -343,4 +345,39 @@ pub fn read_video(body: &[u8]) -> (bool, bool, Option<u32>) {
     let index =
         (!seq && body.len() >= 9).then(|| u32::from_be_bytes([body[5], body[6], body[7], body[8]]));
     (key, seq, index)
+}
+
+/// The tags of an FLV file: (type, timestamp ms, body). For tests that publish
+/// real media faster than real time with [`rtmp::Client`].
+pub fn flv_tags(file: &Path) -> Vec<(u8, u32, bytes::Bytes)> {
+    let data = std::fs::read(file).unwrap();
+    let mut at = u32::from_be_bytes(data[5..9].try_into().unwrap()) as usize + 4;
+    let mut tags = Vec::new();
+    while at + 11 <= data.len() {
+        let kind = data[at] & 0x1f;
+        let size = u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        let ts = u32::from_be_bytes([data[at + 7], data[at + 4], data[at + 5], data[at + 6]]);
+        let body = at + 11;
+        if body + size > data.len() {
+            break;
+        }
+        tags.push((
+            kind,
+            ts,
+            bytes::Bytes::copy_from_slice(&data[body..body + size]),
+        ));
+        at = body + size + 4;
+    }
+    tags
+}
+
+/// Publishes `tags` (audio and video) as fast as the connection takes them.
+pub async fn publish_tags(client: &mut rtmp::Client, tags: &[(u8, u32, bytes::Bytes)]) {
+    for (kind, ts, body) in tags {
+        match kind {
+            8 => client.send_audio(*ts, body).await.unwrap(),
+            9 => client.send_video(*ts, body).await.unwrap(),
+            _ => {}
+        }
+    }
 }
