@@ -612,3 +612,37 @@ async fn a_source_resolution_change_replans_the_ladder() {
         assert_eq!(probed.lines().next(), Some(size), "{name} after the switch");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rungs_play_over_rtmp_below_the_stream_name() {
+    let server = start_with(with_ladder(fast(vec![rung("360p", 360, 700)], true))).await;
+    let url = server.rtmp_url(KEY);
+    let rung_url = server.rtmp_url(&format!("{STREAM}/360p"));
+    let file = sample("h264-aac-720p30.flv");
+    let publish = publish_file(&url, &file);
+    let probe = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::process::Command::new(ffprobe())
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&rung_url)
+            .output()
+            .await
+            .unwrap()
+    };
+    let ((ok, err), out) = tokio::join!(publish, probe);
+    assert!(ok, "publish failed: {err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("h264,640,360"),
+        "rung over RTMP: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("aac"), "rung over RTMP has no audio: {text}");
+}

@@ -186,6 +186,9 @@ impl Server {
         peer: SocketAddr,
     ) -> Result<Role, RtmpError> {
         let mut app: Option<String> = None;
+        // `live/STREAM` as the app (what ffmpeg sends for
+        // rtmp://HOST/live/STREAM/RUNG): the play path names a stream below it.
+        let mut below: Option<String> = None;
         let mut next_stream_id = 1u32;
         loop {
             let Message::Command(cmd) = t.read_message().await? else {
@@ -200,6 +203,12 @@ impl Server {
                         .and_then(Amf0Value::as_str)
                         .map(app_name)
                         .unwrap_or_default();
+                    let (requested, sub) = match requested.split_once('/') {
+                        Some((a, rest)) if a == self.config.app && !rest.is_empty() => {
+                            (a.to_owned(), Some(rest.to_owned()))
+                        }
+                        _ => (requested, None),
+                    };
                     if requested != self.config.app {
                         let why = format!("unknown application {requested:?}");
                         t.queue_command(
@@ -233,6 +242,7 @@ impl Server {
                     t.queue_command(0, &connect_result(cmd.transaction));
                     t.flush().await?;
                     app = Some(requested);
+                    below = sub;
                 }
                 "createStream" => {
                     let id = next_stream_id;
@@ -285,7 +295,10 @@ impl Server {
                     };
                     // Clients publish or play on the stream they created last.
                     let stream_id = next_stream_id.saturating_sub(1).max(1);
-                    let name = stream_name(arg_str(&cmd, 1).unwrap_or_default());
+                    let mut name = stream_name(arg_str(&cmd, 1).unwrap_or_default());
+                    if let Some(prefix) = &below {
+                        name = format!("{prefix}/{name}");
+                    }
                     return if cmd.name == "publish" {
                         self.start_publish(t, peer, app, &name, stream_id).await
                     } else {
