@@ -195,7 +195,7 @@ async fn package(origin: &HlsOrigin, name: &str) {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let mut sub = hub.subscribe(&v.hub_name);
+            let mut sub = hub.subscribe_as(&v.hub_name, "hls");
             let tx = tx.clone();
             tokio::spawn(async move {
                 while let Some(e) = sub.recv().await {

@@ -79,7 +79,7 @@ fn spawn_ladder(t: &Transcoding, active: &Active, name: String) {
             loop {
                 // Subscribed before the ladder starts, so it sees the GOP cache. A
                 // publish that already ended leaves nothing to transcode.
-                let mut sub = t.hub.subscribe(&name);
+                let mut sub = t.hub.subscribe_as(&name, "transcode");
                 if !sub.is_live() {
                     let mut set = lock(&active);
                     if !t.hub.is_live(&name) {

@@ -75,11 +75,15 @@ const ANNOUNCE_QUEUE: usize = 1024;
 struct Stream {
     tx: broadcast::Sender<Event>,
     state: Mutex<State>,
+    /// Subscribers by kind (`rtmp`, `hls`, `transcode`…), for live status.
+    kinds: Mutex<std::collections::BTreeMap<&'static str, usize>>,
 }
 
 #[derive(Default)]
 struct State {
     live: bool,
+    /// Set to `true` to make the current publisher leave ([`Hub::kick`]).
+    kick: Option<tokio::sync::watch::Sender<bool>>,
     metadata: Option<Arc<Metadata>>,
     video: Option<Arc<TrackInfo>>,
     audio: Option<Arc<TrackInfo>>,
@@ -87,6 +91,13 @@ struct State {
     gop_bytes: usize,
     /// The cache holds packets from a sync point on; false until one arrives or after overflow.
     gop_valid: bool,
+    /// When the current publisher started.
+    since: Option<std::time::SystemTime>,
+    /// Where the current publisher connects from (protocol and address).
+    source: Option<String>,
+    /// Payload bytes and video frames received from the current publisher.
+    bytes_in: u64,
+    video_frames: u64,
 }
 
 impl State {
@@ -123,6 +134,10 @@ impl State {
     }
 
     fn cache(&mut self, packet: &Packet) {
+        self.bytes_in += packet.payload.len() as u64;
+        if packet.track == TrackKind::Video {
+            self.video_frames += 1;
+        }
         if packet.is_sync_point(self.has_video()) {
             self.gop.clear();
             self.gop_bytes = 0;
@@ -150,6 +165,7 @@ impl Stream {
         Self {
             tx,
             state: Mutex::new(State::default()),
+            kinds: Mutex::default(),
         }
     }
 
@@ -177,7 +193,7 @@ impl Hub {
     /// Starts publishing `name`; refused while another publisher holds it.
     pub fn publish(&self, name: &str) -> Result<Publisher, HubError> {
         let stream = self.stream_entry(name);
-        {
+        let kicked = {
             let mut st = stream.lock();
             if st.live {
                 drop(st);
@@ -185,12 +201,16 @@ impl Hub {
                 self.release(name);
                 return Err(HubError::AlreadyPublishing(name.to_owned()));
             }
+            let (kick, kicked) = tokio::sync::watch::channel(false);
             *st = State {
                 live: true,
+                kick: Some(kick),
+                since: Some(std::time::SystemTime::now()),
                 ..State::default()
             };
             let _ = stream.tx.send(Event::Started);
-        }
+            kicked
+        };
         self.inner.metrics.live_streams.inc();
         // Nobody watching is fine.
         let _ = self.inner.published.send(name.to_owned());
@@ -198,6 +218,7 @@ impl Hub {
             hub: self.clone(),
             name: name.to_owned(),
             stream,
+            kicked,
         })
     }
 
@@ -228,6 +249,7 @@ impl Hub {
             resync: false,
             has_video,
             dropped: 0,
+            kind: None,
         }
     }
 
@@ -245,6 +267,65 @@ impl Hub {
             .filter(|e| e.value().lock().live)
             .map(|e| e.key().clone())
             .collect()
+    }
+
+    /// What an operator sees of `name`: `None` if the hub does not know it.
+    pub fn info(&self, name: &str) -> Option<StreamInfo> {
+        let stream = self.inner.streams.get(name)?.value().clone();
+        let st = stream.lock();
+        let codec = |t: &Option<Arc<TrackInfo>>| {
+            t.as_ref().and_then(|t| match t.codec {
+                crate::Codec::H264 => crate::codec::AvcConfig::parse(&t.config)
+                    .ok()
+                    .map(|c| c.codec_string()),
+                crate::Codec::Aac => crate::codec::AacConfig::parse(&t.config)
+                    .ok()
+                    .map(|c| c.codec_string()),
+            })
+        };
+        let subscribers = stream
+            .kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| ((*k).to_owned(), *n))
+            .collect();
+        Some(StreamInfo {
+            live: st.live,
+            since: st.since,
+            source: st.source.clone(),
+            video: codec(&st.video),
+            audio: codec(&st.audio),
+            bytes_in: st.bytes_in,
+            video_frames: st.video_frames,
+            subscribers,
+        })
+    }
+
+    /// Subscribes like [`Hub::subscribe`], counted under `kind` in
+    /// [`StreamInfo::subscribers`] while it lives.
+    pub fn subscribe_as(&self, name: &str, kind: &'static str) -> Subscriber {
+        let mut sub = self.subscribe(name);
+        *sub
+            .stream
+            .kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind)
+            .or_default() += 1;
+        sub.kind = Some(kind);
+        sub
+    }
+
+    /// Asks the publisher of `name` to leave (an operator's "kick"); `false` if
+    /// the stream has no publisher.
+    pub fn kick(&self, name: &str) -> bool {
+        self.inner
+            .streams
+            .get(name)
+            .and_then(|s| s.value().lock().kick.as_ref().map(|k| k.send(true).is_ok()))
+            .unwrap_or(false)
     }
 
     /// Whether `name` has a publisher now.
@@ -285,17 +366,51 @@ impl Hub {
     }
 }
 
+/// A stream as operators see it (control API live status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Has a publisher now.
+    pub live: bool,
+    /// When the current publisher started.
+    pub since: Option<std::time::SystemTime>,
+    /// Where the publisher connects from, e.g. `rtmp://203.0.113.7:50122`.
+    pub source: Option<String>,
+    /// RFC 6381 codec string of the video track.
+    pub video: Option<String>,
+    /// RFC 6381 codec string of the audio track.
+    pub audio: Option<String>,
+    /// Payload bytes received from the current publisher.
+    pub bytes_in: u64,
+    /// Video frames received from the current publisher.
+    pub video_frames: u64,
+    /// Live subscribers by kind (`rtmp` players, `hls` packager, …).
+    pub subscribers: std::collections::BTreeMap<String, usize>,
+}
+
 /// The right to feed one stream; dropping it ends the stream for its subscribers.
 pub struct Publisher {
     hub: Hub,
     name: String,
     stream: Arc<Stream>,
+    kicked: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Publisher {
     /// The stream this publisher feeds.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Records where the publisher connects from, for operators.
+    pub fn set_source(&self, source: String) {
+        self.stream.lock().source = Some(source);
+    }
+
+    /// Resolves when the publisher is told to leave ([`Hub::kick`]); the
+    /// protocol side then closes its connection.
+    pub async fn kicked(&self) {
+        let mut rx = self.kicked.clone();
+        let _ = rx.wait_for(|k| *k).await;
     }
 
     /// Replaces the stream metadata.
@@ -353,6 +468,7 @@ pub struct Subscriber {
     resync: bool,
     has_video: bool,
     dropped: u64,
+    kind: Option<&'static str>,
 }
 
 impl Subscriber {
@@ -456,6 +572,16 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if let Some(kind) = self.kind
+            && let Some(n) = self
+                .stream
+                .kinds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(kind)
+        {
+            *n = n.saturating_sub(1);
+        }
         // The receiver must be gone before the idle check counts receivers.
         self.rx = None;
         self.hub.release(&self.name);

@@ -14,7 +14,7 @@ mod time;
 mod track;
 
 pub use hub::{
-    Event, GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_PACKETS, Hub, HubError, Publisher,
+    Event, GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_PACKETS, Hub, HubError, Publisher, StreamInfo,
     SUBSCRIBER_QUEUE_PACKETS, Subscriber,
 };
 pub use metadata::{MetaValue, Metadata};

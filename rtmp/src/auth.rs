@@ -26,6 +26,9 @@ pub enum AuthError {
     /// The stream exists but may not go live now.
     #[error("stream is disabled")]
     Disabled,
+    /// Too many failed attempts from this address; try again later.
+    #[error("too many failed publish attempts, retry in {0} s")]
+    TooManyAttempts(u64),
     /// The authority could not be asked.
     #[error("publish authorisation is unavailable: {0}")]
     Unavailable(String),

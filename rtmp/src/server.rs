@@ -322,6 +322,7 @@ impl Server {
         let refusal = match decision {
             Ok(name) => match self.hub.publish(&name) {
                 Ok(publisher) => {
+                    publisher.set_source(format!("rtmp://{peer}"));
                     t.queue_control(
                         type_id::USER_CONTROL,
                         &message::user_control_body(user_control::STREAM_BEGIN, stream_id),
@@ -360,7 +361,7 @@ impl Server {
         name: &str,
         stream_id: u32,
     ) -> Result<Role, RtmpError> {
-        let subscriber = self.hub.subscribe(name);
+        let subscriber = self.hub.subscribe_as(name, "rtmp");
         t.queue_control(
             type_id::USER_CONTROL,
             &message::user_control_body(user_control::STREAM_BEGIN, stream_id),
@@ -396,9 +397,21 @@ impl Server {
     ) -> Result<(), RtmpError> {
         let mut ingest = Ingest::default();
         loop {
-            let msg = timeout(PUBLISHER_IDLE_TIMEOUT, t.read_message())
-                .await
-                .map_err(|_| RtmpError::Timeout("publisher sent nothing"))??;
+            // A kick drops the message being read; the connection closes anyway.
+            let msg = tokio::select! {
+                read = timeout(PUBLISHER_IDLE_TIMEOUT, t.read_message()) => {
+                    read.map_err(|_| RtmpError::Timeout("publisher sent nothing"))??
+                }
+                () = publisher.kicked() => {
+                    info!(stream = %publisher.name(), "publisher kicked");
+                    t.queue_command(
+                        stream_id,
+                        &on_status("error", "NetStream.Publish.Denied", "kicked by an operator"),
+                    );
+                    let _ = t.flush().await;
+                    return Ok(());
+                }
+            };
             match msg {
                 Message::Video { timestamp, data } => ingest.video(publisher, timestamp, &data)?,
                 Message::Audio { timestamp, data } => ingest.audio(publisher, timestamp, &data)?,

@@ -1,0 +1,564 @@
+//! The REST API under `/api/v1`, with its OpenAPI document at
+//! `/api/v1/openapi.json`. Every route but the document needs
+//! `Authorization: Bearer TOKEN`; errors are JSON `{"error": "..."}` that say
+//! what is wrong.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::Control;
+use crate::db::{DbError, KeyRow, NodeRow, StreamRow, TaskRow, now_ms};
+
+/// An API error: a status and a sentence.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+/// The error body.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong.
+    pub error: String,
+}
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound(_) => Self(StatusCode::NOT_FOUND, e.to_string()),
+            DbError::Exists(_) => Self(StatusCode::CONFLICT, e.to_string()),
+            DbError::Sqlite(_) => {
+                tracing::warn!(error = %e, "api database error");
+                Self(StatusCode::INTERNAL_SERVER_ERROR, "database error".into())
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self::bad(format!("invalid JSON body: {}", e.body_text()))
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+type Body<T> = Result<Json<T>, JsonRejection>;
+
+fn body<T>(b: Body<T>) -> ApiResult<T> {
+    b.map(|Json(v)| v).map_err(ApiError::from)
+}
+
+/// Stream and task names become paths and hub names.
+fn check_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(
+            "name must be 1-64 characters: letters, digits, '_' or '-'",
+        ))
+    }
+}
+
+fn parse_id(raw: &str) -> ApiResult<i64> {
+    raw.parse()
+        .map_err(|_| ApiError::bad(format!("{raw:?} is not a numeric id")))
+}
+
+// --- types ------------------------------------------------------------------
+
+/// A stream with its keys (masked) and live state.
+#[derive(Serialize, ToSchema)]
+pub struct StreamView {
+    #[serde(flatten)]
+    stream: StreamRow,
+    /// Publish keys, newest first, masked.
+    keys: Vec<KeyRow>,
+    /// Live state now.
+    live: LiveStatus,
+}
+
+/// A stream's live state.
+#[derive(Serialize, ToSchema, Default)]
+pub struct LiveStatus {
+    /// Has a publisher now.
+    pub live: bool,
+    /// Where the publisher connects from.
+    pub publisher: Option<String>,
+    /// Video codec (RFC 6381).
+    pub video_codec: Option<String>,
+    /// Audio codec (RFC 6381).
+    pub audio_codec: Option<String>,
+    /// Average ingest bitrate since the publisher started, bits/s.
+    pub bitrate: u64,
+    /// Average video frame rate since the publisher started.
+    pub fps: f64,
+    /// Seconds since the publisher started.
+    pub uptime_s: u64,
+    /// Viewers by protocol (`rtmp`), and internal consumers (`hls`,
+    /// `transcode`, `restream`).
+    pub viewers: std::collections::BTreeMap<String, usize>,
+}
+
+/// `POST /streams`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewStream {
+    /// Public name: 1-64 of letters, digits, `_`, `-`.
+    name: String,
+    /// May go live (default true).
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `PATCH /streams/{name}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPatch {
+    /// May go live; disabling also kicks a live publisher.
+    enabled: bool,
+}
+
+/// A new publish key, shown in full only in this response.
+#[derive(Serialize, ToSchema)]
+pub struct NewKey {
+    /// Key id (for revoke and rotate).
+    id: i64,
+    /// The key: publish to `rtmp://HOST:1935/live/KEY`. Not retrievable later.
+    key: String,
+}
+
+/// A created stream and its first key.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedStream {
+    /// The stream.
+    stream: StreamRow,
+    /// Its first key, in full (only here).
+    key: NewKey,
+}
+
+/// `POST /streams/{name}/tasks`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// A task type from `GET /task-types`.
+    kind: String,
+    /// Its config, as the type's schema says.
+    #[schema(value_type = Object)]
+    config: serde_json::Value,
+    /// Run when the stream is live (default true).
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+/// `PATCH /tasks/{id}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPatch {
+    /// A new config (validated by the task type).
+    #[schema(value_type = Option<Object>)]
+    config: Option<serde_json::Value>,
+    /// Enable or disable.
+    enabled: Option<bool>,
+}
+
+/// A task type and the JSON Schema of its config.
+#[derive(Serialize, ToSchema)]
+pub struct TaskTypeView {
+    /// Name.
+    kind: String,
+    /// What it does.
+    description: String,
+    /// JSON Schema of its config.
+    #[schema(value_type = Object)]
+    schema: serde_json::Value,
+}
+
+/// `POST /nodes/heartbeat`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Stable node id.
+    id: String,
+    /// `origin`, `edge`, `worker` or `all`.
+    role: String,
+    /// Where it is reached, e.g. `10.0.0.5:8080`.
+    address: String,
+    /// Its version.
+    version: String,
+    /// Load, 0..1 per core.
+    #[serde(default)]
+    load: f64,
+}
+
+// --- handlers ---------------------------------------------------------------
+
+fn live_status(c: &Control, name: &str) -> LiveStatus {
+    let Some(info) = c.hub.info(name) else {
+        return LiveStatus::default();
+    };
+    let uptime = info
+        .since
+        .and_then(|s| s.elapsed().ok())
+        .unwrap_or_default();
+    let secs = uptime.as_secs_f64().max(0.001);
+    LiveStatus {
+        live: info.live,
+        publisher: info.source,
+        video_codec: info.video,
+        audio_codec: info.audio,
+        bitrate: if info.live { (info.bytes_in as f64 * 8.0 / secs) as u64 } else { 0 },
+        fps: if info.live { (info.video_frames as f64 / secs * 100.0).round() / 100.0 } else { 0.0 },
+        uptime_s: if info.live { uptime.as_secs() } else { 0 },
+        viewers: info.subscribers,
+    }
+}
+
+fn stream_view(c: &Control, stream: StreamRow) -> ApiResult<StreamView> {
+    Ok(StreamView {
+        keys: c.db.keys(&stream.name)?,
+        live: live_status(c, &stream.name),
+        stream,
+    })
+}
+
+/// Lists streams.
+#[utoipa::path(get, path = "/streams", responses((status = 200, body = [StreamView]), (status = 401, body = ErrorBody)))]
+async fn list_streams(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<StreamView>>> {
+    let rows = c.db.streams()?;
+    Ok(Json(rows.into_iter().map(|s| stream_view(&c, s)).collect::<ApiResult<_>>()?))
+}
+
+/// Creates a stream with a first publish key (shown once).
+#[utoipa::path(post, path = "/streams", request_body = NewStream,
+    responses((status = 201, body = CreatedStream), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_stream(
+    State(c): State<Arc<Control>>,
+    b: Body<NewStream>,
+) -> ApiResult<(StatusCode, Json<CreatedStream>)> {
+    let new = body(b)?;
+    check_name(&new.name)?;
+    let stream = c.db.create_stream(&new.name, new.enabled)?;
+    let key = crate::secret::generate();
+    let id = c.db.add_key(&stream.name, &key)?;
+    c.auth.invalidate();
+    Ok((StatusCode::CREATED, Json(CreatedStream { stream, key: NewKey { id, key } })))
+}
+
+/// One stream.
+#[utoipa::path(get, path = "/streams/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = StreamView), (status = 404, body = ErrorBody)))]
+async fn get_stream(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<Json<StreamView>> {
+    Ok(Json(stream_view(&c, c.db.stream(&name)?)?))
+}
+
+/// Enables or disables a stream (disabling kicks its publisher).
+#[utoipa::path(patch, path = "/streams/{name}", params(("name" = String, Path)), request_body = StreamPatch,
+    responses((status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn patch_stream(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+    b: Body<StreamPatch>,
+) -> ApiResult<Json<StreamView>> {
+    let patch = body(b)?;
+    let row = c.db.set_stream_enabled(&name, patch.enabled)?;
+    c.auth.invalidate();
+    if !patch.enabled {
+        c.hub.kick(&name);
+    }
+    Ok(Json(stream_view(&c, row)?))
+}
+
+/// Deletes a stream, its keys and tasks; a live publisher is kicked.
+#[utoipa::path(delete, path = "/streams/{name}", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_stream(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    c.db.delete_stream(&name)?;
+    c.auth.invalidate();
+    c.hub.kick(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Adds a publish key (shown once).
+#[utoipa::path(post, path = "/streams/{name}/keys", params(("name" = String, Path)),
+    responses((status = 201, body = NewKey), (status = 404, body = ErrorBody)))]
+async fn add_key(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<NewKey>)> {
+    let key = crate::secret::generate();
+    let id = c.db.add_key(&name, &key)?;
+    c.auth.invalidate();
+    Ok((StatusCode::CREATED, Json(NewKey { id, key })))
+}
+
+/// Revokes a key: it is refused from the next publish on.
+#[utoipa::path(delete, path = "/streams/{name}/keys/{id}", params(("name" = String, Path), ("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_key(
+    State(c): State<Arc<Control>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    c.db.revoke_key(&name, parse_id(&id)?)?;
+    c.auth.invalidate();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces a key with a new one (the old one is revoked; a live publisher
+/// using it keeps going until it reconnects).
+#[utoipa::path(post, path = "/streams/{name}/keys/{id}/rotate", params(("name" = String, Path), ("id" = i64, Path)),
+    responses((status = 201, body = NewKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rotate_key(
+    State(c): State<Arc<Control>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<NewKey>)> {
+    c.db.revoke_key(&name, parse_id(&id)?)?;
+    let key = crate::secret::generate();
+    let id = c.db.add_key(&name, &key)?;
+    c.auth.invalidate();
+    Ok((StatusCode::CREATED, Json(NewKey { id, key })))
+}
+
+/// Disconnects the live publisher.
+#[utoipa::path(post, path = "/streams/{name}/kick", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn kick(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    c.db.stream(&name)?;
+    if c.hub.kick(&name) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(StatusCode::CONFLICT, format!("stream {name:?} is not live")))
+    }
+}
+
+/// Live state of every stream.
+#[utoipa::path(get, path = "/live", responses((status = 200, body = [LiveStatus])))]
+async fn live(State(c): State<Arc<Control>>) -> ApiResult<Json<std::collections::BTreeMap<String, LiveStatus>>> {
+    let rows = c.db.streams()?;
+    Ok(Json(rows.into_iter().map(|s| { let l = live_status(&c, &s.name); (s.name, l) }).collect()))
+}
+
+fn task_view(c: &Control, mut t: TaskRow) -> TaskRow {
+    if let Some(kind) = c.types.get(&t.kind) {
+        t.config = kind.redact(&t.config);
+    }
+    t
+}
+
+/// Every task, with status.
+#[utoipa::path(get, path = "/tasks", responses((status = 200, body = [TaskRow])))]
+async fn list_tasks(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<TaskRow>>> {
+    Ok(Json(c.db.tasks(None)?.into_iter().map(|t| task_view(&c, t)).collect()))
+}
+
+/// A stream's tasks.
+#[utoipa::path(get, path = "/streams/{name}/tasks", params(("name" = String, Path)),
+    responses((status = 200, body = [TaskRow]), (status = 404, body = ErrorBody)))]
+async fn stream_tasks(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<Json<Vec<TaskRow>>> {
+    Ok(Json(c.db.tasks(Some(&name))?.into_iter().map(|t| task_view(&c, t)).collect()))
+}
+
+/// Attaches a task to a stream.
+#[utoipa::path(post, path = "/streams/{name}/tasks", params(("name" = String, Path)), request_body = NewTask,
+    responses((status = 201, body = TaskRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn create_task(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+    b: Body<NewTask>,
+) -> ApiResult<(StatusCode, Json<TaskRow>)> {
+    let new = body(b)?;
+    let kind = c
+        .types
+        .get(&new.kind)
+        .ok_or_else(|| ApiError::bad(format!("unknown task type {:?}", new.kind)))?;
+    let config = kind
+        .validate(&new.config)
+        .map_err(|e| ApiError::bad(format!("invalid {} config: {e}", new.kind)))?;
+    let row = c.db.create_task(&name, &new.kind, &config, new.enabled)?;
+    Ok((StatusCode::CREATED, Json(task_view(&c, row))))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/tasks/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = TaskRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_task(State(c): State<Arc<Control>>, Path(id): Path<String>) -> ApiResult<Json<TaskRow>> {
+    Ok(Json(task_view(&c, c.db.task(parse_id(&id)?)?)))
+}
+
+/// Changes a task.
+#[utoipa::path(patch, path = "/tasks/{id}", params(("id" = i64, Path)), request_body = TaskPatch,
+    responses((status = 200, body = TaskRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn patch_task(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+    b: Body<TaskPatch>,
+) -> ApiResult<Json<TaskRow>> {
+    let id = parse_id(&id)?;
+    let patch = body(b)?;
+    let task = c.db.task(id)?;
+    let config = match &patch.config {
+        Some(cfg) => {
+            let kind = c
+                .types
+                .get(&task.kind)
+                .ok_or_else(|| ApiError::bad(format!("unknown task type {:?}", task.kind)))?;
+            Some(kind.validate(cfg).map_err(|e| ApiError::bad(format!("invalid {} config: {e}", task.kind)))?)
+        }
+        None => None,
+    };
+    Ok(Json(task_view(&c, c.db.update_task(id, config.as_ref(), patch.enabled)?)))
+}
+
+/// Deletes a task (its worker stops it within a second).
+#[utoipa::path(delete, path = "/tasks/{id}", params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_task(State(c): State<Arc<Control>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    c.db.delete_task(parse_id(&id)?)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Task types and their config schemas.
+#[utoipa::path(get, path = "/task-types", responses((status = 200, body = [TaskTypeView])))]
+async fn task_types(State(c): State<Arc<Control>>) -> Json<Vec<TaskTypeView>> {
+    Json(
+        c.types
+            .all()
+            .map(|t| TaskTypeView {
+                kind: t.kind().into(),
+                description: t.description().into(),
+                schema: t.schema(),
+            })
+            .collect(),
+    )
+}
+
+/// Nodes of the cluster.
+#[utoipa::path(get, path = "/nodes", responses((status = 200, body = [NodeRow])))]
+async fn nodes(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<NodeRow>>> {
+    Ok(Json(c.db.nodes()?))
+}
+
+/// A node reports that it is alive.
+#[utoipa::path(post, path = "/nodes/heartbeat", request_body = Heartbeat,
+    responses((status = 204), (status = 400, body = ErrorBody)))]
+async fn heartbeat(State(c): State<Arc<Control>>, b: Body<Heartbeat>) -> ApiResult<StatusCode> {
+    let h = body(b)?;
+    check_name(&h.id)?;
+    if !["origin", "edge", "worker", "all"].contains(&h.role.as_str()) {
+        return Err(ApiError::bad("role must be origin, edge, worker or all"));
+    }
+    if !h.load.is_finite() || h.load < 0.0 {
+        return Err(ApiError::bad("load must be a non-negative number"));
+    }
+    c.db.heartbeat(&NodeRow {
+        id: h.id,
+        role: h.role,
+        address: h.address,
+        version: h.version,
+        last_heartbeat_ms: now_ms(),
+        load: h.load,
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ferry control API", description = "Streams, publish keys, tasks and nodes of a Ferry cluster."),
+    servers((url = "/api/v1")),
+    paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
+          kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
+          nodes, heartbeat),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token.map(|t| c.db.token_valid(t)) {
+        Some(Ok(true)) => next.run(req).await,
+        Some(Err(e)) => ApiError::from(e).into_response(),
+        _ => {
+            let mut r = ApiError(StatusCode::UNAUTHORIZED, "missing or invalid bearer token".into()).into_response();
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "no such API route".into())
+}
+
+/// The API router, to nest under `/api/v1`.
+pub fn router(control: Arc<Control>) -> Router {
+    let protected = Router::new()
+        .route("/streams", get(list_streams).post(create_stream))
+        .route("/streams/{name}", get(get_stream).patch(patch_stream).delete(delete_stream))
+        .route("/streams/{name}/keys", post(add_key))
+        .route("/streams/{name}/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/streams/{name}/keys/{id}/rotate", post(rotate_key))
+        .route("/streams/{name}/kick", post(kick))
+        .route("/streams/{name}/tasks", get(stream_tasks).post(create_task))
+        .route("/live", get(live))
+        .route("/tasks", get(list_tasks))
+        .route("/tasks/{id}", get(get_task).patch(patch_task).delete(delete_task))
+        .route("/task-types", get(task_types))
+        .route("/nodes", get(nodes))
+        .route("/nodes/heartbeat", post(heartbeat))
+        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(control.clone(), require_token))
+        .with_state(control);
+    Router::new().route("/openapi.json", get(openapi_json)).merge(protected)
+}

@@ -1,0 +1,603 @@
+//! The control plane's state in SQLite (one file in the data directory):
+//! streams, their publish keys (hashed), tasks with their leases and status,
+//! nodes, operator tokens (hashed). Schema changes are numbered migrations.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::secret;
+
+/// Why the database refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A name is taken.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// Nothing by that name or id.
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// Migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE streams (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE stream_keys (
+        id INTEGER PRIMARY KEY,
+        stream_id INTEGER NOT NULL REFERENCES streams(id) ON DELETE CASCADE,
+        hash BLOB NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        stream_id INTEGER NOT NULL REFERENCES streams(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        config TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'idle',
+        last_error TEXT,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        worker TEXT,
+        lease_until_ms INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        address TEXT NOT NULL,
+        version TEXT NOT NULL,
+        last_heartbeat_ms INTEGER NOT NULL,
+        load REAL NOT NULL DEFAULT 0
+    );",
+];
+
+/// A stream as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StreamRow {
+    /// Id.
+    pub id: i64,
+    /// Public name.
+    pub name: String,
+    /// May go live.
+    pub enabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A publish key as operators see it (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct KeyRow {
+    /// Id.
+    pub id: i64,
+    /// Masked key, e.g. `3fa9…(48 chars)`.
+    pub hint: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A task as stored, with its status.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TaskRow {
+    /// Id.
+    pub id: i64,
+    /// The stream it belongs to.
+    pub stream: String,
+    /// Task type.
+    pub kind: String,
+    /// Typed configuration (validated by its task type; secrets masked in API output).
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// Runs when the stream is live.
+    pub enabled: bool,
+    /// `idle`, `running`, `failed` (restarting with backoff).
+    pub state: String,
+    /// The last error, kept after recovery.
+    pub last_error: Option<String>,
+    /// Restarts after failures.
+    pub restarts: i64,
+    /// Worker holding the lease.
+    pub worker: Option<String>,
+    /// Lease expiry, Unix milliseconds.
+    pub lease_until_ms: i64,
+}
+
+/// A node of the cluster as last reported.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct NodeRow {
+    /// Stable id.
+    pub id: String,
+    /// `origin`, `edge`, `worker`, `all`.
+    pub role: String,
+    /// Where it is reached.
+    pub address: String,
+    /// Ferry version.
+    pub version: String,
+    /// Unix milliseconds.
+    pub last_heartbeat_ms: i64,
+    /// Load, 0..1 per core.
+    pub load: f64,
+}
+
+/// The database: one connection behind a lock. Control-plane traffic is small
+/// and every statement is short; publish authorisation is cached in front of it.
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+/// Unix seconds now.
+pub fn now_s() -> i64 {
+    now_ms() / 1000
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Db {
+    /// Opens (creating) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        Self::init(Connection::open(path)?)
+    }
+
+    /// An in-memory database, for unit tests.
+    pub fn memory() -> Result<Self, DbError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, DbError> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.execute_batch(&format!("BEGIN; {m}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // --- tokens -------------------------------------------------------------
+
+    /// Whether any operator token exists.
+    pub fn has_tokens(&self) -> Result<bool, DbError> {
+        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+
+    /// Stores a token (its hash); a token already stored is left alone.
+    pub fn add_token(&self, token: &str) -> Result<(), DbError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO tokens (hash, hint, created_at) VALUES (?1, ?2, ?3)",
+            params![secret::hash(token), secret::hint(token), now_s()],
+        )?;
+        Ok(())
+    }
+
+    /// Whether `token` is an operator token (looked up by hash).
+    pub fn token_valid(&self, token: &str) -> Result<bool, DbError> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row("SELECT id FROM tokens WHERE hash = ?1", [secret::hash(token)], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    // --- streams and keys ---------------------------------------------------
+
+    /// Every stream, by name.
+    pub fn streams(&self) -> Result<Vec<StreamRow>, DbError> {
+        let conn = self.conn();
+        let mut q = conn.prepare("SELECT id, name, enabled, created_at FROM streams ORDER BY name")?;
+        let rows = q.query_map([], stream_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// One stream.
+    pub fn stream(&self, name: &str) -> Result<StreamRow, DbError> {
+        self.conn()
+            .query_row(
+                "SELECT id, name, enabled, created_at FROM streams WHERE name = ?1",
+                [name],
+                stream_row,
+            )
+            .optional()?
+            .ok_or_else(|| DbError::NotFound(format!("stream {name:?}")))
+    }
+
+    /// Creates a stream.
+    pub fn create_stream(&self, name: &str, enabled: bool) -> Result<StreamRow, DbError> {
+        let created = self.conn().execute(
+            "INSERT OR IGNORE INTO streams (name, enabled, created_at) VALUES (?1, ?2, ?3)",
+            params![name, enabled, now_s()],
+        )?;
+        if created == 0 {
+            return Err(DbError::Exists(format!("stream {name:?}")));
+        }
+        self.stream(name)
+    }
+
+    /// Enables or disables a stream.
+    pub fn set_stream_enabled(&self, name: &str, enabled: bool) -> Result<StreamRow, DbError> {
+        let n = self
+            .conn()
+            .execute("UPDATE streams SET enabled = ?2 WHERE name = ?1", params![name, enabled])?;
+        if n == 0 {
+            return Err(DbError::NotFound(format!("stream {name:?}")));
+        }
+        self.stream(name)
+    }
+
+    /// Deletes a stream with its keys and tasks.
+    pub fn delete_stream(&self, name: &str) -> Result<(), DbError> {
+        let n = self.conn().execute("DELETE FROM streams WHERE name = ?1", [name])?;
+        if n == 0 {
+            return Err(DbError::NotFound(format!("stream {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// A stream's keys, newest first.
+    pub fn keys(&self, stream: &str) -> Result<Vec<KeyRow>, DbError> {
+        let id = self.stream(stream)?.id;
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT id, hint, created_at, revoked_at FROM stream_keys WHERE stream_id = ?1 ORDER BY id DESC",
+        )?;
+        let rows = q
+            .query_map([id], |r| {
+                Ok(KeyRow {
+                    id: r.get(0)?,
+                    hint: r.get(1)?,
+                    created_at: r.get(2)?,
+                    revoked_at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Adds `key` to a stream; returns its id.
+    pub fn add_key(&self, stream: &str, key: &str) -> Result<i64, DbError> {
+        let id = self.stream(stream)?.id;
+        let conn = self.conn();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO stream_keys (stream_id, hash, hint, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, secret::hash(key), secret::hint(key), now_s()],
+        )?;
+        if n == 0 {
+            return Err(DbError::Exists("that key".into()));
+        }
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Revokes a key of a stream.
+    pub fn revoke_key(&self, stream: &str, key_id: i64) -> Result<(), DbError> {
+        let id = self.stream(stream)?.id;
+        let n = self.conn().execute(
+            "UPDATE stream_keys SET revoked_at = ?3 WHERE id = ?1 AND stream_id = ?2 AND revoked_at IS NULL",
+            params![key_id, id, now_s()],
+        )?;
+        if n == 0 {
+            return Err(DbError::NotFound(format!("active key {key_id} of stream {stream:?}")));
+        }
+        Ok(())
+    }
+
+    /// The stream an active key publishes and whether it is enabled.
+    pub fn stream_for_key(&self, key: &str) -> Result<Option<(String, bool)>, DbError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT s.name, s.enabled FROM stream_keys k JOIN streams s ON s.id = k.stream_id
+                 WHERE k.hash = ?1 AND k.revoked_at IS NULL",
+                [secret::hash(key)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    // --- tasks --------------------------------------------------------------
+
+    const TASK_COLUMNS: &'static str = "t.id, s.name, t.kind, t.config, t.enabled, t.state, t.last_error, t.restarts, t.worker, t.lease_until_ms";
+
+    /// Tasks, of one stream or all.
+    pub fn tasks(&self, stream: Option<&str>) -> Result<Vec<TaskRow>, DbError> {
+        if let Some(s) = stream {
+            self.stream(s)?;
+        }
+        let conn = self.conn();
+        let mut q = conn.prepare(&format!(
+            "SELECT {} FROM tasks t JOIN streams s ON s.id = t.stream_id
+             WHERE ?1 IS NULL OR s.name = ?1 ORDER BY t.id",
+            Self::TASK_COLUMNS
+        ))?;
+        let rows = q.query_map([stream], task_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// One task.
+    pub fn task(&self, id: i64) -> Result<TaskRow, DbError> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {} FROM tasks t JOIN streams s ON s.id = t.stream_id WHERE t.id = ?1",
+                    Self::TASK_COLUMNS
+                ),
+                [id],
+                task_row,
+            )
+            .optional()?
+            .ok_or_else(|| DbError::NotFound(format!("task {id}")))
+    }
+
+    /// Adds a task to a stream.
+    pub fn create_task(
+        &self,
+        stream: &str,
+        kind: &str,
+        config: &serde_json::Value,
+        enabled: bool,
+    ) -> Result<TaskRow, DbError> {
+        let sid = self.stream(stream)?.id;
+        let id = {
+            let conn = self.conn();
+            conn.execute(
+                "INSERT INTO tasks (stream_id, kind, config, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![sid, kind, config.to_string(), enabled, now_s()],
+            )?;
+            conn.last_insert_rowid()
+        };
+        self.task(id)
+    }
+
+    /// Changes a task's config and/or enabled flag.
+    pub fn update_task(
+        &self,
+        id: i64,
+        config: Option<&serde_json::Value>,
+        enabled: Option<bool>,
+    ) -> Result<TaskRow, DbError> {
+        let n = self.conn().execute(
+            "UPDATE tasks SET config = COALESCE(?2, config), enabled = COALESCE(?3, enabled), updated_at = ?4 WHERE id = ?1",
+            params![id, config.map(|c| c.to_string()), enabled, now_s()],
+        )?;
+        if n == 0 {
+            return Err(DbError::NotFound(format!("task {id}")));
+        }
+        self.task(id)
+    }
+
+    /// Deletes a task.
+    pub fn delete_task(&self, id: i64) -> Result<(), DbError> {
+        let n = self.conn().execute("DELETE FROM tasks WHERE id = ?1", [id])?;
+        if n == 0 {
+            return Err(DbError::NotFound(format!("task {id}")));
+        }
+        Ok(())
+    }
+
+    /// Takes the enabled tasks of `live` streams that no worker holds a valid
+    /// lease on (or that `worker` holds already), leasing them to `worker`
+    /// until `lease_until_ms`. At most `max` tasks.
+    pub fn claim_tasks(
+        &self,
+        worker: &str,
+        live: &[String],
+        lease_until_ms: i64,
+        max: usize,
+    ) -> Result<Vec<TaskRow>, DbError> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut claimed = Vec::new();
+        {
+            let mut q = tx.prepare(
+                "SELECT t.id, s.name FROM tasks t JOIN streams s ON s.id = t.stream_id
+                 WHERE t.enabled = 1 AND s.enabled = 1 AND (t.lease_until_ms < ?1 OR t.worker = ?2)
+                 ORDER BY t.id",
+            )?;
+            let candidates: Vec<(i64, String)> = q
+                .query_map(params![now, worker], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (id, stream) in candidates {
+                if claimed.len() >= max || !live.contains(&stream) {
+                    continue;
+                }
+                tx.execute(
+                    "UPDATE tasks SET worker = ?2, lease_until_ms = ?3 WHERE id = ?1",
+                    params![id, worker, lease_until_ms],
+                )?;
+                claimed.push(id);
+            }
+        }
+        tx.commit()?;
+        drop(conn);
+        claimed.into_iter().map(|id| self.task(id)).collect()
+    }
+
+    /// Extends `worker`'s lease on a task and records its status; `false` if
+    /// the worker no longer holds the lease (another took the task over).
+    pub fn renew_task(
+        &self,
+        id: i64,
+        worker: &str,
+        lease_until_ms: i64,
+        status: &TaskStatus,
+    ) -> Result<bool, DbError> {
+        let n = self.conn().execute(
+            "UPDATE tasks SET lease_until_ms = ?3, state = ?4,
+               last_error = COALESCE(?5, last_error), restarts = ?6, updated_at = ?7
+             WHERE id = ?1 AND worker = ?2",
+            params![
+                id,
+                worker,
+                lease_until_ms,
+                status.state,
+                status.last_error,
+                status.restarts,
+                now_s()
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Gives a task's lease back (its stream stopped, or it was disabled).
+    pub fn release_task(&self, id: i64, worker: &str) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE tasks SET worker = NULL, lease_until_ms = 0, state = 'idle' WHERE id = ?1 AND worker = ?2",
+            params![id, worker],
+        )?;
+        Ok(())
+    }
+
+    // --- nodes --------------------------------------------------------------
+
+    /// Records a node's heartbeat.
+    pub fn heartbeat(&self, node: &NodeRow) -> Result<(), DbError> {
+        self.conn().execute(
+            "INSERT INTO nodes (id, role, address, version, last_heartbeat_ms, load) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET role = ?2, address = ?3, version = ?4, last_heartbeat_ms = ?5, load = ?6",
+            params![node.id, node.role, node.address, node.version, node.last_heartbeat_ms, node.load],
+        )?;
+        Ok(())
+    }
+
+    /// Every node ever seen, most recent heartbeat first.
+    pub fn nodes(&self) -> Result<Vec<NodeRow>, DbError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT id, role, address, version, last_heartbeat_ms, load FROM nodes ORDER BY last_heartbeat_ms DESC",
+        )?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(NodeRow {
+                    id: r.get(0)?,
+                    role: r.get(1)?,
+                    address: r.get(2)?,
+                    version: r.get(3)?,
+                    last_heartbeat_ms: r.get(4)?,
+                    load: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+}
+
+/// What a worker reports about a task it runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TaskStatus {
+    /// `running` or `failed` (restarting with backoff).
+    pub state: String,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Restarts so far.
+    pub restarts: i64,
+}
+
+fn stream_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StreamRow> {
+    Ok(StreamRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        enabled: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    let config: String = r.get(3)?;
+    Ok(TaskRow {
+        id: r.get(0)?,
+        stream: r.get(1)?,
+        kind: r.get(2)?,
+        config: serde_json::from_str(&config).unwrap_or(serde_json::Value::Null),
+        enabled: r.get(4)?,
+        state: r.get(5)?,
+        last_error: r.get(6)?,
+        restarts: r.get(7)?,
+        worker: r.get(8)?,
+        lease_until_ms: r.get(9)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_publish_their_stream_until_revoked() {
+        let db = Db::memory().unwrap();
+        db.create_stream("a", true).unwrap();
+        assert!(matches!(db.create_stream("a", true), Err(DbError::Exists(_))));
+        let id = db.add_key("a", "secret-1").unwrap();
+        assert_eq!(db.stream_for_key("secret-1").unwrap(), Some(("a".into(), true)));
+        assert_eq!(db.stream_for_key("secret-2").unwrap(), None);
+        db.revoke_key("a", id).unwrap();
+        assert_eq!(db.stream_for_key("secret-1").unwrap(), None);
+        assert!(db.revoke_key("a", id).is_err());
+        assert_eq!(db.keys("a").unwrap()[0].hint, "secr…(8 chars)");
+    }
+
+    #[test]
+    fn a_lease_is_held_until_it_expires_then_another_worker_takes_it() {
+        let db = Db::memory().unwrap();
+        db.create_stream("a", true).unwrap();
+        let t = db.create_task("a", "restream", &serde_json::json!({}), true).unwrap();
+        let live = vec!["a".to_owned()];
+        assert!(db.claim_tasks("w1", &[], now_ms() + 10_000, 10).unwrap().is_empty(), "not live");
+        assert_eq!(db.claim_tasks("w1", &live, now_ms() + 10_000, 10).unwrap().len(), 1);
+        assert!(db.claim_tasks("w2", &live, now_ms() + 10_000, 10).unwrap().is_empty());
+        let status = TaskStatus { state: "running".into(), last_error: None, restarts: 0 };
+        assert!(db.renew_task(t.id, "w1", now_ms() - 1, &status).unwrap());
+        let taken = db.claim_tasks("w2", &live, now_ms() + 10_000, 10).unwrap();
+        assert_eq!(taken[0].worker.as_deref(), Some("w2"));
+        assert!(!db.renew_task(t.id, "w1", now_ms() + 10_000, &status).unwrap());
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        {
+            let db = Db::open(&path).unwrap();
+            db.create_stream("kept", false).unwrap();
+            db.add_token("tok").unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert!(!db.stream("kept").unwrap().enabled);
+        assert!(db.token_valid("tok").unwrap());
+        assert!(!db.token_valid("other").unwrap());
+    }
+}

@@ -1,0 +1,78 @@
+//! Ferry's control plane: streams and their publish keys, tasks attached to
+//! streams and run by workers under leases, the node registry, and operator
+//! tokens — in SQLite in the data directory, behind a REST API
+//! ([`api::router`]) that the web UI uses too. Publish authorisation for the
+//! RTMP origin comes from here ([`auth::ControlAuth`]).
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod secret;
+pub mod tasks;
+pub mod worker;
+
+use std::sync::Arc;
+
+use media_core::Hub;
+
+pub use auth::ControlAuth;
+pub use db::{Db, DbError};
+pub use tasks::TaskTypes;
+
+/// Everything the API handlers share.
+pub struct Control {
+    /// The state.
+    pub db: Arc<Db>,
+    /// Publish authorisation (its cache is invalidated on changes).
+    pub auth: ControlAuth,
+    /// Live state, kicks.
+    pub hub: Hub,
+    /// Task types known to this build.
+    pub types: TaskTypes,
+}
+
+impl Control {
+    /// Wires the control plane to `db` and `hub`.
+    pub fn new(db: Arc<Db>, hub: Hub) -> Self {
+        Self {
+            auth: ControlAuth::new(db.clone()),
+            db,
+            hub,
+            types: TaskTypes::builtin(),
+        }
+    }
+
+    /// Makes sure a stream seeded from the config file exists with `key`
+    /// among its keys (the file is a way to seed, the database the truth).
+    pub fn seed_stream(&self, name: &str, key: &str) -> Result<(), DbError> {
+        match self.db.create_stream(name, true) {
+            Ok(_) | Err(DbError::Exists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if self.db.stream_for_key(key)?.is_none() {
+            match self.db.add_key(name, key) {
+                // The key exists but was revoked: the operator's decision stands.
+                Ok(_) | Err(DbError::Exists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.auth.invalidate();
+        Ok(())
+    }
+
+    /// Makes sure an operator token exists: `given` (e.g. `FERRY_ADMIN_TOKEN`)
+    /// is added if set; with none stored and none given, a new one is made and
+    /// returned so the caller can show it once.
+    pub fn ensure_admin_token(&self, given: Option<&str>) -> Result<Option<String>, DbError> {
+        if let Some(t) = given.filter(|t| !t.is_empty()) {
+            self.db.add_token(t)?;
+            return Ok(None);
+        }
+        if self.db.has_tokens()? {
+            return Ok(None);
+        }
+        let token = secret::generate();
+        self.db.add_token(&token)?;
+        Ok(Some(token))
+    }
+}

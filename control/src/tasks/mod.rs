@@ -1,0 +1,66 @@
+//! Task types: what can be attached to a stream and run by a worker while the
+//! stream is live. Adding one is one module implementing [`TaskType`] plus a
+//! line in [`TaskTypes::builtin`].
+
+pub mod restream;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use media_core::Hub;
+use tokio_util::sync::CancellationToken;
+
+/// What a running task gets.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// Where the stream comes from.
+    pub hub: Hub,
+    /// The stream the task belongs to.
+    pub stream: String,
+    /// Cancelled when the task must stop (stream ended, lease lost, disabled).
+    pub cancel: CancellationToken,
+}
+
+/// A task run: `Ok` when it ended by itself (the stream ended or it was
+/// cancelled), `Err(why)` when it failed and should be restarted.
+pub type TaskRun = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// One kind of task.
+pub trait TaskType: Send + Sync + 'static {
+    /// The name in the API (`restream`).
+    fn kind(&self) -> &'static str;
+    /// One line for the UI.
+    fn description(&self) -> &'static str;
+    /// JSON Schema of the config: drives API validation docs and the UI form.
+    fn schema(&self) -> serde_json::Value;
+    /// Checks a config; returns it normalised, or what is wrong.
+    fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, String>;
+    /// The config as operators may see it (secrets masked).
+    fn redact(&self, config: &serde_json::Value) -> serde_json::Value;
+    /// Runs the task until it ends or fails.
+    fn run(&self, ctx: TaskContext, config: serde_json::Value) -> TaskRun;
+}
+
+/// The task types this build knows, by kind.
+#[derive(Clone)]
+pub struct TaskTypes(Arc<BTreeMap<&'static str, Arc<dyn TaskType>>>);
+
+impl TaskTypes {
+    /// Every built-in task type.
+    pub fn builtin() -> Self {
+        let types: Vec<Arc<dyn TaskType>> = vec![Arc::new(restream::Restream)];
+        Self(Arc::new(types.into_iter().map(|t| (t.kind(), t)).collect()))
+    }
+
+    /// The type called `kind`.
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn TaskType>> {
+        self.0.get(kind)
+    }
+
+    /// All types.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn TaskType>> {
+        self.0.values()
+    }
+}

@@ -1,0 +1,172 @@
+//! `restream`: push the stream to another RTMP receiver (a platform's ingest
+//! URL, nginx-rtmp, another Ferry), reconnecting with backoff when it fails.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use media_core::{Codec, Event, TrackKind};
+use rtmp::Client;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use utoipa::PartialSchema;
+
+use super::{TaskContext, TaskRun, TaskType};
+
+/// The restream task type.
+pub struct Restream;
+
+/// Where to push.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestreamConfig {
+    /// The receiver: `rtmp://HOST[:PORT]/APP/STREAM_KEY`. The key (last path
+    /// part) is a secret: masked when the task is shown.
+    #[schema(example = "rtmp://a.rtmp.youtube.com/live2/xxxx-xxxx-xxxx-xxxx")]
+    pub url: String,
+}
+
+/// A parsed receiver URL.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    host: String,
+    port: u16,
+    app: String,
+    key: String,
+}
+
+fn parse(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("rtmp://")
+        .ok_or("url must start with rtmp:// (rtmps is not supported yet)")?;
+    let (authority, path) = rest.split_once('/').ok_or("url needs /APP/STREAM_KEY after the host")?;
+    let (app, key) = path.rsplit_once('/').ok_or("url needs /APP/STREAM_KEY after the host")?;
+    if authority.is_empty() || app.is_empty() || key.is_empty() {
+        return Err("url needs a host, an app and a stream key".into());
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().map_err(|_| format!("bad port {p:?}"))?),
+        None => (authority, 1935),
+    };
+    Ok(Target {
+        host: host.to_owned(),
+        port,
+        app: app.to_owned(),
+        key: key.to_owned(),
+    })
+}
+
+impl TaskType for Restream {
+    fn kind(&self) -> &'static str {
+        "restream"
+    }
+
+    fn description(&self) -> &'static str {
+        "Push the stream to an RTMP receiver (a platform's ingest URL), reconnecting when it drops"
+    }
+
+    fn schema(&self) -> serde_json::Value {
+        serde_json::to_value(RestreamConfig::schema()).unwrap_or_default()
+    }
+
+    fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, String> {
+        let c: RestreamConfig = serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
+        parse(&c.url)?;
+        serde_json::to_value(c).map_err(|e| e.to_string())
+    }
+
+    fn redact(&self, config: &serde_json::Value) -> serde_json::Value {
+        let mut out = config.clone();
+        if let Some(url) = config.get("url").and_then(|u| u.as_str())
+            && let Some((base, key)) = url.rsplit_once('/')
+        {
+            out["url"] = serde_json::Value::String(format!("{base}/{}", rtmp::auth::mask_key(key)));
+        }
+        out
+    }
+
+    fn run(&self, ctx: TaskContext, config: serde_json::Value) -> TaskRun {
+        Box::pin(async move {
+            let c: RestreamConfig = serde_json::from_value(config).map_err(|e| e.to_string())?;
+            let target = parse(&c.url)?;
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => Ok(()),
+                r = push(&ctx, &target) => r,
+            }
+        })
+    }
+}
+
+/// Plays the stream from the hub and publishes it to the target until the
+/// stream ends (`Ok`) or the target fails (`Err`).
+async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
+    let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
+        .next()
+        .ok_or_else(|| format!("{} has no address", target.host))?;
+    let mut sub = ctx.hub.subscribe_as(&ctx.stream, "restream");
+    let mut client = Client::connect(addr, &target.app)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    client
+        .publish(&target.key)
+        .await
+        .map_err(|e| format!("publish refused by {addr}: {e}"))?;
+    info!(stream = %ctx.stream, receiver = %addr, "restreaming");
+    let mut started = false;
+    while let Some(event) = sub.recv().await {
+        let sent = match event {
+            Event::Started => {
+                started = true;
+                Ok(())
+            }
+            Event::Stopped if started => break,
+            Event::Stopped | Event::Metadata(_) => Ok(()),
+            Event::Track(t) => match t.codec {
+                Codec::H264 => client.send_video(0, &tag(&rtmp::flv::video_header(true, true, 0), &t.config)).await,
+                Codec::Aac => client.send_audio(0, &tag(&rtmp::flv::audio_header(true), &t.config)).await,
+            },
+            Event::Packet(p) => {
+                let ts = p.dts.as_millis() as u32;
+                match p.track {
+                    TrackKind::Video => {
+                        let cts = p.pts.checked_sub(p.dts).unwrap_or(0) as i32;
+                        let header = rtmp::flv::video_header(p.keyframe, false, cts);
+                        client.send_video(ts, &tag(&header, &p.payload)).await
+                    }
+                    TrackKind::Audio => {
+                        client.send_audio(ts, &tag(&rtmp::flv::audio_header(false), &p.payload)).await
+                    }
+                }
+            }
+        };
+        sent.map_err(|e| format!("receiver {addr} dropped: {e}"))?;
+    }
+    let _ = client.unpublish().await;
+    Ok(())
+}
+
+fn tag(header: &[u8], payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(header.len() + payload.len());
+    b.put_slice(header);
+    b.put_slice(payload);
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_keys_masked() {
+        let t = parse("rtmp://a.example:1936/live2/abc-def").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.app.as_str(), t.key.as_str()), ("a.example", 1936, "live2", "abc-def"));
+        assert_eq!(parse("rtmp://h/app/inst/key").unwrap().app, "app/inst");
+        for bad in ["http://h/a/k", "rtmp://h", "rtmp://h/k", "rtmp://h:x/a/k", "rtmp:///a/k"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let r = Restream;
+        let shown = r.redact(&serde_json::json!({"url": "rtmp://h/live/supersecretkey"}));
+        assert!(!shown["url"].as_str().unwrap().contains("supersecretkey"));
+        assert!(r.validate(&serde_json::json!({"url": "rtmp://h/live/k", "x": 1})).is_err());
+        assert!(r.validate(&serde_json::json!({"url": "rtmp://h/live/k"})).is_ok());
+    }
+}
