@@ -19,6 +19,9 @@ pub struct Config {
     pub log: String,
     /// Threads serving network I/O; 0 means one per CPU core.
     pub worker_threads: usize,
+    /// An operator token for the API and web UI (`FERRY_ADMIN_TOKEN`); with
+    /// none, one is made on first start and printed once.
+    pub admin_token: String,
     /// The RTMP ingest and playback server.
     pub rtmp: RtmpConfig,
     /// The HTTP server (metrics now; HLS and the API later).
@@ -218,6 +221,7 @@ impl Default for Config {
             data_dir: PathBuf::from("ferry-data"),
             log: "info".into(),
             worker_threads: 0,
+            admin_token: String::new(),
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
             hls: HlsConfig::default(),

@@ -81,7 +81,7 @@ pub struct HlsOrigin {
     /// Streams whose segment format differs from `config.container`.
     pub containers: Arc<std::collections::HashMap<String, hls::Container>>,
     /// Transcoded streams: their rungs (hub streams `NAME/RUNG`) become variants.
-    pub ladders: Arc<std::collections::HashMap<String, transcode::LadderConfig>>,
+    pub ladders: crate::transcoding::LadderLookup,
     /// Stops everything.
     pub cancel: CancellationToken,
 }
@@ -171,10 +171,10 @@ async fn package(origin: &HlsOrigin, name: &str) {
     if let Some(c) = origin.containers.get(name) {
         base.container = *c;
     }
-    let ladder = origin.ladders.get(name);
+    let ladder = (origin.ladders)(name);
     let mut variants = vec![VariantPackager {
         packager: Packager::new(base.clone()),
-        listed: ladder.is_none_or(|l| l.passthrough),
+        listed: ladder.as_ref().is_none_or(|l| l.passthrough),
         hub_name: name.to_owned(),
     }];
     for rung in ladder.iter().flat_map(|l| &l.rungs) {

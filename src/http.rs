@@ -69,7 +69,7 @@ impl HttpState {
     }
 }
 
-pub fn router(state: Arc<HttpState>, store: OriginStore) -> Router {
+pub fn router(state: Arc<HttpState>, store: OriginStore, api: Router) -> Router {
     let hls = Router::new()
         .route("/hls/{*key}", get(hls_object))
         .with_state(store);
@@ -78,6 +78,7 @@ pub fn router(state: Arc<HttpState>, store: OriginStore) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
         .merge(hls)
+        .nest("/api/v1", api)
 }
 
 /// `GET /hls/STREAM/...`: playlists and segments from the origin store, with the

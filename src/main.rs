@@ -61,7 +61,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Config(args) => {
-            let config = args.load()?;
+            let mut config = args.load()?;
+            // Secrets are shown masked; stream keys are the operator's own file.
+            for secret in [
+                &mut config.admin_token,
+                &mut config.store.s3_secret_access_key,
+            ] {
+                if !secret.is_empty() {
+                    *secret = rtmp::auth::mask_key(secret);
+                }
+            }
             print!(
                 "{}",
                 toml::to_string(&config).context("rendering the configuration")?

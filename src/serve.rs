@@ -1,12 +1,11 @@
 //! `ferry serve`: every role in one process on embedded defaults.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use media_core::Hub;
 use prometheus_client::registry::Registry;
-use rtmp::auth::{StaticKeys, mask_key};
+use rtmp::auth::mask_key;
 use rtmp::{RtmpMetrics, Server, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -49,6 +48,9 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The control database could not be opened or seeded.
+    #[error("control database: {0}")]
+    Control(control::DbError),
     /// Generated keys could not be read or stored.
     #[error(transparent)]
     Keys(#[from] keys::KeysError),
@@ -89,6 +91,34 @@ impl Running {
     }
 }
 
+/// Registers this process as a node (role `all`) every few seconds.
+async fn node_heartbeat(db: Arc<control::Db>, http_addr: SocketAddr, cancel: CancellationToken) {
+    let id = format!("local-{}", std::process::id());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |l| l / cores);
+        let node = control::db::NodeRow {
+            id: id.clone(),
+            role: "all".into(),
+            address: http_addr.to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            last_heartbeat_ms: control::db::now_ms(),
+            load,
+        };
+        if let Err(e) = db.heartbeat(&node) {
+            warn!(error = %e, "node heartbeat failed");
+        }
+    }
+}
+
 /// Starts every role of `config` on the current tokio runtime.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
@@ -126,17 +156,36 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     hls_metrics.register(&mut registry);
     let ladder_metrics = transcode::LadderMetrics::default();
     ladder_metrics.register(&mut registry);
-    let ladders: Arc<HashMap<String, transcode::LadderConfig>> = Arc::new(
-        streams
-            .iter()
-            .filter_map(|s| Some((s.name.clone(), config.ladder_for(&s.name)?)))
-            .collect(),
-    );
+    // Streams created later through the API follow `[transcode] enabled`.
+    let ladders: transcoding::LadderLookup = {
+        let config = config.clone();
+        Arc::new(move |name: &str| config.ladder_for(name))
+    };
     let http_state = Arc::new(HttpState::new(registry));
 
-    let auth = Arc::new(StaticKeys::new(
-        streams.into_iter().map(|s| (s.name, s.key)),
-    ));
+    // The control plane: state in SQLite, seeded from the config file.
+    let db = Arc::new(
+        control::Db::open(&config.data_dir.join("control.db")).map_err(StartError::Control)?,
+    );
+    let control = Arc::new(control::Control::new(db.clone(), hub.clone()));
+    for s in &streams {
+        control
+            .seed_stream(&s.name, &s.key)
+            .map_err(StartError::Control)?;
+    }
+    let given = (!config.admin_token.is_empty()).then_some(config.admin_token.as_str());
+    if let Some(token) = control
+        .ensure_admin_token(given)
+        .map_err(StartError::Control)?
+    {
+        // Shown once, on the console only; the database keeps its hash.
+        eprintln!(
+            "\n  Ferry admin token (shown once; stored hashed in {}):\n    {token}\n  Sign in at http://HOST:{}/ or send it as `Authorization: Bearer TOKEN`.\n",
+            config.data_dir.join("control.db").display(),
+            http_addr.port()
+        );
+    }
+    let auth = Arc::new(control.auth.clone());
     let server = Server::new(
         ServerConfig {
             app: config.rtmp.app.clone(),
@@ -200,10 +249,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             cancel: cancel.clone(),
         })));
     }
+    let api = control::api::router(control.clone());
+    tasks.push(tokio::spawn(control::worker::run(
+        format!("local-{}", std::process::id()),
+        db.clone(),
+        hub.clone(),
+        control.types.clone(),
+        cancel.clone(),
+    )));
+    tasks.push(tokio::spawn(node_heartbeat(db, http_addr, cancel.clone())));
     let http_cancel = cancel.clone();
     let http_task = tokio::spawn(async move {
         let shutdown = async move { http_cancel.cancelled().await };
-        if let Err(e) = axum::serve(http_listener, http::router(http_state, store))
+        if let Err(e) = axum::serve(http_listener, http::router(http_state, store, api))
             .with_graceful_shutdown(shutdown)
             .await
         {

@@ -3,7 +3,7 @@
 //! rung is published back into the hub as `STREAM/RUNG`, where the HLS origin
 //! (and RTMP players) find it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,8 +18,8 @@ use transcode::{LadderConfig, LadderMetrics, Rung, Sink};
 pub struct Transcoding {
     /// Where sources come from and rungs go.
     pub hub: Hub,
-    /// The ladder of each transcoded stream, by stream name.
-    pub ladders: Arc<HashMap<String, LadderConfig>>,
+    /// The ladder of a stream, if it is transcoded.
+    pub ladders: LadderLookup,
     /// HLS segment duration: rungs get a keyframe at least this often.
     pub segment: Duration,
     /// What is reported.
@@ -30,12 +30,12 @@ pub struct Transcoding {
 
 type Active = Arc<Mutex<HashSet<String>>>;
 
+/// Which streams are transcoded, and how: asked when a stream goes live.
+pub type LadderLookup = Arc<dyn Fn(&str) -> Option<LadderConfig> + Send + Sync>;
+
 /// Follows the hub until cancelled, starting a ladder for every transcoded
 /// stream that goes live. Ladder threads end with their stream.
 pub async fn run(t: Transcoding) {
-    if t.ladders.is_empty() {
-        return;
-    }
     if let Err(e) = transcode::init() {
         warn!(error = %e, "transcoding disabled: FFmpeg could not be initialised");
         return;
@@ -45,7 +45,7 @@ pub async fn run(t: Transcoding) {
     let mut start = t.hub.live_streams();
     loop {
         for name in start.drain(..) {
-            if t.ladders.contains_key(&name) {
+            if !name.contains('/') {
                 spawn_ladder(&t, &active, name);
             }
         }
@@ -65,7 +65,7 @@ fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<String>> {
 }
 
 fn spawn_ladder(t: &Transcoding, active: &Active, name: String) {
-    let Some(config) = t.ladders.get(&name).cloned() else {
+    let Some(config) = (t.ladders)(&name) else {
         return;
     };
     if !lock(active).insert(name.clone()) {

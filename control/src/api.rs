@@ -234,8 +234,16 @@ fn live_status(c: &Control, name: &str) -> LiveStatus {
         publisher: info.source,
         video_codec: info.video,
         audio_codec: info.audio,
-        bitrate: if info.live { (info.bytes_in as f64 * 8.0 / secs) as u64 } else { 0 },
-        fps: if info.live { (info.video_frames as f64 / secs * 100.0).round() / 100.0 } else { 0.0 },
+        bitrate: if info.live {
+            (info.bytes_in as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        },
+        fps: if info.live {
+            (info.video_frames as f64 / secs * 100.0).round() / 100.0
+        } else {
+            0.0
+        },
         uptime_s: if info.live { uptime.as_secs() } else { 0 },
         viewers: info.subscribers,
     }
@@ -253,7 +261,11 @@ fn stream_view(c: &Control, stream: StreamRow) -> ApiResult<StreamView> {
 #[utoipa::path(get, path = "/streams", responses((status = 200, body = [StreamView]), (status = 401, body = ErrorBody)))]
 async fn list_streams(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<StreamView>>> {
     let rows = c.db.streams()?;
-    Ok(Json(rows.into_iter().map(|s| stream_view(&c, s)).collect::<ApiResult<_>>()?))
+    Ok(Json(
+        rows.into_iter()
+            .map(|s| stream_view(&c, s))
+            .collect::<ApiResult<_>>()?,
+    ))
 }
 
 /// Creates a stream with a first publish key (shown once).
@@ -269,13 +281,22 @@ async fn create_stream(
     let key = crate::secret::generate();
     let id = c.db.add_key(&stream.name, &key)?;
     c.auth.invalidate();
-    Ok((StatusCode::CREATED, Json(CreatedStream { stream, key: NewKey { id, key } })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedStream {
+            stream,
+            key: NewKey { id, key },
+        }),
+    ))
 }
 
 /// One stream.
 #[utoipa::path(get, path = "/streams/{name}", params(("name" = String, Path)),
     responses((status = 200, body = StreamView), (status = 404, body = ErrorBody)))]
-async fn get_stream(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<Json<StreamView>> {
+async fn get_stream(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<StreamView>> {
     Ok(Json(stream_view(&c, c.db.stream(&name)?)?))
 }
 
@@ -299,7 +320,10 @@ async fn patch_stream(
 /// Deletes a stream, its keys and tasks; a live publisher is kicked.
 #[utoipa::path(delete, path = "/streams/{name}", params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_stream(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_stream(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     c.db.delete_stream(&name)?;
     c.auth.invalidate();
     c.hub.kick(&name);
@@ -309,7 +333,10 @@ async fn delete_stream(State(c): State<Arc<Control>>, Path(name): Path<String>) 
 /// Adds a publish key (shown once).
 #[utoipa::path(post, path = "/streams/{name}/keys", params(("name" = String, Path)),
     responses((status = 201, body = NewKey), (status = 404, body = ErrorBody)))]
-async fn add_key(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<NewKey>)> {
+async fn add_key(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<NewKey>)> {
     let key = crate::secret::generate();
     let id = c.db.add_key(&name, &key)?;
     c.auth.invalidate();
@@ -351,15 +378,27 @@ async fn kick(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiRes
     if c.hub.kick(&name) {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError(StatusCode::CONFLICT, format!("stream {name:?} is not live")))
+        Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("stream {name:?} is not live"),
+        ))
     }
 }
 
 /// Live state of every stream.
 #[utoipa::path(get, path = "/live", responses((status = 200, body = [LiveStatus])))]
-async fn live(State(c): State<Arc<Control>>) -> ApiResult<Json<std::collections::BTreeMap<String, LiveStatus>>> {
+async fn live(
+    State(c): State<Arc<Control>>,
+) -> ApiResult<Json<std::collections::BTreeMap<String, LiveStatus>>> {
     let rows = c.db.streams()?;
-    Ok(Json(rows.into_iter().map(|s| { let l = live_status(&c, &s.name); (s.name, l) }).collect()))
+    Ok(Json(
+        rows.into_iter()
+            .map(|s| {
+                let l = live_status(&c, &s.name);
+                (s.name, l)
+            })
+            .collect(),
+    ))
 }
 
 fn task_view(c: &Control, mut t: TaskRow) -> TaskRow {
@@ -372,14 +411,27 @@ fn task_view(c: &Control, mut t: TaskRow) -> TaskRow {
 /// Every task, with status.
 #[utoipa::path(get, path = "/tasks", responses((status = 200, body = [TaskRow])))]
 async fn list_tasks(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<TaskRow>>> {
-    Ok(Json(c.db.tasks(None)?.into_iter().map(|t| task_view(&c, t)).collect()))
+    Ok(Json(
+        c.db.tasks(None)?
+            .into_iter()
+            .map(|t| task_view(&c, t))
+            .collect(),
+    ))
 }
 
 /// A stream's tasks.
 #[utoipa::path(get, path = "/streams/{name}/tasks", params(("name" = String, Path)),
     responses((status = 200, body = [TaskRow]), (status = 404, body = ErrorBody)))]
-async fn stream_tasks(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<Json<Vec<TaskRow>>> {
-    Ok(Json(c.db.tasks(Some(&name))?.into_iter().map(|t| task_view(&c, t)).collect()))
+async fn stream_tasks(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<TaskRow>>> {
+    Ok(Json(
+        c.db.tasks(Some(&name))?
+            .into_iter()
+            .map(|t| task_view(&c, t))
+            .collect(),
+    ))
 }
 
 /// Attaches a task to a stream.
@@ -405,7 +457,10 @@ async fn create_task(
 /// One task.
 #[utoipa::path(get, path = "/tasks/{id}", params(("id" = i64, Path)),
     responses((status = 200, body = TaskRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_task(State(c): State<Arc<Control>>, Path(id): Path<String>) -> ApiResult<Json<TaskRow>> {
+async fn get_task(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskRow>> {
     Ok(Json(task_view(&c, c.db.task(parse_id(&id)?)?)))
 }
 
@@ -426,17 +481,26 @@ async fn patch_task(
                 .types
                 .get(&task.kind)
                 .ok_or_else(|| ApiError::bad(format!("unknown task type {:?}", task.kind)))?;
-            Some(kind.validate(cfg).map_err(|e| ApiError::bad(format!("invalid {} config: {e}", task.kind)))?)
+            Some(
+                kind.validate(cfg)
+                    .map_err(|e| ApiError::bad(format!("invalid {} config: {e}", task.kind)))?,
+            )
         }
         None => None,
     };
-    Ok(Json(task_view(&c, c.db.update_task(id, config.as_ref(), patch.enabled)?)))
+    Ok(Json(task_view(
+        &c,
+        c.db.update_task(id, config.as_ref(), patch.enabled)?,
+    )))
 }
 
 /// Deletes a task (its worker stops it within a second).
 #[utoipa::path(delete, path = "/tasks/{id}", params(("id" = i64, Path)),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_task(State(c): State<Arc<Control>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_task(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     c.db.delete_task(parse_id(&id)?)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -522,8 +586,15 @@ async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) 
         Some(Ok(true)) => next.run(req).await,
         Some(Err(e)) => ApiError::from(e).into_response(),
         _ => {
-            let mut r = ApiError(StatusCode::UNAUTHORIZED, "missing or invalid bearer token".into()).into_response();
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            let mut r = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid bearer token".into(),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             r
         }
     }
@@ -545,20 +616,34 @@ async fn not_found() -> ApiError {
 pub fn router(control: Arc<Control>) -> Router {
     let protected = Router::new()
         .route("/streams", get(list_streams).post(create_stream))
-        .route("/streams/{name}", get(get_stream).patch(patch_stream).delete(delete_stream))
+        .route(
+            "/streams/{name}",
+            get(get_stream).patch(patch_stream).delete(delete_stream),
+        )
         .route("/streams/{name}/keys", post(add_key))
-        .route("/streams/{name}/keys/{id}", axum::routing::delete(revoke_key))
+        .route(
+            "/streams/{name}/keys/{id}",
+            axum::routing::delete(revoke_key),
+        )
         .route("/streams/{name}/keys/{id}/rotate", post(rotate_key))
         .route("/streams/{name}/kick", post(kick))
         .route("/streams/{name}/tasks", get(stream_tasks).post(create_task))
         .route("/live", get(live))
         .route("/tasks", get(list_tasks))
-        .route("/tasks/{id}", get(get_task).patch(patch_task).delete(delete_task))
+        .route(
+            "/tasks/{id}",
+            get(get_task).patch(patch_task).delete(delete_task),
+        )
         .route("/task-types", get(task_types))
         .route("/nodes", get(nodes))
         .route("/nodes/heartbeat", post(heartbeat))
         .fallback(not_found)
-        .route_layer(middleware::from_fn_with_state(control.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(
+            control.clone(),
+            require_token,
+        ))
         .with_state(control);
-    Router::new().route("/openapi.json", get(openapi_json)).merge(protected)
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .merge(protected)
 }

@@ -51,7 +51,10 @@ impl ControlAuth {
         if let Some(entry) = self.failures.get(&ip) {
             let (count, since) = *entry;
             if count >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW {
-                let wait = FAILURE_WINDOW.saturating_sub(since.elapsed()).as_secs().max(1);
+                let wait = FAILURE_WINDOW
+                    .saturating_sub(since.elapsed())
+                    .as_secs()
+                    .max(1);
                 return Err(AuthError::TooManyAttempts(wait));
             }
         }
@@ -121,11 +124,18 @@ mod tests {
         for _ in 1..MAX_FAILURES {
             assert_eq!(auth.judge(req("bad")), Err(AuthError::UnknownKey));
         }
-        assert!(matches!(auth.judge(req("bad")), Err(AuthError::TooManyAttempts(_))));
+        assert!(matches!(
+            auth.judge(req("bad")),
+            Err(AuthError::TooManyAttempts(_))
+        ));
         let other = PublishRequest {
             peer: "192.0.2.2:5000".parse().unwrap(),
             ..req("bad")
         };
-        assert_eq!(auth.judge(other), Err(AuthError::UnknownKey), "other addresses unaffected");
+        assert_eq!(
+            auth.judge(other),
+            Err(AuthError::UnknownKey),
+            "other addresses unaffected"
+        );
     }
 }

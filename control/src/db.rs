@@ -26,8 +26,7 @@ pub enum DbError {
 }
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE streams (
+const MIGRATIONS: &[&str] = &["CREATE TABLE streams (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         enabled INTEGER NOT NULL DEFAULT 1,
@@ -68,8 +67,7 @@ const MIGRATIONS: &[&str] = &[
         version TEXT NOT NULL,
         last_heartbeat_ms INTEGER NOT NULL,
         load REAL NOT NULL DEFAULT 0
-    );",
-];
+    );"];
 
 /// A stream as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -175,7 +173,10 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!("BEGIN; {m}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
+            conn.execute_batch(&format!(
+                "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))?;
         }
         Ok(Self {
             conn: Mutex::new(conn),
@@ -190,7 +191,9 @@ impl Db {
 
     /// Whether any operator token exists.
     pub fn has_tokens(&self) -> Result<bool, DbError> {
-        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))?;
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))?;
         Ok(n > 0)
     }
 
@@ -207,9 +210,11 @@ impl Db {
     pub fn token_valid(&self, token: &str) -> Result<bool, DbError> {
         let found: Option<i64> = self
             .conn()
-            .query_row("SELECT id FROM tokens WHERE hash = ?1", [secret::hash(token)], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT id FROM tokens WHERE hash = ?1",
+                [secret::hash(token)],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(found.is_some())
     }
@@ -219,7 +224,8 @@ impl Db {
     /// Every stream, by name.
     pub fn streams(&self) -> Result<Vec<StreamRow>, DbError> {
         let conn = self.conn();
-        let mut q = conn.prepare("SELECT id, name, enabled, created_at FROM streams ORDER BY name")?;
+        let mut q =
+            conn.prepare("SELECT id, name, enabled, created_at FROM streams ORDER BY name")?;
         let rows = q.query_map([], stream_row)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -250,9 +256,10 @@ impl Db {
 
     /// Enables or disables a stream.
     pub fn set_stream_enabled(&self, name: &str, enabled: bool) -> Result<StreamRow, DbError> {
-        let n = self
-            .conn()
-            .execute("UPDATE streams SET enabled = ?2 WHERE name = ?1", params![name, enabled])?;
+        let n = self.conn().execute(
+            "UPDATE streams SET enabled = ?2 WHERE name = ?1",
+            params![name, enabled],
+        )?;
         if n == 0 {
             return Err(DbError::NotFound(format!("stream {name:?}")));
         }
@@ -261,7 +268,9 @@ impl Db {
 
     /// Deletes a stream with its keys and tasks.
     pub fn delete_stream(&self, name: &str) -> Result<(), DbError> {
-        let n = self.conn().execute("DELETE FROM streams WHERE name = ?1", [name])?;
+        let n = self
+            .conn()
+            .execute("DELETE FROM streams WHERE name = ?1", [name])?;
         if n == 0 {
             return Err(DbError::NotFound(format!("stream {name:?}")));
         }
@@ -310,7 +319,9 @@ impl Db {
             params![key_id, id, now_s()],
         )?;
         if n == 0 {
-            return Err(DbError::NotFound(format!("active key {key_id} of stream {stream:?}")));
+            return Err(DbError::NotFound(format!(
+                "active key {key_id} of stream {stream:?}"
+            )));
         }
         Ok(())
     }
@@ -401,7 +412,9 @@ impl Db {
 
     /// Deletes a task.
     pub fn delete_task(&self, id: i64) -> Result<(), DbError> {
-        let n = self.conn().execute("DELETE FROM tasks WHERE id = ?1", [id])?;
+        let n = self
+            .conn()
+            .execute("DELETE FROM tasks WHERE id = ?1", [id])?;
         if n == 0 {
             return Err(DbError::NotFound(format!("task {id}")));
         }
@@ -560,9 +573,15 @@ mod tests {
     fn keys_publish_their_stream_until_revoked() {
         let db = Db::memory().unwrap();
         db.create_stream("a", true).unwrap();
-        assert!(matches!(db.create_stream("a", true), Err(DbError::Exists(_))));
+        assert!(matches!(
+            db.create_stream("a", true),
+            Err(DbError::Exists(_))
+        ));
         let id = db.add_key("a", "secret-1").unwrap();
-        assert_eq!(db.stream_for_key("secret-1").unwrap(), Some(("a".into(), true)));
+        assert_eq!(
+            db.stream_for_key("secret-1").unwrap(),
+            Some(("a".into(), true))
+        );
         assert_eq!(db.stream_for_key("secret-2").unwrap(), None);
         db.revoke_key("a", id).unwrap();
         assert_eq!(db.stream_for_key("secret-1").unwrap(), None);
@@ -574,16 +593,39 @@ mod tests {
     fn a_lease_is_held_until_it_expires_then_another_worker_takes_it() {
         let db = Db::memory().unwrap();
         db.create_stream("a", true).unwrap();
-        let t = db.create_task("a", "restream", &serde_json::json!({}), true).unwrap();
+        let t = db
+            .create_task("a", "restream", &serde_json::json!({}), true)
+            .unwrap();
         let live = vec!["a".to_owned()];
-        assert!(db.claim_tasks("w1", &[], now_ms() + 10_000, 10).unwrap().is_empty(), "not live");
-        assert_eq!(db.claim_tasks("w1", &live, now_ms() + 10_000, 10).unwrap().len(), 1);
-        assert!(db.claim_tasks("w2", &live, now_ms() + 10_000, 10).unwrap().is_empty());
-        let status = TaskStatus { state: "running".into(), last_error: None, restarts: 0 };
+        assert!(
+            db.claim_tasks("w1", &[], now_ms() + 10_000, 10)
+                .unwrap()
+                .is_empty(),
+            "not live"
+        );
+        assert_eq!(
+            db.claim_tasks("w1", &live, now_ms() + 10_000, 10)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            db.claim_tasks("w2", &live, now_ms() + 10_000, 10)
+                .unwrap()
+                .is_empty()
+        );
+        let status = TaskStatus {
+            state: "running".into(),
+            last_error: None,
+            restarts: 0,
+        };
         assert!(db.renew_task(t.id, "w1", now_ms() - 1, &status).unwrap());
         let taken = db.claim_tasks("w2", &live, now_ms() + 10_000, 10).unwrap();
         assert_eq!(taken[0].worker.as_deref(), Some("w2"));
-        assert!(!db.renew_task(t.id, "w1", now_ms() + 10_000, &status).unwrap());
+        assert!(
+            !db.renew_task(t.id, "w1", now_ms() + 10_000, &status)
+                .unwrap()
+        );
     }
 
     #[test]

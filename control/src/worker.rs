@@ -50,13 +50,19 @@ pub async fn run(
             // A stream going live is served at once, not at the next tick.
             _ = published.recv() => {}
         }
-        let live: Vec<String> = hub.live_streams().into_iter().filter(|n| !n.contains('/')).collect();
+        let live: Vec<String> = hub
+            .live_streams()
+            .into_iter()
+            .filter(|n| !n.contains('/'))
+            .collect();
         let lease_until = now_ms() + LEASE.as_millis() as i64;
         // Renew what runs; stop what lost its lease or its reason to run.
         let mut stop = Vec::new();
         for (task_id, r) in &running {
             let status = r.status.lock().map(|s| s.clone()).unwrap_or_default();
-            let still = db.task(*task_id).is_ok_and(|t| t.enabled && live.contains(&t.stream));
+            let still = db
+                .task(*task_id)
+                .is_ok_and(|t| t.enabled && live.contains(&t.stream));
             match db.renew_task(*task_id, &id, lease_until, &status) {
                 Ok(true) if still => {}
                 Ok(_) => stop.push(*task_id),

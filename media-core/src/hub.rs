@@ -307,8 +307,7 @@ impl Hub {
     /// [`StreamInfo::subscribers`] while it lives.
     pub fn subscribe_as(&self, name: &str, kind: &'static str) -> Subscriber {
         let mut sub = self.subscribe(name);
-        *sub
-            .stream
+        *sub.stream
             .kinds
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -14,8 +14,8 @@ mod time;
 mod track;
 
 pub use hub::{
-    Event, GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_PACKETS, Hub, HubError, Publisher, StreamInfo,
-    SUBSCRIBER_QUEUE_PACKETS, Subscriber,
+    Event, GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_PACKETS, Hub, HubError, Publisher,
+    SUBSCRIBER_QUEUE_PACKETS, StreamInfo, Subscriber,
 };
 pub use metadata::{MetaValue, Metadata};
 pub use metrics::HubMetrics;

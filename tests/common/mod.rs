@@ -13,6 +13,7 @@ use ferry::serve::Running;
 
 pub const KEY: &str = "k3y-for-tests";
 pub const STREAM: &str = "demo";
+pub const ADMIN: &str = "admin-token-for-tests";
 
 /// The ffmpeg binary (override with FFMPEG).
 pub fn ffmpeg() -> String {
@@ -101,6 +102,7 @@ pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
     };
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_token = ADMIN.into();
     edit(&mut config);
     let running = ferry::serve::start(&config).await.unwrap();
     TestServer { running, data }
@@ -380,4 +382,42 @@ pub async fn publish_tags(client: &mut rtmp::Client, tags: &[(u8, u32, bytes::By
             _ => {}
         }
     }
+}
+
+/// One API request over HTTP/1.0: (status, JSON body or Null).
+pub async fn api(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} /api/v1{path} HTTP/1.0\r\nHost: x\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or_default());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -36,8 +36,12 @@ fn parse(url: &str) -> Result<Target, String> {
     let rest = url
         .strip_prefix("rtmp://")
         .ok_or("url must start with rtmp:// (rtmps is not supported yet)")?;
-    let (authority, path) = rest.split_once('/').ok_or("url needs /APP/STREAM_KEY after the host")?;
-    let (app, key) = path.rsplit_once('/').ok_or("url needs /APP/STREAM_KEY after the host")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .ok_or("url needs /APP/STREAM_KEY after the host")?;
+    let (app, key) = path
+        .rsplit_once('/')
+        .ok_or("url needs /APP/STREAM_KEY after the host")?;
     if authority.is_empty() || app.is_empty() || key.is_empty() {
         return Err("url needs a host, an app and a stream key".into());
     }
@@ -67,7 +71,8 @@ impl TaskType for Restream {
     }
 
     fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, String> {
-        let c: RestreamConfig = serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
+        let c: RestreamConfig =
+            serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
         parse(&c.url)?;
         serde_json::to_value(c).map_err(|e| e.to_string())
     }
@@ -121,8 +126,16 @@ async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
             Event::Stopped if started => break,
             Event::Stopped | Event::Metadata(_) => Ok(()),
             Event::Track(t) => match t.codec {
-                Codec::H264 => client.send_video(0, &tag(&rtmp::flv::video_header(true, true, 0), &t.config)).await,
-                Codec::Aac => client.send_audio(0, &tag(&rtmp::flv::audio_header(true), &t.config)).await,
+                Codec::H264 => {
+                    client
+                        .send_video(0, &tag(&rtmp::flv::video_header(true, true, 0), &t.config))
+                        .await
+                }
+                Codec::Aac => {
+                    client
+                        .send_audio(0, &tag(&rtmp::flv::audio_header(true), &t.config))
+                        .await
+                }
             },
             Event::Packet(p) => {
                 let ts = p.dts.as_millis() as u32;
@@ -133,7 +146,9 @@ async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
                         client.send_video(ts, &tag(&header, &p.payload)).await
                     }
                     TrackKind::Audio => {
-                        client.send_audio(ts, &tag(&rtmp::flv::audio_header(false), &p.payload)).await
+                        client
+                            .send_audio(ts, &tag(&rtmp::flv::audio_header(false), &p.payload))
+                            .await
                     }
                 }
             }
@@ -158,15 +173,30 @@ mod tests {
     #[test]
     fn urls_are_checked_and_keys_masked() {
         let t = parse("rtmp://a.example:1936/live2/abc-def").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.app.as_str(), t.key.as_str()), ("a.example", 1936, "live2", "abc-def"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.app.as_str(), t.key.as_str()),
+            ("a.example", 1936, "live2", "abc-def")
+        );
         assert_eq!(parse("rtmp://h/app/inst/key").unwrap().app, "app/inst");
-        for bad in ["http://h/a/k", "rtmp://h", "rtmp://h/k", "rtmp://h:x/a/k", "rtmp:///a/k"] {
+        for bad in [
+            "http://h/a/k",
+            "rtmp://h",
+            "rtmp://h/k",
+            "rtmp://h:x/a/k",
+            "rtmp:///a/k",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         let r = Restream;
         let shown = r.redact(&serde_json::json!({"url": "rtmp://h/live/supersecretkey"}));
         assert!(!shown["url"].as_str().unwrap().contains("supersecretkey"));
-        assert!(r.validate(&serde_json::json!({"url": "rtmp://h/live/k", "x": 1})).is_err());
-        assert!(r.validate(&serde_json::json!({"url": "rtmp://h/live/k"})).is_ok());
+        assert!(
+            r.validate(&serde_json::json!({"url": "rtmp://h/live/k", "x": 1}))
+                .is_err()
+        );
+        assert!(
+            r.validate(&serde_json::json!({"url": "rtmp://h/live/k"}))
+                .is_ok()
+        );
     }
 }

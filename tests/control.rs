@@ -1,0 +1,251 @@
+//! The control plane through its real HTTP API: stream lifecycle with real
+//! ffmpeg publishers, key rotation and kicks, token checks on every route of
+//! the OpenAPI document, validation errors, and state that survives a restart.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn publish_for(url: &str, secs: u32) -> tokio::process::Child {
+    tokio::process::Command::new(ffmpeg())
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            &secs.to_string(),
+            "-i",
+        ])
+        .arg(sample("h264-aac-720p30.flv"))
+        .args(["-c", "copy", "-f", "flv", url])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_lifecycle_through_the_api() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let tok = Some(ADMIN);
+
+    let (status, created) = api(http, "POST", "/streams", tok, Some(r#"{"name":"studio"}"#)).await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"]["key"].as_str().unwrap().to_owned();
+    let key_id = created["key"]["id"].as_i64().unwrap();
+    let (status, _) = api(http, "POST", "/streams", tok, Some(r#"{"name":"studio"}"#)).await;
+    assert_eq!(status, 409, "duplicate name");
+
+    // The key is never shown again: lists carry a hint only.
+    let (_, listed) = api(http, "GET", "/streams/studio", tok, None).await;
+    assert!(!listed.to_string().contains(&key), "key leaked: {listed}");
+    assert_eq!(
+        listed["keys"][0]["hint"].as_str().unwrap(),
+        format!("{}…(48 chars)", &key[..4])
+    );
+
+    // Publish with the key; the API shows it live with what it carries.
+    let mut encoder = publish_for(&server.rtmp_url(&key), 10).await;
+    wait_for("studio to be live", Duration::from_secs(10), || async {
+        api(http, "GET", "/streams/studio", tok, None).await.1["live"]["live"] == json!(true)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, s) = api(http, "GET", "/streams/studio", tok, None).await;
+    let live = &s["live"];
+    assert!(
+        live["publisher"]
+            .as_str()
+            .unwrap()
+            .starts_with("rtmp://127.0.0.1:"),
+        "{live}"
+    );
+    assert!(
+        live["video_codec"].as_str().unwrap().starts_with("avc1."),
+        "{live}"
+    );
+    assert_eq!(live["audio_codec"], json!("mp4a.40.2"));
+    let bitrate = live["bitrate"].as_u64().unwrap();
+    assert!(
+        (1_500_000..4_000_000).contains(&bitrate),
+        "bitrate {bitrate}"
+    );
+    let fps = live["fps"].as_f64().unwrap();
+    assert!((20.0..40.0).contains(&fps), "fps {fps}");
+    assert_eq!(live["viewers"]["hls"], json!(1), "{live}");
+
+    // Rotate: the live publisher keeps going; the old key is refused next time.
+    let (status, rotated) = api(
+        http,
+        "POST",
+        &format!("/streams/studio/keys/{key_id}/rotate"),
+        tok,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{rotated}");
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    assert!(
+        encoder.try_wait().unwrap().is_none(),
+        "rotation cut the live publisher"
+    );
+
+    // Kick: the publisher is disconnected.
+    let (status, _) = api(http, "POST", "/streams/studio/kick", tok, None).await;
+    assert_eq!(status, 204);
+    let ended = tokio::time::timeout(Duration::from_secs(10), encoder.wait()).await;
+    assert!(ended.is_ok(), "ffmpeg still publishing after a kick");
+    let (status, err) = api(http, "POST", "/streams/studio/kick", tok, None).await;
+    assert_eq!(status, 409, "{err}");
+
+    let (ok, err) = publish_file(&server.rtmp_url(&key), &sample("h264-aac-240p25.flv")).await;
+    assert!(!ok && err.contains("unknown stream key"), "old key: {err}");
+    let (ok, err) = publish_file(&server.rtmp_url(&new_key), &sample("h264-aac-240p25.flv")).await;
+    assert!(ok, "new key refused: {err}");
+
+    // Disabled streams are refused with a reason.
+    let (status, _) = api(
+        http,
+        "PATCH",
+        "/streams/studio",
+        tok,
+        Some(r#"{"enabled":false}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (ok, err) = publish_file(&server.rtmp_url(&new_key), &sample("h264-aac-240p25.flv")).await;
+    assert!(!ok && err.contains("disabled"), "disabled stream: {err}");
+
+    let (status, _) = api(http, "DELETE", "/streams/studio", tok, None).await;
+    assert_eq!(status, 204);
+    let (status, err) = api(http, "GET", "/streams/studio", tok, None).await;
+    assert_eq!(status, 404, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("studio"));
+}
+
+/// Every operation of the OpenAPI document, with path parameters filled in.
+async fn operations(http: std::net::SocketAddr) -> Vec<(String, String)> {
+    let (status, doc) = api(http, "GET", "/openapi.json", None, None).await;
+    assert_eq!(status, 200, "the OpenAPI document needs no token");
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let path = path.replace("{name}", STREAM).replace("{id}", "1");
+            ops.push((method.to_uppercase(), path));
+        }
+    }
+    assert!(ops.len() >= 15, "only {} operations documented", ops.len());
+    ops
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_a_missing_or_wrong_token() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    for (method, path) in operations(http).await {
+        for token in [None, Some("wrong-token"), Some("")] {
+            let (status, body) = api(http, &method, &path, token, Some("{}")).await;
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
+            assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+        }
+    }
+    let (status, _) = api(http, "GET", "/streams", Some(ADMIN), None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_bodies_get_400_with_a_reason() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let tok = Some(ADMIN);
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("POST", "/streams", "{", "invalid JSON"),
+        ("POST", "/streams", "{}", "name"),
+        ("POST", "/streams", r#"{"name":"a b"}"#, "letters"),
+        ("POST", "/streams", r#"{"name":"x","colour":1}"#, "colour"),
+        (
+            "PATCH",
+            &format!("/streams/{STREAM}"),
+            r#"{"enabled":"yes"}"#,
+            "enabled",
+        ),
+        (
+            "POST",
+            &format!("/streams/{STREAM}/tasks"),
+            r#"{"kind":"teleport","config":{}}"#,
+            "unknown task type",
+        ),
+        (
+            "POST",
+            &format!("/streams/{STREAM}/tasks"),
+            r#"{"kind":"restream","config":{"url":"http://x/a/b"}}"#,
+            "rtmp://",
+        ),
+        (
+            "POST",
+            &format!("/streams/{STREAM}/tasks"),
+            r#"{"kind":"restream","config":{}}"#,
+            "url",
+        ),
+        ("GET", "/tasks/abc", "", "numeric id"),
+        (
+            "POST",
+            "/nodes/heartbeat",
+            r#"{"id":"n1","role":"king","address":"x","version":"1"}"#,
+            "role",
+        ),
+    ];
+    for (method, path, body, says) in cases {
+        let body = (!body.is_empty()).then_some(*body);
+        let (status, err) = api(http, method, path, tok, body).await;
+        assert_eq!(status, 400, "{method} {path} {body:?}: {err}");
+        let msg = err["error"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(says),
+            "{method} {path}: {msg:?} should mention {says:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let first = start_with(|c| c.data_dir = dir.clone()).await;
+    let http = first.running.http_addr;
+    let (_, created) = api(
+        http,
+        "POST",
+        "/streams",
+        Some(ADMIN),
+        Some(r#"{"name":"kept"}"#),
+    )
+    .await;
+    let key = created["key"]["key"].as_str().unwrap().to_owned();
+    let task = r#"{"kind":"restream","config":{"url":"rtmp://127.0.0.1:9/live/secret-target-key"},"enabled":false}"#;
+    let (status, t) = api(http, "POST", "/streams/kept/tasks", Some(ADMIN), Some(task)).await;
+    assert_eq!(status, 201, "{t}");
+    assert!(
+        !t.to_string().contains("secret-target-key"),
+        "target key shown: {t}"
+    );
+    first.running.shutdown().await;
+
+    let second = start_with(|c| c.data_dir = dir.clone()).await;
+    let http = second.running.http_addr;
+    let (status, s) = api(http, "GET", "/streams/kept", Some(ADMIN), None).await;
+    assert_eq!(status, 200, "{s}");
+    let (_, tasks) = api(http, "GET", "/streams/kept/tasks", Some(ADMIN), None).await;
+    assert_eq!(tasks.as_array().unwrap().len(), 1, "{tasks}");
+    assert_eq!(tasks[0]["kind"], json!("restream"));
+    let (ok, err) = publish_file(&second.rtmp_url(&key), &sample("h264-aac-240p25.flv")).await;
+    assert!(ok, "key lost across the restart: {err}");
+    let _: Value = tasks;
+}
