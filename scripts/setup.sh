@@ -14,6 +14,20 @@ $sudo apt-get install -y -q --no-install-recommends \
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
   libavfilter-dev libavdevice-dev \
   ffmpeg rtmpdump python3 python3-librtmp
+# nginx with the RTMP module: a restream receiver in tests and the fan-out
+# bench's peer. Installed as a test peer only, so Debian must not start a
+# system nginx on port 80 (policy-rc.d 101 = "do not start services").
+if [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    made_policy=1
+  fi
+  $sudo apt-get install -y -q --no-install-recommends nginx-light libnginx-mod-rtmp
+  [ -z "$made_policy" ] || $sudo rm -f "$policy"
+fi
 if ! command -v cargo >/dev/null 2>&1; then
   # The Rust toolchain, from rustup as its documentation says.
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
