@@ -28,6 +28,19 @@ if [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
   $sudo apt-get install -y -q --no-install-recommends nginx-light libnginx-mod-rtmp
   [ -z "$made_policy" ] || $sudo rm -f "$policy"
 fi
+# The web UI's browser test: Debian's Chromium, and Node.js for playwright-core.
+$sudo apt-get install -y -q --no-install-recommends chromium
+command -v npm >/dev/null 2>&1 || $sudo apt-get install -y -q --no-install-recommends nodejs npm
+# hls.js (embedded into the binary for the UI's preview) and playwright-core,
+# at the versions in ui/package-lock.json.
+(cd "$(dirname "$0")/../ui" && npm ci --no-audit --no-fund)
+# Schemathesis (PyPI) for the property-based run against the API's OpenAPI
+# document, in a virtualenv of its own (Debian's Python refuses global pip).
+tools="$HOME/.local/share/ferry-tools"
+if [ ! -x "$tools/bin/st" ]; then
+  python3 -m venv "$tools" 2>/dev/null || { $sudo apt-get install -y -q python3-venv && python3 -m venv "$tools"; }
+  "$tools/bin/pip" install -q schemathesis==4.32.5
+fi
 if ! command -v cargo >/dev/null 2>&1; then
   # The Rust toolchain, from rustup as its documentation says.
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

@@ -78,6 +78,7 @@ pub fn router(state: Arc<HttpState>, store: OriginStore, api: Router) -> Router 
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
         .merge(hls)
+        .merge(crate::ui::router())
         .nest("/api/v1", api)
 }
 

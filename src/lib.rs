@@ -9,3 +9,4 @@ mod http;
 mod keys;
 pub mod serve;
 mod transcoding;
+mod ui;

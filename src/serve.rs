@@ -167,7 +167,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let db = Arc::new(
         control::Db::open(&config.data_dir.join("control.db")).map_err(StartError::Control)?,
     );
-    let control = Arc::new(control::Control::new(db.clone(), hub.clone()));
+    let control = Arc::new(control::Control {
+        server: control::ServerInfo {
+            rtmp_port: rtmp_addr.port(),
+            rtmp_app: config.rtmp.app.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        ..control::Control::new(db.clone(), hub.clone())
+    });
     for s in &streams {
         control
             .seed_stream(&s.name, &s.key)

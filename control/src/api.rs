@@ -520,6 +520,12 @@ async fn task_types(State(c): State<Arc<Control>>) -> Json<Vec<TaskTypeView>> {
     )
 }
 
+/// Where encoders publish.
+#[utoipa::path(get, path = "/server", responses((status = 200, body = crate::ServerInfo)))]
+async fn server_info(State(c): State<Arc<Control>>) -> Json<crate::ServerInfo> {
+    Json(c.server.clone())
+}
+
 /// Nodes of the cluster.
 #[utoipa::path(get, path = "/nodes", responses((status = 200, body = [NodeRow])))]
 async fn nodes(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<NodeRow>>> {
@@ -556,7 +562,7 @@ async fn heartbeat(State(c): State<Arc<Control>>, b: Body<Heartbeat>) -> ApiResu
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat),
+          nodes, heartbeat, server_info),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -636,6 +642,7 @@ pub fn router(control: Arc<Control>) -> Router {
         )
         .route("/task-types", get(task_types))
         .route("/nodes", get(nodes))
+        .route("/server", get(server_info))
         .route("/nodes/heartbeat", post(heartbeat))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(

@@ -29,6 +29,19 @@ pub struct Control {
     pub hub: Hub,
     /// Task types known to this build.
     pub types: TaskTypes,
+    /// What clients need to know about this server.
+    pub server: ServerInfo,
+}
+
+/// Where encoders publish, for the UI's "copy publish URL".
+#[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct ServerInfo {
+    /// RTMP port.
+    pub rtmp_port: u16,
+    /// RTMP application (`live`).
+    pub rtmp_app: String,
+    /// Ferry version.
+    pub version: String,
 }
 
 impl Control {
@@ -39,6 +52,7 @@ impl Control {
             db,
             hub,
             types: TaskTypes::builtin(),
+            server: ServerInfo::default(),
         }
     }
 

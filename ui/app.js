@@ -1,0 +1,272 @@
+// Ferry's operator UI: plain JavaScript over the /api/v1 REST API, no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: sessionStorage.getItem("ferry-token") || "", view: "streams", detail: null, server: null, types: [], hls: null };
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(method, path, body) {
+  const res = await fetch("/api/v1" + path, {
+    method,
+    headers: Object.assign({ Authorization: "Bearer " + state.token }, body ? { "Content-Type": "application/json" } : {}),
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  if (res.status === 204) return null;
+  let data = null;
+  try { data = await res.json(); } catch (_) { /* not JSON */ }
+  if (!res.ok) {
+    if (res.status === 401) signOut("Your token was refused; sign in again.");
+    throw new ApiError(res.status, (data && data.error) || res.statusText);
+  }
+  return data;
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
+  return e;
+}
+
+function bitrate(bps) {
+  if (!bps) return "–";
+  return bps >= 1e6 ? (bps / 1e6).toFixed(2) + " Mbit/s" : Math.round(bps / 1e3) + " kbit/s";
+}
+
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 60 ? s + " s ago" : Math.round(s / 60) + " min ago";
+}
+
+// --- sign in ---------------------------------------------------------------
+
+function show(view) {
+  state.view = view;
+  for (const v of ["signin", "streams", "tasks", "nodes"]) $(v).hidden = v !== view;
+  $("nav").hidden = view === "signin";
+  document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.view === view));
+  refresh();
+}
+
+function signOut(message) {
+  state.token = "";
+  sessionStorage.removeItem("ferry-token");
+  closeDetail();
+  show("signin");
+  $("signin-error").textContent = message || "";
+}
+
+$("signin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  state.token = $("token").value.trim();
+  $("signin-error").textContent = "";
+  try {
+    await api("GET", "/streams");
+    sessionStorage.setItem("ferry-token", state.token);
+    await loadStatic();
+    show("streams");
+  } catch (err) {
+    state.token = "";
+    $("signin-error").textContent = err.status === 401 ? "That token is not valid." : "Cannot reach Ferry: " + err.message;
+  }
+});
+$("signout").addEventListener("click", () => signOut());
+document.querySelectorAll(".tab").forEach((t) => t.addEventListener("click", () => show(t.dataset.view)));
+
+async function loadStatic() {
+  state.server = await api("GET", "/server");
+  state.types = await api("GET", "/task-types");
+}
+
+// --- streams ---------------------------------------------------------------
+
+$("new-stream").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("streams-error").textContent = "";
+  const name = $("new-stream-name").value.trim();
+  try {
+    const created = await api("POST", "/streams", { name });
+    $("new-stream-name").value = "";
+    $("created-name").textContent = created.stream.name;
+    $("created-server").textContent = `rtmp://${location.hostname}:${state.server.rtmp_port}/${state.server.rtmp_app}`;
+    $("created-key").textContent = created.key.key;
+    $("created").hidden = false;
+    refresh();
+  } catch (err) {
+    $("streams-error").textContent = err.message;
+  }
+});
+$("created-close").addEventListener("click", () => { $("created").hidden = true; $("created-key").textContent = ""; });
+document.querySelectorAll(".copy").forEach((b) => b.addEventListener("click", async () => {
+  const text = $(b.dataset.copy).textContent;
+  try { await navigator.clipboard.writeText(text); b.textContent = "Copied"; } catch (_) { b.textContent = "Select and copy"; }
+  setTimeout(() => (b.textContent = "Copy"), 1500);
+}));
+
+async function act(what, fn) {
+  $("streams-error").textContent = "";
+  try { await fn(); } catch (err) { $("streams-error").textContent = what + ": " + err.message; }
+  refresh();
+}
+
+function streamRow(s) {
+  const live = s.live;
+  const stateBadge = !s.enabled ? el("span", { class: "badge disabled" }, "disabled")
+    : live.live ? el("span", { class: "badge live", "data-live": s.name }, "LIVE") : el("span", { class: "badge" }, "offline");
+  const viewers = Object.entries(live.viewers || {}).map(([k, n]) => `${k} ${n}`).join(", ") || "–";
+  const activeKeys = s.keys.filter((k) => !k.revoked_at);
+  return el("tr", { "data-stream": s.name },
+    el("td", { class: "name" }, s.name),
+    el("td", {}, stateBadge, live.live ? el("div", { class: "muted" }, live.publisher || "") : ""),
+    el("td", { class: "bitrate" }, live.live ? bitrate(live.bitrate) : "–"),
+    el("td", {}, live.live ? live.fps.toFixed(1) : "–"),
+    el("td", { class: "muted" }, [live.video_codec, live.audio_codec].filter(Boolean).join(", ") || "–"),
+    el("td", { class: "muted" }, viewers),
+    el("td", {}, activeKeys.map((k) => el("div", { class: "muted" }, k.hint,
+      el("button", { class: "small", title: "Replace this key with a new one", onclick: () => act("Rotate", async () => {
+        const nk = await api("POST", `/streams/${s.name}/keys/${k.id}/rotate`);
+        $("created-name").textContent = s.name + " (new key)";
+        $("created-server").textContent = `rtmp://${location.hostname}:${state.server.rtmp_port}/${state.server.rtmp_app}`;
+        $("created-key").textContent = nk.key;
+        $("created").hidden = false;
+      }) }, "Rotate")))),
+    el("td", {},
+      el("button", { class: "small", onclick: () => openDetail(s.name) }, "Open"),
+      live.live ? el("button", { class: "small", onclick: () => act("Kick", () => api("POST", `/streams/${s.name}/kick`)) }, "Kick") : "",
+      el("button", { class: "small", onclick: () => act(s.enabled ? "Disable" : "Enable", () => api("PATCH", `/streams/${s.name}`, { enabled: !s.enabled })) }, s.enabled ? "Disable" : "Enable"),
+      el("button", { class: "small danger", onclick: () => confirm(`Delete stream ${s.name}, its keys and tasks?`) && act("Delete", () => api("DELETE", `/streams/${s.name}`)) }, "Delete")));
+}
+
+// --- stream detail: preview and tasks -----------------------------------------
+
+function openDetail(name) {
+  state.detail = name;
+  $("detail").hidden = false;
+  $("detail-name").textContent = name;
+  startPreview(name);
+  renderTaskForm();
+  refresh();
+}
+
+function closeDetail() {
+  state.detail = null;
+  $("detail").hidden = true;
+  if (state.hls) { state.hls.destroy(); state.hls = null; }
+  $("preview").removeAttribute("src");
+}
+$("detail-close").addEventListener("click", closeDetail);
+
+function startPreview(name) {
+  const video = $("preview");
+  const url = `/hls/${encodeURIComponent(name)}/master.m3u8`;
+  if (state.hls) { state.hls.destroy(); state.hls = null; }
+  $("preview-state").textContent = "Waiting for the stream…";
+  if (window.Hls && window.Hls.isSupported()) {
+    const hls = new window.Hls({ liveSyncDurationCount: 2, manifestLoadingMaxRetry: 1000, manifestLoadingRetryDelay: 1000 });
+    hls.on(window.Hls.Events.MANIFEST_PARSED, () => { $("preview-state").textContent = "Playing " + url; video.play().catch(() => {}); });
+    hls.on(window.Hls.Events.ERROR, (_, d) => {
+      if (d.fatal) { $("preview-state").textContent = "Not playing: " + d.details + " (retrying)"; setTimeout(() => state.detail === name && startPreview(name), 2000); }
+    });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    state.hls = hls;
+  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = url;
+    video.play().catch(() => {});
+  } else {
+    $("preview-state").textContent = "This browser cannot play HLS here (hls.js missing: run scripts/setup.sh before building).";
+  }
+}
+
+function renderTaskForm() {
+  const select = $("task-kind");
+  select.replaceChildren(...state.types.map((t) => el("option", { value: t.kind }, t.kind)));
+  const draw = () => {
+    const t = state.types.find((x) => x.kind === select.value);
+    $("task-description").textContent = t ? t.description : "";
+    const props = (t && t.schema.properties) || {};
+    const required = (t && t.schema.required) || [];
+    $("task-fields").replaceChildren(...Object.entries(props).map(([key, p]) => el("div", {},
+      el("label", { for: "field-" + key }, key + (required.includes(key) ? "" : " (optional)")),
+      el("input", { id: "field-" + key, "data-field": key, "data-type": p.type || "string", placeholder: p.example || "", required: required.includes(key) ? "" : null }),
+      p.description ? el("p", { class: "field-help" }, p.description) : "")));
+  };
+  select.onchange = draw;
+  draw();
+}
+
+$("task-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("task-error").textContent = "";
+  const config = {};
+  document.querySelectorAll("#task-fields input").forEach((i) => {
+    if (i.value === "") return;
+    config[i.dataset.field] = i.dataset.type === "integer" || i.dataset.type === "number" ? Number(i.value) : i.dataset.type === "boolean" ? i.value === "true" : i.value;
+  });
+  try {
+    await api("POST", `/streams/${state.detail}/tasks`, { kind: $("task-kind").value, config });
+    document.querySelectorAll("#task-fields input").forEach((i) => (i.value = ""));
+    refresh();
+  } catch (err) {
+    $("task-error").textContent = err.message;
+  }
+});
+
+function taskLine(t) {
+  return el("li", {}, el("span", { class: "badge " + (t.enabled ? t.state : "disabled") }, t.enabled ? t.state : "disabled"), " ",
+    t.kind, " → ", el("code", {}, t.config.url || JSON.stringify(t.config)),
+    t.last_error ? el("div", { class: "error" }, "Last error: " + t.last_error + ` (restarts: ${t.restarts})`) : "");
+}
+
+// --- refresh -----------------------------------------------------------------
+
+let refreshing = false;
+async function refresh() {
+  if (!state.token || refreshing) return;
+  refreshing = true;
+  try {
+    if (state.view === "streams") {
+      const streams = await api("GET", "/streams");
+      $("stream-table").querySelector("tbody").replaceChildren(...streams.map(streamRow));
+      $("no-streams").hidden = streams.length > 0;
+      if (state.detail) {
+        const tasks = await api("GET", `/streams/${state.detail}/tasks`);
+        $("detail-tasks").replaceChildren(...(tasks.length ? tasks.map(taskLine) : [el("li", { class: "muted" }, "No tasks.")]));
+      }
+    } else if (state.view === "tasks") {
+      const tasks = await api("GET", "/tasks");
+      $("task-table").querySelector("tbody").replaceChildren(...tasks.map((t) => el("tr", {},
+        el("td", {}, t.id), el("td", { class: "name" }, t.stream), el("td", {}, t.kind),
+        el("td", {}, el("code", {}, t.config.url || JSON.stringify(t.config))),
+        el("td", {}, el("span", { class: "badge " + (t.enabled ? t.state : "disabled") }, t.enabled ? t.state : "disabled")),
+        el("td", {}, t.restarts), el("td", { class: "error" }, t.last_error || ""), el("td", { class: "muted" }, t.worker || "–"),
+        el("td", {},
+          el("button", { class: "small", onclick: () => api("PATCH", `/tasks/${t.id}`, { enabled: !t.enabled }).then(refresh) }, t.enabled ? "Disable" : "Enable"),
+          el("button", { class: "small danger", onclick: () => confirm(`Delete task ${t.id}?`) && api("DELETE", `/tasks/${t.id}`).then(refresh) }, "Delete")))));
+      $("no-tasks").hidden = tasks.length > 0;
+    } else if (state.view === "nodes") {
+      const nodes = await api("GET", "/nodes");
+      $("node-table").querySelector("tbody").replaceChildren(...nodes.map((n) => el("tr", {},
+        el("td", { class: "name" }, n.id), el("td", {}, n.role), el("td", {}, n.address), el("td", {}, n.version),
+        el("td", {}, ago(n.last_heartbeat_ms)), el("td", {}, (n.load * 100).toFixed(0) + " %"))));
+    }
+  } catch (err) {
+    if (err.status !== 401) $("streams-error").textContent = "Refresh failed: " + err.message;
+  } finally {
+    refreshing = false;
+  }
+}
+
+setInterval(refresh, 2000);
+if (state.token) {
+  loadStatic().then(() => show("streams")).catch(() => signOut());
+} else {
+  show("signin");
+}
