@@ -32,6 +32,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The transcoding ladder (HLS renditions below the source).
     pub transcode: TranscodeConfig,
+    /// The control plane.
+    pub control: ControlConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
 }
@@ -176,6 +178,21 @@ impl Config {
     }
 }
 
+/// The control plane in `ferry serve`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Run tasks (restreams) in this process. Turn off when separate
+    /// `ferry worker` processes run them.
+    pub local_worker: bool,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { local_worker: true }
+    }
+}
+
 /// The RTMP listener.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,6 +244,7 @@ impl Default for Config {
             hls: HlsConfig::default(),
             store: StoreConfig::default(),
             transcode: TranscodeConfig::default(),
+            control: ControlConfig::default(),
             streams: Vec::new(),
         }
     }

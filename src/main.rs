@@ -24,6 +24,24 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file + environment + flags) as TOML.
     Config(ServeArgs),
+    /// Run tasks (restreams) for a control plane, reading streams from an origin.
+    Worker(WorkerArgs),
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// The control API, e.g. http://10.0.0.2:8080.
+    #[arg(long, env = "FERRY_CONTROL_URL")]
+    control: String,
+    /// An operator token for the control API.
+    #[arg(long, env = "FERRY_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The origin's RTMP address and app, e.g. rtmp://10.0.0.2:1935/live.
+    #[arg(long, env = "FERRY_ORIGIN_RTMP")]
+    origin: String,
+    /// This worker's id (letters, digits, '_', '-'); default worker-PID.
+    #[arg(long)]
+    id: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -77,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Worker(args) => worker(args),
         Command::Serve(args) => {
             let config = args.load()?;
             let filter = EnvFilter::try_from_default_env()
@@ -102,4 +121,50 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let rest = args
+        .origin
+        .strip_prefix("rtmp://")
+        .context("--origin must be rtmp://HOST:PORT/APP")?;
+    let (hostport, app) = rest
+        .split_once('/')
+        .context("--origin must be rtmp://HOST:PORT/APP")?;
+    let id = args
+        .id
+        .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let leases = control::remote::HttpLeases::new(&args.control, &args.token)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let addr = tokio::net::lookup_host(hostport)
+            .await
+            .with_context(|| format!("resolving {hostport}"))?
+            .next()
+            .with_context(|| format!("{hostport} has no address"))?;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        });
+        control::worker::run(
+            id,
+            std::sync::Arc::new(leases),
+            control::tasks::Media::Origin {
+                addr,
+                app: app.to_owned(),
+            },
+            control::TaskTypes::builtin(),
+            cancel,
+        )
+        .await;
+        Ok(())
+    })
 }

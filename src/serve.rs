@@ -257,13 +257,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         })));
     }
     let api = control::api::router(control.clone());
-    tasks.push(tokio::spawn(control::worker::run(
-        format!("local-{}", std::process::id()),
-        db.clone(),
-        hub.clone(),
-        control.types.clone(),
-        cancel.clone(),
-    )));
+    if config.control.local_worker {
+        let leases = Arc::new(control::worker::LocalLeases {
+            db: db.clone(),
+            hub: hub.clone(),
+        });
+        tasks.push(tokio::spawn(control::worker::run(
+            format!("local-{}", std::process::id()),
+            leases,
+            control::tasks::Media::Hub(hub.clone()),
+            control.types.clone(),
+            cancel.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(node_heartbeat(db, http_addr, cancel.clone())));
     let http_cancel = cancel.clone();
     let http_task = tokio::spawn(async move {

@@ -7,37 +7,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferry::config::StreamConfig;
 use serde_json::json;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A receiving Ferry with one stream `mirror` published with key `mirrorkey`.
-async fn receiver(port: u16) -> TestServer {
-    start_with(|c| {
-        c.rtmp.listen = SocketAddr::from(([127, 0, 0, 1], port));
-        c.hls.enabled = false;
-        c.streams = vec![StreamConfig {
-            name: "mirror".into(),
-            key: "mirrorkey".into(),
-            hls_container: None,
-            transcode: None,
-            rungs: None,
-        }];
-    })
-    .await
-}
 
 /// Reads `secs` seconds of `url` with ffmpeg and returns its packets.
 async fn read_back(url: &str, secs: u32, dir: &Path) -> Vec<Probed> {

@@ -520,6 +520,62 @@ async fn task_types(State(c): State<Arc<Control>>) -> Json<Vec<TaskTypeView>> {
     )
 }
 
+fn leases(c: &Control) -> crate::worker::LocalLeases {
+    crate::worker::LocalLeases {
+        db: c.db.clone(),
+        hub: c.hub.clone(),
+    }
+}
+
+fn worker_id(id: &str) -> ApiResult<()> {
+    check_name(id)
+}
+
+/// A worker leases the tasks of live streams nobody holds. The configs come
+/// unmasked: the worker needs the secrets to run them.
+#[utoipa::path(post, path = "/workers/{id}/claim", params(("id" = String, Path)),
+    responses((status = 200, body = [TaskRow]), (status = 400, body = ErrorBody)))]
+async fn worker_claim(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<TaskRow>>> {
+    worker_id(&id)?;
+    let tasks = leases(&c)
+        .claim_now(&id)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(tasks))
+}
+
+/// A worker renews its leases and reports status; the answer lists the tasks
+/// it still holds and should keep running.
+#[utoipa::path(post, path = "/workers/{id}/renew", params(("id" = String, Path)), request_body = [crate::worker::TaskReport],
+    responses((status = 200, body = [i64]), (status = 400, body = ErrorBody)))]
+async fn worker_renew(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+    b: Body<Vec<crate::worker::TaskReport>>,
+) -> ApiResult<Json<Vec<i64>>> {
+    worker_id(&id)?;
+    let reports = body(b)?;
+    let held = leases(&c)
+        .renew_now(&id, &reports)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(held))
+}
+
+/// A worker gives leases back (it is stopping).
+#[utoipa::path(post, path = "/workers/{id}/release", params(("id" = String, Path)), request_body = [i64],
+    responses((status = 204), (status = 400, body = ErrorBody)))]
+async fn worker_release(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+    b: Body<Vec<i64>>,
+) -> ApiResult<StatusCode> {
+    worker_id(&id)?;
+    leases(&c).release_now(&id, &body(b)?);
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Where encoders publish.
 #[utoipa::path(get, path = "/server", responses((status = 200, body = crate::ServerInfo)))]
 async fn server_info(State(c): State<Arc<Control>>) -> Json<crate::ServerInfo> {
@@ -562,7 +618,7 @@ async fn heartbeat(State(c): State<Arc<Control>>, b: Body<Heartbeat>) -> ApiResu
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat, server_info),
+          nodes, heartbeat, server_info, worker_claim, worker_renew, worker_release),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -643,6 +699,9 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/task-types", get(task_types))
         .route("/nodes", get(nodes))
         .route("/server", get(server_info))
+        .route("/workers/{id}/claim", post(worker_claim))
+        .route("/workers/{id}/renew", post(worker_renew))
+        .route("/workers/{id}/release", post(worker_release))
         .route("/nodes/heartbeat", post(heartbeat))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(

@@ -96,7 +96,7 @@ pub struct KeyRow {
 }
 
 /// A task as stored, with its status.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TaskRow {
     /// Id.
     pub id: i64,

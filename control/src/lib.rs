@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod remote;
 pub mod secret;
 pub mod tasks;
 pub mod worker;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::db::{Db, TaskStatus, now_ms};
-use crate::tasks::{TaskContext, TaskTypes};
+use crate::db::{Db, TaskRow, TaskStatus, now_ms};
+use crate::tasks::{Media, TaskContext, TaskTypes};
 
 /// How long a lease lasts without renewal; a dead worker's tasks move after this.
 pub const LEASE: Duration = Duration::from_secs(6);
@@ -31,52 +31,149 @@ struct Running {
     status: Arc<Mutex<TaskStatus>>,
 }
 
-/// Runs tasks for streams of `hub` until `cancel`.
+/// A boxed future, for the [`Leases`] trait.
+pub type LeaseFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Where a worker gets its tasks: the database directly (inside `ferry serve`)
+/// or the control API over HTTP (`ferry worker`).
+pub trait Leases: Send + Sync {
+    /// Leases the tasks of live streams that nobody holds (up to [`MAX_TASKS`]).
+    fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>>;
+    /// Renews the leases of the tasks this worker runs, reporting their status;
+    /// returns the ids it still holds and should keep running.
+    fn renew<'a>(&'a self, worker: &'a str, running: Vec<TaskReport>) -> LeaseFuture<'a, Vec<i64>>;
+    /// Gives leases back.
+    fn release<'a>(&'a self, worker: &'a str, ids: Vec<i64>) -> LeaseFuture<'a, ()>;
+}
+
+/// A task's status, as a worker reports it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TaskReport {
+    /// Task id.
+    pub id: i64,
+    /// Its status.
+    pub status: TaskStatus,
+}
+
+/// Leases straight from the database, with liveness from this process's hub.
+pub struct LocalLeases {
+    /// The state.
+    pub db: Arc<Db>,
+    /// What is live.
+    pub hub: media_core::Hub,
+}
+
+impl LocalLeases {
+    fn live(&self) -> Vec<String> {
+        self.hub
+            .live_streams()
+            .into_iter()
+            .filter(|n| !n.contains('/'))
+            .collect()
+    }
+
+    /// [`Leases::claim`], synchronously.
+    pub fn claim_now(&self, worker: &str) -> Result<Vec<TaskRow>, String> {
+        self.db
+            .claim_tasks(worker, &self.live(), lease_until(), MAX_TASKS)
+            .map_err(|e| e.to_string())
+    }
+
+    /// [`Leases::renew`], synchronously.
+    pub fn renew_now(&self, worker: &str, running: &[TaskReport]) -> Result<Vec<i64>, String> {
+        let live = self.live();
+        let mut held = Vec::new();
+        for r in running {
+            let wanted = self
+                .db
+                .task(r.id)
+                .is_ok_and(|t| t.enabled && live.contains(&t.stream));
+            let renewed = self
+                .db
+                .renew_task(r.id, worker, lease_until(), &r.status)
+                .map_err(|e| e.to_string())?;
+            if renewed && wanted {
+                held.push(r.id);
+            } else if renewed {
+                let _ = self.db.release_task(r.id, worker);
+            }
+        }
+        Ok(held)
+    }
+
+    /// [`Leases::release`], synchronously.
+    pub fn release_now(&self, worker: &str, ids: &[i64]) {
+        for id in ids {
+            let _ = self.db.release_task(*id, worker);
+        }
+    }
+}
+
+fn lease_until() -> i64 {
+    now_ms() + LEASE.as_millis() as i64
+}
+
+impl Leases for LocalLeases {
+    fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>> {
+        Box::pin(std::future::ready(self.claim_now(worker)))
+    }
+    fn renew<'a>(&'a self, worker: &'a str, running: Vec<TaskReport>) -> LeaseFuture<'a, Vec<i64>> {
+        Box::pin(std::future::ready(self.renew_now(worker, &running)))
+    }
+    fn release<'a>(&'a self, worker: &'a str, ids: Vec<i64>) -> LeaseFuture<'a, ()> {
+        self.release_now(worker, &ids);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Runs tasks until `cancel`: every [`TICK`], renews what runs (stopping what
+/// it no longer holds) and claims what is new. `published`, if given, wakes it
+/// as soon as a stream goes live.
 pub async fn run(
     id: String,
-    db: Arc<Db>,
-    hub: media_core::Hub,
+    leases: Arc<dyn Leases>,
+    media: Media,
     types: TaskTypes,
     cancel: CancellationToken,
 ) {
     let mut running: HashMap<i64, Running> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
-    let mut published = hub.published();
+    let mut published = match &media {
+        Media::Hub(hub) => Some(hub.published()),
+        Media::Origin { .. } => None,
+    };
     info!(worker = %id, "worker started");
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
             // A stream going live is served at once, not at the next tick.
-            _ = published.recv() => {}
+            _ = async { published.as_mut()?.recv().await.ok() }, if published.is_some() => {}
         }
-        let live: Vec<String> = hub
-            .live_streams()
-            .into_iter()
-            .filter(|n| !n.contains('/'))
+        let reports: Vec<TaskReport> = running
+            .iter()
+            .map(|(task_id, r)| TaskReport {
+                id: *task_id,
+                status: r.status.lock().map(|s| s.clone()).unwrap_or_default(),
+            })
             .collect();
-        let lease_until = now_ms() + LEASE.as_millis() as i64;
-        // Renew what runs; stop what lost its lease or its reason to run.
-        let mut stop = Vec::new();
-        for (task_id, r) in &running {
-            let status = r.status.lock().map(|s| s.clone()).unwrap_or_default();
-            let still = db
-                .task(*task_id)
-                .is_ok_and(|t| t.enabled && live.contains(&t.stream));
-            match db.renew_task(*task_id, &id, lease_until, &status) {
-                Ok(true) if still => {}
-                Ok(_) => stop.push(*task_id),
+        if !reports.is_empty() {
+            match leases.renew(&id, reports).await {
+                Ok(held) => running.retain(|task_id, r| {
+                    let keep = held.contains(task_id);
+                    if !keep {
+                        info!(task = task_id, worker = %id, "task stopped (stream ended, disabled or lease lost)");
+                        r.cancel.cancel();
+                    }
+                    keep
+                }),
+                // Keep running: the lease may still be valid; if it is not,
+                // the next successful renewal says so.
                 Err(e) => warn!(error = %e, "lease renewal failed"),
             }
         }
-        for task_id in stop {
-            if let Some(r) = running.remove(&task_id) {
-                r.cancel.cancel();
-                let _ = db.release_task(task_id, &id);
-            }
-        }
-        // Take new ones.
-        let claimed = match db.claim_tasks(&id, &live, lease_until, MAX_TASKS) {
+        let claimed = match leases.claim(&id).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "cannot claim tasks");
@@ -100,7 +197,7 @@ pub async fn run(
                 })),
             };
             let ctx = TaskContext {
-                hub: hub.clone(),
+                media: media.clone(),
                 stream: task.stream.clone(),
                 cancel: r.cancel.clone(),
             };
@@ -110,10 +207,11 @@ pub async fn run(
             running.insert(task.id, r);
         }
     }
-    for (task_id, r) in running {
+    let ids: Vec<i64> = running.keys().copied().collect();
+    for r in running.into_values() {
         r.cancel.cancel();
-        let _ = db.release_task(task_id, &id);
     }
+    let _ = leases.release(&id, ids).await;
 }
 
 /// Runs a task again after each failure, waiting longer each time, until it
@@ -135,10 +233,21 @@ async fn supervise(
             // The stream ended: wait for it to come back (same live session of
             // the lease) or for the worker to stop the task.
             Ok(()) => {
-                while !ctx.hub.is_live(&ctx.stream) {
-                    tokio::select! {
-                        _ = ctx.cancel.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                match &ctx.media {
+                    Media::Hub(hub) => {
+                        while !hub.is_live(&ctx.stream) {
+                            tokio::select! {
+                                _ = ctx.cancel.cancelled() => return,
+                                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            }
+                        }
+                    }
+                    // Playing from an origin waits for the stream by itself.
+                    Media::Origin { .. } => {
+                        tokio::select! {
+                            _ = ctx.cancel.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        }
                     }
                 }
                 continue;

@@ -421,3 +421,28 @@ pub async fn api(
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// A port free on loopback now (for servers that must come back on the same one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A receiving Ferry on RTMP `port` with one stream `mirror`, key `mirrorkey`.
+pub async fn receiver(port: u16) -> TestServer {
+    start_with(|c| {
+        c.rtmp.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        c.hls.enabled = false;
+        c.streams = vec![StreamConfig {
+            name: "mirror".into(),
+            key: "mirrorkey".into(),
+            hls_container: None,
+            transcode: None,
+            rungs: None,
+        }];
+    })
+    .await
+}

@@ -12,11 +12,25 @@ use std::sync::Arc;
 use media_core::Hub;
 use tokio_util::sync::CancellationToken;
 
+/// Where a task reads its stream from.
+#[derive(Clone)]
+pub enum Media {
+    /// The hub of this process (a worker inside `ferry serve`).
+    Hub(Hub),
+    /// An origin's RTMP server, played as `APP/STREAM` (a `ferry worker`).
+    Origin {
+        /// The origin's RTMP address.
+        addr: std::net::SocketAddr,
+        /// Its RTMP application (`live`).
+        app: String,
+    },
+}
+
 /// What a running task gets.
 #[derive(Clone)]
 pub struct TaskContext {
     /// Where the stream comes from.
-    pub hub: Hub,
+    pub media: Media,
     /// The stream the task belongs to.
     pub stream: String,
     /// Cancelled when the task must stop (stream ended, lease lost, disabled).

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::PartialSchema;
 
-use super::{TaskContext, TaskRun, TaskType};
+use super::{Media, TaskContext, TaskRun, TaskType};
 
 /// The restream task type.
 pub struct Restream;
@@ -99,15 +99,13 @@ impl TaskType for Restream {
     }
 }
 
-/// Plays the stream from the hub and publishes it to the target until the
-/// stream ends (`Ok`) or the target fails (`Err`).
-async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
+/// Connects to the target and starts publishing.
+async fn connect(target: &Target) -> Result<(Client, std::net::SocketAddr), String> {
     let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
         .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
         .next()
         .ok_or_else(|| format!("{} has no address", target.host))?;
-    let mut sub = ctx.hub.subscribe_as(&ctx.stream, "restream");
     let mut client = Client::connect(addr, &target.app)
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;
@@ -115,6 +113,18 @@ async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
         .publish(&target.key)
         .await
         .map_err(|e| format!("publish refused by {addr}: {e}"))?;
+    Ok((client, addr))
+}
+
+/// Publishes the stream to the target until the stream ends (`Ok`) or the
+/// target fails (`Err`).
+async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
+    let hub = match &ctx.media {
+        Media::Hub(hub) => hub,
+        Media::Origin { addr, app } => return relay(ctx, *addr, app, target).await,
+    };
+    let mut sub = hub.subscribe_as(&ctx.stream, "restream");
+    let (mut client, addr) = connect(target).await?;
     info!(stream = %ctx.stream, receiver = %addr, "restreaming");
     let mut started = false;
     while let Some(event) = sub.recv().await {
@@ -157,6 +167,51 @@ async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
     }
     let _ = client.unpublish().await;
     Ok(())
+}
+
+/// A worker outside the origin: plays the stream from the origin over RTMP and
+/// passes its tags to the target unchanged.
+async fn relay(
+    ctx: &TaskContext,
+    origin: std::net::SocketAddr,
+    app: &str,
+    target: &Target,
+) -> Result<(), String> {
+    let mut source = Client::connect(origin, app)
+        .await
+        .map_err(|e| format!("origin {origin}: {e}"))?;
+    source
+        .play(&ctx.stream)
+        .await
+        .map_err(|e| format!("origin {origin} refused play: {e}"))?;
+    let (mut client, addr) = connect(target).await?;
+    info!(stream = %ctx.stream, origin = %origin, receiver = %addr, "restreaming from the origin");
+    loop {
+        let msg = source
+            .read()
+            .await
+            .map_err(|e| format!("origin {origin} dropped: {e}"))?;
+        let sent = match msg {
+            rtmp::message::Message::Video { timestamp, data } => {
+                client.send_video(timestamp, &data).await
+            }
+            rtmp::message::Message::Audio { timestamp, data } => {
+                client.send_audio(timestamp, &data).await
+            }
+            rtmp::message::Message::Command(c)
+                if c.name == "onStatus"
+                    && c.args.iter().any(|a| {
+                        a.get("code").and_then(|c| c.as_str())
+                            == Some("NetStream.Play.UnpublishNotify")
+                    }) =>
+            {
+                let _ = client.unpublish().await;
+                return Ok(());
+            }
+            _ => Ok(()),
+        };
+        sent.map_err(|e| format!("receiver {addr} dropped: {e}"))?;
+    }
 }
 
 fn tag(header: &[u8], payload: &[u8]) -> Bytes {

@@ -1,0 +1,80 @@
+//! [`Leases`] over the control API, for `ferry worker` processes.
+
+use std::time::Duration;
+
+use crate::db::TaskRow;
+use crate::worker::{LeaseFuture, Leases, TaskReport};
+
+/// The control API at `base` (e.g. `http://10.0.0.2:8080`), with a token.
+pub struct HttpLeases {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl HttpLeases {
+    /// A client for `base`.
+    pub fn new(base: &str, token: &str) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            client,
+        })
+    }
+
+    async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<T>, String> {
+        let res = self
+            .client
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("control unreachable: {e}"))?;
+        let status = res.status();
+        if !status.is_success() {
+            let text = res.text().await.unwrap_or_default();
+            return Err(format!("control answered {status}: {text}"));
+        }
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        res.json().await.map(Some).map_err(|e| e.to_string())
+    }
+}
+
+impl Leases for HttpLeases {
+    fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>> {
+        Box::pin(async move {
+            Ok(self
+                .post::<_, Vec<TaskRow>>(&format!("/workers/{worker}/claim"), &())
+                .await?
+                .unwrap_or_default())
+        })
+    }
+
+    fn renew<'a>(&'a self, worker: &'a str, running: Vec<TaskReport>) -> LeaseFuture<'a, Vec<i64>> {
+        Box::pin(async move {
+            Ok(self
+                .post::<_, Vec<i64>>(&format!("/workers/{worker}/renew"), &running)
+                .await?
+                .unwrap_or_default())
+        })
+    }
+
+    fn release<'a>(&'a self, worker: &'a str, ids: Vec<i64>) -> LeaseFuture<'a, ()> {
+        Box::pin(async move {
+            self.post::<_, serde_json::Value>(&format!("/workers/{worker}/release"), &ids)
+                .await
+                .map(|_| ())
+        })
+    }
+}
