@@ -139,8 +139,10 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let id = args
         .id
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
-    let leases = control::remote::HttpLeases::new(&args.control, &args.token)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let leases = std::sync::Arc::new(
+        control::remote::HttpLeases::new(&args.control, &args.token)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let addr = tokio::net::lookup_host(hostport)
@@ -154,9 +156,24 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
+        // The node registry: every 5 s, with the load average per core.
+        let (beat, beat_id) = (leases.clone(), id.clone());
+        tokio::spawn(async move {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+            loop {
+                let load = std::fs::read_to_string("/proc/loadavg")
+                    .ok()
+                    .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+                    .map_or(0.0, |l| l / cores);
+                if let Err(e) = beat.heartbeat(&beat_id, "worker", "-", load).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        });
         control::worker::run(
             id,
-            std::sync::Arc::new(leases),
+            leases,
             control::tasks::Media::Origin {
                 addr,
                 app: app.to_owned(),

@@ -94,5 +94,17 @@ async fn a_dead_workers_task_moves_to_another_worker() {
         "takeover took {took:?}, lease is {:?}",
         control::worker::LEASE
     );
+    // Both workers registered as nodes.
+    let (_, nodes) = api(http, "GET", "/nodes", Some(ADMIN), None).await;
+    for id in ["w1", "w2"] {
+        assert!(
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["id"] == json!(id) && n["role"] == json!("worker")),
+            "{id} missing from {nodes}"
+        );
+    }
     publisher.abort();
 }

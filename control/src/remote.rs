@@ -51,6 +51,28 @@ impl HttpLeases {
     }
 }
 
+impl HttpLeases {
+    /// Reports this node to the registry (`POST /nodes/heartbeat`).
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        role: &str,
+        address: &str,
+        load: f64,
+    ) -> Result<(), String> {
+        let body = serde_json::json!({
+            "id": id,
+            "role": role,
+            "address": address,
+            "version": env!("CARGO_PKG_VERSION"),
+            "load": load,
+        });
+        self.post::<_, serde_json::Value>("/nodes/heartbeat", &body)
+            .await
+            .map(|_| ())
+    }
+}
+
 impl Leases for HttpLeases {
     fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>> {
         Box::pin(async move {
