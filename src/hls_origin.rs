@@ -89,20 +89,33 @@ pub struct HlsOrigin {
 /// Follows the hub until cancelled, packaging every stream that goes live.
 pub async fn run(origin: HlsOrigin) {
     let active: Active = Arc::default();
-    let mut published = origin.hub.published();
-    let mut start = origin.hub.live_streams();
+    // Rungs (`NAME/RUNG`) are packaged by their source's task.
+    follow_sources(&origin.hub.clone(), &origin.cancel.clone(), |name| {
+        spawn_packager(&origin, &active, name);
+    })
+    .await;
+}
+
+/// Calls `on_live` for every source stream (no `/` in its name: not a ladder
+/// rung) live now and for each one that goes live later, until `cancel`.
+pub async fn follow_sources(
+    hub: &Hub,
+    cancel: &CancellationToken,
+    mut on_live: impl FnMut(String),
+) {
+    let mut published = hub.published();
+    let mut start = hub.live_streams();
     loop {
         for name in start.drain(..) {
-            // Rungs (`NAME/RUNG`) are packaged by their source's task.
             if !name.contains('/') {
-                spawn_packager(&origin, &active, name);
+                on_live(name);
             }
         }
         tokio::select! {
-            _ = origin.cancel.cancelled() => return,
+            _ = cancel.cancelled() => return,
             got = published.recv() => match got {
                 Ok(name) => start.push(name),
-                Err(RecvError::Lagged(_)) => start = origin.hub.live_streams(),
+                Err(RecvError::Lagged(_)) => start = hub.live_streams(),
                 Err(RecvError::Closed) => return,
             }
         }

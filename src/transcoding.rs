@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use media_core::Hub;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use transcode::{LadderConfig, LadderMetrics, Rung, Sink};
@@ -41,23 +40,10 @@ pub async fn run(t: Transcoding) {
         return;
     }
     let active: Active = Arc::default();
-    let mut published = t.hub.published();
-    let mut start = t.hub.live_streams();
-    loop {
-        for name in start.drain(..) {
-            if !name.contains('/') {
-                spawn_ladder(&t, &active, name);
-            }
-        }
-        tokio::select! {
-            _ = t.cancel.cancelled() => return,
-            got = published.recv() => match got {
-                Ok(name) => start.push(name),
-                Err(RecvError::Lagged(_)) => start = t.hub.live_streams(),
-                Err(RecvError::Closed) => return,
-            }
-        }
-    }
+    crate::hls_origin::follow_sources(&t.hub.clone(), &t.cancel.clone(), |name| {
+        spawn_ladder(&t, &active, name);
+    })
+    .await;
 }
 
 fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<String>> {

@@ -442,36 +442,7 @@ fn ladder_threads() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_cycles_release_threads_and_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.flv");
-    let (ok, err) = run_ffmpeg(
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=sample_rate=48000",
-            "-t",
-            "1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-            "-y",
-            clip.to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(ok, "{err}");
+    let clip = make_clip(dir.path(), "clip.flv", "320x240", 1).await;
     let tags = flv_tags(&clip);
     let server = start_with(with_ladder(fast(
         vec![rung("180p", 180, 300), rung("120p", 120, 150)],
@@ -534,7 +505,8 @@ async fn publish_cycles_release_threads_and_memory() {
     );
 }
 
-async fn make_clip(dir: &Path, name: &str, size: &str) -> PathBuf {
+/// An H.264 + AAC FLV clip of `secs` seconds at 25 fps with 1 s GOPs.
+async fn make_clip(dir: &Path, name: &str, size: &str, secs: u32) -> PathBuf {
     let clip = dir.join(name);
     let (ok, err) = run_ffmpeg(
         &[
@@ -547,7 +519,7 @@ async fn make_clip(dir: &Path, name: &str, size: &str) -> PathBuf {
             "-i",
             "sine=sample_rate=48000",
             "-t",
-            "3",
+            &secs.to_string(),
             "-c:v",
             "libx264",
             "-preset",
@@ -571,8 +543,8 @@ async fn make_clip(dir: &Path, name: &str, size: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_resolution_change_replans_the_ladder() {
     let dir = tempfile::tempdir().unwrap();
-    let small = flv_tags(&make_clip(dir.path(), "small.flv", "320x240").await);
-    let large = flv_tags(&make_clip(dir.path(), "large.flv", "640x360").await);
+    let small = flv_tags(&make_clip(dir.path(), "small.flv", "320x240", 3).await);
+    let large = flv_tags(&make_clip(dir.path(), "large.flv", "640x360", 3).await);
     let rungs = vec![rung("288p", 288, 500), rung("180p", 180, 300)];
     let server = start_with(with_ladder(fast(rungs, false))).await;
     let mut c = rtmp::Client::connect(server.running.rtmp_addr, "live")

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use hls::{Output, Packager, PackagerConfig};
-use hls_package::{event, for_each_tag};
+use hls_package::{cpu_seconds, event, for_each_tag};
 use media_core::Event;
 
 fn store(out: &Path, outputs: Vec<Output>, bytes_out: &mut usize) -> anyhow::Result<()> {
@@ -29,22 +29,6 @@ fn store(out: &Path, outputs: Vec<Output>, bytes_out: &mut usize) -> anyhow::Res
         }
     }
     Ok(())
-}
-
-/// User + system CPU seconds of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn main() -> anyhow::Result<()> {

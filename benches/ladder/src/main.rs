@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use hls::{Output, Packager, PackagerConfig};
-use hls_package::{event, for_each_tag};
+use hls_package::{cpu_seconds, event, for_each_tag};
 use media_core::{Event, Packet, TrackInfo, TrackKind};
 use transcode::{LadderConfig, LadderMetrics, Rung, RungConfig, Sink};
 
@@ -189,20 +189,4 @@ fn main() -> anyhow::Result<()> {
         pct(1.0),
     );
     Ok(())
-}
-
-/// User + system CPU seconds of this process (all threads) so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
