@@ -185,11 +185,19 @@ pub struct ControlConfig {
     /// Run tasks (restreams) in this process. Turn off when separate
     /// `ferry worker` processes run them.
     pub local_worker: bool,
+    /// Another process's control plane (`ferry control`), e.g.
+    /// `http://10.0.0.2:8080`: this process is then an origin only, asking it
+    /// to authorise publishers (with `admin_token`) and reporting its live
+    /// streams to it. Empty: the control plane runs here.
+    pub url: String,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { local_worker: true }
+        Self {
+            local_worker: true,
+            url: String::new(),
+        }
     }
 }
 

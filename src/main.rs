@@ -24,6 +24,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file + environment + flags) as TOML.
     Config(ServeArgs),
+    /// Run the control plane alone (API, web UI, state); origins point at it
+    /// with `[control] url`, workers with `ferry worker --control`.
+    Control(ServeArgs),
     /// Run tasks (restreams) for a control plane, reading streams from an origin.
     Worker(WorkerArgs),
 }
@@ -96,31 +99,40 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker(args) => worker(args),
-        Command::Serve(args) => {
-            let config = args.load()?;
-            let filter = EnvFilter::try_from_default_env()
-                .or_else(|_| EnvFilter::try_new(&config.log))
-                .context("invalid log filter")?;
-            tracing_subscriber::fmt().with_env_filter(filter).init();
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            if config.worker_threads > 0 {
-                runtime.worker_threads(config.worker_threads);
-            }
-            let runtime = runtime
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
-            runtime.block_on(async {
-                let running = ferry::serve::start(&config).await?;
-                tokio::signal::ctrl_c()
-                    .await
-                    .context("waiting for ctrl-c")?;
-                tracing::info!("shutting down");
-                running.shutdown().await;
-                Ok(())
-            })
-        }
+        Command::Serve(args) => run_server(&args, false),
+        Command::Control(args) => run_server(&args, true),
     }
+}
+
+/// `ferry serve` (every role, or an origin with `[control] url`) or, with
+/// `control_only`, `ferry control`; until ctrl-c.
+fn run_server(args: &ServeArgs, control_only: bool) -> anyhow::Result<()> {
+    let config = args.load()?;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log))
+        .context("invalid log filter")?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        runtime.worker_threads(config.worker_threads);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let running = if control_only {
+            ferry::serve::start_control(&config).await?
+        } else {
+            ferry::serve::start(&config).await?
+        };
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for ctrl-c")?;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
 }
 
 fn worker(args: WorkerArgs) -> anyhow::Result<()> {
@@ -140,7 +152,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         .id
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let leases = std::sync::Arc::new(
-        control::remote::HttpLeases::new(&args.control, &args.token)
+        control::remote::ControlClient::new(&args.control, &args.token)
             .map_err(|e| anyhow::anyhow!(e))?,
     );
     let runtime = tokio::runtime::Runtime::new()?;
@@ -165,7 +177,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                     .ok()
                     .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
                     .map_or(0.0, |l| l / cores);
-                if let Err(e) = beat.heartbeat(&beat_id, "worker", "-", load).await {
+                if let Err(e) = beat.heartbeat(&beat_id, "worker", "-", load, &[]).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(5)).await;

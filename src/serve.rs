@@ -92,7 +92,12 @@ impl Running {
 }
 
 /// Registers this process as a node (role `all`) every few seconds.
-async fn node_heartbeat(db: Arc<control::Db>, http_addr: SocketAddr, cancel: CancellationToken) {
+async fn node_heartbeat(
+    db: Arc<control::Db>,
+    role: &'static str,
+    http_addr: SocketAddr,
+    cancel: CancellationToken,
+) {
     let id = format!("local-{}", std::process::id());
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -101,17 +106,15 @@ async fn node_heartbeat(db: Arc<control::Db>, http_addr: SocketAddr, cancel: Can
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let load = std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |l| l / cores);
         let node = control::db::NodeRow {
             id: id.clone(),
-            role: "all".into(),
+            role: role.into(),
             address: http_addr.to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
             last_heartbeat_ms: control::db::now_ms(),
-            load,
+            load: load_per_core(cores),
+            // This process's streams are in its own hub already.
+            streams: Vec::new(),
         };
         if let Err(e) = db.heartbeat(&node) {
             warn!(error = %e, "node heartbeat failed");
@@ -119,7 +122,151 @@ async fn node_heartbeat(db: Arc<control::Db>, http_addr: SocketAddr, cancel: Can
     }
 }
 
-/// Starts every role of `config` on the current tokio runtime.
+/// The 1-minute load average per core.
+fn load_per_core(cores: f64) -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |l| l / cores)
+}
+
+/// An origin apart from control: every 2 s, reports itself and its live
+/// streams to control, and kicks the publishers control asks it to.
+async fn origin_heartbeat(
+    client: Arc<control::remote::ControlClient>,
+    hub: Hub,
+    http_addr: SocketAddr,
+    cancel: CancellationToken,
+) {
+    let id = format!("origin-{}", std::process::id());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let live: Vec<String> = hub
+            .live_streams()
+            .into_iter()
+            .filter(|n| !n.contains('/'))
+            .collect();
+        match client
+            .heartbeat(
+                &id,
+                "origin",
+                &http_addr.to_string(),
+                load_per_core(cores),
+                &live,
+            )
+            .await
+        {
+            Ok(kicks) => {
+                for name in kicks {
+                    info!(stream = %name, "kicked by the control plane");
+                    hub.kick(&name);
+                }
+            }
+            Err(e) => warn!(error = %e, "heartbeat to the control plane failed"),
+        }
+    }
+}
+
+/// The control plane of this process: state in SQLite, seeded from `streams`,
+/// with an admin token (given, or made and shown once).
+fn open_control(
+    config: &Config,
+    hub: &Hub,
+    rtmp_port: u16,
+    http_addr: SocketAddr,
+    streams: &[crate::config::StreamConfig],
+) -> Result<Arc<control::Control>, StartError> {
+    let db = Arc::new(
+        control::Db::open(&config.data_dir.join("control.db")).map_err(StartError::Control)?,
+    );
+    let control = Arc::new(control::Control {
+        server: control::ServerInfo {
+            rtmp_port,
+            rtmp_app: config.rtmp.app.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        ..control::Control::new(db, hub.clone())
+    });
+    for s in streams {
+        control
+            .seed_stream(&s.name, &s.key)
+            .map_err(StartError::Control)?;
+    }
+    let given = (!config.admin_token.is_empty()).then_some(config.admin_token.as_str());
+    if let Some(token) = control
+        .ensure_admin_token(given)
+        .map_err(StartError::Control)?
+    {
+        // Shown once, on the console only; the database keeps its hash.
+        eprintln!(
+            "\n  Ferry admin token (shown once; stored hashed in {}):\n    {token}\n  Sign in at http://HOST:{}/ or send it as `Authorization: Bearer TOKEN`.\n",
+            config.data_dir.join("control.db").display(),
+            http_addr.port()
+        );
+    }
+    Ok(control)
+}
+
+/// `ferry control`: the control plane alone (API, web UI, state), for origins
+/// and workers that run as separate processes. No RTMP, no HLS.
+pub async fn start_control(config: &Config) -> Result<Running, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let (http_listener, http_addr) = bind("http", config.http.listen).await?;
+    let hub = Hub::new();
+    let streams = config.streams.clone();
+    let control = open_control(config, &hub, config.rtmp.listen.port(), http_addr, &streams)?;
+    let mut registry = Registry::with_prefix("ferry");
+    hub.metrics().register(&mut registry);
+    let http_state = Arc::new(HttpState::new(registry));
+    let store = OriginStore::memory();
+    let cancel = CancellationToken::new();
+    let heartbeat = tokio::spawn(node_heartbeat(
+        control.db.clone(),
+        "control",
+        http_addr,
+        cancel.clone(),
+    ));
+    let api = control::api::router(control);
+    let http_task = spawn_http(http_listener, http::router(http_state, store, api), &cancel);
+    info!(http = %http_addr, "ferry control is serving");
+    Ok(Running {
+        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        http_addr,
+        hub,
+        cancel,
+        tasks: vec![heartbeat, http_task],
+        threads: Vec::new(),
+    })
+}
+
+fn spawn_http(
+    listener: TcpListener,
+    router: axum::Router,
+    cancel: &CancellationToken,
+) -> JoinHandle<()> {
+    let cancel = cancel.clone();
+    tokio::spawn(async move {
+        let shutdown = async move { cancel.cancelled().await };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            warn!(error = %e, "http server stopped");
+        }
+    })
+}
+
+/// Starts every role of `config` on the current tokio runtime; with
+/// `[control] url` set, the origin roles only, asking that control plane.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
@@ -163,36 +310,30 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let http_state = Arc::new(HttpState::new(registry));
 
-    // The control plane: state in SQLite, seeded from the config file.
-    let db = Arc::new(
-        control::Db::open(&config.data_dir.join("control.db")).map_err(StartError::Control)?,
-    );
-    let control = Arc::new(control::Control {
-        server: control::ServerInfo {
-            rtmp_port: rtmp_addr.port(),
-            rtmp_app: config.rtmp.app.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        ..control::Control::new(db.clone(), hub.clone())
-    });
-    for s in &streams {
-        control
-            .seed_stream(&s.name, &s.key)
-            .map_err(StartError::Control)?;
-    }
-    let given = (!config.admin_token.is_empty()).then_some(config.admin_token.as_str());
-    if let Some(token) = control
-        .ensure_admin_token(given)
-        .map_err(StartError::Control)?
-    {
-        // Shown once, on the console only; the database keeps its hash.
-        eprintln!(
-            "\n  Ferry admin token (shown once; stored hashed in {}):\n    {token}\n  Sign in at http://HOST:{}/ or send it as `Authorization: Bearer TOKEN`.\n",
-            config.data_dir.join("control.db").display(),
-            http_addr.port()
-        );
-    }
-    let auth = Arc::new(control.auth.clone());
+    // The control plane: in this process, or another one's over HTTP.
+    let remote = if config.control.url.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            control::remote::ControlClient::new(&config.control.url, &config.admin_token)
+                .map_err(StartError::Config)?,
+        ))
+    };
+    let local = match &remote {
+        Some(_) => None,
+        None => Some(open_control(
+            config,
+            &hub,
+            rtmp_addr.port(),
+            http_addr,
+            &streams,
+        )?),
+    };
+    let auth: Arc<dyn rtmp::auth::PublishAuthorizer> = match (&local, &remote) {
+        (Some(control), _) => Arc::new(control.auth.clone()),
+        (None, Some(client)) => Arc::new(control::ControlAuth::with_lookup(client.clone())),
+        (None, None) => unreachable!("either the local or a remote control plane"),
+    };
     let server = Server::new(
         ServerConfig {
             app: config.rtmp.app.clone(),
@@ -256,31 +397,48 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             cancel: cancel.clone(),
         })));
     }
-    let api = control::api::router(control.clone());
-    if config.control.local_worker {
-        let leases = Arc::new(control::worker::LocalLeases {
-            db: db.clone(),
-            hub: hub.clone(),
-        });
-        tasks.push(tokio::spawn(control::worker::run(
-            format!("local-{}", std::process::id()),
-            leases,
-            control::tasks::Media::Hub(hub.clone()),
-            control.types.clone(),
-            cancel.clone(),
-        )));
-    }
-    tasks.push(tokio::spawn(node_heartbeat(db, http_addr, cancel.clone())));
-    let http_cancel = cancel.clone();
-    let http_task = tokio::spawn(async move {
-        let shutdown = async move { http_cancel.cancelled().await };
-        if let Err(e) = axum::serve(http_listener, http::router(http_state, store, api))
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            warn!(error = %e, "http server stopped");
+    let api = match (&local, &remote) {
+        (Some(control), _) => {
+            if config.control.local_worker {
+                let leases = Arc::new(control::worker::LocalLeases {
+                    db: control.db.clone(),
+                    hub: hub.clone(),
+                });
+                tasks.push(tokio::spawn(control::worker::run(
+                    format!("local-{}", std::process::id()),
+                    leases,
+                    control::tasks::Media::Hub(hub.clone()),
+                    control.types.clone(),
+                    cancel.clone(),
+                )));
+            }
+            tasks.push(tokio::spawn(node_heartbeat(
+                control.db.clone(),
+                "all",
+                http_addr,
+                cancel.clone(),
+            )));
+            control::api::router(control.clone())
         }
-    });
+        (None, remote) => {
+            if let Some(client) = remote {
+                tasks.push(tokio::spawn(origin_heartbeat(
+                    client.clone(),
+                    hub.clone(),
+                    http_addr,
+                    cancel.clone(),
+                )));
+            }
+            let url = config.control.url.clone();
+            axum::Router::new().fallback(move || async move {
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!("this origin's control plane is at {url}\n"),
+                )
+            })
+        }
+    };
+    let http_task = spawn_http(http_listener, http::router(http_state, store, api), &cancel);
     info!(rtmp = %rtmp_addr, http = %http_addr, "ferry is serving");
     Ok(Running {
         rtmp_addr,

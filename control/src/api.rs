@@ -216,13 +216,48 @@ pub struct Heartbeat {
     /// Load, 0..1 per core.
     #[serde(default)]
     load: f64,
+    /// Streams live on this node (origins report them; workers then run their
+    /// tasks).
+    #[serde(default)]
+    live: Vec<String>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Serialize, Deserialize, ToSchema, Default)]
+pub struct HeartbeatReply {
+    /// Streams whose publisher this node must disconnect (an operator's kick).
+    pub kick: Vec<String>,
+}
+
+/// `POST /auth/publish`: an origin asks whether a key may publish.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishCheck {
+    /// The stream key the encoder sent.
+    key: String,
+}
+
+/// The stream a key publishes.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PublishGrant {
+    /// Stream name.
+    pub stream: String,
 }
 
 // --- handlers ---------------------------------------------------------------
 
 fn live_status(c: &Control, name: &str) -> LiveStatus {
-    let Some(info) = c.hub.info(name) else {
-        return LiveStatus::default();
+    let info = c.hub.info(name).filter(|i| i.live);
+    let Some(info) = info else {
+        // Live on another origin? Its heartbeat says so (no media details).
+        return match c.live_elsewhere().into_iter().find(|(s, _)| s == name) {
+            Some((_, node)) => LiveStatus {
+                live: true,
+                publisher: Some(format!("on origin {node}")),
+                ..LiveStatus::default()
+            },
+            None => LiveStatus::default(),
+        };
     };
     let uptime = info
         .since
@@ -372,11 +407,16 @@ async fn rotate_key(
 
 /// Disconnects the live publisher.
 #[utoipa::path(post, path = "/streams/{name}/kick", params(("name" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 202, description = "live on another origin: kicked within its heartbeat interval"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn kick(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     c.db.stream(&name)?;
     if c.hub.kick(&name) {
         Ok(StatusCode::NO_CONTENT)
+    } else if c.live_elsewhere().iter().any(|(s, _)| *s == name) {
+        // Live on another origin: it is told with its next heartbeat.
+        c.pending_kicks.insert(name);
+        Ok(StatusCode::ACCEPTED)
     } else {
         Err(ApiError(
             StatusCode::CONFLICT,
@@ -588,10 +628,13 @@ async fn nodes(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<NodeRow>>> {
     Ok(Json(c.db.nodes()?))
 }
 
-/// A node reports that it is alive.
+/// A node reports that it is alive (and, for origins, what is live on it).
 #[utoipa::path(post, path = "/nodes/heartbeat", request_body = Heartbeat,
-    responses((status = 204), (status = 400, body = ErrorBody)))]
-async fn heartbeat(State(c): State<Arc<Control>>, b: Body<Heartbeat>) -> ApiResult<StatusCode> {
+    responses((status = 200, body = HeartbeatReply), (status = 400, body = ErrorBody)))]
+async fn heartbeat(
+    State(c): State<Arc<Control>>,
+    b: Body<Heartbeat>,
+) -> ApiResult<Json<HeartbeatReply>> {
     let h = body(b)?;
     check_name(&h.id)?;
     if !["origin", "edge", "worker", "all"].contains(&h.role.as_str()) {
@@ -607,8 +650,31 @@ async fn heartbeat(State(c): State<Arc<Control>>, b: Body<Heartbeat>) -> ApiResu
         version: h.version,
         last_heartbeat_ms: now_ms(),
         load: h.load,
+        streams: h.live.clone(),
     })?;
-    Ok(StatusCode::NO_CONTENT)
+    let kick = h
+        .live
+        .into_iter()
+        .filter(|s| c.pending_kicks.remove(s).is_some())
+        .collect();
+    Ok(Json(HeartbeatReply { kick }))
+}
+
+/// An origin asks whether a key may publish (origins that run apart from the
+/// control plane; they cache the answer for a few seconds).
+#[utoipa::path(post, path = "/auth/publish", request_body = PublishCheck,
+    responses((status = 200, body = PublishGrant), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody)))]
+async fn auth_publish(
+    State(c): State<Arc<Control>>,
+    b: Body<PublishCheck>,
+) -> ApiResult<Json<PublishGrant>> {
+    use crate::auth::KeyLookup;
+    let check = body(b)?;
+    match c.db.lookup(&check.key).await {
+        Ok(Ok(stream)) => Ok(Json(PublishGrant { stream })),
+        Ok(Err(why)) => Err(ApiError(StatusCode::FORBIDDEN, why.to_string())),
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
 }
 
 /// The OpenAPI document.
@@ -618,7 +684,7 @@ async fn heartbeat(State(c): State<Arc<Control>>, b: Body<Heartbeat>) -> ApiResu
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat, server_info, worker_claim, worker_renew, worker_release),
+          nodes, heartbeat, server_info, worker_claim, worker_renew, worker_release, auth_publish),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -699,6 +765,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/task-types", get(task_types))
         .route("/nodes", get(nodes))
         .route("/server", get(server_info))
+        .route("/auth/publish", post(auth_publish))
         .route("/workers/{id}/claim", post(worker_claim))
         .route("/workers/{id}/renew", post(worker_renew))
         .route("/workers/{id}/release", post(worker_release))

@@ -23,10 +23,34 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 type Answer = Result<String, AuthError>;
 
+/// The future a [`KeyLookup`] returns.
+pub type LookupFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Answer, String>> + Send + 'a>>;
+
+/// Where keys are looked up: the database in this process, or the control API
+/// of another (`ferry serve` with `[control] url`).
+pub trait KeyLookup: Send + Sync + 'static {
+    /// The stream `key` publishes, or why not; `Err` when the authority cannot
+    /// be asked.
+    fn lookup<'a>(&'a self, key: &'a str) -> LookupFuture<'a>;
+}
+
+impl KeyLookup for Db {
+    fn lookup<'a>(&'a self, key: &'a str) -> LookupFuture<'a> {
+        let answer = match self.stream_for_key(key) {
+            Ok(Some((name, true))) => Ok(Ok(name)),
+            Ok(Some((_, false))) => Ok(Err(AuthError::Disabled)),
+            Ok(None) => Ok(Err(AuthError::UnknownKey)),
+            Err(e) => Err(e.to_string()),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
 /// The control plane as a [`PublishAuthorizer`].
 #[derive(Clone)]
 pub struct ControlAuth {
-    db: Arc<Db>,
+    lookup: Arc<dyn KeyLookup>,
     cache: Arc<DashMap<Vec<u8>, (Answer, Instant)>>,
     failures: Arc<DashMap<IpAddr, (u32, Instant)>>,
 }
@@ -34,8 +58,13 @@ pub struct ControlAuth {
 impl ControlAuth {
     /// Answers from `db`.
     pub fn new(db: Arc<Db>) -> Self {
+        Self::with_lookup(db)
+    }
+
+    /// Answers from any [`KeyLookup`].
+    pub fn with_lookup(lookup: Arc<dyn KeyLookup>) -> Self {
         Self {
-            db,
+            lookup,
             cache: Arc::default(),
             failures: Arc::default(),
         }
@@ -46,7 +75,7 @@ impl ControlAuth {
         self.cache.clear();
     }
 
-    fn judge(&self, request: PublishRequest<'_>) -> Answer {
+    async fn judge(&self, request: PublishRequest<'_>) -> Answer {
         let ip = request.peer.ip();
         if let Some(entry) = self.failures.get(&ip) {
             let (count, since) = *entry;
@@ -64,19 +93,21 @@ impl ControlAuth {
             .get(&hash)
             .filter(|e| e.1.elapsed() < CACHE_TTL)
             .map(|e| e.0.clone());
-        let answer = cached.unwrap_or_else(|| {
-            let answer = match self.db.stream_for_key(request.key) {
-                Ok(Some((name, true))) => Ok(name),
-                Ok(Some((_, false))) => Err(AuthError::Disabled),
-                Ok(None) => Err(AuthError::UnknownKey),
+        let answer = match cached {
+            Some(a) => a,
+            None => match self.lookup.lookup(request.key).await {
+                Ok(answer) => {
+                    self.cache.insert(hash, (answer.clone(), Instant::now()));
+                    answer
+                }
                 Err(e) => {
                     warn!(error = %e, "publish authorisation failed");
-                    return Err(AuthError::Unavailable("control database error".into()));
+                    return Err(AuthError::Unavailable(
+                        "the control plane did not answer".into(),
+                    ));
                 }
-            };
-            self.cache.insert(hash, (answer.clone(), Instant::now()));
-            answer
-        });
+            },
+        };
         if matches!(answer, Err(AuthError::UnknownKey)) {
             let mut entry = self.failures.entry(ip).or_insert((0, Instant::now()));
             if entry.1.elapsed() >= FAILURE_WINDOW {
@@ -90,7 +121,7 @@ impl ControlAuth {
 
 impl PublishAuthorizer for ControlAuth {
     fn authorize<'a>(&'a self, request: PublishRequest<'a>) -> AuthFuture<'a> {
-        Box::pin(std::future::ready(self.judge(request)))
+        Box::pin(self.judge(request))
     }
 }
 
@@ -106,26 +137,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_disabled_streams_and_rate_limits() {
+    #[tokio::test]
+    async fn keys_disabled_streams_and_rate_limits() {
         let db = Arc::new(Db::memory().unwrap());
         db.create_stream("s", true).unwrap();
         let id = db.add_key("s", "good").unwrap();
         let auth = ControlAuth::new(db.clone());
-        assert_eq!(auth.judge(req("good")), Ok("s".into()));
+        assert_eq!(auth.judge(req("good")).await, Ok("s".into()));
         db.set_stream_enabled("s", false).unwrap();
-        assert_eq!(auth.judge(req("good")), Ok("s".into()), "cached");
+        assert_eq!(auth.judge(req("good")).await, Ok("s".into()), "cached");
         auth.invalidate();
-        assert_eq!(auth.judge(req("good")), Err(AuthError::Disabled));
+        assert_eq!(auth.judge(req("good")).await, Err(AuthError::Disabled));
         db.set_stream_enabled("s", true).unwrap();
         db.revoke_key("s", id).unwrap();
         auth.invalidate();
-        assert_eq!(auth.judge(req("good")), Err(AuthError::UnknownKey));
+        assert_eq!(auth.judge(req("good")).await, Err(AuthError::UnknownKey));
         for _ in 1..MAX_FAILURES {
-            assert_eq!(auth.judge(req("bad")), Err(AuthError::UnknownKey));
+            assert_eq!(auth.judge(req("bad")).await, Err(AuthError::UnknownKey));
         }
         assert!(matches!(
-            auth.judge(req("bad")),
+            auth.judge(req("bad")).await,
             Err(AuthError::TooManyAttempts(_))
         ));
         let other = PublishRequest {
@@ -133,7 +164,7 @@ mod tests {
             ..req("bad")
         };
         assert_eq!(
-            auth.judge(other),
+            auth.judge(other).await,
             Err(AuthError::UnknownKey),
             "other addresses unaffected"
         );

@@ -26,7 +26,8 @@ pub enum DbError {
 }
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE streams (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE streams (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         enabled INTEGER NOT NULL DEFAULT 1,
@@ -67,7 +68,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE streams (
         version TEXT NOT NULL,
         last_heartbeat_ms INTEGER NOT NULL,
         load REAL NOT NULL DEFAULT 0
-    );"];
+    );",
+    // Origins report the streams live on them (split control/origin setups).
+    "ALTER TABLE nodes ADD COLUMN streams TEXT NOT NULL DEFAULT '[]';",
+];
 
 /// A stream as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -136,6 +140,9 @@ pub struct NodeRow {
     pub last_heartbeat_ms: i64,
     /// Load, 0..1 per core.
     pub load: f64,
+    /// Streams live on this node (origins).
+    #[serde(default)]
+    pub streams: Vec<String>,
 }
 
 /// The database: one connection behind a lock. Control-plane traffic is small
@@ -173,10 +180,12 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!(
-                "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
-                i + 1
-            ))?;
+            // One transaction per migration. (Not one `execute_batch` string:
+            // an empty statement such as `;;` silently ends a batch.)
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
         }
         Ok(Self {
             conn: Mutex::new(conn),
@@ -500,9 +509,17 @@ impl Db {
     /// Records a node's heartbeat.
     pub fn heartbeat(&self, node: &NodeRow) -> Result<(), DbError> {
         self.conn().execute(
-            "INSERT INTO nodes (id, role, address, version, last_heartbeat_ms, load) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(id) DO UPDATE SET role = ?2, address = ?3, version = ?4, last_heartbeat_ms = ?5, load = ?6",
-            params![node.id, node.role, node.address, node.version, node.last_heartbeat_ms, node.load],
+            "INSERT INTO nodes (id, role, address, version, last_heartbeat_ms, load, streams) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(id) DO UPDATE SET role = ?2, address = ?3, version = ?4, last_heartbeat_ms = ?5, load = ?6, streams = ?7",
+            params![
+                node.id,
+                node.role,
+                node.address,
+                node.version,
+                node.last_heartbeat_ms,
+                node.load,
+                serde_json::to_string(&node.streams).unwrap_or_else(|_| "[]".into())
+            ],
         )?;
         Ok(())
     }
@@ -511,7 +528,7 @@ impl Db {
     pub fn nodes(&self) -> Result<Vec<NodeRow>, DbError> {
         let conn = self.conn();
         let mut q = conn.prepare(
-            "SELECT id, role, address, version, last_heartbeat_ms, load FROM nodes ORDER BY last_heartbeat_ms DESC",
+            "SELECT id, role, address, version, last_heartbeat_ms, load, streams FROM nodes ORDER BY last_heartbeat_ms DESC",
         )?;
         let rows = q
             .query_map([], |r| {
@@ -522,6 +539,7 @@ impl Db {
                     version: r.get(3)?,
                     last_heartbeat_ms: r.get(4)?,
                     load: r.get(5)?,
+                    streams: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -641,5 +659,27 @@ mod tests {
         assert!(!db.stream("kept").unwrap().enabled);
         assert!(db.token_valid("tok").unwrap());
         assert!(!db.token_valid("other").unwrap());
+    }
+}
+
+#[cfg(test)]
+mod node_tests {
+    use super::*;
+
+    #[test]
+    fn nodes_keep_their_streams() {
+        let db = Db::memory().unwrap();
+        let node = NodeRow {
+            id: "o1".into(),
+            role: "origin".into(),
+            address: "a".into(),
+            version: "1".into(),
+            last_heartbeat_ms: now_ms(),
+            load: 0.5,
+            streams: vec!["s".into()],
+        };
+        db.heartbeat(&node).unwrap();
+        db.heartbeat(&node).unwrap();
+        assert_eq!(db.nodes().unwrap(), vec![node]);
     }
 }

@@ -32,7 +32,13 @@ pub struct Control {
     pub types: TaskTypes,
     /// What clients need to know about this server.
     pub server: ServerInfo,
+    /// Kicks asked for streams live on another origin, handed to it with the
+    /// answer to its next heartbeat.
+    pub pending_kicks: Arc<dashmap::DashSet<String>>,
 }
+
+/// How recent an origin's heartbeat must be for its streams to count as live.
+pub const NODE_FRESH_MS: i64 = 10_000;
 
 /// Where encoders publish, for the UI's "copy publish URL".
 #[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
@@ -54,7 +60,21 @@ impl Control {
             hub,
             types: TaskTypes::builtin(),
             server: ServerInfo::default(),
+            pending_kicks: Arc::default(),
         }
+    }
+
+    /// Streams live on other origins (reported with their heartbeats), with
+    /// the node each is on.
+    pub fn live_elsewhere(&self) -> Vec<(String, String)> {
+        let now = db::now_ms();
+        self.db
+            .nodes()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| now - n.last_heartbeat_ms <= NODE_FRESH_MS)
+            .flat_map(|n| n.streams.into_iter().map(move |s| (s, n.id.clone())))
+            .collect()
     }
 
     /// Makes sure a stream seeded from the config file exists with `key`

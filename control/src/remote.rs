@@ -1,4 +1,5 @@
-//! [`Leases`] over the control API, for `ferry worker` processes.
+//! The control API from another process: leases for `ferry worker`, publish
+//! authorisation and heartbeats for an origin that runs apart from control.
 
 use std::time::Duration;
 
@@ -6,13 +7,13 @@ use crate::db::TaskRow;
 use crate::worker::{LeaseFuture, Leases, TaskReport};
 
 /// The control API at `base` (e.g. `http://10.0.0.2:8080`), with a token.
-pub struct HttpLeases {
+pub struct ControlClient {
     base: String,
     token: String,
     client: reqwest::Client,
 }
 
-impl HttpLeases {
+impl ControlClient {
     /// A client for `base`.
     pub fn new(base: &str, token: &str) -> Result<Self, String> {
         let client = reqwest::Client::builder()
@@ -40,6 +41,10 @@ impl HttpLeases {
             .await
             .map_err(|e| format!("control unreachable: {e}"))?;
         let status = res.status();
+        if status == reqwest::StatusCode::FORBIDDEN {
+            let text = res.text().await.unwrap_or_default();
+            return Err(format!("forbidden: {text}"));
+        }
         if !status.is_success() {
             let text = res.text().await.unwrap_or_default();
             return Err(format!("control answered {status}: {text}"));
@@ -51,29 +56,34 @@ impl HttpLeases {
     }
 }
 
-impl HttpLeases {
-    /// Reports this node to the registry (`POST /nodes/heartbeat`).
+impl ControlClient {
+    /// Reports this node to the registry (`POST /nodes/heartbeat`) with the
+    /// streams live on it; returns the streams whose publisher must be kicked.
     pub async fn heartbeat(
         &self,
         id: &str,
         role: &str,
         address: &str,
         load: f64,
-    ) -> Result<(), String> {
+        live: &[String],
+    ) -> Result<Vec<String>, String> {
         let body = serde_json::json!({
             "id": id,
             "role": role,
             "address": address,
             "version": env!("CARGO_PKG_VERSION"),
             "load": load,
+            "live": live,
         });
-        self.post::<_, serde_json::Value>("/nodes/heartbeat", &body)
-            .await
-            .map(|_| ())
+        Ok(self
+            .post::<_, crate::api::HeartbeatReply>("/nodes/heartbeat", &body)
+            .await?
+            .map(|r| r.kick)
+            .unwrap_or_default())
     }
 }
 
-impl Leases for HttpLeases {
+impl Leases for ControlClient {
     fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>> {
         Box::pin(async move {
             Ok(self
@@ -97,6 +107,28 @@ impl Leases for HttpLeases {
             self.post::<_, serde_json::Value>(&format!("/workers/{worker}/release"), &ids)
                 .await
                 .map(|_| ())
+        })
+    }
+}
+
+impl crate::auth::KeyLookup for ControlClient {
+    fn lookup<'a>(&'a self, key: &'a str) -> crate::auth::LookupFuture<'a> {
+        use rtmp::auth::AuthError;
+        Box::pin(async move {
+            let body = serde_json::json!({ "key": key });
+            match self
+                .post::<_, crate::api::PublishGrant>("/auth/publish", &body)
+                .await
+            {
+                Ok(Some(grant)) => Ok(Ok(grant.stream)),
+                Ok(None) => Err("control gave no answer".into()),
+                Err(e) if e.starts_with("forbidden") => Ok(Err(if e.contains("disabled") {
+                    AuthError::Disabled
+                } else {
+                    AuthError::UnknownKey
+                })),
+                Err(e) => Err(e),
+            }
         })
     }
 }

@@ -1,0 +1,142 @@
+//! The control plane and the origin as separate servers (`ferry control` and
+//! `ferry serve` with `[control] url`): the origin asks control over HTTP
+//! whether a key may publish, reports its live streams, and carries out kicks;
+//! a `ferry worker` of that control plane restreams the stream from the origin.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ferry::config::Config;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_asks_a_separate_control_plane() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: data.path().to_owned(),
+        admin_token: ADMIN.into(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let control = ferry::serve::start_control(&config).await.unwrap();
+    let control_http = control.http_addr;
+    let origin = start_with(|c| c.control.url = format!("http://{control_http}")).await;
+
+    let (status, created) = api(
+        control_http,
+        "POST",
+        "/streams",
+        Some(ADMIN),
+        Some(r#"{"name":"split"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"]["key"].as_str().unwrap().to_owned();
+    // The origin has no API of its own; it says where control is.
+    let (status, _) = api(
+        origin.running.http_addr,
+        "GET",
+        "/streams",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (ok, err) = publish_file(
+        &origin.rtmp_url("not-a-key"),
+        &sample("h264-aac-240p25.flv"),
+    )
+    .await;
+    assert!(!ok && err.contains("unknown stream key"), "{err}");
+
+    let url = origin.rtmp_url(&key);
+    let mut encoder = tokio::process::Command::new(ffmpeg())
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "10",
+            "-i",
+        ])
+        .arg(sample("h264-aac-720p30.flv"))
+        .args(["-c", "copy", "-f", "flv", &url])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for(
+        "control to see the stream live",
+        Duration::from_secs(10),
+        || async {
+            api(control_http, "GET", "/streams/split", Some(ADMIN), None)
+                .await
+                .1["live"]["live"]
+                == json!(true)
+        },
+    )
+    .await;
+    assert!(origin.running.hub.is_live("split"));
+    let (_, nodes) = api(control_http, "GET", "/nodes", Some(ADMIN), None).await;
+    let origin_node = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["role"] == json!("origin"))
+        .unwrap();
+    assert_eq!(origin_node["streams"], json!(["split"]), "{nodes}");
+
+    // A worker of the control plane restreams it, reading it from the origin.
+    let port = free_port();
+    let receiver = receiver(port).await;
+    let task = json!({"kind": "restream", "config": {"url": format!("rtmp://127.0.0.1:{port}/live/mirrorkey")}}).to_string();
+    let (status, t) = api(
+        control_http,
+        "POST",
+        "/streams/split/tasks",
+        Some(ADMIN),
+        Some(&task),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let _worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["worker", "--id", "w1", "--token", ADMIN])
+        .args(["--control", &format!("http://{control_http}")])
+        .args([
+            "--origin",
+            &format!("rtmp://{}/live", origin.running.rtmp_addr),
+        ])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the worker to restream from the origin",
+        Duration::from_secs(20),
+        || async { receiver.running.hub.is_live("mirror") },
+    )
+    .await;
+
+    // A kick goes to the origin with its next heartbeat.
+    let (status, _) = api(
+        control_http,
+        "POST",
+        "/streams/split/kick",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let asked = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), encoder.wait())
+        .await
+        .expect("the publisher was not kicked")
+        .unwrap();
+    eprintln!("kicked {:?} after the request", asked.elapsed());
+    assert!(!origin.running.hub.is_live("split"));
+}
