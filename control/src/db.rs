@@ -180,8 +180,7 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            // One transaction per migration. (Not one `execute_batch` string:
-            // an empty statement such as `;;` silently ends a batch.)
+            // One transaction per migration, its number recorded with it.
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(m)?;
             tx.pragma_update(None, "user_version", i + 1)?;
