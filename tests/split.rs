@@ -139,4 +139,53 @@ async fn an_origin_asks_a_separate_control_plane() {
         .unwrap();
     eprintln!("kicked {:?} after the request", asked.elapsed());
     assert!(!origin.running.hub.is_live("split"));
+
+    wait_for(
+        "the restream to end with the stream",
+        Duration::from_secs(10),
+        || async { !receiver.running.hub.is_live("mirror") },
+    )
+    .await;
+
+    // Publishing again resumes the task. Then the worker loses control (a
+    // partition): past its lease it stops the task rather than risk running
+    // it twice, while the origin goes on serving the stream.
+    let _encoder = tokio::process::Command::new(ffmpeg())
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "10",
+            "-i",
+        ])
+        .arg(sample("h264-aac-720p30.flv"))
+        .args(["-c", "copy", "-f", "flv", &url])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the restream to resume",
+        Duration::from_secs(20),
+        || async { receiver.running.hub.is_live("mirror") },
+    )
+    .await;
+    control.shutdown().await;
+    let lost = Instant::now();
+    wait_for(
+        "the worker to stop its task",
+        control::worker::LEASE + Duration::from_secs(4),
+        || async { !receiver.running.hub.is_live("mirror") },
+    )
+    .await;
+    eprintln!("task stopped {:?} after control went away", lost.elapsed());
+    assert!(
+        lost.elapsed() >= control::worker::LEASE - Duration::from_secs(1),
+        "stopped before the lease ran out"
+    );
+    assert!(
+        origin.running.hub.is_live("split"),
+        "the origin stopped serving"
+    );
 }

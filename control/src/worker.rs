@@ -150,6 +150,7 @@ pub async fn run(
 ) {
     let mut running: HashMap<i64, Running> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
+    let mut last_renewed = tokio::time::Instant::now();
     let mut published = match &media {
         Media::Hub(hub) => Some(hub.published()),
         Media::Origin { .. } => None,
@@ -171,17 +172,30 @@ pub async fn run(
             .collect();
         if !reports.is_empty() {
             match leases.renew(&id, reports).await {
-                Ok(held) => running.retain(|task_id, r| {
+                Ok(held) => {
+                    last_renewed = tokio::time::Instant::now();
+                    running.retain(|task_id, r| {
                     let keep = held.contains(task_id);
                     if !keep {
                         info!(task = task_id, worker = %id, "task stopped (stream ended, disabled or lease lost)");
                         r.cancel.cancel();
                     }
                     keep
-                }),
-                // Keep running: the lease may still be valid; if it is not,
-                // the next successful renewal says so.
-                Err(e) => warn!(error = %e, "lease renewal failed"),
+                    })
+                }
+                // Keep running while the lease may still be valid; past it,
+                // another worker may have taken the tasks, so stop them all
+                // rather than run a task twice (a partitioned worker).
+                Err(e) if last_renewed.elapsed() < LEASE => {
+                    warn!(error = %e, "lease renewal failed");
+                }
+                Err(e) => {
+                    warn!(error = %e, "leases expired without renewal; stopping every task");
+                    for r in running.values() {
+                        r.cancel.cancel();
+                    }
+                    running.clear();
+                }
             }
         }
         let claimed = match leases.claim(&id).await {
