@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::stream_settings::StreamSettings;
+
 /// Everything `ferry serve` can be told.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,18 +143,48 @@ pub struct TranscodeConfig {
 impl Config {
     /// The ladder for stream `name`, if it is transcoded.
     pub fn ladder_for(&self, name: &str) -> Option<transcode::LadderConfig> {
+        self.ladder_with(name, &StreamSettings::default())
+    }
+
+    /// The ladder for stream `name`, with `settings` (from the API) over its
+    /// `[[streams]]` entry over `[transcode]`.
+    pub fn ladder_with(
+        &self,
+        name: &str,
+        settings: &StreamSettings,
+    ) -> Option<transcode::LadderConfig> {
         let stream = self.streams.iter().find(|s| s.name == name);
-        let enabled = stream
-            .and_then(|s| s.transcode)
+        let enabled = settings
+            .transcode
+            .or_else(|| stream.and_then(|s| s.transcode))
             .unwrap_or(self.transcode.enabled);
         if !enabled {
             return None;
         }
         let mut ladder = self.transcode.ladder.clone();
-        if let Some(rungs) = stream.and_then(|s| s.rungs.clone()) {
+        if let Some(rungs) = settings
+            .rungs
+            .clone()
+            .or_else(|| stream.and_then(|s| s.rungs.clone()))
+        {
             ladder.rungs = rungs;
         }
         Some(ladder)
+    }
+
+    /// The HLS segment format of stream `name`, with `settings` over its
+    /// `[[streams]]` entry over `[hls]`.
+    pub fn container_with(&self, name: &str, settings: &StreamSettings) -> hls::Container {
+        settings
+            .hls_container
+            .or_else(|| {
+                self.streams
+                    .iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.hls_container)
+            })
+            .unwrap_or(self.hls.container)
+            .into()
     }
 
     /// Checks what the types cannot: names that become paths and hub names.

@@ -23,6 +23,9 @@ pub const RECONNECT_GRACE: Duration = Duration::from_secs(30);
 
 type Active = Arc<Mutex<HashSet<String>>>;
 
+/// A stream's HLS segment format, asked when it goes live.
+pub type ContainerLookup = Arc<dyn Fn(&str) -> hls::Container + Send + Sync>;
+
 /// What the HLS origin reports, so a store outage is visible on /metrics.
 #[derive(Clone, Debug, Default)]
 pub struct HlsMetrics {
@@ -78,8 +81,8 @@ pub struct HlsOrigin {
     pub metrics: HlsMetrics,
     /// Segments held per stream while the store is down.
     pub max_queued: usize,
-    /// Streams whose segment format differs from `config.container`.
-    pub containers: Arc<std::collections::HashMap<String, hls::Container>>,
+    /// Each stream's segment format (asked when it goes live).
+    pub containers: ContainerLookup,
     /// Transcoded streams: their rungs (hub streams `NAME/RUNG`) become variants.
     pub ladders: crate::transcoding::LadderLookup,
     /// Stops everything.
@@ -181,9 +184,7 @@ async fn package(origin: &HlsOrigin, name: &str) {
         ..
     } = origin;
     let mut base = config.clone();
-    if let Some(c) = origin.containers.get(name) {
-        base.container = *c;
-    }
+    base.container = (origin.containers)(name);
     let ladder = (origin.ladders)(name);
     let mut variants = vec![VariantPackager {
         packager: Packager::new(base.clone()),

@@ -8,5 +8,6 @@ mod hls_upload;
 mod http;
 mod keys;
 pub mod serve;
+pub mod stream_settings;
 mod transcoding;
 mod ui;

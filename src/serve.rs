@@ -16,6 +16,7 @@ use crate::config::{Config, StoreKind};
 use crate::hls_origin;
 use crate::http::{self, HttpState};
 use crate::keys;
+use crate::stream_settings::StreamSettings;
 use crate::transcoding;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
@@ -190,6 +191,10 @@ fn open_control(
             rtmp_app: config.rtmp.app.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
+        settings: control::SettingsKind {
+            schema: StreamSettings::schema(),
+            validate: Arc::new(StreamSettings::validate),
+        },
         ..control::Control::new(db, hub.clone())
     });
     for s in streams {
@@ -303,11 +308,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     hls_metrics.register(&mut registry);
     let ladder_metrics = transcode::LadderMetrics::default();
     ladder_metrics.register(&mut registry);
-    // Streams created later through the API follow `[transcode] enabled`.
-    let ladders: transcoding::LadderLookup = {
-        let config = config.clone();
-        Arc::new(move |name: &str| config.ladder_for(name))
-    };
     let http_state = Arc::new(HttpState::new(registry));
 
     // The control plane: in this process, or another one's over HTTP.
@@ -328,6 +328,27 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             http_addr,
             &streams,
         )?),
+    };
+    // Per-stream settings from the API (this process's control plane only),
+    // read when a stream goes live, over the config file.
+    let settings_of: Arc<dyn Fn(&str) -> StreamSettings + Send + Sync> = match &local {
+        Some(control) => {
+            let db = control.db.clone();
+            Arc::new(move |name: &str| {
+                db.stream(name)
+                    .map(|s| StreamSettings::from_stored(&s.settings))
+                    .unwrap_or_default()
+            })
+        }
+        None => Arc::new(|_: &str| StreamSettings::default()),
+    };
+    let ladders: transcoding::LadderLookup = {
+        let (config, settings_of) = (config.clone(), settings_of.clone());
+        Arc::new(move |name: &str| config.ladder_with(name, &settings_of(name)))
+    };
+    let containers: hls_origin::ContainerLookup = {
+        let (config, settings_of) = (config.clone(), settings_of.clone());
+        Arc::new(move |name: &str| config.container_with(name, &settings_of(name)))
     };
     let auth: Arc<dyn rtmp::auth::PublishAuthorizer> = match (&local, &remote) {
         (Some(control), _) => Arc::new(control.auth.clone()),
@@ -374,18 +395,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             container: config.hls.container.into(),
             ..PackagerConfig::default()
         };
-        let containers = config
-            .streams
-            .iter()
-            .filter_map(|s| Some((s.name.clone(), s.hls_container?.into())))
-            .collect();
         tasks.push(tokio::spawn(hls_origin::run(hls_origin::HlsOrigin {
             hub: hub.clone(),
             store: store.clone(),
             config: packaging,
             metrics: hls_metrics,
             max_queued: config.hls.upload_queue_segments,
-            containers: Arc::new(containers),
+            containers,
             ladders: ladders.clone(),
             cancel: cancel.clone(),
         })));

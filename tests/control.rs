@@ -196,6 +196,24 @@ async fn invalid_bodies_get_400_with_a_reason() {
         ),
         ("GET", "/tasks/abc", "", "numeric id"),
         (
+            "PATCH",
+            &format!("/streams/{STREAM}"),
+            "{}",
+            "nothing to change",
+        ),
+        (
+            "PATCH",
+            &format!("/streams/{STREAM}"),
+            r#"{"settings":{"hls_container":"mkv"}}"#,
+            "invalid settings",
+        ),
+        (
+            "PATCH",
+            &format!("/streams/{STREAM}"),
+            r#"{"settings":{"rungs":[{"name":"a/b","height":360,"video_kbps":700}]}}"#,
+            "rung name",
+        ),
+        (
             "POST",
             "/nodes/heartbeat",
             r#"{"id":"n1","role":"king","address":"x","version":"1"}"#,

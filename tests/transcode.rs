@@ -633,3 +633,35 @@ async fn rungs_play_over_rtmp_below_the_stream_name() {
     );
     assert!(text.contains("aac"), "rung over RTMP has no audio: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ladder_turned_on_through_the_api_applies_at_the_next_publish() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let settings = r#"{"settings":{"transcode":true,"hls_container":"fmp4","rungs":[{"name":"180p","height":180,"video_kbps":300}]}}"#;
+    let (status, s) = api(
+        http,
+        "PATCH",
+        &format!("/streams/{STREAM}"),
+        Some(ADMIN),
+        Some(settings),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["settings"]["rungs"][0]["name"], serde_json::json!("180p"));
+    let (ok, err) = publish_file(&server.rtmp_url(KEY), &sample("h264-aac-240p25.flv")).await;
+    assert!(ok, "publish failed: {err}");
+    let (master, variants) = finished(http, 2).await;
+    let sizes: Vec<(u64, u64)> = master
+        .variants
+        .iter()
+        .map(|v| v.resolution.map(|r| (r.width, r.height)).unwrap())
+        .collect();
+    assert_eq!(sizes, [(426, 240), (320, 180)]);
+    assert!(
+        variants
+            .iter()
+            .all(|(_, p)| p.segments.iter().all(|s| s.uri.ends_with(".m4s"))),
+        "not fMP4"
+    );
+}

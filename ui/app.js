@@ -83,6 +83,7 @@ document.querySelectorAll(".tab").forEach((t) => t.addEventListener("click", () 
 async function loadStatic() {
   state.server = await api("GET", "/server");
   state.types = await api("GET", "/task-types");
+  state.settingsSchema = await api("GET", "/stream-settings");
 }
 
 // --- streams ---------------------------------------------------------------
@@ -152,8 +153,47 @@ function openDetail(name) {
   $("detail-name").textContent = name;
   startPreview(name);
   renderTaskForm();
+  renderSettings(name);
   refresh();
 }
+
+// Settings form from the settings schema: booleans as a yes/no/default select,
+// enums as a select; other kinds (rung lists) are left to the API.
+async function renderSettings(name) {
+  const stream = await api("GET", `/streams/${name}`);
+  const current = stream.settings || {};
+  const props = (state.settingsSchema && state.settingsSchema.properties) || {};
+  const fields = [];
+  for (const [key, p] of Object.entries(props)) {
+    const options = p.type === "boolean" ? ["true", "false"] : p.enum || null;
+    if (!options) continue;
+    const value = current[key] === undefined ? "" : String(current[key]);
+    fields.push(el("div", {},
+      el("label", { for: "setting-" + key }, p.description || key),
+      el("select", { id: "setting-" + key, "data-setting": key, "data-type": p.type },
+        el("option", { value: "" }, "default (configuration file)"),
+        options.map((o) => { const opt = el("option", { value: o }, p.type === "boolean" ? (o === "true" ? "yes" : "no") : o); if (o === value) opt.selected = true; return opt; }))));
+  }
+  $("settings-fields").replaceChildren(...fields);
+  state.settingsRest = Object.fromEntries(Object.entries(current).filter(([k]) => !fields.some((f) => f.querySelector(`[data-setting="${k}"]`))));
+}
+
+$("settings-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("settings-error").textContent = "";
+  $("settings-saved").textContent = "";
+  const settings = Object.assign({}, state.settingsRest || {});
+  document.querySelectorAll("#settings-fields select").forEach((s) => {
+    if (s.value === "") return;
+    settings[s.dataset.setting] = s.dataset.type === "boolean" ? s.value === "true" : s.value;
+  });
+  try {
+    await api("PATCH", `/streams/${state.detail}`, { settings });
+    $("settings-saved").textContent = "Saved.";
+  } catch (err) {
+    $("settings-error").textContent = err.message;
+  }
+});
 
 function closeDetail() {
   state.detail = null;

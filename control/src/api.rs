@@ -143,7 +143,11 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct StreamPatch {
     /// May go live; disabling also kicks a live publisher.
-    enabled: bool,
+    enabled: Option<bool>,
+    /// Replaces the stream's settings (see `GET /stream-settings`); applied
+    /// when the stream next goes live.
+    #[schema(value_type = Option<Object>)]
+    settings: Option<serde_json::Value>,
 }
 
 /// A new publish key, shown in full only in this response.
@@ -344,10 +348,29 @@ async fn patch_stream(
     b: Body<StreamPatch>,
 ) -> ApiResult<Json<StreamView>> {
     let patch = body(b)?;
-    let row = c.db.set_stream_enabled(&name, patch.enabled)?;
-    c.auth.invalidate();
-    if !patch.enabled {
-        c.hub.kick(&name);
+    if patch.enabled.is_none() && patch.settings.is_none() {
+        return Err(ApiError::bad(
+            "nothing to change: give enabled and/or settings",
+        ));
+    }
+    // Validate everything before changing anything.
+    let settings = match &patch.settings {
+        Some(s) => Some(
+            (c.settings.validate)(s)
+                .map_err(|e| ApiError::bad(format!("invalid settings: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut row = c.db.stream(&name)?;
+    if let Some(s) = settings {
+        row = c.db.set_stream_settings(&name, &s)?;
+    }
+    if let Some(enabled) = patch.enabled {
+        row = c.db.set_stream_enabled(&name, enabled)?;
+        c.auth.invalidate();
+        if !enabled {
+            c.hub.kick(&name);
+        }
     }
     Ok(Json(stream_view(&c, row)?))
 }
@@ -616,6 +639,12 @@ async fn worker_release(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The JSON Schema of per-stream settings (for forms).
+#[utoipa::path(get, path = "/stream-settings", responses((status = 200, body = Object)))]
+async fn stream_settings(State(c): State<Arc<Control>>) -> Json<serde_json::Value> {
+    Json(c.settings.schema.clone())
+}
+
 /// Where encoders publish.
 #[utoipa::path(get, path = "/server", responses((status = 200, body = crate::ServerInfo)))]
 async fn server_info(State(c): State<Arc<Control>>) -> Json<crate::ServerInfo> {
@@ -684,7 +713,7 @@ async fn auth_publish(
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat, server_info, worker_claim, worker_renew, worker_release, auth_publish),
+          nodes, heartbeat, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -766,6 +795,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/nodes", get(nodes))
         .route("/server", get(server_info))
         .route("/auth/publish", post(auth_publish))
+        .route("/stream-settings", get(stream_settings))
         .route("/workers/{id}/claim", post(worker_claim))
         .route("/workers/{id}/renew", post(worker_renew))
         .route("/workers/{id}/release", post(worker_release))

@@ -71,6 +71,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // Origins report the streams live on them (split control/origin setups).
     "ALTER TABLE nodes ADD COLUMN streams TEXT NOT NULL DEFAULT '[]';",
+    // Per-stream settings (HLS segment format, transcoding ladder), as JSON.
+    "ALTER TABLE streams ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';",
 ];
 
 /// A stream as stored.
@@ -84,6 +86,11 @@ pub struct StreamRow {
     pub enabled: bool,
     /// Unix seconds.
     pub created_at: i64,
+    /// Settings that override the configuration file for this stream (HLS
+    /// segment format, transcoding ladder); validated by the server that owns
+    /// them; applied when the stream next goes live.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
 }
 
 /// A publish key as operators see it (never the key itself).
@@ -232,8 +239,8 @@ impl Db {
     /// Every stream, by name.
     pub fn streams(&self) -> Result<Vec<StreamRow>, DbError> {
         let conn = self.conn();
-        let mut q =
-            conn.prepare("SELECT id, name, enabled, created_at FROM streams ORDER BY name")?;
+        let mut q = conn
+            .prepare("SELECT id, name, enabled, created_at, settings FROM streams ORDER BY name")?;
         let rows = q.query_map([], stream_row)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -242,7 +249,7 @@ impl Db {
     pub fn stream(&self, name: &str) -> Result<StreamRow, DbError> {
         self.conn()
             .query_row(
-                "SELECT id, name, enabled, created_at FROM streams WHERE name = ?1",
+                "SELECT id, name, enabled, created_at, settings FROM streams WHERE name = ?1",
                 [name],
                 stream_row,
             )
@@ -267,6 +274,22 @@ impl Db {
         let n = self.conn().execute(
             "UPDATE streams SET enabled = ?2 WHERE name = ?1",
             params![name, enabled],
+        )?;
+        if n == 0 {
+            return Err(DbError::NotFound(format!("stream {name:?}")));
+        }
+        self.stream(name)
+    }
+
+    /// Replaces a stream's settings.
+    pub fn set_stream_settings(
+        &self,
+        name: &str,
+        settings: &serde_json::Value,
+    ) -> Result<StreamRow, DbError> {
+        let n = self.conn().execute(
+            "UPDATE streams SET settings = ?2 WHERE name = ?1",
+            params![name, settings.to_string()],
         )?;
         if n == 0 {
             return Err(DbError::NotFound(format!("stream {name:?}")));
@@ -563,6 +586,8 @@ fn stream_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StreamRow> {
         name: r.get(1)?,
         enabled: r.get(2)?,
         created_at: r.get(3)?,
+        settings: serde_json::from_str(&r.get::<_, String>(4)?)
+            .unwrap_or_else(|_| serde_json::json!({})),
     })
 }
 

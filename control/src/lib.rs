@@ -35,6 +35,34 @@ pub struct Control {
     /// Kicks asked for streams live on another origin, handed to it with the
     /// answer to its next heartbeat.
     pub pending_kicks: Arc<dashmap::DashSet<String>>,
+    /// What per-stream settings may say (the server that applies them decides).
+    pub settings: SettingsKind,
+}
+
+/// Checks settings; returns them normalised, or what is wrong.
+pub type SettingsValidator =
+    Arc<dyn Fn(&serde_json::Value) -> Result<serde_json::Value, String> + Send + Sync>;
+
+/// Validates per-stream settings, and describes them for the UI.
+#[derive(Clone)]
+pub struct SettingsKind {
+    /// JSON Schema of the settings object.
+    pub schema: serde_json::Value,
+    /// Checks settings; returns them normalised, or what is wrong.
+    pub validate: SettingsValidator,
+}
+
+impl Default for SettingsKind {
+    /// Only an empty object: a control plane that applies no settings.
+    fn default() -> Self {
+        Self {
+            schema: serde_json::json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            validate: Arc::new(|v| match v.as_object() {
+                Some(o) if o.is_empty() => Ok(v.clone()),
+                _ => Err("this server takes no stream settings".into()),
+            }),
+        }
+    }
 }
 
 /// How recent an origin's heartbeat must be for its streams to count as live.
@@ -61,6 +89,7 @@ impl Control {
             types: TaskTypes::builtin(),
             server: ServerInfo::default(),
             pending_kicks: Arc::default(),
+            settings: SettingsKind::default(),
         }
     }
 

@@ -69,8 +69,18 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     const shown = await page.textContent("#detail-tasks");
     if (shown.includes("target-secret-key")) throw new Error("the restream key is shown in the UI");
 
+    // Settings: turn the ladder on for the next publish.
+    await page.selectOption("#setting-transcode", "true");
+    await page.click("#settings-form button[type=submit]");
+    await page.waitForFunction(() => document.getElementById("settings-saved").textContent.includes("Saved"));
+
     await page.screenshot({ path: env("SHOT"), fullPage: true });
     if (errors.length) throw new Error("page errors: " + errors.join("; "));
+    const saved = await page.evaluate(async (token) => {
+      const r = await fetch("/api/v1/streams/uitest", { headers: { Authorization: "Bearer " + token } });
+      return (await r.json()).settings;
+    }, env("FERRY_TOKEN"));
+    if (saved.transcode !== true) throw new Error("settings not saved: " + JSON.stringify(saved));
     console.log(`ui ok: live, preview at ${t2.toFixed(1)} s`);
   } catch (e) {
     try { await page.screenshot({ path: env("SHOT"), fullPage: true }); } catch (_) { /* best effort */ }
