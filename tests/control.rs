@@ -11,25 +11,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-async fn publish_for(url: &str, secs: u32) -> tokio::process::Child {
-    tokio::process::Command::new(ffmpeg())
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            &secs.to_string(),
-            "-i",
-        ])
-        .arg(sample("h264-aac-720p30.flv"))
-        .args(["-c", "copy", "-f", "flv", url])
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_lifecycle_through_the_api() {
     let server = start().await;
@@ -52,7 +33,7 @@ async fn stream_lifecycle_through_the_api() {
     );
 
     // Publish with the key; the API shows it live with what it carries.
-    let mut encoder = publish_for(&server.rtmp_url(&key), 10).await;
+    let mut encoder = publish_background(&server.rtmp_url(&key), 10);
     wait_for("studio to be live", Duration::from_secs(10), || async {
         api(http, "GET", "/streams/studio", tok, None).await.1["live"]["live"] == json!(true)
     })

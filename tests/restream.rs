@@ -43,20 +43,6 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
-async fn add_restream(server: &TestServer, url: &str) -> i64 {
-    let body = json!({"kind": "restream", "config": {"url": url}}).to_string();
-    let (status, task) = api(
-        server.running.http_addr,
-        "POST",
-        &format!("/streams/{STREAM}/tasks"),
-        Some(ADMIN),
-        Some(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{task}");
-    task["id"].as_i64().unwrap()
-}
-
 async fn task(server: &TestServer, id: i64) -> serde_json::Value {
     api(
         server.running.http_addr,
@@ -92,7 +78,12 @@ async fn restream_to_another_ferry_reconnects_when_it_comes_back() {
     let port = free_port();
     let b = receiver(port).await;
     let a = start().await;
-    let id = add_restream(&a, &format!("rtmp://127.0.0.1:{port}/live/mirrorkey")).await;
+    let id = add_restream_task(
+        a.running.http_addr,
+        STREAM,
+        &format!("rtmp://127.0.0.1:{port}/live/mirrorkey"),
+    )
+    .await;
     let publish_url = a.rtmp_url(KEY);
     let publisher = tokio::spawn(async move {
         publish_looped(&publish_url, &sample("h264-aac-720p30.flv"), 6).await
@@ -201,8 +192,9 @@ async fn restream_to_nginx_rtmp() {
     let dir = tempfile::tempdir().unwrap();
     let nginx = Nginx::start();
     let a = start().await;
-    let id = add_restream(
-        &a,
+    let id = add_restream_task(
+        a.running.http_addr,
+        STREAM,
         &format!("rtmp://127.0.0.1:{}/live/fromferry", nginx.port),
     )
     .await;

@@ -55,21 +55,7 @@ async fn an_origin_asks_a_separate_control_plane() {
     assert!(!ok && err.contains("unknown stream key"), "{err}");
 
     let url = origin.rtmp_url(&key);
-    let mut encoder = tokio::process::Command::new(ffmpeg())
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "10",
-            "-i",
-        ])
-        .arg(sample("h264-aac-720p30.flv"))
-        .args(["-c", "copy", "-f", "flv", &url])
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut encoder = publish_background(&url, 10);
     wait_for(
         "control to see the stream live",
         Duration::from_secs(10),
@@ -150,21 +136,7 @@ async fn an_origin_asks_a_separate_control_plane() {
     // Publishing again resumes the task. Then the worker loses control (a
     // partition): past its lease it stops the task rather than risk running
     // it twice, while the origin goes on serving the stream.
-    let _encoder = tokio::process::Command::new(ffmpeg())
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "10",
-            "-i",
-        ])
-        .arg(sample("h264-aac-720p30.flv"))
-        .args(["-c", "copy", "-f", "flv", &url])
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let _encoder = publish_background(&url, 10);
     wait_for(
         "the restream to resume",
         Duration::from_secs(20),

@@ -32,17 +32,8 @@ async fn a_dead_workers_task_moves_to_another_worker() {
     let receiver = receiver(port).await;
     let origin = start_with(|c| c.control.local_worker = false).await;
     let http = origin.running.http_addr;
-    let body = json!({"kind": "restream", "config": {"url": format!("rtmp://127.0.0.1:{port}/live/mirrorkey")}}).to_string();
-    let (status, task) = api(
-        http,
-        "POST",
-        &format!("/streams/{STREAM}/tasks"),
-        Some(ADMIN),
-        Some(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{task}");
-    let task_path = format!("/tasks/{}", task["id"]);
+    let target = format!("rtmp://127.0.0.1:{port}/live/mirrorkey");
+    let task_path = format!("/tasks/{}", add_restream_task(http, STREAM, &target).await);
 
     let mut workers = vec![
         ("w1", spawn_worker(&origin, "w1")),

@@ -446,3 +446,39 @@ pub async fn receiver(port: u16) -> TestServer {
     })
     .await
 }
+
+/// Publishes the 720p sample in real time, `loops` extra times, in the
+/// background (killed when dropped); for tests that act while it is live.
+pub fn publish_background(url: &str, loops: u32) -> tokio::process::Child {
+    tokio::process::Command::new(ffmpeg())
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            &loops.to_string(),
+            "-i",
+        ])
+        .arg(sample("h264-aac-720p30.flv"))
+        .args(["-c", "copy", "-f", "flv", url])
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
+/// Adds a restream task to `stream` of the control plane at `http`; its id.
+pub async fn add_restream_task(http: std::net::SocketAddr, stream: &str, target: &str) -> i64 {
+    let body = serde_json::json!({"kind": "restream", "config": {"url": target}}).to_string();
+    let (status, task) = api(
+        http,
+        "POST",
+        &format!("/streams/{stream}/tasks"),
+        Some(ADMIN),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{task}");
+    task["id"].as_i64().unwrap()
+}
