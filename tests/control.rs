@@ -139,6 +139,46 @@ async fn every_route_refuses_a_missing_or_wrong_token() {
     }
     let (status, _) = api(http, "GET", "/streams", Some(ADMIN), None).await;
     assert_eq!(status, 200);
+    // Tokens: made once, listed as hints, deleted; the last admin token stays.
+    let (status, made) = api(
+        http,
+        "POST",
+        "/tokens",
+        Some(ADMIN),
+        Some(r#"{"role":"node"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let (_, list) = api(http, "GET", "/tokens", Some(ADMIN), None).await;
+    assert!(
+        !list.to_string().contains(made["token"].as_str().unwrap()),
+        "token shown: {list}"
+    );
+    let admin_id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == json!("admin"))
+        .unwrap()["id"]
+        .clone();
+    let (status, err) = api(
+        http,
+        "DELETE",
+        &format!("/tokens/{admin_id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{err}");
+    let (status, _) = api(
+        http,
+        "DELETE",
+        &format!("/tokens/{}", made["id"]),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

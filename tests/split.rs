@@ -24,7 +24,22 @@ async fn an_origin_asks_a_separate_control_plane() {
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     let control = ferry::serve::start_control(&config).await.unwrap();
     let control_http = control.http_addr;
-    let origin = start_with(|c| c.control.url = format!("http://{control_http}")).await;
+    // Origins and workers hold a `node` token, not an admin one.
+    let (status, made) = api(
+        control_http,
+        "POST",
+        "/tokens",
+        Some(ADMIN),
+        Some(r#"{"role":"node"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let node_token = made["token"].as_str().unwrap().to_owned();
+    let origin = start_with(|c| {
+        c.control.url = format!("http://{control_http}");
+        c.admin_token = node_token.clone();
+    })
+    .await;
 
     let (status, created) = api(
         control_http,
@@ -91,7 +106,7 @@ async fn an_origin_asks_a_separate_control_plane() {
     .await;
     assert_eq!(status, 201, "{t}");
     let _worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["worker", "--id", "w1", "--token", ADMIN])
+        .args(["worker", "--id", "w1", "--token", &node_token])
         .args(["--control", &format!("http://{control_http}")])
         .args([
             "--origin",

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-fn spawn_worker(server: &TestServer, id: &str) -> tokio::process::Child {
+fn spawn_worker(server: &TestServer, id: &str, token: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["worker", "--id", id])
         .args(["--control", &format!("http://{}", server.running.http_addr)])
-        .args(["--token", ADMIN])
+        .args(["--token", token])
         .args([
             "--origin",
             &format!("rtmp://{}/live", server.running.rtmp_addr),
@@ -35,9 +35,22 @@ async fn a_dead_workers_task_moves_to_another_worker() {
     let target = format!("rtmp://127.0.0.1:{port}/live/mirrorkey");
     let task_path = format!("/tasks/{}", add_restream_task(http, STREAM, &target).await);
 
+    // Workers get a `node` token: enough to take tasks, nothing else.
+    let (status, made) = api(
+        http,
+        "POST",
+        "/tokens",
+        Some(ADMIN),
+        Some(r#"{"role":"node"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let node_token = made["token"].as_str().unwrap().to_owned();
+    let (status, refused) = api(http, "GET", "/streams", Some(&node_token), None).await;
+    assert_eq!(status, 403, "{refused}");
     let mut workers = vec![
-        ("w1", spawn_worker(&origin, "w1")),
-        ("w2", spawn_worker(&origin, "w2")),
+        ("w1", spawn_worker(&origin, "w1", &node_token)),
+        ("w2", spawn_worker(&origin, "w2", &node_token)),
     ];
     let url = origin.rtmp_url(KEY);
     let publisher =

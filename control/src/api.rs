@@ -713,7 +713,7 @@ async fn auth_publish(
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings),
+          nodes, heartbeat, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -732,6 +732,11 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Routes a `node` token may call (workers and separate origins).
+fn node_may(path: &str) -> bool {
+    path.starts_with("/workers/") || path == "/nodes/heartbeat" || path == "/auth/publish"
+}
+
 async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) -> Response {
     let token = req
         .headers()
@@ -739,8 +744,16 @@ async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match token.map(|t| c.db.token_valid(t)) {
-        Some(Ok(true)) => next.run(req).await,
+    match token.map(|t| c.db.token_role(t)) {
+        Some(Ok(Some(crate::db::TokenRole::Admin))) => next.run(req).await,
+        Some(Ok(Some(crate::db::TokenRole::Node))) if node_may(req.uri().path()) => {
+            next.run(req).await
+        }
+        Some(Ok(Some(crate::db::TokenRole::Node))) => ApiError(
+            StatusCode::FORBIDDEN,
+            "this token is for workers and origins; use an admin token".into(),
+        )
+        .into_response(),
         Some(Err(e)) => ApiError::from(e).into_response(),
         _ => {
             let mut r = ApiError(
@@ -755,6 +768,53 @@ async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) 
             r
         }
     }
+}
+
+/// `POST /tokens`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// `admin` or `node` (workers and origins).
+    role: crate::db::TokenRole,
+}
+
+/// A new token, shown in full only in this response.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// Id (to delete it).
+    id: i64,
+    /// The token.
+    token: String,
+}
+
+/// Tokens (hints only).
+#[utoipa::path(get, path = "/tokens", responses((status = 200, body = [crate::db::TokenRow])))]
+async fn list_tokens(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<crate::db::TokenRow>>> {
+    Ok(Json(c.db.tokens()?))
+}
+
+/// Makes a token (shown once): `node` tokens can only run workers and origins.
+#[utoipa::path(post, path = "/tokens", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody)))]
+async fn create_token(
+    State(c): State<Arc<Control>>,
+    b: Body<NewToken>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    let new = body(b)?;
+    let token = crate::secret::generate();
+    let id = c.db.add_token_with_role(&token, new.role)?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { id, token })))
+}
+
+/// Deletes a token (not the last admin token).
+#[utoipa::path(delete, path = "/tokens/{id}", params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_token(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    c.db.delete_token(parse_id(&id)?)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn openapi_json() -> Response {
@@ -796,6 +856,8 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/server", get(server_info))
         .route("/auth/publish", post(auth_publish))
         .route("/stream-settings", get(stream_settings))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(delete_token))
         .route("/workers/{id}/claim", post(worker_claim))
         .route("/workers/{id}/renew", post(worker_renew))
         .route("/workers/{id}/release", post(worker_release))

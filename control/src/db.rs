@@ -73,7 +73,50 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE nodes ADD COLUMN streams TEXT NOT NULL DEFAULT '[]';",
     // Per-stream settings (HLS segment format, transcoding ladder), as JSON.
     "ALTER TABLE streams ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';",
+    // Scoped tokens: `admin` (everything), `node` (workers and origins only).
+    "ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';",
 ];
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// Everything: operators and the web UI.
+    Admin,
+    /// Only what workers and origins need: claim/renew/release tasks,
+    /// heartbeats, publish authorisation.
+    Node,
+}
+
+impl TokenRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Admin => "admin",
+            TokenRole::Node => "node",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        if s == "node" {
+            TokenRole::Node
+        } else {
+            TokenRole::Admin
+        }
+    }
+}
+
+/// A token as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TokenRow {
+    /// Id.
+    pub id: i64,
+    /// Masked token.
+    pub hint: String,
+    /// `admin` or `node`.
+    pub role: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
 
 /// A stream as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -212,26 +255,79 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Stores a token (its hash); a token already stored is left alone.
+    /// Stores an admin token (its hash); a token already stored is left alone.
     pub fn add_token(&self, token: &str) -> Result<(), DbError> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO tokens (hash, hint, created_at) VALUES (?1, ?2, ?3)",
-            params![secret::hash(token), secret::hint(token), now_s()],
-        )?;
-        Ok(())
+        self.add_token_with_role(token, TokenRole::Admin)
+            .map(|_| ())
     }
 
-    /// Whether `token` is an operator token (looked up by hash).
+    /// Stores a token with a role; returns its id.
+    pub fn add_token_with_role(&self, token: &str, role: TokenRole) -> Result<i64, DbError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO tokens (hash, hint, created_at, role) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                secret::hash(token),
+                secret::hint(token),
+                now_s(),
+                role.as_str()
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Whether `token` is an admin token (looked up by hash).
     pub fn token_valid(&self, token: &str) -> Result<bool, DbError> {
-        let found: Option<i64> = self
+        Ok(self.token_role(token)? == Some(TokenRole::Admin))
+    }
+
+    /// The role of `token`, if it is one.
+    pub fn token_role(&self, token: &str) -> Result<Option<TokenRole>, DbError> {
+        let role: Option<String> = self
             .conn()
             .query_row(
-                "SELECT id FROM tokens WHERE hash = ?1",
+                "SELECT role FROM tokens WHERE hash = ?1",
                 [secret::hash(token)],
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(found.is_some())
+        Ok(role.map(|r| TokenRole::parse(&r)))
+    }
+
+    /// Every token (hints only), newest first.
+    pub fn tokens(&self) -> Result<Vec<TokenRow>, DbError> {
+        let conn = self.conn();
+        let mut q =
+            conn.prepare("SELECT id, hint, role, created_at FROM tokens ORDER BY id DESC")?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    hint: r.get(1)?,
+                    role: r.get(2)?,
+                    created_at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Deletes a token; the last admin token cannot be deleted.
+    pub fn delete_token(&self, id: i64) -> Result<(), DbError> {
+        let conn = self.conn();
+        let admins: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM tokens WHERE role = 'admin' AND id != ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        if admins == 0 {
+            return Err(DbError::Exists("the last admin token (it stays)".into()));
+        }
+        let n = conn.execute("DELETE FROM tokens WHERE id = ?1", [id])?;
+        if n == 0 {
+            return Err(DbError::NotFound(format!("token {id}")));
+        }
+        Ok(())
     }
 
     // --- streams and keys ---------------------------------------------------
