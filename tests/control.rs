@@ -140,18 +140,10 @@ async fn every_route_refuses_a_missing_or_wrong_token() {
     let (status, _) = api(http, "GET", "/streams", Some(ADMIN), None).await;
     assert_eq!(status, 200);
     // Tokens: made once, listed as hints, deleted; the last admin token stays.
-    let (status, made) = api(
-        http,
-        "POST",
-        "/tokens",
-        Some(ADMIN),
-        Some(r#"{"role":"node"}"#),
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
+    let (made_id, made_token) = node_token(http).await;
     let (_, list) = api(http, "GET", "/tokens", Some(ADMIN), None).await;
     assert!(
-        !list.to_string().contains(made["token"].as_str().unwrap()),
+        !list.to_string().contains(&made_token),
         "token shown: {list}"
     );
     let admin_id = list
@@ -173,7 +165,7 @@ async fn every_route_refuses_a_missing_or_wrong_token() {
     let (status, _) = api(
         http,
         "DELETE",
-        &format!("/tokens/{}", made["id"]),
+        &format!("/tokens/{made_id}"),
         Some(ADMIN),
         None,
     )

@@ -25,16 +25,7 @@ async fn an_origin_asks_a_separate_control_plane() {
     let control = ferry::serve::start_control(&config).await.unwrap();
     let control_http = control.http_addr;
     // Origins and workers hold a `node` token, not an admin one.
-    let (status, made) = api(
-        control_http,
-        "POST",
-        "/tokens",
-        Some(ADMIN),
-        Some(r#"{"role":"node"}"#),
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
-    let node_token = made["token"].as_str().unwrap().to_owned();
+    let (_, node_token) = node_token(control_http).await;
     let origin = start_with(|c| {
         c.control.url = format!("http://{control_http}");
         c.admin_token = node_token.clone();

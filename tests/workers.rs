@@ -36,16 +36,7 @@ async fn a_dead_workers_task_moves_to_another_worker() {
     let task_path = format!("/tasks/{}", add_restream_task(http, STREAM, &target).await);
 
     // Workers get a `node` token: enough to take tasks, nothing else.
-    let (status, made) = api(
-        http,
-        "POST",
-        "/tokens",
-        Some(ADMIN),
-        Some(r#"{"role":"node"}"#),
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
-    let node_token = made["token"].as_str().unwrap().to_owned();
+    let (_, node_token) = node_token(http).await;
     let (status, refused) = api(http, "GET", "/streams", Some(&node_token), None).await;
     assert_eq!(status, 403, "{refused}");
     let mut workers = vec![

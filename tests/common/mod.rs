@@ -482,3 +482,21 @@ pub async fn add_restream_task(http: std::net::SocketAddr, stream: &str, target:
     assert_eq!(status, 201, "{task}");
     task["id"].as_i64().unwrap()
 }
+
+/// Makes a `node` token (for workers and origins) at the control plane at
+/// `http`: (its id, the token).
+pub async fn node_token(http: std::net::SocketAddr) -> (i64, String) {
+    let (status, made) = api(
+        http,
+        "POST",
+        "/tokens",
+        Some(ADMIN),
+        Some(r#"{"role":"node"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    (
+        made["id"].as_i64().unwrap(),
+        made["token"].as_str().unwrap().to_owned(),
+    )
+}
