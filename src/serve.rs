@@ -340,7 +340,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     .unwrap_or_default()
             })
         }
-        None => Arc::new(|_: &str| StreamSettings::default()),
+        // An origin apart from control: the settings came with the publish grant.
+        None => match &remote {
+            Some(client) => {
+                let client = client.clone();
+                Arc::new(move |name: &str| {
+                    StreamSettings::from_stored(&client.stream_settings(name))
+                })
+            }
+            None => Arc::new(|_: &str| StreamSettings::default()),
+        },
     };
     let ladders: transcoding::LadderLookup = {
         let (config, settings_of) = (config.clone(), settings_of.clone());

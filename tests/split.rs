@@ -60,6 +60,17 @@ async fn an_origin_asks_a_separate_control_plane() {
     .await;
     assert!(!ok && err.contains("unknown stream key"), "{err}");
 
+    // Settings made at control reach the origin with the publish grant.
+    let settings = r#"{"settings":{"transcode":true,"rungs":[{"name":"180p","height":180,"video_kbps":300}]}}"#;
+    let (status, s) = api(
+        control_http,
+        "PATCH",
+        "/streams/split",
+        Some(ADMIN),
+        Some(settings),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
     let url = origin.rtmp_url(&key);
     let mut encoder = publish_background(&url, 10);
     wait_for(
@@ -74,6 +85,12 @@ async fn an_origin_asks_a_separate_control_plane() {
     )
     .await;
     assert!(origin.running.hub.is_live("split"));
+    wait_for(
+        "the origin to transcode as control says",
+        Duration::from_secs(10),
+        || async { origin.running.hub.is_live("split/180p") },
+    )
+    .await;
     let (_, nodes) = api(control_http, "GET", "/nodes", Some(ADMIN), None).await;
     let origin_node = nodes
         .as_array()

@@ -246,6 +246,10 @@ pub struct PublishCheck {
 pub struct PublishGrant {
     /// Stream name.
     pub stream: String,
+    /// The stream's settings, for the origin to apply to this publish.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
 }
 
 // --- handlers ---------------------------------------------------------------
@@ -700,7 +704,10 @@ async fn auth_publish(
     use crate::auth::KeyLookup;
     let check = body(b)?;
     match c.db.lookup(&check.key).await {
-        Ok(Ok(stream)) => Ok(Json(PublishGrant { stream })),
+        Ok(Ok(stream)) => {
+            let settings = c.db.stream(&stream).map(|s| s.settings).unwrap_or_default();
+            Ok(Json(PublishGrant { stream, settings }))
+        }
         Ok(Err(why)) => Err(ApiError(StatusCode::FORBIDDEN, why.to_string())),
         Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }

@@ -11,6 +11,8 @@ pub struct ControlClient {
     base: String,
     token: String,
     client: reqwest::Client,
+    /// The settings control sent with each stream's last publish grant.
+    settings: dashmap::DashMap<String, serde_json::Value>,
 }
 
 impl ControlClient {
@@ -24,6 +26,7 @@ impl ControlClient {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             client,
+            settings: dashmap::DashMap::new(),
         })
     }
 
@@ -111,6 +114,16 @@ impl Leases for ControlClient {
     }
 }
 
+impl ControlClient {
+    /// The settings of `stream` as of its last publish grant (`Null` if none).
+    pub fn stream_settings(&self, stream: &str) -> serde_json::Value {
+        self.settings
+            .get(stream)
+            .map(|s| s.value().clone())
+            .unwrap_or_default()
+    }
+}
+
 impl crate::auth::KeyLookup for ControlClient {
     fn lookup<'a>(&'a self, key: &'a str) -> crate::auth::LookupFuture<'a> {
         use rtmp::auth::AuthError;
@@ -120,7 +133,10 @@ impl crate::auth::KeyLookup for ControlClient {
                 .post::<_, crate::api::PublishGrant>("/auth/publish", &body)
                 .await
             {
-                Ok(Some(grant)) => Ok(Ok(grant.stream)),
+                Ok(Some(grant)) => {
+                    self.settings.insert(grant.stream.clone(), grant.settings);
+                    Ok(Ok(grant.stream))
+                }
                 Ok(None) => Err("control gave no answer".into()),
                 Err(e) if e.starts_with("forbidden") => Ok(Err(if e.contains("disabled") {
                     AuthError::Disabled
