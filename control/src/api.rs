@@ -254,11 +254,13 @@ pub struct PublishGrant {
 
 // --- handlers ---------------------------------------------------------------
 
-fn live_status(c: &Control, name: &str) -> LiveStatus {
+/// A stream's live state: from this process's hub, or from `elsewhere`
+/// ([`Control::live_elsewhere`], read once per request by the caller).
+fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveStatus {
     let info = c.hub.info(name).filter(|i| i.live);
     let Some(info) = info else {
         // Live on another origin? Its heartbeat says so (no media details).
-        return match c.live_elsewhere().into_iter().find(|(s, _)| s == name) {
+        return match elsewhere.iter().find(|(s, _)| s == name) {
             Some((_, node)) => LiveStatus {
                 live: true,
                 publisher: Some(format!("on origin {node}")),
@@ -277,25 +279,21 @@ fn live_status(c: &Control, name: &str) -> LiveStatus {
         publisher: info.source,
         video_codec: info.video,
         audio_codec: info.audio,
-        bitrate: if info.live {
-            (info.bytes_in as f64 * 8.0 / secs) as u64
-        } else {
-            0
-        },
-        fps: if info.live {
-            (info.video_frames as f64 / secs * 100.0).round() / 100.0
-        } else {
-            0.0
-        },
-        uptime_s: if info.live { uptime.as_secs() } else { 0 },
+        bitrate: (info.bytes_in as f64 * 8.0 / secs) as u64,
+        fps: (info.video_frames as f64 / secs * 100.0).round() / 100.0,
+        uptime_s: uptime.as_secs(),
         viewers: info.subscribers,
     }
 }
 
-fn stream_view(c: &Control, stream: StreamRow) -> ApiResult<StreamView> {
+fn stream_view(
+    c: &Control,
+    stream: StreamRow,
+    elsewhere: &[(String, String)],
+) -> ApiResult<StreamView> {
     Ok(StreamView {
         keys: c.db.keys(&stream.name)?,
-        live: live_status(c, &stream.name),
+        live: live_status(c, &stream.name, elsewhere),
         stream,
     })
 }
@@ -304,9 +302,10 @@ fn stream_view(c: &Control, stream: StreamRow) -> ApiResult<StreamView> {
 #[utoipa::path(get, path = "/streams", responses((status = 200, body = [StreamView]), (status = 401, body = ErrorBody)))]
 async fn list_streams(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<StreamView>>> {
     let rows = c.db.streams()?;
+    let elsewhere = c.live_elsewhere();
     Ok(Json(
         rows.into_iter()
-            .map(|s| stream_view(&c, s))
+            .map(|s| stream_view(&c, s, &elsewhere))
             .collect::<ApiResult<_>>()?,
     ))
 }
@@ -340,7 +339,11 @@ async fn get_stream(
     State(c): State<Arc<Control>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<StreamView>> {
-    Ok(Json(stream_view(&c, c.db.stream(&name)?)?))
+    Ok(Json(stream_view(
+        &c,
+        c.db.stream(&name)?,
+        &c.live_elsewhere(),
+    )?))
 }
 
 /// Enables or disables a stream (disabling kicks its publisher).
@@ -376,7 +379,7 @@ async fn patch_stream(
             c.hub.kick(&name);
         }
     }
-    Ok(Json(stream_view(&c, row)?))
+    Ok(Json(stream_view(&c, row, &c.live_elsewhere())?))
 }
 
 /// Deletes a stream, its keys and tasks; a live publisher is kicked.
@@ -458,10 +461,11 @@ async fn live(
     State(c): State<Arc<Control>>,
 ) -> ApiResult<Json<std::collections::BTreeMap<String, LiveStatus>>> {
     let rows = c.db.streams()?;
+    let elsewhere = c.live_elsewhere();
     Ok(Json(
         rows.into_iter()
             .map(|s| {
-                let l = live_status(&c, &s.name);
+                let l = live_status(&c, &s.name, &elsewhere);
                 (s.name, l)
             })
             .collect(),

@@ -396,13 +396,16 @@ impl Server {
         stream_id: u32,
     ) -> Result<(), RtmpError> {
         let mut ingest = Ingest::default();
+        // One kick watcher for the whole session, not one per message.
+        let kicked = publisher.kicked();
+        tokio::pin!(kicked);
         loop {
             // A kick drops the message being read; the connection closes anyway.
             let msg = tokio::select! {
                 read = timeout(PUBLISHER_IDLE_TIMEOUT, t.read_message()) => {
                     read.map_err(|_| RtmpError::Timeout("publisher sent nothing"))??
                 }
-                () = publisher.kicked() => {
+                () = &mut kicked => {
                     info!(stream = %publisher.name(), "publisher kicked");
                     t.queue_command(
                         stream_id,
