@@ -37,6 +37,8 @@ data_dir = "$work/ferry-data"
 log = "warn"
 [rtmp]
 listen = "127.0.0.1:$ferry_rtmp"
+# Every player comes from 127.0.0.1 here (nginx-rtmp has no such limit).
+max_connections_per_address = 100000
 [http]
 listen = "127.0.0.1:$ferry_http"
 # RTMP fan-out only, like the nginx-rtmp peer (no HLS there either).

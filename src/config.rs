@@ -243,6 +243,12 @@ pub struct RtmpConfig {
     pub app: String,
     /// Connections held at once; more are closed on accept.
     pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    pub max_connections_per_address: usize,
+    /// Of `max_connections`, slots only publishers may take.
+    pub reserved_publisher_slots: usize,
+    /// Seconds a player may wait for a stream that is not live yet; 0 waits for ever.
+    pub player_wait_seconds: u64,
 }
 
 /// The HTTP listener.
@@ -296,6 +302,9 @@ impl Default for RtmpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
             app: "live".into(),
             max_connections: rtmp::limits::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: rtmp::limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            reserved_publisher_slots: rtmp::limits::DEFAULT_RESERVED_PUBLISHER_SLOTS,
+            player_wait_seconds: rtmp::limits::DEFAULT_PLAYER_WAIT.as_secs(),
         }
     }
 }

@@ -368,6 +368,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ServerConfig {
             app: config.rtmp.app.clone(),
             max_connections: config.rtmp.max_connections,
+            max_connections_per_address: config.rtmp.max_connections_per_address,
+            reserved_publisher_slots: config.rtmp.reserved_publisher_slots,
+            player_wait: Duration::from_secs(config.rtmp.player_wait_seconds),
         },
         hub.clone(),
         auth,

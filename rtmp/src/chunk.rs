@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::limits::{MAX_CHUNK_SIZE, MAX_CHUNK_STREAMS, MAX_MESSAGE_SIZE};
+use crate::limits::{MAX_BUFFERED_BYTES, MAX_CHUNK_SIZE, MAX_CHUNK_STREAMS, MAX_MESSAGE_SIZE};
 
 const DEFAULT_CHUNK_SIZE: u32 = 128;
 const EXTENDED: u32 = 0x00ff_ffff;
@@ -40,6 +40,9 @@ pub enum ChunkError {
     /// More than [`MAX_CHUNK_STREAMS`] chunk streams in use.
     #[error("more than {MAX_CHUNK_STREAMS} chunk streams open")]
     TooManyChunkStreams,
+    /// Partial messages across all chunk streams hold more than [`MAX_BUFFERED_BYTES`].
+    #[error("partial messages would hold {0} bytes, over the limit of {MAX_BUFFERED_BYTES}")]
+    TooMuchBuffered(usize),
     /// A compressed header (fmt 1-3) on a chunk stream that never had a full one.
     #[error("chunk stream {csid} starts with header format {fmt}, which needs a previous header")]
     NoPreviousHeader {
@@ -79,6 +82,11 @@ struct Header {
 pub struct ChunkDecoder {
     chunk_size: u32,
     streams: HashMap<u32, StreamState>,
+    /// Bytes held in partial messages across all chunk streams.
+    buffered: usize,
+    /// Payload bytes copied into partial messages so far: each input byte is
+    /// copied at most once, which the fuzz target checks.
+    copied: u64,
 }
 
 impl Default for ChunkDecoder {
@@ -86,6 +94,8 @@ impl Default for ChunkDecoder {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: HashMap::new(),
+            buffered: 0,
+            copied: 0,
         }
     }
 }
@@ -108,9 +118,22 @@ impl ChunkDecoder {
     /// Applies the peer's Abort message: drops the partial message on `csid`.
     pub fn abort(&mut self, csid: u32) {
         if let Some(s) = self.streams.get_mut(&csid) {
+            self.buffered -= s.partial.len();
             s.partial.clear();
             s.in_progress = false;
         }
+    }
+
+    /// Payload bytes copied so far; never more than the bytes consumed, so the
+    /// work per input byte is constant (the chunk layer once cloned every partial
+    /// message per chunk, which made one large message quadratic).
+    pub fn bytes_copied(&self) -> u64 {
+        self.copied
+    }
+
+    /// Bytes held in partial messages now (bounded by [`MAX_BUFFERED_BYTES`]).
+    pub fn buffered(&self) -> usize {
+        self.buffered
     }
 
     /// Reads chunks from `input` until a message is complete (returned) or the input
@@ -131,18 +154,29 @@ impl ChunkDecoder {
             if fresh && self.streams.len() >= MAX_CHUNK_STREAMS {
                 return Err(ChunkError::TooManyChunkStreams);
             }
-            let prev = self.streams.get(&h.csid).cloned().unwrap_or_default();
-            let continuing = h.fmt == 3 && prev.in_progress;
+            // Read what the header leaves out from the stream's state by reference:
+            // cloning it would copy the partial message on every chunk.
+            let (prev_length, prev_partial, prev_in_progress) =
+                self.streams.get(&h.csid).map_or((0, 0, false), |s| {
+                    (s.length, s.partial.len(), s.in_progress)
+                });
+            let continuing = h.fmt == 3 && prev_in_progress;
             let (length, already) = if continuing {
-                (prev.length, prev.partial.len())
+                (prev_length, prev_partial)
             } else {
-                let length = if h.fmt <= 1 { h.length } else { prev.length };
+                let length = if h.fmt <= 1 { h.length } else { prev_length };
                 if length > MAX_MESSAGE_SIZE {
                     return Err(ChunkError::MessageTooLarge(length));
                 }
                 (length, 0)
             };
             let n = (length as usize - already).min(self.chunk_size as usize);
+            // A new message drops the stream's old partial (if any) first.
+            let dropped = if continuing { 0 } else { prev_partial };
+            let would_hold = self.buffered - dropped + n;
+            if would_hold > MAX_BUFFERED_BYTES {
+                return Err(ChunkError::TooMuchBuffered(would_hold));
+            }
             if input.len() < h.len + n {
                 return Ok(None);
             }
@@ -167,6 +201,7 @@ impl ChunkDecoder {
                     state.length = h.length;
                     state.type_id = h.type_id;
                 }
+                self.buffered -= state.partial.len();
                 state.partial.clear();
                 state.partial.reserve((length as usize).min(64 << 10));
                 state.in_progress = true;
@@ -175,8 +210,11 @@ impl ChunkDecoder {
                 state.extended = h.extended;
             }
             state.partial.extend_from_slice(&body);
+            self.buffered += body.len();
+            self.copied += body.len() as u64;
             if state.partial.len() == state.length as usize {
                 state.in_progress = false;
+                self.buffered -= state.partial.len();
                 return Ok(Some(RawMessage {
                     csid: h.csid,
                     timestamp: state.timestamp,
@@ -505,5 +543,70 @@ mod tests {
             dec.decode(&mut next).map(|m| m.map(|m| m.timestamp)),
             Ok(Some(5))
         );
+    }
+
+    /// A maximal message in 128-byte chunks: each byte is copied once, and it
+    /// takes well under a second (cloning the partial message per chunk once
+    /// made this minutes of CPU, before `connect`, for anyone).
+    #[test]
+    fn maximal_message_in_small_chunks_costs_linear_work() {
+        let enc = ChunkEncoder::new();
+        let m = msg(6, 0, 9, MAX_MESSAGE_SIZE as usize);
+        let mut wire = BytesMut::new();
+        encode(&enc, &m, &mut wire);
+        let consumed = wire.len() as u64;
+        let mut dec = ChunkDecoder::new();
+        let started = std::time::Instant::now();
+        let mut input = BytesMut::new();
+        let mut got = None;
+        while !wire.is_empty() {
+            let n = wire.len().min(64 << 10);
+            input.extend_from_slice(&wire.split_to(n));
+            if let Some(m) = dec.decode(&mut input).expect("valid") {
+                got = Some(m);
+            }
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(
+            got.map(|g| g.payload.len()),
+            Some(MAX_MESSAGE_SIZE as usize)
+        );
+        assert_eq!(dec.bytes_copied(), u64::from(MAX_MESSAGE_SIZE));
+        assert!(dec.bytes_copied() <= consumed);
+        assert_eq!(dec.buffered(), 0);
+        assert!(
+            elapsed < std::time::Duration::from_secs(3),
+            "took {elapsed:?}"
+        );
+    }
+
+    /// Partial messages on many chunk streams cannot add up past the connection's bound.
+    #[test]
+    fn partial_messages_are_bounded_per_connection() {
+        let enc = ChunkEncoder::new();
+        let mut dec = ChunkDecoder::new();
+        let mut refused = None;
+        for csid in 3..(3 + MAX_CHUNK_STREAMS as u32) {
+            let mut wire = BytesMut::new();
+            encode(&enc, &msg(csid, 0, 9, MAX_MESSAGE_SIZE as usize), &mut wire);
+            // Everything but the last chunk: the message stays partial.
+            let mut partial = wire.split_to(wire.len() - 200);
+            match dec.decode(&mut partial) {
+                Ok(None) => {}
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+                Ok(Some(_)) => panic!("a partial message cannot complete"),
+            }
+            assert!(dec.buffered() <= MAX_BUFFERED_BYTES);
+        }
+        assert!(
+            matches!(refused, Some(ChunkError::TooMuchBuffered(n)) if n > MAX_BUFFERED_BYTES),
+            "{refused:?}"
+        );
+        // Abort releases what a stream held.
+        dec.abort(3);
+        assert!(dec.buffered() < MAX_BUFFERED_BYTES - (4 << 20));
     }
 }

@@ -33,6 +33,9 @@ pub enum RtmpError {
     /// An FLV tag body that could not be read.
     #[error("flv: {0}")]
     Flv(#[from] FlvError),
+    /// The peer went past one of the bounds in [`crate::limits`].
+    #[error("limit: {0}")]
+    Limit(&'static str),
     /// The peer broke the command sequence.
     #[error("protocol: {0}")]
     Protocol(String),

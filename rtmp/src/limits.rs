@@ -27,3 +27,25 @@ pub const PLAYER_BATCH_BYTES: usize = 256 << 10;
 /// A player's writes are at most this often: packets arriving in between go out
 /// together, trading this much latency for far fewer wake-ups and syscalls.
 pub const PLAYER_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Bytes all partial messages of one connection may hold together: one maximal
+/// message plus room for the other streams' small ones (without it, 64 chunk
+/// streams × [`MAX_MESSAGE_SIZE`] could be held per connection).
+pub const MAX_BUFFERED_BYTES: usize = MAX_MESSAGE_SIZE as usize + (4 << 20);
+/// Protocol replies (pongs, acknowledgements) a peer may leave unsent before it
+/// is disconnected: a ping flood from a client that never reads cannot grow
+/// the write buffer.
+pub const MAX_QUEUED_REPLY_BYTES: usize = 64 << 10;
+/// The longest application or stream name accepted (bytes).
+pub const MAX_NAME_LEN: usize = 128;
+/// Connections one address may hold at once by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 100;
+/// Connection slots kept for publishers by default: players and idle clients
+/// cannot take the last ones, so a real encoder still gets in.
+pub const DEFAULT_RESERVED_PUBLISHER_SLOTS: usize = 16;
+/// How long a player may wait for a stream that is not live by default; zero
+/// waits for ever.
+pub const DEFAULT_PLAYER_WAIT: Duration = Duration::from_secs(60);
+/// After refusing a publish, what the client still sends is read (and dropped)
+/// for this long before closing, so encoders (OBS) see the refusal and not a
+/// send error on their `FCUnpublish`.
+pub const REFUSAL_LINGER: Duration = Duration::from_millis(500);

@@ -12,6 +12,12 @@ pub struct RtmpMetrics {
     pub connections_accepted: Counter,
     /// Connections closed at accept because the limit was reached.
     pub connections_rejected: Counter,
+    /// Connections closed on accept because their address held too many.
+    pub connections_rejected_address: Counter,
+    /// Connections refused for an app or stream name too long or not printable.
+    pub bad_names: Counter,
+    /// Players closed because their stream did not go live in time.
+    pub player_wait_expired: Counter,
     /// Connections closed for a protocol violation or timeout.
     pub protocol_errors: Counter,
     /// Connections publishing now.
@@ -44,6 +50,21 @@ impl RtmpMetrics {
             "connections_rejected",
             "RTMP connections refused at the connection limit",
             self.connections_rejected.clone(),
+        );
+        r.register(
+            "connections_rejected_address",
+            "RTMP connections refused at the per-address limit",
+            self.connections_rejected_address.clone(),
+        );
+        r.register(
+            "bad_names",
+            "RTMP connections refused for a bad app or stream name",
+            self.bad_names.clone(),
+        );
+        r.register(
+            "player_wait_expired",
+            "RTMP players closed because their stream did not go live in time",
+            self.player_wait_expired.clone(),
         );
         r.register(
             "protocol_errors",

@@ -5,7 +5,7 @@
 //! hub or a player draining a hub subscription. Every failure ends only its own
 //! connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +33,14 @@ pub struct ServerConfig {
     pub app: String,
     /// Connections held at once; more are closed on accept.
     pub max_connections: usize,
+    /// Connections one address may hold at once; more are closed on accept.
+    pub max_connections_per_address: usize,
+    /// Of `max_connections`, slots only a publisher may use: once the others
+    /// are taken, a new connection may still publish but not play.
+    pub reserved_publisher_slots: usize,
+    /// How long a player may wait for a stream that has not gone live
+    /// (zero: for ever). A stream that was live and stops is waited for anyway.
+    pub player_wait: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +48,9 @@ impl Default for ServerConfig {
         Self {
             app: "live".into(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            reserved_publisher_slots: DEFAULT_RESERVED_PUBLISHER_SLOTS,
+            player_wait: DEFAULT_PLAYER_WAIT,
         }
     }
 }
@@ -50,7 +61,43 @@ pub struct Server {
     hub: Hub,
     auth: Arc<dyn PublishAuthorizer>,
     metrics: RtmpMetrics,
+    /// Slots any connection may take.
     slots: Arc<Semaphore>,
+    /// Slots kept for publishers once `slots` are gone.
+    publisher_slots: Arc<Semaphore>,
+    per_address: Arc<AddressCounts>,
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct AddressCounts(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+impl AddressCounts {
+    /// Counts a connection from `ip` unless it already holds `limit`.
+    fn try_add(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressGuard> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressGuard(self.clone(), ip))
+    }
+}
+
+/// Uncounts its connection when dropped.
+struct AddressGuard(Arc<AddressCounts>, IpAddr);
+
+impl Drop for AddressGuard {
+    fn drop(&mut self) {
+        let mut map = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
 }
 
 enum Role {
@@ -67,13 +114,17 @@ impl Server {
         auth: Arc<dyn PublishAuthorizer>,
         metrics: RtmpMetrics,
     ) -> Arc<Self> {
-        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let reserved = config.reserved_publisher_slots.min(config.max_connections);
+        let slots = Arc::new(Semaphore::new(config.max_connections - reserved));
+        let publisher_slots = Arc::new(Semaphore::new(reserved));
         Arc::new(Self {
             config,
             hub,
             auth,
             metrics,
             slots,
+            publisher_slots,
+            per_address: Arc::default(),
         })
     }
 
@@ -94,10 +145,24 @@ impl Server {
                     continue;
                 }
             };
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                self.metrics.connections_rejected.inc();
-                warn!(%peer, limit = self.config.max_connections, "rtmp connection limit reached, closing new connection");
+            let Some(address) = self
+                .per_address
+                .try_add(peer.ip(), self.config.max_connections_per_address)
+            else {
+                self.metrics.connections_rejected_address.inc();
+                debug!(%peer, limit = self.config.max_connections_per_address, "rtmp connections per address reached, closing new connection");
                 continue;
+            };
+            let (permit, publish_only) = match self.slots.clone().try_acquire_owned() {
+                Ok(p) => (p, false),
+                Err(_) => match self.publisher_slots.clone().try_acquire_owned() {
+                    Ok(p) => (p, true),
+                    Err(_) => {
+                        self.metrics.connections_rejected.inc();
+                        warn!(%peer, limit = self.config.max_connections, "rtmp connection limit reached, closing new connection");
+                        continue;
+                    }
+                },
             };
             self.metrics.connections_accepted.inc();
             let server = self.clone();
@@ -109,7 +174,7 @@ impl Server {
                     server.metrics.connections.inc();
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        r = server.clone().serve(tcp, peer, tick) => match r {
+                        r = server.clone().serve(tcp, peer, tick, publish_only) => match r {
                             Ok(()) => debug!("connection closed"),
                             Err(e) if e.is_client_closed() => debug!("peer closed the connection"),
                             Err(e) => {
@@ -120,6 +185,7 @@ impl Server {
                     }
                     server.metrics.connections.dec();
                     drop(permit);
+                    drop(address);
                 }
                 .instrument(span),
             );
@@ -131,9 +197,10 @@ impl Server {
         tcp: TcpStream,
         peer: SocketAddr,
         tick: Arc<Notify>,
+        publish_only: bool,
     ) -> Result<(), RtmpError> {
         tcp.set_nodelay(true)?;
-        self.serve_paced(tcp, peer, Some(tick)).await
+        self.serve_paced(tcp, peer, Some(tick), publish_only).await
     }
 
     /// Serves one already-accepted connection (any byte stream, for tests).
@@ -142,7 +209,7 @@ impl Server {
         io: S,
         peer: SocketAddr,
     ) -> Result<(), RtmpError> {
-        self.serve_paced(io, peer, None).await
+        self.serve_paced(io, peer, None, false).await
     }
 
     /// `tick`: the runtime's shared flush tick; without one, each player keeps its
@@ -152,12 +219,13 @@ impl Server {
         io: S,
         peer: SocketAddr,
         tick: Option<Arc<Notify>>,
+        publish_only: bool,
     ) -> Result<(), RtmpError> {
         let mut t = Transport::new(io, self.metrics.clone());
         timeout(HANDSHAKE_TIMEOUT, t.accept_handshake())
             .await
             .map_err(|_| RtmpError::Timeout("handshake"))??;
-        let role = timeout(COMMAND_TIMEOUT, self.negotiate(&mut t, peer))
+        let role = timeout(COMMAND_TIMEOUT, self.negotiate(&mut t, peer, publish_only))
             .await
             .map_err(|_| RtmpError::Timeout("waiting for publish or play"))??;
         match role {
@@ -184,6 +252,7 @@ impl Server {
         &self,
         t: &mut Transport<S>,
         peer: SocketAddr,
+        publish_only: bool,
     ) -> Result<Role, RtmpError> {
         let mut app: Option<String> = None;
         // `live/STREAM` as the app (what ffmpeg sends for
@@ -196,13 +265,23 @@ impl Server {
             };
             match cmd.name.as_str() {
                 "connect" => {
-                    let requested = cmd
+                    let raw = cmd
                         .args
                         .first()
                         .and_then(|o| o.get("app"))
                         .and_then(Amf0Value::as_str)
-                        .map(app_name)
                         .unwrap_or_default();
+                    let requested = match check_name(raw) {
+                        Ok(()) => app_name(raw),
+                        Err(why) => {
+                            self.metrics.bad_names.inc();
+                            let why = format!("application name refused: {why}");
+                            info!(app = ?truncated(raw), "connect refused: bad application name");
+                            t.queue_command(0, &connect_error(cmd.transaction, &why));
+                            t.flush().await?;
+                            return Ok(Role::Done);
+                        }
+                    };
                     let (requested, sub) = match requested.split_once('/') {
                         Some((a, rest)) if a == self.config.app && !rest.is_empty() => {
                             (a.to_owned(), Some(rest.to_owned()))
@@ -211,23 +290,9 @@ impl Server {
                     };
                     if requested != self.config.app {
                         let why = format!("unknown application {requested:?}");
-                        t.queue_command(
-                            0,
-                            &message::command_body(
-                                "_error",
-                                cmd.transaction,
-                                &[
-                                    Amf0Value::Null,
-                                    message::status_object(
-                                        "error",
-                                        "NetConnection.Connect.Rejected",
-                                        &why,
-                                    ),
-                                ],
-                            ),
-                        );
+                        t.queue_command(0, &connect_error(cmd.transaction, &why));
                         t.flush().await?;
-                        info!(app = %requested, "connect refused: unknown application");
+                        info!(app = ?requested, "connect refused: unknown application");
                         return Ok(Role::Done);
                     }
                     t.queue_control(
@@ -295,11 +360,36 @@ impl Server {
                     };
                     // Clients publish or play on the stream they created last.
                     let stream_id = next_stream_id.saturating_sub(1).max(1);
-                    let mut name = stream_name(arg_str(&cmd, 1).unwrap_or_default());
+                    let publish = cmd.name == "publish";
+                    let raw = arg_str(&cmd, 1).unwrap_or_default();
+                    let refusal = match check_name(raw) {
+                        Err(why) => {
+                            self.metrics.bad_names.inc();
+                            Some(format!("stream name refused: {why}"))
+                        }
+                        Ok(()) if publish_only && !publish => {
+                            self.metrics.connections_rejected.inc();
+                            Some("server is full: the slots left are kept for publishers".into())
+                        }
+                        Ok(()) => None,
+                    };
+                    if let Some(why) = refusal {
+                        let code = if publish {
+                            "NetStream.Publish.BadName"
+                        } else {
+                            "NetStream.Play.Failed"
+                        };
+                        info!(name = ?truncated(raw), reason = %why, command = %cmd.name, "refused");
+                        t.queue_command(stream_id, &on_status("error", code, &why));
+                        t.flush().await?;
+                        linger(t).await;
+                        return Ok(Role::Done);
+                    }
+                    let mut name = stream_name(raw);
                     if let Some(prefix) = &below {
                         name = format!("{prefix}/{name}");
                     }
-                    return if cmd.name == "publish" {
+                    return if publish {
                         self.start_publish(t, peer, app, &name, stream_id).await
                     } else {
                         self.start_play(t, &name, stream_id).await
@@ -352,6 +442,7 @@ impl Server {
             &on_status("error", "NetStream.Publish.BadName", &refusal),
         );
         t.flush().await?;
+        linger(t).await;
         Ok(Role::Done)
     }
 
@@ -458,6 +549,12 @@ impl Server {
         // An idle player waits on the stream instead, so the first write after a
         // quiet spell (the GOP cache on join) goes out at once.
         let mut next_slot: Option<tokio::time::Instant> = None;
+        // A stream that is not live must go live within `player_wait`, or the
+        // player is told it does not exist (players on made-up names do not
+        // hold connections for ever); once it has been live, it is waited for.
+        let wait = self.config.player_wait;
+        let mut give_up =
+            (!sub.is_live() && !wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
         loop {
             let paced = next_slot.is_some();
             let slot = next_slot.unwrap_or_else(tokio::time::Instant::now);
@@ -469,13 +566,27 @@ impl Server {
                         return Ok(());
                     }
                 }
+                () = tokio::time::sleep_until(give_up.unwrap_or_else(tokio::time::Instant::now)), if give_up.is_some() => {
+                    self.metrics.player_wait_expired.inc();
+                    info!(stream = sub.name(), waited = ?wait, "player closed: the stream did not go live");
+                    t.queue_command(
+                        stream_id,
+                        &on_status("error", "NetStream.Play.StreamNotFound", "the stream is not live"),
+                    );
+                    let _ = timeout(PLAYER_WRITE_TIMEOUT, t.flush()).await;
+                    return Ok(());
+                }
                 ev = sub.recv(), if !paced => {
                     let Some(ev) = ev else { return Ok(()) };
+                    if matches!(ev, Event::Started) {
+                        give_up = None;
+                    }
                     out.write(t, ev);
                     drain(&mut sub, &mut out, t);
                     next_slot = Some(next_after(t.pending(), tokio::time::Instant::now()));
                 }
                 () = pace(tick, slot), if paced => {
+                    give_up = None;
                     drain(&mut sub, &mut out, t);
                     next_slot = (t.pending() > 0).then(|| next_after(t.pending(), slot));
                 }
@@ -748,6 +859,53 @@ impl PlayWriter {
             }
         }
     }
+}
+
+/// After a refusal, reads and drops what the client still sends (OBS sends
+/// `FCUnpublish` and `deleteStream`) for [`REFUSAL_LINGER`] or until it closes,
+/// so it reads the refusal instead of failing to send.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(t: &mut Transport<S>) {
+    let _ = timeout(REFUSAL_LINGER, async {
+        while t.read_message().await.is_ok() {}
+    })
+    .await;
+}
+
+/// Why `raw` (an app or stream name as the client sent it) is refused: too
+/// long, or with bytes that would forge log lines or paths.
+fn check_name(raw: &str) -> Result<(), String> {
+    if raw.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "{} bytes long, the limit is {MAX_NAME_LEN}",
+            raw.len()
+        ));
+    }
+    if let Some(c) = raw.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "it contains {c:?}; names are printable ASCII without spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// At most the first [`MAX_NAME_LEN`] bytes of a refused name, for the log.
+fn truncated(raw: &str) -> &str {
+    let mut end = raw.len().min(MAX_NAME_LEN);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    &raw[..end]
+}
+
+fn connect_error(transaction: f64, why: &str) -> Bytes {
+    message::command_body(
+        "_error",
+        transaction,
+        &[
+            Amf0Value::Null,
+            message::status_object("error", "NetConnection.Connect.Rejected", why),
+        ],
+    )
 }
 
 fn connect_result(transaction: f64) -> Bytes {

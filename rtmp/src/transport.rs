@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
 use crate::handshake::{ClientHandshake, ServerHandshake};
+use crate::limits::MAX_QUEUED_REPLY_BYTES;
 use crate::message::{self, Message, type_id, user_control};
 use crate::{RtmpError, RtmpMetrics};
 
@@ -38,6 +39,8 @@ pub struct Transport<S> {
     bytes_in: u64,
     acked_at: u64,
     ack_window: Option<u32>,
+    /// Pong bytes queued since the last flush (bounded by [`MAX_QUEUED_REPLY_BYTES`]).
+    replies_unsent: usize,
     metrics: RtmpMetrics,
 }
 
@@ -54,6 +57,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
             bytes_in: 0,
             acked_at: 0,
             ack_window: None,
+            replies_unsent: 0,
             metrics,
         }
     }
@@ -118,13 +122,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
                 Message::Abort(csid) => self.decoder.abort(csid),
                 Message::WindowAckSize(size) => self.ack_window = Some(size.max(1)),
                 Message::UserControl { event, data } if event == user_control::PING_REQUEST => {
+                    if self.replies_unsent > MAX_QUEUED_REPLY_BYTES {
+                        return Err(RtmpError::Limit(
+                            "pings arrive faster than replies are read",
+                        ));
+                    }
                     let t = data
                         .get(..4)
                         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    let before = self.wbuf.len();
                     self.queue_control(
                         type_id::USER_CONTROL,
                         &message::user_control_body(user_control::PING_RESPONSE, t),
                     );
+                    self.replies_unsent += self.wbuf.len() - before;
                 }
                 Message::Acknowledgement(_) | Message::SetPeerBandwidth(_) | Message::Other(_) => {}
                 other => return Ok(other),
@@ -199,6 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
         let n = self.wbuf.len();
         self.io.write_all(&self.wbuf).await?;
         self.wbuf.clear();
+        self.replies_unsent = 0;
         self.metrics.bytes_out.inc_by(n as u64);
         Ok(())
     }
