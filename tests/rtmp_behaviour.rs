@@ -12,7 +12,7 @@ use common::*;
 use rtmp::chunk::ChunkEncoder;
 use rtmp::message::{Message, type_id};
 use rtmp::{Client, RtmpError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// The next video tag a client receives, skipping everything else.
@@ -225,44 +225,6 @@ async fn stalled_player_does_not_delay_publisher_or_other_players() {
         "the stalled player was never resynced"
     );
     assert!(server.metric("ferry_hub_dropped_packets_total").await > 0.0);
-}
-
-async fn handshaken(addr: std::net::SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut out = BytesMut::new();
-    let mut hs = rtmp::handshake::ClientHandshake::start(&mut out);
-    s.write_all(&out).await.unwrap();
-    let mut input = BytesMut::new();
-    let mut c2 = BytesMut::new();
-    while !hs.feed(&mut input, &mut c2).unwrap() {
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "server closed during handshake");
-        input.extend_from_slice(&buf[..n]);
-    }
-    s.write_all(&c2).await.unwrap();
-    s
-}
-
-/// Reads until the server closes; panics if it keeps the connection open.
-async fn assert_closed_by_server(mut s: TcpStream, what: &str) {
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut buf = [0u8; 65536];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "{what}: connection left open");
-}
-
-fn command(body: &[u8], stream_id: u32) -> BytesMut {
-    let mut out = BytesMut::new();
-    ChunkEncoder::new().write(&mut out, 3, 0, type_id::COMMAND_AMF0, stream_id, body);
-    out
 }
 
 #[tokio::test]

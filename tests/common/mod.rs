@@ -500,3 +500,52 @@ pub async fn node_token(http: std::net::SocketAddr) -> (i64, String) {
         made["token"].as_str().unwrap().to_owned(),
     )
 }
+
+/// A TCP connection to `addr` that has done the RTMP handshake, raw.
+pub async fn handshaken(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    let mut hs = rtmp::handshake::ClientHandshake::start(&mut out);
+    s.write_all(&out).await.unwrap();
+    let mut input = bytes::BytesMut::new();
+    let mut c2 = bytes::BytesMut::new();
+    while !hs.feed(&mut input, &mut c2).unwrap() {
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "server closed during handshake");
+        input.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(&c2).await.unwrap();
+    s
+}
+
+/// Reads until the server closes; panics if it keeps the connection open.
+pub async fn assert_closed_by_server(mut s: tokio::net::TcpStream, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 65536];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "{what}: connection left open");
+}
+
+/// One AMF0 command message on chunk stream 3, as bytes.
+pub fn command(body: &[u8], stream_id: u32) -> bytes::BytesMut {
+    let mut out = bytes::BytesMut::new();
+    rtmp::chunk::ChunkEncoder::new().write(
+        &mut out,
+        3,
+        0,
+        rtmp::message::type_id::COMMAND_AMF0,
+        stream_id,
+        body,
+    );
+    out
+}
