@@ -257,6 +257,12 @@ pub struct RtmpConfig {
 pub struct HttpConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Connections held at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a connection may move no byte before it is closed.
+    pub idle_timeout_seconds: u64,
 }
 
 /// A publishable stream: encoders publish to `KEY`, players play `NAME`.
@@ -313,6 +319,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_connections: 8192,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 mod hls_origin;
 mod hls_upload;
 mod http;
+mod http_serve;
 mod keys;
 pub mod serve;
 pub mod stream_settings;

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::config::{Config, StoreKind};
 use crate::hls_origin;
 use crate::http::{self, HttpState};
+use crate::http_serve;
 use crate::keys;
 use crate::stream_settings::StreamSettings;
 use crate::transcoding;
@@ -231,7 +232,10 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     let control = open_control(config, &hub, config.rtmp.listen.port(), http_addr, &streams)?;
     let mut registry = Registry::with_prefix("ferry");
     hub.metrics().register(&mut registry);
+    let http_metrics = http_serve::HttpMetrics::default();
+    http_metrics.register(&mut registry);
     let http_state = Arc::new(HttpState::new(registry));
+    let (_, http_cap) = connection_caps(config);
     let store = OriginStore::memory();
     let cancel = CancellationToken::new();
     let heartbeat = tokio::spawn(node_heartbeat(
@@ -241,7 +245,14 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
         cancel.clone(),
     ));
     let api = control::api::router(control);
-    let http_task = spawn_http(http_listener, http::router(http_state, store, api), &cancel);
+    let http_task = spawn_http(
+        http_listener,
+        http::router(http_state, store, api),
+        config,
+        http_cap,
+        http_metrics,
+        &cancel,
+    );
     info!(http = %http_addr, "ferry control is serving");
     Ok(Running {
         rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -256,18 +267,43 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
 fn spawn_http(
     listener: TcpListener,
     router: axum::Router,
+    config: &Config,
+    max_connections: usize,
+    metrics: http_serve::HttpMetrics,
     cancel: &CancellationToken,
 ) -> JoinHandle<()> {
-    let cancel = cancel.clone();
-    tokio::spawn(async move {
-        let shutdown = async move { cancel.cancelled().await };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            warn!(error = %e, "http server stopped");
-        }
-    })
+    let limits = http_serve::HttpLimits {
+        max_connections,
+        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds.max(1)),
+        idle_timeout: Duration::from_secs(config.http.idle_timeout_seconds.max(1)),
+    };
+    tokio::spawn(http_serve::serve(
+        listener,
+        router,
+        limits,
+        metrics,
+        cancel.clone(),
+    ))
+}
+
+/// The RTMP and HTTP connection caps, after raising the open-file limit, so
+/// that both together leave descriptors for everything else.
+fn connection_caps(config: &Config) -> (usize, usize) {
+    let limit = http_serve::raise_fd_limit();
+    let (rtmp, http) = http_serve::fit_caps(
+        config.rtmp.max_connections,
+        config.http.max_connections,
+        limit,
+    );
+    if (rtmp, http) != (config.rtmp.max_connections, config.http.max_connections) {
+        warn!(
+            rtmp,
+            http,
+            open_file_limit = limit,
+            "connection caps lowered to fit the open-file limit"
+        );
+    }
+    (rtmp, http)
 }
 
 /// Starts every role of `config` on the current tokio runtime; with
@@ -308,7 +344,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     hls_metrics.register(&mut registry);
     let ladder_metrics = transcode::LadderMetrics::default();
     ladder_metrics.register(&mut registry);
+    let http_metrics = http_serve::HttpMetrics::default();
+    http_metrics.register(&mut registry);
     let http_state = Arc::new(HttpState::new(registry));
+    let (rtmp_cap, http_cap) = connection_caps(config);
 
     // The control plane: in this process, or another one's over HTTP.
     let remote = if config.control.url.is_empty() {
@@ -367,7 +406,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let server = Server::new(
         ServerConfig {
             app: config.rtmp.app.clone(),
-            max_connections: config.rtmp.max_connections,
+            max_connections: rtmp_cap,
             max_connections_per_address: config.rtmp.max_connections_per_address,
             reserved_publisher_slots: config.rtmp.reserved_publisher_slots,
             player_wait: Duration::from_secs(config.rtmp.player_wait_seconds),
@@ -466,7 +505,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             })
         }
     };
-    let http_task = spawn_http(http_listener, http::router(http_state, store, api), &cancel);
+    let http_task = spawn_http(
+        http_listener,
+        http::router(http_state, store, api),
+        config,
+        http_cap,
+        http_metrics,
+        &cancel,
+    );
     info!(rtmp = %rtmp_addr, http = %http_addr, "ferry is serving");
     Ok(Running {
         rtmp_addr,
