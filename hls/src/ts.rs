@@ -34,13 +34,15 @@ pub struct TsTracks {
 #[derive(Debug)]
 pub struct TsMuxer {
     tracks: TsTracks,
-    cc: [u8; 3],
+    /// Continuity counters of video, audio, PAT and PMT: one per PID, so each
+    /// PID counts on without a gap from segment to segment.
+    cc: [u8; 4],
 }
 
 impl TsMuxer {
     /// A muxer for these tracks.
     pub fn new(tracks: TsTracks) -> Self {
-        Self { tracks, cc: [0; 3] }
+        Self { tracks, cc: [0; 4] }
     }
 
     /// The tracks being muxed.
@@ -230,6 +232,7 @@ fn cc_slot(pid: u16) -> usize {
     match pid {
         VIDEO_PID => 0,
         AUDIO_PID => 1,
+        PMT_PID => 3,
         _ => 2,
     }
 }

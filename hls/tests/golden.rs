@@ -138,3 +138,41 @@ fn packager_output_matches_goldens() {
     assert_eq!(segments, 3, "cuts at the keyframes at 0 s, 2 s and 4 s");
     check("source-index.m3u8", &last_playlist.unwrap());
 }
+
+/// Every PID's continuity counter goes up by one per packet with a payload
+/// across consecutive segments: VLC and TS analysers flag any other step (the
+/// PAT and the PMT once shared a counter and each skipped one per segment).
+#[test]
+fn continuity_counters_run_on_across_segments() {
+    let mut stream = Vec::new();
+    let mut segments = 0;
+    for o in outputs(Container::Ts) {
+        if let Output::Segment { data, .. } = o {
+            stream.extend_from_slice(&data);
+            segments += 1;
+        }
+    }
+    assert!(segments >= 3);
+    let mut last: std::collections::HashMap<u16, u8> = std::collections::HashMap::new();
+    let mut checked = 0;
+    for packet in stream.chunks(188) {
+        let pid = u16::from_be_bytes([packet[1] & 0x1f, packet[2]]);
+        let has_payload = packet[3] & 0x10 != 0;
+        let cc = packet[3] & 0x0f;
+        if !has_payload {
+            continue;
+        }
+        if let Some(prev) = last.insert(pid, cc) {
+            assert_eq!(
+                cc,
+                (prev + 1) & 0x0f,
+                "PID {pid:#x} jumps from {prev} to {cc}"
+            );
+            checked += 1;
+        }
+    }
+    for pid in [0u16, 0x1000, 0x100, 0x101] {
+        assert!(last.contains_key(&pid), "PID {pid:#x} missing");
+    }
+    assert!(checked > 100);
+}
