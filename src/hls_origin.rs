@@ -39,6 +39,8 @@ pub struct HlsMetrics {
     pub packagers: Gauge,
     /// Segments waiting for the store (grows during an outage).
     pub upload_queue: Gauge,
+    /// Segments cut without a keyframe (an encoder that stopped sending them).
+    pub forced_cuts: Counter,
 }
 
 impl HlsMetrics {
@@ -59,6 +61,16 @@ impl HlsMetrics {
             "playlist_errors",
             "HLS playlist writes that failed",
             self.playlist_errors.clone(),
+        );
+        r.register(
+            "upload_queue",
+            "HLS segments waiting for the origin store, all streams",
+            self.upload_queue.clone(),
+        );
+        r.register(
+            "forced_cuts",
+            "HLS segments cut without a keyframe at the segment length cap",
+            self.forced_cuts.clone(),
         );
         r.register(
             "packagers",
@@ -244,7 +256,9 @@ async fn package(origin: &HlsOrigin, name: &str) {
                 if !v.listed {
                     continue;
                 }
+                let forced = v.packager.forced_cuts();
                 let out = v.packager.handle(&event, SystemTime::now());
+                metrics.forced_cuts.inc_by(v.packager.forced_cuts() - forced);
                 let closed = out.iter().any(|o| matches!(o, hls::Output::Playlist { .. }));
                 uploads.push(out);
                 if closed {

@@ -101,16 +101,26 @@ async fn upload(
     let (st, notify) = &*state;
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
+    // This stream's share of the process-wide gauge, taken back when it ends.
+    let mut counted: i64 = 0;
+    let mut count = |now: usize| {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        metrics.upload_queue.inc_by(now - counted);
+        counted = now;
+    };
     loop {
         let (front, closed) = {
             let mut q = lock(st);
             enforce_bound(&mut q.queue, max_segments, &metrics, &lost, &name);
-            metrics.upload_queue.set(segments(&q.queue) as i64);
+            count(segments(&q.queue));
             (q.queue.front().cloned(), q.closed)
         };
         let (id, head) = match front {
             Some(h) => h,
-            None if closed => return,
+            None if closed => {
+                count(0);
+                return;
+            }
             None => {
                 // A push between the unlock and here leaves a permit: nothing is missed.
                 notify.notified().await;

@@ -7,4 +7,7 @@ mod packager;
 pub mod playlist;
 pub mod ts;
 
-pub use packager::{Container, Output, Packager, PackagerConfig, SOURCE_VARIANT};
+pub use packager::{
+    Container, MAX_SEGMENT_BYTES, MAX_SEGMENT_TARGETS, Output, Packager, PackagerConfig,
+    SOURCE_VARIANT,
+};

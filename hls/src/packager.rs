@@ -84,6 +84,8 @@ struct Open {
     last_dts: Timestamp,
     last_delta: i64,
     video_frames: u64,
+    /// Media bytes in the segment so far (bounded by [`MAX_SEGMENT_BYTES`]).
+    payload_bytes: usize,
     data: BytesMut,
     /// fMP4 only: the frames, written out when the segment closes.
     samples: Vec<Packet>,
@@ -119,10 +121,19 @@ pub struct Packager {
     generation: u64,
     /// The init segment written for the current generation, if any.
     map: Option<(u64, String)>,
+    /// Segments cut without a keyframe (see [`MAX_SEGMENT_TARGETS`]).
+    forced_cuts: u64,
 }
 
 /// Audio frames held while waiting for the first keyframe (about 2 s of AAC).
 const EARLY_AUDIO_MAX: usize = 96;
+/// A segment is cut without waiting for a keyframe once it spans this many
+/// target durations: an encoder that stops sending keyframes must not grow
+/// one segment (and the memory holding it) without bound.
+pub const MAX_SEGMENT_TARGETS: u32 = 3;
+/// A segment is cut without waiting for a keyframe once it holds this many
+/// bytes (a bitrate far above any sane ladder).
+pub const MAX_SEGMENT_BYTES: usize = 64 << 20;
 
 impl Packager {
     /// A packager with no segments yet.
@@ -152,6 +163,7 @@ impl Packager {
             audio_raw: None,
             generation: 0,
             map: None,
+            forced_cuts: 0,
         }
     }
 
@@ -203,7 +215,16 @@ impl Packager {
             (self.config.cut_every_keyframe && p.dts.checked_sub(o.start).is_some_and(|d| d > 0))
                 || p.dts.duration_since(o.start).unwrap_or_default() >= self.config.target_duration
         });
-        if sync && (self.open.is_none() || due) {
+        let forced = !sync
+            && self.open.as_ref().is_some_and(|o| {
+                p.dts.duration_since(o.start).unwrap_or_default()
+                    >= self.config.target_duration * MAX_SEGMENT_TARGETS
+                    || o.payload_bytes >= MAX_SEGMENT_BYTES
+            });
+        if forced {
+            self.forced_cuts += 1;
+        }
+        if (sync && (self.open.is_none() || due)) || forced {
             self.close(Some(p.dts), out);
             let mut muxer = self.muxer.take().unwrap_or_else(|| {
                 TsMuxer::new(TsTracks {
@@ -223,6 +244,7 @@ impl Packager {
                 last_dts: p.dts,
                 last_delta: 0,
                 video_frames: 0,
+                payload_bytes: 0,
                 data,
                 samples: Vec::new(),
                 map,
@@ -241,6 +263,7 @@ impl Packager {
             return;
         };
         let fmp4 = self.config.container == Container::Fmp4;
+        open.payload_bytes += p.payload.len();
         for early in self.early_audio.drain(..) {
             if fmp4 {
                 open.samples.push(early);
@@ -395,6 +418,12 @@ impl Packager {
             frame_rate: (self.video_secs > 0.0)
                 .then(|| (self.video_frames as f64 / self.video_secs * 1000.0).round() / 1000.0),
         })
+    }
+
+    /// Segments cut without a keyframe so far, because the open one reached
+    /// [`MAX_SEGMENT_TARGETS`] target durations or [`MAX_SEGMENT_BYTES`].
+    pub fn forced_cuts(&self) -> u64 {
+        self.forced_cuts
     }
 
     /// Segments in the media playlist now.
