@@ -12,7 +12,7 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use prometheus_client::registry::Registry;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::hls_upload::Uploads;
 
@@ -197,6 +197,7 @@ async fn package(origin: &HlsOrigin, name: &str) {
     } = origin;
     let mut base = config.clone();
     base.container = (origin.containers)(name);
+    base.session = session_id();
     let ladder = (origin.ladders)(name);
     let mut variants = vec![VariantPackager {
         packager: Packager::new(base.clone()),
@@ -233,6 +234,15 @@ async fn package(origin: &HlsOrigin, name: &str) {
         })
         .collect();
     drop(tx);
+    let cleanup = tokio::spawn(remove_stale(
+        store.clone(),
+        name.to_owned(),
+        base.session.clone(),
+        variants
+            .iter()
+            .map(|v| v.packager.variant_name().to_owned())
+            .collect(),
+    ));
     let mut uploads = Uploads::start(store.clone(), name.to_owned(), *max_queued, metrics.clone());
     let mut master = Master::default();
     info!(
@@ -278,7 +288,80 @@ async fn package(origin: &HlsOrigin, name: &str) {
         f.abort();
     }
     uploads.finish().await;
+    let _ = cleanup.await;
     info!(stream = name, "hls packaging ended");
+}
+
+/// A new publish session's id: the wall clock in milliseconds, base 36, and
+/// never the same twice in this process (a restart sees a later clock). It
+/// goes into every segment name, so names are never reused for other bytes.
+pub fn session_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let prev = LAST.fetch_max(now, Ordering::Relaxed);
+    let id = if prev >= now {
+        // Same millisecond (or a clock step back): take the next free value.
+        LAST.fetch_add(1, Ordering::Relaxed) + 1
+    } else {
+        now
+    };
+    base36(id)
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Deletes what earlier publish sessions of `stream` left in the store:
+/// segments and init segments of other sessions, and playlists of variants
+/// this session does not have (its own playlists replace the others).
+async fn remove_stale(store: OriginStore, stream: String, session: String, variants: Vec<String>) {
+    let keys = match store.list(&stream).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            warn!(stream, error = %e, "cannot list old segments to clean up");
+            return;
+        }
+    };
+    let own = format!("{session}-");
+    let mut removed = 0usize;
+    for key in keys {
+        let Some(rest) = key.strip_prefix(&format!("{stream}/")) else {
+            continue;
+        };
+        let (variant, file) = rest.split_once('/').unwrap_or(("", rest));
+        let stale = match origin_store::Kind::of(file) {
+            origin_store::Kind::TsSegment | origin_store::Kind::Mp4Segment => {
+                !file.starts_with(&own)
+            }
+            origin_store::Kind::Playlist => {
+                !variant.is_empty() && !variants.iter().any(|v| v == variant)
+            }
+            origin_store::Kind::Other => false,
+        };
+        if stale && store.delete(&key).await.is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        info!(
+            stream,
+            removed, "removed what earlier sessions left in the store"
+        );
+    }
 }
 
 /// The multivariant playlist, written once every variant that is on the air

@@ -264,7 +264,7 @@ async fn sliding_window_deletes_old_segments() {
     let names: Vec<u64> = playlist
         .segments
         .iter()
-        .map(|s| s.uri.trim_end_matches(".ts").parse().unwrap())
+        .map(|s| segment_number(&s.uri).unwrap())
         .collect();
     assert_eq!(names, vec![first, first + 1], "sequence numbers match URIs");
     let dir = server.data.path().join("hls").join(STREAM).join("source");
@@ -341,4 +341,76 @@ async fn playlists_never_name_a_segment_before_it_is_stored() {
     let (ok, err) = publisher.await.unwrap();
     assert!(ok, "{err}");
     assert!(checked > 20, "only {checked} checks while live");
+}
+
+/// Every stored segment and init segment of `stream`, name → bytes.
+fn stored_objects(root: &Path, stream: &str) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut out = std::collections::HashMap::new();
+    let base = root.join("hls").join(stream);
+    for variant in std::fs::read_dir(&base).unwrap().flatten() {
+        if !variant.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(variant.path()).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".m3u8") {
+                let key = format!("{}/{name}", variant.file_name().to_string_lossy());
+                out.insert(key, std::fs::read(f.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A restart (or a publish after the reconnect grace) starts a new session:
+/// its segment names are new, never a name of the old session with other
+/// bytes (segments are served `immutable`, so a cache would keep the old
+/// ones), and what the old session left is removed from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_names_are_never_reused_across_sessions() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    for container in [HlsContainer::Ts, HlsContainer::Fmp4] {
+        let first = start_with(|c| {
+            c.data_dir = dir.clone();
+            c.hls.container = container;
+        })
+        .await;
+        let (ok, err) = publish_file(&first.rtmp_url(KEY), &sample("h264-aac-240p25.flv")).await;
+        assert!(ok, "{err}");
+        let (text1, _) = wait_for_endlist(first.running.http_addr, STREAM).await;
+        let before = stored_objects(&dir, STREAM);
+        first.running.shutdown().await;
+
+        let second = start_with(|c| {
+            c.data_dir = dir.clone();
+            c.hls.container = container;
+        })
+        .await;
+        let (ok, err) = publish_file(&second.rtmp_url(KEY), &sample("h264-aac-720p30.flv")).await;
+        assert!(ok, "{err}");
+        let (text2, p2) = wait_for_endlist(second.running.http_addr, STREAM).await;
+        let after = stored_objects(&dir, STREAM);
+        for (name, bytes) in &after {
+            if let Some(old) = before.get(name) {
+                assert_eq!(old, bytes, "{name} was rewritten with other bytes");
+            }
+        }
+        for s in &p2.segments {
+            assert!(
+                !text1.contains(&s.uri),
+                "{} of the new session was named in the old playlist:\n{text1}\n{text2}",
+                s.uri
+            );
+        }
+        assert!(
+            before.keys().all(|k| !after.contains_key(k)),
+            "the old session's objects are still stored: {:?}",
+            before
+                .keys()
+                .filter(|k| after.contains_key(*k))
+                .collect::<Vec<_>>()
+        );
+        second.running.shutdown().await;
+    }
 }

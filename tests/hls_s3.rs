@@ -276,7 +276,7 @@ async fn store_outage_is_caught_up_from_the_upload_queue() {
     assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
     let listed: Vec<u64> = listed_segments(&text)
         .iter()
-        .map(|n| n.trim_end_matches(".ts").parse().unwrap())
+        .map(|n| segment_number(n).unwrap())
         .collect();
     assert_eq!(
         listed,

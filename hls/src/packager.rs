@@ -29,6 +29,13 @@ pub struct PackagerConfig {
     /// Cut at every keyframe, whatever the duration: for ladder rungs, whose
     /// keyframes the ladder places at segment starts, the same in every rung.
     pub cut_every_keyframe: bool,
+    /// Names this publish session in every segment and init segment name
+    /// (`SESSION-12.ts`), so a name is never reused for other bytes after a
+    /// restart: segments are served `immutable`, and a cache would keep the old
+    /// ones. Letters, digits, `_`, `-`; empty (tests) leaves bare numbers.
+    /// Redundant origins fed by one encoder name segments alike when given the
+    /// same session.
+    pub session: String,
 }
 
 /// The segment format.
@@ -49,6 +56,7 @@ impl Default for PackagerConfig {
             container: Container::Ts,
             variant: SOURCE_VARIANT.to_owned(),
             cut_every_keyframe: false,
+            session: String::new(),
         }
     }
 }
@@ -446,9 +454,23 @@ impl Packager {
 impl Packager {
     /// Where segment `sequence` is stored, below the stream.
     fn segment_path(&self, sequence: u64) -> String {
-        match self.config.container {
-            Container::Ts => format!("{}/{sequence}.ts", self.config.variant),
-            Container::Fmp4 => format!("{}/{sequence}.m4s", self.config.variant),
+        let ext = match self.config.container {
+            Container::Ts => "ts",
+            Container::Fmp4 => "m4s",
+        };
+        format!(
+            "{}/{}{sequence}.{ext}",
+            self.config.variant,
+            self.session_prefix()
+        )
+    }
+
+    /// `SESSION-`, or nothing without a session.
+    fn session_prefix(&self) -> String {
+        if self.config.session.is_empty() {
+            String::new()
+        } else {
+            format!("{}-", self.config.session)
         }
     }
 
@@ -470,7 +492,7 @@ impl Packager {
         {
             return Some(uri.clone());
         }
-        let uri = format!("init{}.mp4", self.generation);
+        let uri = format!("{}init{}.mp4", self.session_prefix(), self.generation);
         out.push(Output::Segment {
             path: format!("{}/{uri}", self.config.variant),
             data: fmp4::init_segment(&self.fmp4_tracks()),

@@ -239,6 +239,17 @@ impl OriginStore {
     }
 }
 
+impl OriginStore {
+    /// Every key below `prefix` (a directory, without the trailing `/`), for
+    /// cleaning up what an earlier publish session left behind.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        use futures::TryStreamExt;
+        let path = parse_key(prefix)?;
+        let metas: Vec<_> = self.inner.list(Some(&path)).try_collect().await?;
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    }
+}
+
 /// Accepts only plain relative keys made of safe characters, so no request can
 /// reach outside the store.
 pub fn parse_key(key: &str) -> Result<Path, StoreError> {

@@ -230,17 +230,22 @@ pub async fn read_hls(http: std::net::SocketAddr, stream: &str) -> (bool, String
     .await
 }
 
+/// The sequence number in a segment name: `12` of `SESSION-12.ts` (or `12.ts`).
+pub fn segment_number(name: &str) -> Option<u64> {
+    let stem = name
+        .strip_suffix(".ts")
+        .or_else(|| name.strip_suffix(".m4s"))?;
+    stem.rsplit('-').next()?.parse().ok()
+}
+
 /// Sequence numbers of the `.ts` segments stored as files in `dir` (empty if none).
 pub fn stored_segments(dir: &Path) -> Vec<u64> {
     std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .to_str()?
-                    .strip_suffix(".ts")?
-                    .parse()
-                    .ok()
+                let name = e.ok()?.file_name();
+                let name = name.to_str()?;
+                name.ends_with(".ts").then(|| segment_number(name))?
             })
             .collect()
         })
