@@ -16,10 +16,18 @@ use crate::secret;
 
 /// How long an answer is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
-/// Failed attempts an address may make per [`FAILURE_WINDOW`].
+/// Failed attempts with one key from one address per [`FAILURE_WINDOW`]; past
+/// it that key is refused from that address without a lookup (an encoder
+/// retrying a stale key). Other keys from the address are unaffected.
 pub const MAX_FAILURES: u32 = 10;
-/// The window failures are counted in; a blocked address waits for its end.
+/// Failed attempts an address may make with any keys per [`FAILURE_WINDOW`];
+/// past it, keys from that address that do not publish a stream are answered
+/// "too many attempts" instead of "unknown key". A correct key still publishes.
+pub const MAX_ADDRESS_FAILURES: u32 = 100;
+/// The window failures are counted in; a blocked key waits for its end.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Failure entries kept before expired ones are swept out.
+const FAILURE_ENTRIES_SWEEP: usize = 4096;
 
 type Answer = Result<String, AuthError>;
 
@@ -52,7 +60,36 @@ impl KeyLookup for Db {
 pub struct ControlAuth {
     lookup: Arc<dyn KeyLookup>,
     cache: Arc<DashMap<Vec<u8>, (Answer, Instant)>>,
-    failures: Arc<DashMap<IpAddr, (u32, Instant)>>,
+    /// Failures per (address, key hash).
+    failures: Arc<DashMap<(IpAddr, Vec<u8>), (u32, Instant)>>,
+    /// Failures per address, any key.
+    address_failures: Arc<DashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// Counts a failure in a windowed counter; returns the count.
+fn count_failure<K: std::hash::Hash + Eq>(map: &DashMap<K, (u32, Instant)>, key: K) -> u32 {
+    let mut entry = map.entry(key).or_insert((0, Instant::now()));
+    if entry.1.elapsed() >= FAILURE_WINDOW {
+        *entry = (0, Instant::now());
+    }
+    entry.0 += 1;
+    entry.0
+}
+
+/// Seconds left of a blocked counter's window, if it is over `limit`.
+fn blocked_for<K: std::hash::Hash + Eq>(
+    map: &DashMap<K, (u32, Instant)>,
+    key: &K,
+    limit: u32,
+) -> Option<u64> {
+    let entry = map.get(key)?;
+    let (count, since) = *entry;
+    (count >= limit && since.elapsed() < FAILURE_WINDOW).then(|| {
+        FAILURE_WINDOW
+            .saturating_sub(since.elapsed())
+            .as_secs()
+            .max(1)
+    })
 }
 
 impl ControlAuth {
@@ -67,6 +104,7 @@ impl ControlAuth {
             lookup,
             cache: Arc::default(),
             failures: Arc::default(),
+            address_failures: Arc::default(),
         }
     }
 
@@ -77,17 +115,11 @@ impl ControlAuth {
 
     async fn judge(&self, request: PublishRequest<'_>) -> Answer {
         let ip = request.peer.ip();
-        if let Some(entry) = self.failures.get(&ip) {
-            let (count, since) = *entry;
-            if count >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW {
-                let wait = FAILURE_WINDOW
-                    .saturating_sub(since.elapsed())
-                    .as_secs()
-                    .max(1);
-                return Err(AuthError::TooManyAttempts(wait));
-            }
-        }
         let hash = secret::hash(request.key);
+        let pair = (ip, hash.clone());
+        if let Some(wait) = blocked_for(&self.failures, &pair, MAX_FAILURES) {
+            return Err(AuthError::TooManyAttempts(wait));
+        }
         let cached = self
             .cache
             .get(&hash)
@@ -109,13 +141,31 @@ impl ControlAuth {
             },
         };
         if matches!(answer, Err(AuthError::UnknownKey)) {
-            let mut entry = self.failures.entry(ip).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= FAILURE_WINDOW {
-                *entry = (0, Instant::now());
+            self.sweep();
+            count_failure(&self.failures, pair);
+            count_failure(&self.address_failures, ip);
+            if let Some(wait) = blocked_for(&self.address_failures, &ip, MAX_ADDRESS_FAILURES) {
+                return Err(AuthError::TooManyAttempts(wait));
             }
-            entry.0 += 1;
         }
         answer
+    }
+
+    /// Drops expired failure entries once the maps grow, so addresses and
+    /// keys tried once are not kept for ever.
+    fn sweep(&self) {
+        if self.failures.len() + self.address_failures.len() < FAILURE_ENTRIES_SWEEP {
+            return;
+        }
+        self.failures.retain(|_, v| v.1.elapsed() < FAILURE_WINDOW);
+        self.address_failures
+            .retain(|_, v| v.1.elapsed() < FAILURE_WINDOW);
+        self.cache.retain(|_, v| v.1.elapsed() < CACHE_TTL);
+    }
+
+    /// Failure entries held now (for tests and metrics).
+    pub fn failure_entries(&self) -> usize {
+        self.failures.len() + self.address_failures.len()
     }
 }
 
@@ -155,10 +205,15 @@ mod tests {
         for _ in 1..MAX_FAILURES {
             assert_eq!(auth.judge(req("bad")).await, Err(AuthError::UnknownKey));
         }
+        assert_eq!(auth.judge(req("bad")).await, Err(AuthError::UnknownKey));
         assert!(matches!(
             auth.judge(req("bad")).await,
             Err(AuthError::TooManyAttempts(_))
         ));
+        // The same address with the right key is not locked out.
+        db.add_key("s", "right").unwrap();
+        auth.invalidate();
+        assert_eq!(auth.judge(req("right")).await, Ok("s".into()));
         let other = PublishRequest {
             peer: "192.0.2.2:5000".parse().unwrap(),
             ..req("bad")
@@ -168,5 +223,73 @@ mod tests {
             Err(AuthError::UnknownKey),
             "other addresses unaffected"
         );
+    }
+}
+
+#[cfg(test)]
+mod lockout_tests {
+    use super::*;
+
+    /// An address trying many different keys is refused as a whole past
+    /// MAX_ADDRESS_FAILURES, but a correct key from it still publishes; the
+    /// maps are swept once they grow.
+    #[tokio::test]
+    async fn address_lockout_spares_the_right_key_and_maps_are_swept() {
+        let db = Arc::new(Db::memory().unwrap());
+        db.create_stream("s", true).unwrap();
+        db.add_key("s", "the-right-key").unwrap();
+        let auth = ControlAuth::new(db);
+        let peer = "192.0.2.9:5000".parse().unwrap();
+        let mut refused = 0;
+        for i in 0..(MAX_ADDRESS_FAILURES + 5) {
+            let key = format!("guess-{i}");
+            let r = auth
+                .judge(PublishRequest {
+                    app: "live",
+                    key: &key,
+                    peer,
+                })
+                .await;
+            if matches!(r, Err(AuthError::TooManyAttempts(_))) {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 6, "from the 100th failure on");
+        let right = auth
+            .judge(PublishRequest {
+                app: "live",
+                key: "the-right-key",
+                peer,
+            })
+            .await;
+        assert_eq!(right, Ok("s".into()));
+        // Many one-off addresses, then their window passes: the next failure
+        // sweeps them out instead of keeping them for ever.
+        for i in 0..FAILURE_ENTRIES_SWEEP as u32 {
+            let peer = std::net::SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 1));
+            let _ = auth
+                .judge(PublishRequest {
+                    app: "live",
+                    key: "x",
+                    peer,
+                })
+                .await;
+        }
+        assert!(auth.failure_entries() >= FAILURE_ENTRIES_SWEEP);
+        let long_ago = Instant::now() - FAILURE_WINDOW - Duration::from_secs(1);
+        for mut e in auth.failures.iter_mut() {
+            e.1 = long_ago;
+        }
+        for mut e in auth.address_failures.iter_mut() {
+            e.1 = long_ago;
+        }
+        let _ = auth
+            .judge(PublishRequest {
+                app: "live",
+                key: "y",
+                peer,
+            })
+            .await;
+        assert_eq!(auth.failure_entries(), 2, "only the newest failure is kept");
     }
 }
