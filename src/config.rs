@@ -189,7 +189,11 @@ impl Config {
 
     /// Checks what the types cannot: names that become paths and hub names.
     pub fn validate(&self) -> Result<(), String> {
+        if !self.admin_token.is_empty() {
+            control::secret::check_token(&self.admin_token)?;
+        }
         for s in &self.streams {
+            control::secret::check_key(&s.key).map_err(|e| format!("stream {:?}: {e}", s.name))?;
             if s.name.is_empty() || s.name.contains('/') {
                 return Err(format!(
                     "stream name {:?} must be non-empty without '/'",

@@ -25,7 +25,9 @@ async fn an_origin_asks_a_separate_control_plane() {
     let control = ferry::serve::start_control(&config).await.unwrap();
     let control_http = control.http_addr;
     // Origins and workers hold a `node` token, not an admin one.
+    // One token per node: a token acts as one node id.
     let (_, node_token) = node_token(control_http).await;
+    let (_, worker_token) = common::node_token(control_http).await;
     let origin = start_with(|c| {
         c.control.url = format!("http://{control_http}");
         c.admin_token = node_token.clone();
@@ -114,7 +116,7 @@ async fn an_origin_asks_a_separate_control_plane() {
     .await;
     assert_eq!(status, 201, "{t}");
     let _worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["worker", "--id", "w1", "--token", &node_token])
+        .args(["worker", "--id", "w1", "--token", &worker_token])
         .args(["--control", &format!("http://{control_http}")])
         .args([
             "--origin",

@@ -36,12 +36,14 @@ async fn a_dead_workers_task_moves_to_another_worker() {
     let task_path = format!("/tasks/{}", add_restream_task(http, STREAM, &target).await);
 
     // Workers get a `node` token: enough to take tasks, nothing else.
-    let (_, node_token) = node_token(http).await;
-    let (status, refused) = api(http, "GET", "/streams", Some(&node_token), None).await;
+    // One token per worker: a node token acts as one node id.
+    let (_, token1) = node_token(http).await;
+    let (_, token2) = node_token(http).await;
+    let (status, refused) = api(http, "GET", "/streams", Some(&token1), None).await;
     assert_eq!(status, 403, "{refused}");
     let mut workers = vec![
-        ("w1", spawn_worker(&origin, "w1", &node_token)),
-        ("w2", spawn_worker(&origin, "w2", &node_token)),
+        ("w1", spawn_worker(&origin, "w1", &token1)),
+        ("w2", spawn_worker(&origin, "w2", &token2)),
     ];
     let url = origin.rtmp_url(KEY);
     let publisher =

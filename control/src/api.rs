@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -56,11 +56,24 @@ impl From<DbError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {MAX_BODY_BYTES} bytes"),
+            );
+        }
         Self::bad(format!("invalid JSON body: {}", e.body_text()))
     }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// The longest address or version a heartbeat may carry.
+pub const MAX_HEARTBEAT_TEXT: usize = 256;
+/// The most live streams one heartbeat may report.
+pub const MAX_HEARTBEAT_STREAMS: usize = 1000;
+/// The largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 256 << 10;
 type Body<T> = Result<Json<T>, JsonRejection>;
 
 fn body<T>(b: Body<T>) -> ApiResult<T> {
@@ -608,9 +621,11 @@ fn worker_id(id: &str) -> ApiResult<()> {
     responses((status = 200, body = [TaskRow]), (status = 400, body = ErrorBody)))]
 async fn worker_claim(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<TaskRow>>> {
     worker_id(&id)?;
+    bind(&c, &caller, &id)?;
     let tasks = leases(&c)
         .claim_now(&id)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
@@ -623,10 +638,12 @@ async fn worker_claim(
     responses((status = 200, body = [i64]), (status = 400, body = ErrorBody)))]
 async fn worker_renew(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     b: Body<Vec<crate::worker::TaskReport>>,
 ) -> ApiResult<Json<Vec<i64>>> {
     worker_id(&id)?;
+    bind(&c, &caller, &id)?;
     let reports = body(b)?;
     let held = leases(&c)
         .renew_now(&id, &reports)
@@ -639,10 +656,12 @@ async fn worker_renew(
     responses((status = 204), (status = 400, body = ErrorBody)))]
 async fn worker_release(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     b: Body<Vec<i64>>,
 ) -> ApiResult<StatusCode> {
     worker_id(&id)?;
+    bind(&c, &caller, &id)?;
     leases(&c).release_now(&id, &body(b)?);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -670,10 +689,25 @@ async fn nodes(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<NodeRow>>> {
     responses((status = 200, body = HeartbeatReply), (status = 400, body = ErrorBody)))]
 async fn heartbeat(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     b: Body<Heartbeat>,
 ) -> ApiResult<Json<HeartbeatReply>> {
     let h = body(b)?;
     check_name(&h.id)?;
+    if h.address.len() > MAX_HEARTBEAT_TEXT || h.version.len() > MAX_HEARTBEAT_TEXT {
+        return Err(ApiError::bad(format!(
+            "address and version are at most {MAX_HEARTBEAT_TEXT} bytes"
+        )));
+    }
+    if h.live.len() > MAX_HEARTBEAT_STREAMS {
+        return Err(ApiError::bad(format!(
+            "at most {MAX_HEARTBEAT_STREAMS} live streams per heartbeat"
+        )));
+    }
+    for name in &h.live {
+        check_name(name)?;
+    }
+    bind(&c, &caller, &h.id)?;
     if !["origin", "edge", "worker", "all"].contains(&h.role.as_str()) {
         return Err(ApiError::bad("role must be origin, edge, worker or all"));
     }
@@ -703,9 +737,20 @@ async fn heartbeat(
     responses((status = 200, body = PublishGrant), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody)))]
 async fn auth_publish(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     b: Body<PublishCheck>,
 ) -> ApiResult<Json<PublishGrant>> {
     use crate::auth::KeyLookup;
+    if !c.auth_checks.allow(&caller.0) {
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "more than {} publish checks in {} s from this token",
+                crate::AUTH_CHECKS_PER_WINDOW,
+                crate::AUTH_CHECK_WINDOW.as_secs()
+            ),
+        ));
+    }
     let check = body(b)?;
     match c.db.lookup(&check.key).await {
         Ok(Ok(stream)) => {
@@ -743,6 +788,22 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The bearer token of the request, for handlers that bind it to a node.
+#[derive(Clone)]
+struct Caller(String);
+
+/// A node token acts as one node: refuses `id` if the token belongs to
+/// another node that is alive.
+fn bind(c: &Control, caller: &Caller, id: &str) -> ApiResult<()> {
+    match c.db.bind_node(&caller.0, id, crate::NODE_FRESH_MS)? {
+        Ok(()) => Ok(()),
+        Err(crate::db::BoundElsewhere(other)) => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("this token belongs to node {other:?}; give each node a token of its own"),
+        )),
+    }
+}
+
 /// Routes a `node` token may call (workers and separate origins).
 fn node_may(path: &str) -> bool {
     path.starts_with("/workers/") || path == "/nodes/heartbeat" || path == "/auth/publish"
@@ -755,9 +816,20 @@ async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    let caller = token.map(|t| Caller(t.to_owned()));
     match token.map(|t| c.db.token_role(t)) {
-        Some(Ok(Some(crate::db::TokenRole::Admin))) => next.run(req).await,
+        Some(Ok(Some(crate::db::TokenRole::Admin))) => {
+            let mut req = req;
+            if let Some(caller) = caller {
+                req.extensions_mut().insert(caller);
+            }
+            next.run(req).await
+        }
         Some(Ok(Some(crate::db::TokenRole::Node))) if node_may(req.uri().path()) => {
+            let mut req = req;
+            if let Some(caller) = caller {
+                req.extensions_mut().insert(caller);
+            }
             next.run(req).await
         }
         Some(Ok(Some(crate::db::TokenRole::Node))) => ApiError(
@@ -878,6 +950,7 @@ pub fn router(control: Arc<Control>) -> Router {
             control.clone(),
             require_token,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(control);
     Router::new()
         .route("/openapi.json", get(openapi_json))

@@ -75,7 +75,18 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE streams ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';",
     // Scoped tokens: `admin` (everything), `node` (workers and origins only).
     "ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';",
+    // What the config file seeded once (streams by name, keys by hash): an
+    // operator's later deletion stands across restarts.
+    "CREATE TABLE seeds (kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, value));",
+    // The token that came from FERRY_ADMIN_TOKEN (replaced when it changes),
+    // and the node a node token belongs to.
+    "ALTER TABLE tokens ADD COLUMN from_env INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE tokens ADD COLUMN node_id TEXT;",
 ];
+
+/// Why a node token may not act as a node id.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BoundElsewhere(pub String);
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -274,6 +285,83 @@ impl Db {
             ],
         )?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// Makes `token` the admin token from the environment: stored if new,
+    /// and any earlier environment token removed (changing
+    /// `FERRY_ADMIN_TOKEN` revokes the old value).
+    pub fn set_env_admin_token(&self, token: &str) -> Result<(), DbError> {
+        let hash = secret::hash(token);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM tokens WHERE from_env = 1 AND hash != ?1",
+            [&hash],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO tokens (hash, hint, created_at, role, from_env) VALUES (?1, ?2, ?3, 'admin', 1)",
+            params![hash, secret::hint(token), now_s()],
+        )?;
+        tx.execute(
+            "UPDATE tokens SET from_env = 1, role = 'admin' WHERE hash = ?1",
+            [&hash],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that the config file seeded `value` of `kind`; `true` the first
+    /// time, `false` ever after (so a seed the operator deleted stays deleted).
+    pub fn seed_once(&self, kind: &str, value: &str) -> Result<bool, DbError> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO seeds (kind, value) VALUES (?1, ?2)",
+            params![kind, value],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Binds a node token to the node id it acts as: the first id it uses is
+    /// its own; another id is refused while that node is alive (a heartbeat
+    /// within `fresh_ms`), and taken over once it is not (a node restarted
+    /// under a new id). Admin tokens are not bound.
+    pub fn bind_node(
+        &self,
+        token: &str,
+        node_id: &str,
+        fresh_ms: i64,
+    ) -> Result<Result<(), BoundElsewhere>, DbError> {
+        let hash = secret::hash(token);
+        let conn = self.conn();
+        let bound: Option<(String, Option<String>)> = conn
+            .query_row(
+                "SELECT role, node_id FROM tokens WHERE hash = ?1",
+                [&hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((role, bound)) = bound else {
+            return Ok(Ok(()));
+        };
+        if role != TokenRole::Node.as_str() || bound.as_deref() == Some(node_id) {
+            return Ok(Ok(()));
+        }
+        if let Some(other) = bound {
+            let last: Option<i64> = conn
+                .query_row(
+                    "SELECT last_heartbeat_ms FROM nodes WHERE id = ?1",
+                    [&other],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if last.is_some_and(|t| now_ms() - t <= fresh_ms) {
+                return Ok(Err(BoundElsewhere(other)));
+            }
+        }
+        conn.execute(
+            "UPDATE tokens SET node_id = ?2 WHERE hash = ?1",
+            params![hash, node_id],
+        )?;
+        Ok(Ok(()))
     }
 
     /// Whether `token` is an admin token (looked up by hash).

@@ -37,6 +37,37 @@ pub struct Control {
     pub pending_kicks: Arc<dashmap::DashSet<String>>,
     /// What per-stream settings may say (the server that applies them decides).
     pub settings: SettingsKind,
+    /// `POST /auth/publish` calls per token, rate-limited.
+    pub auth_checks: AuthChecks,
+}
+
+/// `POST /auth/publish` calls a token may make per [`AUTH_CHECK_WINDOW`]
+/// (origins cache answers, so real ones make a few per publish).
+pub const AUTH_CHECKS_PER_WINDOW: u32 = 300;
+/// The window [`AUTH_CHECKS_PER_WINDOW`] counts in.
+pub const AUTH_CHECK_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Counts publish checks per token, so a leaked node token cannot be used to
+/// try keys at the database's speed.
+#[derive(Clone, Default)]
+pub struct AuthChecks(Arc<dashmap::DashMap<Vec<u8>, (u32, std::time::Instant)>>);
+
+impl AuthChecks {
+    /// Counts one check by `token`; `false` past the limit.
+    pub fn allow(&self, token: &str) -> bool {
+        if self.0.len() > 1024 {
+            self.0.retain(|_, v| v.1.elapsed() < AUTH_CHECK_WINDOW);
+        }
+        let mut e = self
+            .0
+            .entry(secret::hash(token))
+            .or_insert((0, std::time::Instant::now()));
+        if e.1.elapsed() >= AUTH_CHECK_WINDOW {
+            *e = (0, std::time::Instant::now());
+        }
+        e.0 += 1;
+        e.0 <= AUTH_CHECKS_PER_WINDOW
+    }
 }
 
 /// Checks settings; returns them normalised, or what is wrong.
@@ -90,6 +121,7 @@ impl Control {
             server: ServerInfo::default(),
             pending_kicks: Arc::default(),
             settings: SettingsKind::default(),
+            auth_checks: AuthChecks::default(),
         }
     }
 
@@ -106,16 +138,31 @@ impl Control {
             .collect()
     }
 
-    /// Makes sure a stream seeded from the config file exists with `key`
-    /// among its keys (the file is a way to seed, the database the truth).
+    /// Applies a stream seeded from the config file, once: the first start
+    /// creates it with `key`; later starts add a key that is new in the file,
+    /// but never bring back a stream or key an operator deleted or revoked.
     pub fn seed_stream(&self, name: &str, key: &str) -> Result<(), DbError> {
-        match self.db.create_stream(name, true) {
-            Ok(_) | Err(DbError::Exists(_)) => {}
+        let first = self.db.seed_once("stream", name)?;
+        let exists = match self.db.stream(name) {
+            Ok(_) => true,
+            Err(DbError::NotFound(_)) => false,
             Err(e) => return Err(e),
+        };
+        if first && !exists {
+            match self.db.create_stream(name, true) {
+                Ok(_) | Err(DbError::Exists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        } else if !exists {
+            tracing::info!(
+                stream = name,
+                "not re-creating a seeded stream an operator deleted"
+            );
+            return Ok(());
         }
-        if self.db.stream_for_key(key)?.is_none() {
+        let key_seed = secret::hex(&secret::hash(key));
+        if self.db.seed_once("key", &key_seed)? && self.db.stream_for_key(key)?.is_none() {
             match self.db.add_key(name, key) {
-                // The key exists but was revoked: the operator's decision stands.
                 Ok(_) | Err(DbError::Exists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -125,11 +172,11 @@ impl Control {
     }
 
     /// Makes sure an operator token exists: `given` (e.g. `FERRY_ADMIN_TOKEN`)
-    /// is added if set; with none stored and none given, a new one is made and
-    /// returned so the caller can show it once.
+    /// replaces the previous given one; with none stored and none given, a new
+    /// one is made and returned so the caller can show it once.
     pub fn ensure_admin_token(&self, given: Option<&str>) -> Result<Option<String>, DbError> {
         if let Some(t) = given.filter(|t| !t.is_empty()) {
-            self.db.add_token(t)?;
+            self.db.set_env_admin_token(t)?;
             return Ok(None);
         }
         if self.db.has_tokens()? {

@@ -4,6 +4,34 @@
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+/// The shortest stream key accepted (from the config file or an operator).
+pub const MIN_KEY_LEN: usize = 8;
+/// The shortest operator token accepted (`FERRY_ADMIN_TOKEN`).
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Why a stream key given by an operator is refused.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.chars().count() < MIN_KEY_LEN {
+        return Err(format!(
+            "a stream key needs at least {MIN_KEY_LEN} characters"
+        ));
+    }
+    if key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a stream key is at most 128 printable ASCII characters, no spaces".into());
+    }
+    Ok(())
+}
+
+/// Why an operator token given in the configuration is refused.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.chars().count() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "the admin token needs at least {MIN_TOKEN_LEN} characters"
+        ));
+    }
+    Ok(())
+}
+
 /// A new random secret: 24 bytes as 48 lowercase hex characters (safe in RTMP
 /// stream names, URLs and shells).
 pub fn generate() -> String {
@@ -23,7 +51,8 @@ pub fn hint(secret: &str) -> String {
     format!("{head}…({} chars)", secret.chars().count())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
         .iter()
