@@ -1,6 +1,10 @@
 //! The one thing Ferry reads from an H.264 sequence parameter set: the picture
 //! size, for `RESOLUTION` in multivariant playlists.
 
+/// The largest width or height believed (H.264 level 6.2 allows 8192x4320;
+/// this leaves room and refuses nonsense).
+pub const MAX_DIMENSION: u32 = 16_384;
+
 /// Picture size from a sequence parameter set (ITU-T H.264 7.3.2.1.1), for the
 /// `RESOLUTION` of a multivariant playlist. `None` if the SPS cannot be read.
 pub fn sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
@@ -67,8 +71,10 @@ pub fn sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
     }
     r.ue()?; // max_num_ref_frames
     r.bits(1)?; // gaps allowed
-    let width_mbs = r.ue()? + 1;
-    let height_units = r.ue()? + 1;
+    // Checked: the fields are up to 32 bits, and a hostile SPS must give
+    // `None`, not an overflow.
+    let width_mbs = r.ue()?.checked_add(1)?;
+    let height_units = r.ue()?.checked_add(1)?;
     let frame_mbs_only = r.bits(1)?;
     if frame_mbs_only == 0 {
         r.bits(1)?;
@@ -89,12 +95,14 @@ pub fn sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
         };
         let unit_x = if array_type == 0 { 1 } else { sub_w };
         let unit_y = (if array_type == 0 { 1 } else { sub_h }) * (2 - frame_mbs_only);
-        crop_x = unit_x * (l + rt);
-        crop_y = unit_y * (t + b);
+        crop_x = l.checked_add(rt)?.checked_mul(unit_x)?;
+        crop_y = t.checked_add(b)?.checked_mul(unit_y)?;
     }
-    let width = (width_mbs * 16).checked_sub(crop_x)?;
-    let height = (height_units * 16 * (2 - frame_mbs_only)).checked_sub(crop_y)?;
-    Some((width, height))
+    let width = width_mbs.checked_mul(16)?.checked_sub(crop_x)?;
+    let height = height_units
+        .checked_mul(16 * (2 - frame_mbs_only))?
+        .checked_sub(crop_y)?;
+    (width <= MAX_DIMENSION && height <= MAX_DIMENSION).then_some((width, height))
 }
 
 struct Bits<'a> {
@@ -152,6 +160,63 @@ mod tests {
         assert_eq!(sps_resolution(&baseline_720p), Some((1280, 720)));
         assert_eq!(sps_resolution(&baseline_240p), Some((426, 240)));
         assert_eq!(sps_resolution(&high_1080p), Some((1920, 1080)));
+    }
+
+    /// Writes H.264 bit fields, for hand-made SPSs.
+    struct Writer(Vec<bool>);
+
+    impl Writer {
+        fn bits(&mut self, v: u64, n: u32) -> &mut Self {
+            for i in (0..n).rev() {
+                self.0.push((v >> i) & 1 == 1);
+            }
+            self
+        }
+        fn ue(&mut self, v: u64) -> &mut Self {
+            let n = 64 - (v + 1).leading_zeros() - 1;
+            self.bits(0, n).bits(v + 1, n + 1)
+        }
+        fn bytes(&self) -> Vec<u8> {
+            let mut out = vec![0x67];
+            for chunk in self.0.chunks(8) {
+                let mut b = 0u8;
+                for (i, bit) in chunk.iter().enumerate() {
+                    b |= u8::from(*bit) << (7 - i);
+                }
+                out.push(b);
+            }
+            out
+        }
+    }
+
+    /// A baseline SPS with these size fields (and no cropping unless given).
+    fn baseline(width_mbs_minus1: u64, height_minus1: u64, crop: Option<[u64; 4]>) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.bits(66, 8).bits(0, 16).ue(0).ue(0).ue(0).ue(0).ue(1).bits(0, 1);
+        w.ue(width_mbs_minus1).ue(height_minus1).bits(1, 1).bits(1, 1);
+        match crop {
+            Some([l, r, t, b]) => w.bits(1, 1).ue(l).ue(r).ue(t).ue(b),
+            None => w.bits(0, 1),
+        };
+        w.bits(0, 1).bits(1, 1);
+        w.bytes()
+    }
+
+    #[test]
+    fn hand_made_sizes_and_hostile_ones() {
+        assert_eq!(sps_resolution(&baseline(79, 44, None)), Some((1280, 720)));
+        assert_eq!(
+            sps_resolution(&baseline(119, 67, Some([0, 0, 0, 4]))),
+            Some((1920, 1080))
+        );
+        // Fields near 2^32 once overflowed u32 arithmetic.
+        assert_eq!(sps_resolution(&baseline(u64::from(u32::MAX) - 1, 1, None)), None);
+        assert_eq!(sps_resolution(&baseline(0x1000_0000, 1, None)), None);
+        assert_eq!(
+            sps_resolution(&baseline(10, 10, Some([u64::from(u32::MAX) - 1, 5, 0, 0]))),
+            None
+        );
+        assert_eq!(sps_resolution(&baseline(2000, 1, None)), None, "over MAX_DIMENSION");
     }
 
     #[test]
