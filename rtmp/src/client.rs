@@ -10,6 +10,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 use crate::amf0::{self, Amf0Value};
+use crate::limits::PUSH_WRITE_TIMEOUT;
 use crate::message::{self, Message, type_id, user_control};
 use crate::transport::{Transport, csid};
 use crate::{RtmpError, RtmpMetrics};
@@ -205,21 +206,29 @@ impl Client {
         ]);
         self.t
             .queue(csid::DATA, 0, type_id::DATA_AMF0, self.stream_id, &body);
-        self.t.flush().await
+        self.push().await
     }
 
     /// Sends one FLV video tag body.
     pub async fn send_video(&mut self, timestamp: u32, body: &Bytes) -> Result<(), RtmpError> {
         self.t
             .queue(csid::VIDEO, timestamp, type_id::VIDEO, self.stream_id, body);
-        self.t.flush().await
+        self.push().await
+    }
+
+    /// Writes what is queued, giving up after [`PUSH_WRITE_TIMEOUT`] if the
+    /// receiver takes nothing.
+    async fn push(&mut self) -> Result<(), RtmpError> {
+        timeout(PUSH_WRITE_TIMEOUT, self.t.flush())
+            .await
+            .map_err(|_| RtmpError::Timeout("the receiver stopped reading"))?
     }
 
     /// Sends one FLV audio tag body.
     pub async fn send_audio(&mut self, timestamp: u32, body: &Bytes) -> Result<(), RtmpError> {
         self.t
             .queue(csid::AUDIO, timestamp, type_id::AUDIO, self.stream_id, body);
-        self.t.flush().await
+        self.push().await
     }
 
     /// Ends publishing politely (`FCUnpublish` + `deleteStream`).
@@ -248,5 +257,108 @@ fn refusal(args: &[Amf0Value]) -> RtmpError {
     RtmpError::Refused {
         code: field("code"),
         description: field("description"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    use super::*;
+    use crate::auth::StaticKeys;
+    use crate::{Server, ServerConfig};
+
+    /// A socket whose reads stop (pend for ever) once `stalled` is set: a
+    /// receiver that hangs without closing.
+    struct Stalling {
+        inner: TcpStream,
+        stalled: Arc<AtomicBool>,
+    }
+
+    impl AsyncRead for Stalling {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if self.stalled.load(Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Stalling {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, data)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A restream whose receiver hangs ends with a timeout instead of
+    /// blocking (and looking "running") for ever.
+    #[tokio::test]
+    async fn pushing_to_a_hung_receiver_times_out() {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let listener = socket.listen(4).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let server = Server::new(
+            ServerConfig::default(),
+            media_core::Hub::new(),
+            Arc::new(StaticKeys::new([("s".to_owned(), "push-key".to_owned())])),
+            RtmpMetrics::default(),
+        );
+        let stalled = Arc::new(AtomicBool::new(false));
+        let stall = stalled.clone();
+        tokio::spawn(async move {
+            let (tcp, peer) = listener.accept().await.expect("accept");
+            let io = Stalling {
+                inner: tcp,
+                stalled: stall,
+            };
+            let _ = server.serve_stream(io, peer).await;
+        });
+        let mut c = Client::connect(addr, "live").await.expect("connect");
+        c.publish("push-key").await.expect("publish");
+        stalled.store(true, Ordering::Relaxed);
+        let frame = Bytes::from(vec![0x17; 256 << 10]);
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::time::timeout(PUSH_WRITE_TIMEOUT * 3, async {
+            let mut ts = 0;
+            loop {
+                if let Err(e) = c.send_video(ts, &frame).await {
+                    return e;
+                }
+                ts += 40;
+            }
+        })
+        .await;
+        let err = outcome.expect("the push blocked past its timeout");
+        assert!(
+            matches!(err, RtmpError::Timeout("the receiver stopped reading")),
+            "{err:?}"
+        );
+        assert!(started.elapsed() >= PUSH_WRITE_TIMEOUT);
     }
 }

@@ -49,3 +49,7 @@ pub const DEFAULT_PLAYER_WAIT: Duration = Duration::from_secs(60);
 /// for this long before closing, so encoders (OBS) see the refusal and not a
 /// send error on their `FCUnpublish`.
 pub const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+/// A client pushing media (restream) whose receiver accepts nothing for this
+/// long gives up, so a stalled receiver is reported instead of the task
+/// looking "running" for ever.
+pub const PUSH_WRITE_TIMEOUT: Duration = Duration::from_secs(10);

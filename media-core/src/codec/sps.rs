@@ -192,8 +192,18 @@ mod tests {
     /// A baseline SPS with these size fields (and no cropping unless given).
     fn baseline(width_mbs_minus1: u64, height_minus1: u64, crop: Option<[u64; 4]>) -> Vec<u8> {
         let mut w = Writer(Vec::new());
-        w.bits(66, 8).bits(0, 16).ue(0).ue(0).ue(0).ue(0).ue(1).bits(0, 1);
-        w.ue(width_mbs_minus1).ue(height_minus1).bits(1, 1).bits(1, 1);
+        w.bits(66, 8)
+            .bits(0, 16)
+            .ue(0)
+            .ue(0)
+            .ue(0)
+            .ue(0)
+            .ue(1)
+            .bits(0, 1);
+        w.ue(width_mbs_minus1)
+            .ue(height_minus1)
+            .bits(1, 1)
+            .bits(1, 1);
         match crop {
             Some([l, r, t, b]) => w.bits(1, 1).ue(l).ue(r).ue(t).ue(b),
             None => w.bits(0, 1),
@@ -210,13 +220,20 @@ mod tests {
             Some((1920, 1080))
         );
         // Fields near 2^32 once overflowed u32 arithmetic.
-        assert_eq!(sps_resolution(&baseline(u64::from(u32::MAX) - 1, 1, None)), None);
+        assert_eq!(
+            sps_resolution(&baseline(u64::from(u32::MAX) - 1, 1, None)),
+            None
+        );
         assert_eq!(sps_resolution(&baseline(0x1000_0000, 1, None)), None);
         assert_eq!(
             sps_resolution(&baseline(10, 10, Some([u64::from(u32::MAX) - 1, 5, 0, 0]))),
             None
         );
-        assert_eq!(sps_resolution(&baseline(2000, 1, None)), None, "over MAX_DIMENSION");
+        assert_eq!(
+            sps_resolution(&baseline(2000, 1, None)),
+            None,
+            "over MAX_DIMENSION"
+        );
     }
 
     #[test]
