@@ -67,9 +67,11 @@ pub fn streams_or_generated(
                 }],
             };
             let text = toml::to_string(&stored).unwrap_or_default();
-            std::fs::write(&path, text).map_err(|source| KeysError::Io {
-                path: shown,
-                source,
+            crate::state_files::write_atomic(&path, text.as_bytes()).map_err(|source| {
+                KeysError::Io {
+                    path: shown,
+                    source,
+                }
             })?;
             Ok((stored.streams, true))
         }

@@ -9,6 +9,7 @@ mod http;
 mod http_serve;
 mod keys;
 pub mod serve;
+mod state_files;
 pub mod stream_settings;
 mod transcoding;
 mod ui;

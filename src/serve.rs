@@ -183,9 +183,12 @@ fn open_control(
     http_addr: SocketAddr,
     streams: &[crate::config::StreamConfig],
 ) -> Result<Arc<control::Control>, StartError> {
-    let db = Arc::new(
-        control::Db::open(&config.data_dir.join("control.db")).map_err(StartError::Control)?,
-    );
+    let db_path = config.data_dir.join("control.db");
+    let db = Arc::new(control::Db::open(&db_path).map_err(StartError::Control)?);
+    // Hashed secrets, but still nobody else's business.
+    if let Err(e) = crate::state_files::make_private(&db_path) {
+        warn!(error = %e, "cannot make the control database private");
+    }
     let control = Arc::new(control::Control {
         server: control::ServerInfo {
             rtmp_port,
@@ -222,9 +225,11 @@ fn open_control(
 /// and workers that run as separate processes. No RTMP, no HLS.
 pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
+    crate::state_files::create_private_dir(&config.data_dir).map_err(|source| {
+        StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        }
     })?;
     let (http_listener, http_addr) = bind("http", config.http.listen).await?;
     let hub = Hub::new();
@@ -310,9 +315,11 @@ fn connection_caps(config: &Config) -> (usize, usize) {
 /// `[control] url` set, the origin roles only, asking that control plane.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
+    crate::state_files::create_private_dir(&config.data_dir).map_err(|source| {
+        StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        }
     })?;
     let (streams, generated) = keys::streams_or_generated(&config.streams, &config.data_dir)?;
     let (rtmp_listener, rtmp_addr) = bind("rtmp", config.rtmp.listen).await?;
