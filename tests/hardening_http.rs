@@ -106,3 +106,20 @@ async fn an_http_flood_does_not_stop_ingest_and_clears_itself() {
     assert!(server.metric("ferry_http_connections_rejected_total").await >= 1.0);
     drop(flood);
 }
+
+/// The web UI cannot be framed by another site and runs no inline code.
+#[tokio::test]
+async fn the_ui_is_served_with_security_headers() {
+    let server = start().await;
+    let mut s = TcpStream::connect(server.running.http_addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).await.unwrap();
+    let head = got.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    assert!(head.contains("frame-ancestors 'none'"), "{head}");
+    assert!(head.contains("script-src 'self'"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+}

@@ -21,6 +21,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  // The UI is served with a strict Content-Security-Policy: anything it blocks is a bug.
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) errors.push(m.text());
+  });
   let ffmpeg = null;
   try {
     await page.goto(env("FERRY_URL"));
