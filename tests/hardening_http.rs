@@ -123,3 +123,26 @@ async fn the_ui_is_served_with_security_headers() {
     assert!(head.contains("script-src 'self'"), "{head}");
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
 }
+
+/// The bounds added against hostile clients each have a metric an operator can
+/// watch trip (the upload queue gauge was once documented but never registered).
+#[tokio::test]
+async fn every_new_bound_has_a_metric() {
+    let server = start().await;
+    let text = server.metrics().await;
+    for name in [
+        "ferry_hls_upload_queue",
+        "ferry_hls_forced_cuts_total",
+        "ferry_rtmp_bad_names_total",
+        "ferry_rtmp_connections_rejected_address_total",
+        "ferry_rtmp_player_wait_expired_total",
+        "ferry_http_connections",
+        "ferry_http_connections_rejected_total",
+        "ferry_http_idle_closed_total",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing from /metrics"
+        );
+    }
+}
