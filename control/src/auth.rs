@@ -61,10 +61,13 @@ pub struct ControlAuth {
     lookup: Arc<dyn KeyLookup>,
     cache: Arc<DashMap<Vec<u8>, (Answer, Instant)>>,
     /// Failures per (address, key hash).
-    failures: Arc<DashMap<(IpAddr, Vec<u8>), (u32, Instant)>>,
+    failures: Arc<Failures<(IpAddr, Vec<u8>)>>,
     /// Failures per address, any key.
-    address_failures: Arc<DashMap<IpAddr, (u32, Instant)>>,
+    address_failures: Arc<Failures<IpAddr>>,
 }
+
+/// Failures counted per key in a window: (count, window start).
+type Failures<K> = DashMap<K, (u32, Instant)>;
 
 /// Counts a failure in a windowed counter; returns the count.
 fn count_failure<K: std::hash::Hash + Eq>(map: &DashMap<K, (u32, Instant)>, key: K) -> u32 {
