@@ -194,7 +194,7 @@ impl Config {
         }
         for s in &self.streams {
             control::secret::check_key(&s.key).map_err(|e| format!("stream {:?}: {e}", s.name))?;
-            if s.name.is_empty() || s.name.contains('/') {
+            if media_core::StreamPath::source(&s.name).is_err() {
                 return Err(format!(
                     "stream name {:?} must be non-empty without '/'",
                     s.name

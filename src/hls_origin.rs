@@ -10,7 +10,6 @@ use media_core::{Event, Hub};
 use origin_store::OriginStore;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use prometheus_client::registry::Registry;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -105,36 +104,11 @@ pub struct HlsOrigin {
 pub async fn run(origin: HlsOrigin) {
     let active: Active = Arc::default();
     // Rungs (`NAME/RUNG`) are packaged by their source's task.
-    follow_sources(&origin.hub.clone(), &origin.cancel.clone(), |name| {
+    let (hub, cancel) = (origin.hub.clone(), origin.cancel.clone());
+    hub.follow_sources(cancel.cancelled(), |name| {
         spawn_packager(&origin, &active, name);
     })
     .await;
-}
-
-/// Calls `on_live` for every source stream (no `/` in its name: not a ladder
-/// rung) live now and for each one that goes live later, until `cancel`.
-pub async fn follow_sources(
-    hub: &Hub,
-    cancel: &CancellationToken,
-    mut on_live: impl FnMut(String),
-) {
-    let mut published = hub.published();
-    let mut start = hub.live_streams();
-    loop {
-        for name in start.drain(..) {
-            if !name.contains('/') {
-                on_live(name);
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            got = published.recv() => match got {
-                Ok(name) => start.push(name),
-                Err(RecvError::Lagged(_)) => start = hub.live_streams(),
-                Err(RecvError::Closed) => return,
-            }
-        }
-    }
 }
 
 fn spawn_packager(origin: &HlsOrigin, active: &Active, name: String) {
@@ -159,6 +133,12 @@ fn spawn_packager(origin: &HlsOrigin, active: &Active, name: String) {
             }
         }
     });
+}
+
+/// The hub name of rung `rung` of source `source`.
+fn rendition_name(source: &str, rung: &str) -> String {
+    media_core::StreamPath::rendition(source, rung)
+        .map_or_else(|_| format!("{source}/{rung}"), |p| p.to_string())
 }
 
 /// Decrements a gauge however the task ends (including cancellation).
@@ -212,7 +192,7 @@ async fn package(origin: &HlsOrigin, name: &str) {
                 ..base.clone()
             }),
             listed: true,
-            hub_name: format!("{name}/{}", rung.name),
+            hub_name: rendition_name(name, &rung.name),
         });
     }
     // Every variant is subscribed now, before the ladder publishes its rungs,

@@ -148,11 +148,7 @@ async fn origin_heartbeat(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let live: Vec<String> = hub
-            .live_streams()
-            .into_iter()
-            .filter(|n| !n.contains('/'))
-            .collect();
+        let live = hub.live_sources();
         match client
             .heartbeat(
                 &id,

@@ -40,7 +40,8 @@ pub async fn run(t: Transcoding) {
         return;
     }
     let active: Active = Arc::default();
-    crate::hls_origin::follow_sources(&t.hub.clone(), &t.cancel.clone(), |name| {
+    let (hub, cancel) = (t.hub.clone(), t.cancel.clone());
+    hub.follow_sources(cancel.cancelled(), |name| {
         spawn_ladder(&t, &active, name);
     })
     .await;
@@ -86,7 +87,14 @@ fn spawn_ladder(t: &Transcoding, active: &Active, name: String) {
                 let hub = t.hub.clone();
                 let stream = name.clone();
                 let mut sinks = |rung: &Rung| -> Option<Box<dyn Sink>> {
-                    match hub.publish(&format!("{stream}/{}", rung.name)) {
+                    let path = match media_core::StreamPath::rendition(&stream, &rung.name) {
+                        Ok(p) => p.to_string(),
+                        Err(e) => {
+                            warn!(stream = %stream, rung = %rung.name, error = %e, "rung not published");
+                            return None;
+                        }
+                    };
+                    match hub.publish(&path) {
                         Ok(p) => Some(Box::new(p)),
                         Err(e) => {
                             warn!(stream = %stream, rung = %rung.name, error = %e, "rung not published");

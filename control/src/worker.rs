@@ -68,12 +68,7 @@ impl LocalLeases {
     /// Live here, or on an origin whose heartbeat is fresh.
     fn live(&self) -> Vec<String> {
         let now = now_ms();
-        let mut live: Vec<String> = self
-            .hub
-            .live_streams()
-            .into_iter()
-            .filter(|n| !n.contains('/'))
-            .collect();
+        let mut live = self.hub.live_sources();
         for node in self.db.nodes().unwrap_or_default() {
             if now - node.last_heartbeat_ms <= crate::NODE_FRESH_MS {
                 live.extend(node.streams);

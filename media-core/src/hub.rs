@@ -259,6 +259,41 @@ impl Hub {
         self.inner.published.subscribe()
     }
 
+    /// Calls `on_live` with every source stream (not a rendition) live now and
+    /// each one that goes live later, until `stop` completes. Consumers that
+    /// act per stream (packagers, ladders) are started from here.
+    pub async fn follow_sources(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+        mut on_live: impl FnMut(String),
+    ) {
+        let mut published = self.published();
+        let mut start = self.live_streams();
+        tokio::pin!(stop);
+        loop {
+            for name in start.drain(..) {
+                if crate::StreamPath::is_source_name(&name) {
+                    on_live(name);
+                }
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                got = published.recv() => match got {
+                    Ok(name) => start.push(name),
+                    Err(broadcast::error::RecvError::Lagged(_)) => start = self.live_streams(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+
+    /// Source streams (not renditions) live now.
+    pub fn live_sources(&self) -> Vec<String> {
+        let mut live = self.live_streams();
+        live.retain(|n| crate::StreamPath::is_source_name(n));
+        live
+    }
+
     /// Names of the streams live now.
     pub fn live_streams(&self) -> Vec<String> {
         self.inner

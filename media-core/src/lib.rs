@@ -10,6 +10,7 @@ mod hub;
 mod metadata;
 mod metrics;
 mod packet;
+mod path;
 mod time;
 mod track;
 
@@ -20,5 +21,6 @@ pub use hub::{
 pub use metadata::{MetaValue, Metadata};
 pub use metrics::HubMetrics;
 pub use packet::{Packet, TrackKind};
+pub use path::{PathError, StreamPath};
 pub use time::{Timebase, Timestamp};
 pub use track::{Codec, TrackInfo};
