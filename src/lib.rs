@@ -3,13 +3,10 @@
 //! in-process and read its bound addresses.
 
 pub mod config;
-mod hls_origin;
-mod hls_upload;
 mod http;
 mod http_serve;
 mod keys;
 pub mod serve;
 mod state_files;
 pub mod stream_settings;
-mod transcoding;
 mod ui;

@@ -13,12 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, StoreKind};
-use crate::hls_origin;
 use crate::http::{self, HttpState};
 use crate::http_serve;
 use crate::keys;
 use crate::stream_settings::StreamSettings;
-use crate::transcoding;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
 use std::time::Duration;
@@ -343,7 +341,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut registry = Registry::with_prefix("ferry");
     hub.metrics().register(&mut registry);
     rtmp_metrics.register(&mut registry);
-    let hls_metrics = hls_origin::HlsMetrics::default();
+    let hls_metrics = origin::HlsMetrics::default();
     hls_metrics.register(&mut registry);
     let ladder_metrics = transcode::LadderMetrics::default();
     ladder_metrics.register(&mut registry);
@@ -393,11 +391,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             None => Arc::new(|_: &str| StreamSettings::default()),
         },
     };
-    let ladders: transcoding::LadderLookup = {
+    let ladders: origin::LadderLookup = {
         let (config, settings_of) = (config.clone(), settings_of.clone());
         Arc::new(move |name: &str| config.ladder_with(name, &settings_of(name)))
     };
-    let containers: hls_origin::ContainerLookup = {
+    let containers: origin::ContainerLookup = {
         let (config, settings_of) = (config.clone(), settings_of.clone());
         Arc::new(move |name: &str| config.container_with(name, &settings_of(name)))
     };
@@ -449,7 +447,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             container: config.hls.container.into(),
             ..PackagerConfig::default()
         };
-        tasks.push(tokio::spawn(hls_origin::run(hls_origin::HlsOrigin {
+        tasks.push(tokio::spawn(origin::run(origin::HlsOrigin {
             hub: hub.clone(),
             store: store.clone(),
             config: packaging,
@@ -459,7 +457,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             ladders: ladders.clone(),
             cancel: cancel.clone(),
         })));
-        tasks.push(tokio::spawn(transcoding::run(transcoding::Transcoding {
+        tasks.push(tokio::spawn(origin::ladders::run(origin::Transcoding {
             hub: hub.clone(),
             ladders,
             segment: Duration::from_secs_f64(config.hls.segment_seconds.clamp(0.5, 60.0)),

@@ -414,3 +414,41 @@ async fn segment_names_are_never_reused_across_sessions() {
         second.running.shutdown().await;
     }
 }
+
+/// A clean stop mid-stream (ctrl-c) closes the open segments and ends every
+/// playlist with EXT-X-ENDLIST before the process exits: the store keeps a
+/// complete, decodable VOD recording instead of a live playlist cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_mid_stream_leaves_a_complete_vod_playlist() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let publisher = publish_background(&server.rtmp_url(KEY), 5);
+    wait_for("three segments listed", Duration::from_secs(30), || async {
+        media_playlist(http, STREAM)
+            .await
+            .is_some_and(|(_, p)| p.segments.len() >= 3)
+    })
+    .await;
+    let TestServer { running, data } = server;
+    running.shutdown().await;
+    drop(publisher);
+    let dir = data.path().join("hls").join(STREAM).join("source");
+    let text = std::fs::read_to_string(dir.join("index.m3u8")).unwrap();
+    assert!(text.contains("#EXT-X-ENDLIST"), "not ended:\n{text}");
+    let listed: Vec<&str> = text.lines().filter(|l| l.ends_with(".ts")).collect();
+    assert!(listed.len() >= 3, "{text}");
+    for name in &listed {
+        assert!(dir.join(name).exists(), "{name} listed but not stored");
+    }
+    let master = data.path().join("hls").join(STREAM).join("master.m3u8");
+    assert!(master.exists());
+    // The recording decodes end to end.
+    let out = std::process::Command::new(ffmpeg())
+        .args(["-v", "error", "-i"])
+        .arg(dir.join("index.m3u8"))
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+}

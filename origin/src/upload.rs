@@ -12,12 +12,36 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hls::Output;
-use origin_store::OriginStore;
+use origin_store::{OriginStore, StoreError};
 use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
-use crate::hls_origin::HlsMetrics;
+use crate::metrics::HlsMetrics;
+
+/// Where the queue stores outputs: the origin store (a test double in the
+/// unit tests below, to take it down and bring it back at will).
+pub trait Store: Send + Sync + 'static {
+    /// Stores `data` at `key`.
+    fn put(
+        &self,
+        key: &str,
+        data: Bytes,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes `key` (a missing key is not an error).
+    fn delete(&self, key: &str)
+    -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl Store for OriginStore {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        OriginStore::put(self, key, data).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        OriginStore::delete(self, key).await
+    }
+}
 
 /// The longest wait between two tries of the same upload.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -42,7 +66,7 @@ pub struct Uploads {
 impl Uploads {
     /// Starts an uploader for stream `name` holding at most `max_segments` segments.
     pub fn start(
-        store: OriginStore,
+        store: impl Store,
         name: String,
         max_segments: usize,
         metrics: HlsMetrics,
@@ -91,7 +115,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 async fn upload(
-    store: OriginStore,
+    store: impl Store,
     name: String,
     max_segments: usize,
     metrics: HlsMetrics,
@@ -193,5 +217,152 @@ fn enforce_bound(
             queue.retain(|(_, o)| !matches!(o, Output::Playlist { .. }));
             let _ = lost.send(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A store that can be taken down, and logs what it stored in order.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        down: Arc<AtomicBool>,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Store for Flaky {
+        async fn put(&self, key: &str, _data: Bytes) -> Result<(), StoreError> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(StoreError::Io(std::io::Error::other("store down")));
+            }
+            self.log.lock().expect("log").push(format!("put {key}"));
+            Ok(())
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(StoreError::Io(std::io::Error::other("store down")));
+            }
+            self.log.lock().expect("log").push(format!("delete {key}"));
+            Ok(())
+        }
+    }
+
+    fn segment(n: u32) -> Output {
+        Output::Segment {
+            path: format!("source/{n}.ts"),
+            data: Bytes::from_static(b"ts"),
+        }
+    }
+
+    fn playlist(n: u32) -> Output {
+        Output::Playlist {
+            path: "source/index.m3u8".into(),
+            data: Bytes::from(format!("up to {n}")),
+        }
+    }
+
+    fn log(store: &Flaky) -> Vec<String> {
+        store.log.lock().expect("log").clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn segments_are_stored_in_order_before_the_playlists_after_them() {
+        let store = Flaky::default();
+        let uploads = Uploads::start(store.clone(), "s".into(), 10, HlsMetrics::default());
+        for n in 0..4 {
+            uploads.push(vec![segment(n), playlist(n)]);
+        }
+        uploads.push(vec![Output::Delete {
+            path: "source/0.ts".into(),
+        }]);
+        uploads.finish().await;
+        let got = log(&store);
+        let segments: Vec<_> = got
+            .iter()
+            .filter(|l| l.ends_with(".ts") && l.starts_with("put"))
+            .collect();
+        assert_eq!(
+            segments,
+            [
+                "put s/source/0.ts",
+                "put s/source/1.ts",
+                "put s/source/2.ts",
+                "put s/source/3.ts"
+            ]
+        );
+        // Every playlist put comes after the segment it was queued behind.
+        let last_segment = got
+            .iter()
+            .rposition(|l| l == "put s/source/3.ts")
+            .expect("stored");
+        let last_playlist = got
+            .iter()
+            .rposition(|l| l.ends_with("index.m3u8"))
+            .expect("stored");
+        assert!(last_playlist > last_segment, "{got:?}");
+        assert_eq!(got.last().map(String::as_str), Some("delete s/source/0.ts"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_caught_up_with_only_the_newest_playlist() {
+        let store = Flaky::default();
+        store.down.store(true, Ordering::Relaxed);
+        let metrics = HlsMetrics::default();
+        let uploads = Uploads::start(store.clone(), "s".into(), 10, metrics.clone());
+        for n in 0..5 {
+            uploads.push(vec![segment(n), playlist(n)]);
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(log(&store).is_empty());
+        assert_eq!(metrics.upload_queue.get(), 5, "the gauge shows the backlog");
+        store.down.store(false, Ordering::Relaxed);
+        uploads.finish().await;
+        let got = log(&store);
+        let playlists = got.iter().filter(|l| l.ends_with("index.m3u8")).count();
+        assert_eq!(
+            got.iter().filter(|l| l.ends_with(".ts")).count(),
+            5,
+            "{got:?}"
+        );
+        assert!(playlists <= 2, "stale playlists were uploaded: {got:?}");
+        assert_eq!(metrics.upload_queue.get(), 0);
+        assert_eq!(metrics.segments_lost.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_bound_the_oldest_segments_are_dropped_and_reported() {
+        let store = Flaky::default();
+        store.down.store(true, Ordering::Relaxed);
+        let metrics = HlsMetrics::default();
+        let mut uploads = Uploads::start(store.clone(), "s".into(), 3, metrics.clone());
+        for n in 0..5 {
+            uploads.push(vec![segment(n), playlist(n)]);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // The bound is applied at the uploader's next try (backoff at most 2 s).
+        tokio::time::sleep(MAX_BACKOFF * 2).await;
+        let mut lost = Vec::new();
+        while let Ok(path) = uploads.lost.try_recv() {
+            lost.push(path);
+        }
+        assert_eq!(lost, ["source/0.ts", "source/1.ts"]);
+        assert_eq!(metrics.segments_lost.get(), 2);
+        store.down.store(false, Ordering::Relaxed);
+        uploads.finish().await;
+        let stored: Vec<_> = log(&store)
+            .into_iter()
+            .filter(|l| l.ends_with(".ts"))
+            .collect();
+        assert_eq!(
+            stored,
+            [
+                "put s/source/2.ts",
+                "put s/source/3.ts",
+                "put s/source/4.ts"
+            ]
+        );
     }
 }

@@ -1,0 +1,20 @@
+//! The origin role: everything between the hub and the origin store.
+//!
+//! For every live source stream, a packaging task subscribes to the source and
+//! its ladder rungs, cuts them into HLS segments ([`hls::Packager`]), writes
+//! the multivariant playlist once the variants are ready ([`master`]) and hands
+//! every output to an ordered upload queue ([`upload`]) that survives store
+//! outages. Each publish session names its segments afresh ([`session`]). The
+//! ladder supervisor ([`ladders`]) runs a transcoding ladder per transcoded
+//! stream on OS threads.
+
+pub mod ladders;
+pub mod master;
+mod metrics;
+mod packaging;
+pub mod session;
+pub mod upload;
+
+pub use ladders::{LadderLookup, Transcoding};
+pub use metrics::HlsMetrics;
+pub use packaging::{ContainerLookup, HlsOrigin, RECONNECT_GRACE, SHUTDOWN_FLUSH, run};
