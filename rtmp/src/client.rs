@@ -209,6 +209,12 @@ impl Client {
         self.push().await
     }
 
+    /// Sends one media tag (header and shared payload, not joined).
+    pub async fn send_tag(&mut self, tag: &crate::flv::FlvTag) -> Result<(), RtmpError> {
+        self.t.queue_tag(self.stream_id, tag);
+        self.push().await
+    }
+
     /// Sends one FLV video tag body.
     pub async fn send_video(&mut self, timestamp: u32, body: &Bytes) -> Result<(), RtmpError> {
         self.t

@@ -2,6 +2,7 @@
 //! from media-core's codec-neutral form.
 
 use bytes::Bytes;
+use media_core::{Packet, TrackInfo, TrackKind};
 
 /// FLV codec id of AVC/H.264.
 const CODEC_AVC: u8 = 7;
@@ -136,9 +137,128 @@ pub fn audio_header(sequence_header: bool) -> [u8; 2] {
     [(SOUND_AAC << 4) | 0x0f, u8::from(!sequence_header)]
 }
 
+/// One media message as RTMP carries it, for every writer (players,
+/// restreams, pushes): a small tag header of its own and the payload shared
+/// with every other subscriber, written as two parts, never joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlvTag {
+    /// Audio or video (which chunk stream and message type it goes on).
+    pub kind: TrackKind,
+    /// The 32-bit millisecond timestamp (RTMP's wrap is the protocol's).
+    pub timestamp: u32,
+    header: [u8; 5],
+    header_len: u8,
+    /// The codec payload (AVCC NAL units, raw AAC, or a codec config).
+    pub payload: Bytes,
+}
+
+impl FlvTag {
+    /// The tag of a hub packet: keyframe flag and composition time (clamped
+    /// to what the 24-bit field holds) for video.
+    pub fn packet(p: &Packet) -> Self {
+        // RTMP timestamps are 32-bit and wrap; the truncation is the protocol.
+        let timestamp = p.dts.as_millis() as u32;
+        match p.track {
+            TrackKind::Video => {
+                let cts = p.pts.checked_sub(p.dts).unwrap_or(0);
+                let cts = cts.clamp(-(1 << 23), (1 << 23) - 1) as i32;
+                Self::video(
+                    timestamp,
+                    video_header(p.keyframe, false, cts),
+                    p.payload.clone(),
+                )
+            }
+            TrackKind::Audio => Self::audio(timestamp, audio_header(false), p.payload.clone()),
+        }
+    }
+
+    /// The sequence header of a track (avcC or AudioSpecificConfig).
+    pub fn config(track: &TrackInfo, timestamp: u32) -> Self {
+        match track.kind() {
+            TrackKind::Video => {
+                Self::video(timestamp, video_header(true, true, 0), track.config.clone())
+            }
+            TrackKind::Audio => Self::audio(timestamp, audio_header(true), track.config.clone()),
+        }
+    }
+
+    fn video(timestamp: u32, header: [u8; 5], payload: Bytes) -> Self {
+        Self {
+            kind: TrackKind::Video,
+            timestamp,
+            header,
+            header_len: 5,
+            payload,
+        }
+    }
+
+    fn audio(timestamp: u32, header: [u8; 2], payload: Bytes) -> Self {
+        Self {
+            kind: TrackKind::Audio,
+            timestamp,
+            header: [header[0], header[1], 0, 0, 0],
+            header_len: 2,
+            payload,
+        }
+    }
+
+    /// The FLV tag header bytes that precede the payload.
+    pub fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use media_core::Timestamp;
+
+    #[test]
+    fn tags_of_packets_and_configs() {
+        let p = Packet {
+            track: TrackKind::Video,
+            dts: Timestamp::from_millis(1000),
+            pts: Timestamp::from_millis(1080),
+            keyframe: true,
+            payload: Bytes::from_static(b"nal"),
+        };
+        let t = FlvTag::packet(&p);
+        assert_eq!((t.kind, t.timestamp), (TrackKind::Video, 1000));
+        assert_eq!(t.header(), video_header(true, false, 80));
+        let mut body = t.header().to_vec();
+        body.extend_from_slice(&t.payload);
+        assert!(matches!(
+            parse_video(&Bytes::from(body)),
+            Ok(VideoTag::Frame {
+                keyframe: true,
+                cts: 80,
+                ..
+            })
+        ));
+        // A composition time past 24 bits is clamped, not wrapped into a lie.
+        let far = Packet {
+            pts: Timestamp::from_millis(1000 + (1 << 24)),
+            ..p
+        };
+        assert_eq!(
+            FlvTag::packet(&far).header(),
+            video_header(true, false, (1 << 23) - 1)
+        );
+        let a = Packet {
+            track: TrackKind::Audio,
+            dts: Timestamp::from_millis(5),
+            pts: Timestamp::from_millis(5),
+            keyframe: true,
+            payload: Bytes::from_static(b"aac"),
+        };
+        assert_eq!(FlvTag::packet(&a).header(), audio_header(false));
+        let asc = TrackInfo::aac(Bytes::from_static(&[0x11, 0x90])).expect("asc");
+        let c = FlvTag::config(&asc, 7);
+        assert_eq!(
+            (c.kind, c.timestamp, c.header()),
+            (TrackKind::Audio, 7, &audio_header(true)[..])
+        );
+    }
 
     #[test]
     fn negative_composition_time_round_trips() {

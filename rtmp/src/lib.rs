@@ -13,6 +13,7 @@ mod client;
 mod error;
 pub mod flv;
 pub mod handshake;
+pub mod ingest;
 pub mod limits;
 pub mod message;
 mod metrics;

@@ -186,6 +186,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
         );
     }
 
+    /// Queues one audio or video tag on its chunk stream, header and shared
+    /// payload as two parts.
+    pub fn queue_tag(&mut self, stream_id: u32, tag: &crate::flv::FlvTag) {
+        let (csid, type_id) = match tag.kind {
+            media_core::TrackKind::Video => (csid::VIDEO, type_id::VIDEO),
+            media_core::TrackKind::Audio => (csid::AUDIO, type_id::AUDIO),
+        };
+        self.encoder.write_parts(
+            &mut self.wbuf,
+            csid,
+            tag.timestamp,
+            type_id,
+            stream_id,
+            tag.header(),
+            &tag.payload,
+        );
+    }
+
     /// Queues a command on the command chunk stream.
     pub fn queue_command(&mut self, stream_id: u32, body: &[u8]) {
         self.queue(csid::COMMAND, 0, type_id::COMMAND_AMF0, stream_id, body);

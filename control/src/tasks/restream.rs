@@ -1,9 +1,9 @@
 //! `restream`: push the stream to another RTMP receiver (a platform's ingest
 //! URL, nginx-rtmp, another Ferry), reconnecting with backoff when it fails.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use media_core::{Codec, Event, TrackKind};
+use media_core::Event;
 use rtmp::Client;
+use rtmp::flv::FlvTag;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::PartialSchema;
@@ -135,33 +135,8 @@ async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
             }
             Event::Stopped if started => break,
             Event::Stopped | Event::Metadata(_) => Ok(()),
-            Event::Track(t) => match t.codec {
-                Codec::H264 => {
-                    client
-                        .send_video(0, &tag(&rtmp::flv::video_header(true, true, 0), &t.config))
-                        .await
-                }
-                Codec::Aac => {
-                    client
-                        .send_audio(0, &tag(&rtmp::flv::audio_header(true), &t.config))
-                        .await
-                }
-            },
-            Event::Packet(p) => {
-                let ts = p.dts.as_millis() as u32;
-                match p.track {
-                    TrackKind::Video => {
-                        let cts = p.pts.checked_sub(p.dts).unwrap_or(0) as i32;
-                        let header = rtmp::flv::video_header(p.keyframe, false, cts);
-                        client.send_video(ts, &tag(&header, &p.payload)).await
-                    }
-                    TrackKind::Audio => {
-                        client
-                            .send_audio(ts, &tag(&rtmp::flv::audio_header(false), &p.payload))
-                            .await
-                    }
-                }
-            }
+            Event::Track(t) => client.send_tag(&FlvTag::config(&t, 0)).await,
+            Event::Packet(p) => client.send_tag(&FlvTag::packet(&p)).await,
         };
         sent.map_err(|e| format!("receiver {addr} dropped: {e}"))?;
     }
@@ -212,13 +187,6 @@ async fn relay(
         };
         sent.map_err(|e| format!("receiver {addr} dropped: {e}"))?;
     }
-}
-
-fn tag(header: &[u8], payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(header.len() + payload.len());
-    b.put_slice(header);
-    b.put_slice(payload);
-    b.freeze()
 }
 
 #[cfg(test)]
