@@ -6,6 +6,7 @@ pub mod config;
 mod http;
 mod http_serve;
 mod keys;
+pub mod node;
 pub mod serve;
 mod state_files;
 pub mod stream_settings;

@@ -42,9 +42,13 @@ struct WorkerArgs {
     /// The origin's RTMP address and app, e.g. rtmp://10.0.0.2:1935/live.
     #[arg(long, env = "FERRY_ORIGIN_RTMP")]
     origin: String,
-    /// This worker's id (letters, digits, '_', '-'); default worker-PID.
+    /// This worker's id (letters, digits, '_', '-'); by default a stable id
+    /// kept in --data-dir.
     #[arg(long)]
     id: Option<String>,
+    /// Where the worker keeps its node id.
+    #[arg(long, default_value = "ferry-worker-data")]
+    data_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -148,9 +152,11 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let (hostport, app) = rest
         .split_once('/')
         .context("--origin must be rtmp://HOST:PORT/APP")?;
-    let id = args
-        .id
-        .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let id = match args.id {
+        Some(id) => id,
+        None => ferry::node::stable_id(&args.data_dir)
+            .with_context(|| format!("node id in {}", args.data_dir.display()))?,
+    };
     let leases = std::sync::Arc::new(
         control::remote::ControlClient::new(&args.control, &args.token)
             .map_err(|e| anyhow::anyhow!(e))?,
@@ -168,21 +174,16 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
-        // The node registry: every 5 s, with the load average per core.
-        let (beat, beat_id) = (leases.clone(), id.clone());
-        tokio::spawn(async move {
-            let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-            loop {
-                let load = std::fs::read_to_string("/proc/loadavg")
-                    .ok()
-                    .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
-                    .map_or(0.0, |l| l / cores);
-                if let Err(e) = beat.heartbeat(&beat_id, "worker", "-", load, &[]).await {
-                    tracing::warn!(error = %e, "heartbeat failed");
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            }
-        });
+        tokio::spawn(ferry::node::heartbeat(
+            ferry::node::NodeInfo {
+                id: id.clone(),
+                role: "worker",
+                address: "-".into(),
+            },
+            ferry::node::ControlPlane::Remote(leases.clone()),
+            None,
+            cancel.clone(),
+        ));
         control::worker::run(
             id,
             leases,

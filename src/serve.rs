@@ -16,6 +16,7 @@ use crate::config::{Config, StoreKind};
 use crate::http::{self, HttpState};
 use crate::http_serve;
 use crate::keys;
+use crate::node::{self, ControlPlane, NodeInfo};
 use crate::stream_settings::StreamSettings;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
@@ -91,83 +92,6 @@ impl Running {
     }
 }
 
-/// Registers this process as a node (role `all`) every few seconds.
-async fn node_heartbeat(
-    db: Arc<control::Db>,
-    role: &'static str,
-    http_addr: SocketAddr,
-    cancel: CancellationToken,
-) {
-    let id = format!("local-{}", std::process::id());
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let node = control::db::NodeRow {
-            id: id.clone(),
-            role: role.into(),
-            address: http_addr.to_string(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            last_heartbeat_ms: control::db::now_ms(),
-            load: load_per_core(cores),
-            // This process's streams are in its own hub already.
-            streams: Vec::new(),
-        };
-        if let Err(e) = db.heartbeat(&node) {
-            warn!(error = %e, "node heartbeat failed");
-        }
-    }
-}
-
-/// The 1-minute load average per core.
-fn load_per_core(cores: f64) -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |l| l / cores)
-}
-
-/// An origin apart from control: every 2 s, reports itself and its live
-/// streams to control, and kicks the publishers control asks it to.
-async fn origin_heartbeat(
-    client: Arc<control::remote::ControlClient>,
-    hub: Hub,
-    http_addr: SocketAddr,
-    cancel: CancellationToken,
-) {
-    let id = format!("origin-{}", std::process::id());
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let live = hub.live_sources();
-        match client
-            .heartbeat(
-                &id,
-                "origin",
-                &http_addr.to_string(),
-                load_per_core(cores),
-                &live,
-            )
-            .await
-        {
-            Ok(kicks) => {
-                for name in kicks {
-                    info!(stream = %name, "kicked by the control plane");
-                    hub.kick(&name);
-                }
-            }
-            Err(e) => warn!(error = %e, "heartbeat to the control plane failed"),
-        }
-    }
-}
-
 /// The control plane of this process: state in SQLite, seeded from `streams`,
 /// with an admin token (given, or made and shown once).
 fn open_control(
@@ -237,10 +161,17 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     let (_, http_cap) = connection_caps(config);
     let store = OriginStore::memory();
     let cancel = CancellationToken::new();
-    let heartbeat = tokio::spawn(node_heartbeat(
-        control.db.clone(),
-        "control",
-        http_addr,
+    let heartbeat = tokio::spawn(node::heartbeat(
+        NodeInfo {
+            id: node::stable_id(&config.data_dir).map_err(|source| StartError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?,
+            role: "control",
+            address: http_addr.to_string(),
+        },
+        ControlPlane::Local(control.clone()),
+        None,
         cancel.clone(),
     ));
     let api = control::api::router(control);
@@ -314,6 +245,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             path: config.data_dir.display().to_string(),
             source,
         }
+    })?;
+    let node_id = node::stable_id(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
     })?;
     let (streams, generated) = keys::streams_or_generated(&config.streams, &config.data_dir)?;
     let (rtmp_listener, rtmp_addr) = bind("rtmp", config.rtmp.listen).await?;
@@ -471,29 +406,38 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 let leases = Arc::new(control::worker::LocalLeases {
                     db: control.db.clone(),
                     hub: hub.clone(),
+                    nodes: control.nodes.clone(),
                 });
                 tasks.push(tokio::spawn(control::worker::run(
-                    format!("local-{}", std::process::id()),
+                    node_id.clone(),
                     leases,
                     control::tasks::Media::Hub(hub.clone()),
                     control.types.clone(),
                     cancel.clone(),
                 )));
             }
-            tasks.push(tokio::spawn(node_heartbeat(
-                control.db.clone(),
-                "all",
-                http_addr,
+            tasks.push(tokio::spawn(node::heartbeat(
+                NodeInfo {
+                    id: node_id.clone(),
+                    role: "all",
+                    address: http_addr.to_string(),
+                },
+                ControlPlane::Local(control.clone()),
+                None,
                 cancel.clone(),
             )));
             control::api::router(control.clone())
         }
         (None, remote) => {
             if let Some(client) = remote {
-                tasks.push(tokio::spawn(origin_heartbeat(
-                    client.clone(),
-                    hub.clone(),
-                    http_addr,
+                tasks.push(tokio::spawn(node::heartbeat(
+                    NodeInfo {
+                        id: node_id.clone(),
+                        role: "origin",
+                        address: http_addr.to_string(),
+                    },
+                    ControlPlane::Remote(client.clone()),
+                    Some(hub.clone()),
                     cancel.clone(),
                 )));
             }

@@ -192,3 +192,33 @@ async fn publish_checks_are_rate_limited_per_token() {
     let (status, grant) = api(http, "POST", "/auth/publish", Some(&other), Some(&body)).await;
     assert_eq!(status, 200, "{grant}");
 }
+
+/// A node keeps its id across restarts (kept in its data directory): the
+/// registry shows one node, not one more per restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_keeps_its_id() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let server = start_with(|c| c.data_dir = dir.clone()).await;
+        let http = server.running.http_addr;
+        wait_for(
+            "the node registers",
+            std::time::Duration::from_secs(10),
+            || async {
+                let listed = api(http, "GET", "/nodes", Some(ADMIN), None).await.1;
+                listed.as_array().is_some_and(|a| !a.is_empty())
+            },
+        )
+        .await;
+        let listed = api(http, "GET", "/nodes", Some(ADMIN), None).await.1;
+        let nodes = listed.as_array().unwrap();
+        assert_eq!(nodes.len(), 1, "{listed}");
+        assert_eq!(nodes[0]["role"], json!("all"));
+        ids.push(nodes[0]["id"].as_str().unwrap().to_owned());
+        server.running.shutdown().await;
+    }
+    assert_eq!(ids[0], ids[1]);
+    assert!(ids[0].starts_with("node-"), "{}", ids[0]);
+}

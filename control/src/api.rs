@@ -608,6 +608,7 @@ fn leases(c: &Control) -> crate::worker::LocalLeases {
     crate::worker::LocalLeases {
         db: c.db.clone(),
         hub: c.hub.clone(),
+        nodes: c.nodes.clone(),
     }
 }
 
@@ -681,7 +682,7 @@ async fn server_info(State(c): State<Arc<Control>>) -> Json<crate::ServerInfo> {
 /// Nodes of the cluster.
 #[utoipa::path(get, path = "/nodes", responses((status = 200, body = [NodeRow])))]
 async fn nodes(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<NodeRow>>> {
-    Ok(Json(c.db.nodes()?))
+    Ok(Json(c.nodes.list(&c.db)?))
 }
 
 /// A node reports that it is alive (and, for origins, what is live on it).
@@ -714,15 +715,18 @@ async fn heartbeat(
     if !h.load.is_finite() || h.load < 0.0 {
         return Err(ApiError::bad("load must be a non-negative number"));
     }
-    c.db.heartbeat(&NodeRow {
-        id: h.id,
-        role: h.role,
-        address: h.address,
-        version: h.version,
-        last_heartbeat_ms: now_ms(),
-        load: h.load,
-        streams: h.live.clone(),
-    })?;
+    c.nodes.beat(
+        &c.db,
+        NodeRow {
+            id: h.id,
+            role: h.role,
+            address: h.address,
+            version: h.version,
+            last_heartbeat_ms: now_ms(),
+            load: h.load,
+            streams: h.live.clone(),
+        },
+    )?;
     let kick = h
         .live
         .into_iter()
@@ -795,7 +799,10 @@ struct Caller(String);
 /// A node token acts as one node: refuses `id` if the token belongs to
 /// another node that is alive.
 fn bind(c: &Control, caller: &Caller, id: &str) -> ApiResult<()> {
-    match c.db.bind_node(&caller.0, id, crate::NODE_FRESH_MS)? {
+    match c
+        .db
+        .bind_node(&caller.0, id, |other| c.nodes.alive(other))?
+    {
         Ok(()) => Ok(()),
         Err(crate::db::BoundElsewhere(other)) => Err(ApiError(
             StatusCode::FORBIDDEN,

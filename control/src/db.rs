@@ -322,13 +322,13 @@ impl Db {
 
     /// Binds a node token to the node id it acts as: the first id it uses is
     /// its own; another id is refused while that node is alive (a heartbeat
-    /// within `fresh_ms`), and taken over once it is not (a node restarted
-    /// under a new id). Admin tokens are not bound.
+    /// per `alive`), and taken over once it is not (a node restarted under a
+    /// new id). Admin tokens are not bound.
     pub fn bind_node(
         &self,
         token: &str,
         node_id: &str,
-        fresh_ms: i64,
+        alive: impl Fn(&str) -> bool,
     ) -> Result<Result<(), BoundElsewhere>, DbError> {
         let hash = secret::hash(token);
         let conn = self.conn();
@@ -345,17 +345,10 @@ impl Db {
         if role != TokenRole::Node.as_str() || bound.as_deref() == Some(node_id) {
             return Ok(Ok(()));
         }
-        if let Some(other) = bound {
-            let last: Option<i64> = conn
-                .query_row(
-                    "SELECT last_heartbeat_ms FROM nodes WHERE id = ?1",
-                    [&other],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if last.is_some_and(|t| now_ms() - t <= fresh_ms) {
-                return Ok(Err(BoundElsewhere(other)));
-            }
+        if let Some(other) = bound
+            && alive(&other)
+        {
+            return Ok(Err(BoundElsewhere(other)));
         }
         conn.execute(
             "UPDATE tokens SET node_id = ?2 WHERE hash = ?1",
@@ -728,6 +721,20 @@ impl Db {
             ],
         )?;
         Ok(())
+    }
+
+    /// Deletes nodes registered before `cutoff_ms` that are not in `keep`.
+    pub fn prune_nodes(&self, cutoff_ms: i64, keep: &[String]) -> Result<usize, DbError> {
+        let conn = self.conn();
+        let mut q = conn.prepare("SELECT id FROM nodes WHERE last_heartbeat_ms < ?1")?;
+        let old: Vec<String> = q
+            .query_map([cutoff_ms], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut removed = 0;
+        for id in old.iter().filter(|id| !keep.contains(id)) {
+            removed += conn.execute("DELETE FROM nodes WHERE id = ?1", [id])?;
+        }
+        Ok(removed)
     }
 
     /// Every node ever seen, most recent heartbeat first.

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod nodes;
 pub mod remote;
 pub mod secret;
 pub mod tasks;
@@ -39,6 +40,8 @@ pub struct Control {
     pub settings: SettingsKind,
     /// `POST /auth/publish` calls per token, rate-limited.
     pub auth_checks: AuthChecks,
+    /// Registered nodes and which are alive.
+    pub nodes: Arc<Nodes>,
 }
 
 /// `POST /auth/publish` calls a token may make per [`AUTH_CHECK_WINDOW`]
@@ -96,8 +99,7 @@ impl Default for SettingsKind {
     }
 }
 
-/// How recent an origin's heartbeat must be for its streams to count as live.
-pub const NODE_FRESH_MS: i64 = 10_000;
+pub use nodes::{NODE_FRESH_MS, Nodes};
 
 /// Where encoders publish, for the UI's "copy publish URL".
 #[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
@@ -122,20 +124,14 @@ impl Control {
             pending_kicks: Arc::default(),
             settings: SettingsKind::default(),
             auth_checks: AuthChecks::default(),
+            nodes: Arc::new(Nodes::new(nodes::DEFAULT_NODE_PRUNE)),
         }
     }
 
     /// Streams live on other origins (reported with their heartbeats), with
     /// the node each is on.
     pub fn live_elsewhere(&self) -> Vec<(String, String)> {
-        let now = db::now_ms();
-        self.db
-            .nodes()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|n| now - n.last_heartbeat_ms <= NODE_FRESH_MS)
-            .flat_map(|n| n.streams.into_iter().map(move |s| (s, n.id.clone())))
-            .collect()
+        self.nodes.live_streams()
     }
 
     /// Applies a stream seeded from the config file, once: the first start

@@ -60,20 +60,17 @@ pub struct TaskReport {
 pub struct LocalLeases {
     /// The state.
     pub db: Arc<Db>,
-    /// What is live.
+    /// What is live here.
     pub hub: media_core::Hub,
+    /// What is live on other origins.
+    pub nodes: Arc<crate::Nodes>,
 }
 
 impl LocalLeases {
     /// Live here, or on an origin whose heartbeat is fresh.
     fn live(&self) -> Vec<String> {
-        let now = now_ms();
         let mut live = self.hub.live_sources();
-        for node in self.db.nodes().unwrap_or_default() {
-            if now - node.last_heartbeat_ms <= crate::NODE_FRESH_MS {
-                live.extend(node.streams);
-            }
-        }
+        live.extend(self.nodes.live_streams().into_iter().map(|(s, _)| s));
         live.sort();
         live.dedup();
         live

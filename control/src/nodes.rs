@@ -1,0 +1,166 @@
+//! The node registry: which nodes exist (in the database: registrations,
+//! written when a node is new or its role, address or version change) and
+//! which are alive (in memory: every heartbeat, no database write). Nodes gone
+//! for longer than the prune time are forgotten.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use crate::db::{Db, DbError, NodeRow, now_ms};
+
+/// How recent a heartbeat must be for a node (and an origin's streams) to
+/// count as alive.
+pub const NODE_FRESH_MS: i64 = 10_000;
+/// Nodes silent for this long are removed, by default.
+pub const DEFAULT_NODE_PRUNE: Duration = Duration::from_secs(24 * 3600);
+/// Pruning runs at most this often.
+const PRUNE_EVERY_MS: i64 = 10_000;
+
+/// Nodes, their registration and their liveness.
+pub struct Nodes {
+    live: DashMap<String, NodeRow>,
+    prune_after_ms: i64,
+    last_prune_ms: Mutex<i64>,
+}
+
+impl Nodes {
+    /// A registry that forgets nodes silent for `prune_after`.
+    pub fn new(prune_after: Duration) -> Self {
+        Self {
+            live: DashMap::new(),
+            prune_after_ms: i64::try_from(prune_after.as_millis()).unwrap_or(i64::MAX),
+            last_prune_ms: Mutex::new(0),
+        }
+    }
+
+    /// Records a heartbeat: in memory always, in the database only when the
+    /// node's registration is new or changed.
+    pub fn beat(&self, db: &Db, mut node: NodeRow) -> Result<(), DbError> {
+        node.last_heartbeat_ms = now_ms();
+        let changed = self.live.get(&node.id).is_none_or(|old| {
+            old.role != node.role || old.address != node.address || old.version != node.version
+        });
+        if changed {
+            db.heartbeat(&node)?;
+        }
+        self.live.insert(node.id.clone(), node);
+        self.prune(db);
+        Ok(())
+    }
+
+    /// Whether `id` sent a heartbeat within [`NODE_FRESH_MS`].
+    pub fn alive(&self, id: &str) -> bool {
+        self.live
+            .get(id)
+            .is_some_and(|n| now_ms() - n.last_heartbeat_ms <= NODE_FRESH_MS)
+    }
+
+    /// Every registered node, with its latest heartbeat, load and streams
+    /// (from memory where it has beaten since this process started).
+    pub fn list(&self, db: &Db) -> Result<Vec<NodeRow>, DbError> {
+        self.prune(db);
+        let mut nodes: Vec<NodeRow> = db
+            .nodes()?
+            .into_iter()
+            .map(|stored| match self.live.get(&stored.id) {
+                Some(live) => live.clone(),
+                None => stored,
+            })
+            .collect();
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.last_heartbeat_ms));
+        Ok(nodes)
+    }
+
+    /// Streams live on alive nodes, with the node each is on.
+    pub fn live_streams(&self) -> Vec<(String, String)> {
+        let now = now_ms();
+        self.live
+            .iter()
+            .filter(|n| now - n.last_heartbeat_ms <= NODE_FRESH_MS)
+            .flat_map(|n| {
+                let id = n.id.clone();
+                n.streams
+                    .iter()
+                    .map(|s| (s.clone(), id.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Removes nodes silent for longer than the prune time (at most every
+    /// few seconds).
+    fn prune(&self, db: &Db) {
+        let now = now_ms();
+        {
+            let mut last = self.last_prune_ms.lock().unwrap_or_else(|e| e.into_inner());
+            if now - *last < PRUNE_EVERY_MS {
+                return;
+            }
+            *last = now;
+        }
+        let cutoff = now.saturating_sub(self.prune_after_ms);
+        self.live.retain(|_, n| n.last_heartbeat_ms >= cutoff);
+        let live: Vec<String> = self.live.iter().map(|n| n.id.clone()).collect();
+        if let Err(e) = db.prune_nodes(cutoff, &live) {
+            tracing::warn!(error = %e, "pruning nodes failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, streams: &[&str]) -> NodeRow {
+        NodeRow {
+            id: id.into(),
+            role: "origin".into(),
+            address: "10.0.0.1:8080".into(),
+            version: "1".into(),
+            last_heartbeat_ms: 0,
+            load: 0.5,
+            streams: streams.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn beats_live_in_memory_and_registrations_in_the_database() {
+        let db = Db::memory().expect("db");
+        let nodes = Nodes::new(DEFAULT_NODE_PRUNE);
+        nodes.beat(&db, node("o1", &["a"])).expect("beat");
+        let stored = db.nodes().expect("nodes")[0].last_heartbeat_ms;
+        std::thread::sleep(Duration::from_millis(5));
+        nodes.beat(&db, node("o1", &["a", "b"])).expect("beat");
+        // Same registration: the database row was not written again.
+        assert_eq!(db.nodes().expect("nodes")[0].last_heartbeat_ms, stored);
+        let listed = nodes.list(&db).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].last_heartbeat_ms > stored, "liveness from memory");
+        assert_eq!(listed[0].streams, ["a", "b"]);
+        assert!(nodes.alive("o1"));
+        assert!(!nodes.alive("o2"));
+        let mut live = nodes.live_streams();
+        live.sort();
+        assert_eq!(live, [("a".into(), "o1".into()), ("b".into(), "o1".into())]);
+    }
+
+    #[test]
+    fn silent_nodes_are_pruned() {
+        let db = Db::memory().expect("db");
+        let nodes = Nodes::new(Duration::from_millis(1));
+        nodes.beat(&db, node("gone", &[])).expect("beat");
+        std::thread::sleep(Duration::from_millis(20));
+        *nodes.last_prune_ms.lock().expect("lock") = 0;
+        nodes.beat(&db, node("here", &[])).expect("beat");
+        let ids: Vec<String> = nodes
+            .list(&db)
+            .expect("list")
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        assert_eq!(ids, ["here"]);
+        assert!(!nodes.alive("gone"));
+    }
+}

@@ -1,0 +1,137 @@
+//! What every role does as a node of the cluster: a stable id kept in its data
+//! directory, and one heartbeat loop that reports it (and, for an origin, its
+//! live streams) to the control plane, in process or over HTTP.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use media_core::Hub;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// The file in the data directory that holds the node id.
+pub const NODE_ID_FILE: &str = "node-id";
+/// How often a node reports itself.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// This node's id: made once (`node-` and 12 random hex digits) and kept in
+/// `DATA_DIR/node-id`, so restarts and other hosts never collide or pile up
+/// rows in the registry.
+pub fn stable_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if valid_id(id.trim()) => Ok(id.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            crate::state_files::create_private_dir(data_dir)?;
+            let id = format!("node-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+            crate::state_files::write_atomic(&path, id.as_bytes())?;
+            Ok(id)
+        }
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The 1-minute load average per core (0 where `/proc/loadavg` is missing).
+pub fn load_per_core() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |l| l / cores)
+}
+
+/// Where heartbeats go.
+#[derive(Clone)]
+pub enum ControlPlane {
+    /// The control plane of this process.
+    Local(Arc<control::Control>),
+    /// Another process's control plane.
+    Remote(Arc<control::remote::ControlClient>),
+}
+
+/// Who this node is.
+#[derive(Clone)]
+pub struct NodeInfo {
+    /// Its stable id.
+    pub id: String,
+    /// `all`, `origin`, `control`, `worker`.
+    pub role: &'static str,
+    /// Where it is reached (its HTTP address), or `-`.
+    pub address: String,
+}
+
+/// Reports `node` to `registry` every [`HEARTBEAT_INTERVAL`] until `cancel`.
+/// With a `hub` (an origin apart from control), its live streams go with each
+/// beat and the kicks control answers with are carried out.
+pub async fn heartbeat(
+    node: NodeInfo,
+    registry: ControlPlane,
+    hub: Option<Hub>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let live = hub.as_ref().map(Hub::live_sources).unwrap_or_default();
+        match &registry {
+            ControlPlane::Local(control) => {
+                let row = control::db::NodeRow {
+                    id: node.id.clone(),
+                    role: node.role.into(),
+                    address: node.address.clone(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    last_heartbeat_ms: 0,
+                    load: load_per_core(),
+                    streams: live,
+                };
+                if let Err(e) = control.nodes.beat(&control.db, row) {
+                    warn!(error = %e, "node heartbeat failed");
+                }
+            }
+            ControlPlane::Remote(client) => {
+                match client
+                    .heartbeat(&node.id, node.role, &node.address, load_per_core(), &live)
+                    .await
+                {
+                    Ok(kicks) => {
+                        for name in kicks {
+                            info!(stream = %name, "kicked by the control plane");
+                            if let Some(hub) = &hub {
+                                hub.kick(&name);
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "heartbeat to the control plane failed"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = stable_id(dir.path()).expect("made");
+        assert!(first.starts_with("node-") && valid_id(&first), "{first}");
+        assert_eq!(stable_id(dir.path()).expect("read"), first);
+        std::fs::write(dir.path().join(NODE_ID_FILE), "bad id\n").expect("write");
+        let replaced = stable_id(dir.path()).expect("remade");
+        assert_ne!(replaced, first);
+        assert!(valid_id(&replaced));
+    }
+}
