@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::stream_settings::HlsContainer;
 use crate::stream_settings::StreamSettings;
 
 /// Everything `ferry serve` can be told.
@@ -38,25 +39,6 @@ pub struct Config {
     pub control: ControlConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
-}
-
-/// HLS segment format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HlsContainer {
-    /// MPEG-TS segments.
-    Ts,
-    /// Fragmented MP4 (CMAF) segments with an init segment.
-    Fmp4,
-}
-
-impl From<HlsContainer> for hls::Container {
-    fn from(c: HlsContainer) -> Self {
-        match c {
-            HlsContainer::Ts => hls::Container::Ts,
-            HlsContainer::Fmp4 => hls::Container::Fmp4,
-        }
-    }
 }
 
 /// Which backend holds the HLS origin.

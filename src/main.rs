@@ -158,7 +158,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("node id in {}", args.data_dir.display()))?,
     };
     let leases = std::sync::Arc::new(
-        control::remote::ControlClient::new(&args.control, &args.token)
+        control_client::ControlClient::new(&args.control, &args.token)
             .map_err(|e| anyhow::anyhow!(e))?,
     );
     let runtime = tokio::runtime::Runtime::new()?;
@@ -184,14 +184,14 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             None,
             cancel.clone(),
         ));
-        control::worker::run(
+        worker::run(
             id,
             leases,
-            control::tasks::Media::Origin {
+            worker::Media::Origin {
                 addr,
                 app: app.to_owned(),
             },
-            control::TaskTypes::builtin(),
+            worker::TaskTypes::builtin(),
             cancel,
         )
         .await;

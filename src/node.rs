@@ -54,7 +54,7 @@ pub enum ControlPlane {
     /// The control plane of this process.
     Local(Arc<control::Control>),
     /// Another process's control plane.
-    Remote(Arc<control::remote::ControlClient>),
+    Remote(Arc<control_client::ControlClient>),
 }
 
 /// Who this node is.

@@ -290,8 +290,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         None
     } else {
         Some(Arc::new(
-            control::remote::ControlClient::new(&config.control.url, &config.admin_token)
-                .map_err(StartError::Config)?,
+            control_client::ControlClient::new(&config.control.url, &config.admin_token)
+                .map_err(|e| StartError::Config(e.to_string()))?,
         ))
     };
     let local = match &remote {
@@ -403,15 +403,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let api = match (&local, &remote) {
         (Some(control), _) => {
             if config.control.local_worker {
-                let leases = Arc::new(control::worker::LocalLeases {
+                let leases = Arc::new(control::leases::LocalLeases {
                     db: control.db.clone(),
                     hub: hub.clone(),
                     nodes: control.nodes.clone(),
                 });
-                tasks.push(tokio::spawn(control::worker::run(
+                tasks.push(tokio::spawn(worker::run(
                     node_id.clone(),
                     leases,
-                    control::tasks::Media::Hub(hub.clone()),
+                    worker::Media::Hub(hub.clone()),
                     control.types.clone(),
                     cancel.clone(),
                 )));

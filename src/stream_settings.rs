@@ -5,7 +5,24 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::HlsContainer;
+/// HLS segment format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HlsContainer {
+    /// MPEG-TS segments.
+    Ts,
+    /// Fragmented MP4 (CMAF) segments with an init segment.
+    Fmp4,
+}
+
+impl From<HlsContainer> for hls::Container {
+    fn from(c: HlsContainer) -> Self {
+        match c {
+            HlsContainer::Ts => hls::Container::Ts,
+            HlsContainer::Fmp4 => hls::Container::Fmp4,
+        }
+    }
+}
 
 /// Rungs a stream may ask for at most.
 const MAX_RUNGS: usize = 8;

@@ -172,13 +172,13 @@ async fn an_origin_asks_a_separate_control_plane() {
     let lost = Instant::now();
     wait_for(
         "the worker to stop its task",
-        control::worker::LEASE + Duration::from_secs(4),
+        worker::LEASE + Duration::from_secs(4),
         || async { !receiver.running.hub.is_live("mirror") },
     )
     .await;
     eprintln!("task stopped {:?} after control went away", lost.elapsed());
     assert!(
-        lost.elapsed() >= control::worker::LEASE - Duration::from_secs(1),
+        lost.elapsed() >= worker::LEASE - Duration::from_secs(1),
         "stopped before the lease ran out"
     );
     assert!(

@@ -83,13 +83,13 @@ async fn a_dead_workers_task_moves_to_another_worker() {
     let now_held_by = t["worker"].as_str().unwrap();
     eprintln!(
         "worker {dead} killed; {now_held_by} restreams again after {took:?} (lease {:?})",
-        control::worker::LEASE
+        worker::LEASE
     );
     assert_eq!(now_held_by, workers[0].0, "{t}");
     assert!(
-        took < control::worker::LEASE + Duration::from_secs(5),
+        took < worker::LEASE + Duration::from_secs(5),
         "takeover took {took:?}, lease is {:?}",
-        control::worker::LEASE
+        worker::LEASE
     );
     // Both workers registered as nodes.
     let (_, nodes) = api(http, "GET", "/nodes", Some(ADMIN), None).await;

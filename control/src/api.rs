@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::Control;
+use control_client::types::{
+    DenyReason, Heartbeat, HeartbeatReply, PublishCheck, PublishDenied, PublishGrant, TaskReport,
+};
+
 use crate::db::{DbError, KeyRow, NodeRow, StreamRow, TaskRow, now_ms};
 
 /// An API error: a status and a sentence.
@@ -216,53 +220,6 @@ pub struct TaskTypeView {
     /// JSON Schema of its config.
     #[schema(value_type = Object)]
     schema: serde_json::Value,
-}
-
-/// `POST /nodes/heartbeat`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Heartbeat {
-    /// Stable node id.
-    id: String,
-    /// `origin`, `edge`, `worker` or `all`.
-    role: String,
-    /// Where it is reached, e.g. `10.0.0.5:8080`.
-    address: String,
-    /// Its version.
-    version: String,
-    /// Load, 0..1 per core.
-    #[serde(default)]
-    load: f64,
-    /// Streams live on this node (origins report them; workers then run their
-    /// tasks).
-    #[serde(default)]
-    live: Vec<String>,
-}
-
-/// The answer to a heartbeat.
-#[derive(Serialize, Deserialize, ToSchema, Default)]
-pub struct HeartbeatReply {
-    /// Streams whose publisher this node must disconnect (an operator's kick).
-    pub kick: Vec<String>,
-}
-
-/// `POST /auth/publish`: an origin asks whether a key may publish.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PublishCheck {
-    /// The stream key the encoder sent.
-    key: String,
-}
-
-/// The stream a key publishes.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct PublishGrant {
-    /// Stream name.
-    pub stream: String,
-    /// The stream's settings, for the origin to apply to this publish.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub settings: serde_json::Value,
 }
 
 // --- handlers ---------------------------------------------------------------
@@ -604,8 +561,8 @@ async fn task_types(State(c): State<Arc<Control>>) -> Json<Vec<TaskTypeView>> {
     )
 }
 
-fn leases(c: &Control) -> crate::worker::LocalLeases {
-    crate::worker::LocalLeases {
+fn leases(c: &Control) -> crate::leases::LocalLeases {
+    crate::leases::LocalLeases {
         db: c.db.clone(),
         hub: c.hub.clone(),
         nodes: c.nodes.clone(),
@@ -627,28 +584,36 @@ async fn worker_claim(
 ) -> ApiResult<Json<Vec<TaskRow>>> {
     worker_id(&id)?;
     bind(&c, &caller, &id)?;
-    let tasks = leases(&c)
-        .claim_now(&id)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let tasks = leases(&c).claim_now(&id).map_err(|e| {
+        tracing::warn!(error = %e, "lease store failed");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "lease store error".into(),
+        )
+    })?;
     Ok(Json(tasks))
 }
 
 /// A worker renews its leases and reports status; the answer lists the tasks
 /// it still holds and should keep running.
-#[utoipa::path(post, path = "/workers/{id}/renew", params(("id" = String, Path)), request_body = [crate::worker::TaskReport],
+#[utoipa::path(post, path = "/workers/{id}/renew", params(("id" = String, Path)), request_body = [TaskReport],
     responses((status = 200, body = [i64]), (status = 400, body = ErrorBody)))]
 async fn worker_renew(
     State(c): State<Arc<Control>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    b: Body<Vec<crate::worker::TaskReport>>,
+    b: Body<Vec<TaskReport>>,
 ) -> ApiResult<Json<Vec<i64>>> {
     worker_id(&id)?;
     bind(&c, &caller, &id)?;
     let reports = body(b)?;
-    let held = leases(&c)
-        .renew_now(&id, &reports)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let held = leases(&c).renew_now(&id, &reports).map_err(|e| {
+        tracing::warn!(error = %e, "lease store failed");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "lease store error".into(),
+        )
+    })?;
     Ok(Json(held))
 }
 
@@ -738,13 +703,13 @@ async fn heartbeat(
 /// An origin asks whether a key may publish (origins that run apart from the
 /// control plane; they cache the answer for a few seconds).
 #[utoipa::path(post, path = "/auth/publish", request_body = PublishCheck,
-    responses((status = 200, body = PublishGrant), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = PublishGrant), (status = 403, body = PublishDenied), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn auth_publish(
     State(c): State<Arc<Control>>,
     Extension(caller): Extension<Caller>,
     b: Body<PublishCheck>,
-) -> ApiResult<Json<PublishGrant>> {
-    use crate::auth::KeyLookup;
+) -> ApiResult<Response> {
+    use control_client::KeyLookup;
     if !c.auth_checks.allow(&caller.0) {
         return Err(ApiError(
             StatusCode::TOO_MANY_REQUESTS,
@@ -759,9 +724,19 @@ async fn auth_publish(
     match c.db.lookup(&check.key).await {
         Ok(Ok(stream)) => {
             let settings = c.db.stream(&stream).map(|s| s.settings).unwrap_or_default();
-            Ok(Json(PublishGrant { stream, settings }))
+            Ok(Json(PublishGrant { stream, settings }).into_response())
         }
-        Ok(Err(why)) => Err(ApiError(StatusCode::FORBIDDEN, why.to_string())),
+        Ok(Err(why)) => {
+            let reason = match why {
+                rtmp::auth::AuthError::Disabled => DenyReason::Disabled,
+                _ => DenyReason::UnknownKey,
+            };
+            let denied = PublishDenied {
+                error: why.to_string(),
+                reason,
+            };
+            Ok((StatusCode::FORBIDDEN, Json(denied)).into_response())
+        }
         Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
 }

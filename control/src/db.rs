@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::secret;
 
+pub use control_client::types::{NodeRow, TaskRow, TaskStatus};
+
 /// Why the database refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -158,52 +160,6 @@ pub struct KeyRow {
     pub created_at: i64,
     /// Unix seconds, if revoked.
     pub revoked_at: Option<i64>,
-}
-
-/// A task as stored, with its status.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct TaskRow {
-    /// Id.
-    pub id: i64,
-    /// The stream it belongs to.
-    pub stream: String,
-    /// Task type.
-    pub kind: String,
-    /// Typed configuration (validated by its task type; secrets masked in API output).
-    #[schema(value_type = Object)]
-    pub config: serde_json::Value,
-    /// Runs when the stream is live.
-    pub enabled: bool,
-    /// `idle`, `running`, `failed` (restarting with backoff).
-    pub state: String,
-    /// The last error, kept after recovery.
-    pub last_error: Option<String>,
-    /// Restarts after failures.
-    pub restarts: i64,
-    /// Worker holding the lease.
-    pub worker: Option<String>,
-    /// Lease expiry, Unix milliseconds.
-    pub lease_until_ms: i64,
-}
-
-/// A node of the cluster as last reported.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct NodeRow {
-    /// Stable id.
-    pub id: String,
-    /// `origin`, `edge`, `worker`, `all`.
-    pub role: String,
-    /// Where it is reached.
-    pub address: String,
-    /// Ferry version.
-    pub version: String,
-    /// Unix milliseconds.
-    pub last_heartbeat_ms: i64,
-    /// Load, 0..1 per core.
-    pub load: f64,
-    /// Streams live on this node (origins).
-    #[serde(default)]
-    pub streams: Vec<String>,
 }
 
 /// The database: one connection behind a lock. Control-plane traffic is small
@@ -760,17 +716,6 @@ impl Db {
     }
 }
 
-/// What a worker reports about a task it runs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct TaskStatus {
-    /// `running` or `failed` (restarting with backoff).
-    pub state: String,
-    /// The last error, if any.
-    pub last_error: Option<String>,
-    /// Restarts so far.
-    pub restarts: i64,
-}
-
 fn stream_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StreamRow> {
     Ok(StreamRow {
         id: r.get(0)?,
@@ -896,5 +841,18 @@ mod node_tests {
         db.heartbeat(&node).unwrap();
         db.heartbeat(&node).unwrap();
         assert_eq!(db.nodes().unwrap(), vec![node]);
+    }
+}
+
+impl control_client::KeyLookup for Db {
+    fn lookup<'a>(&'a self, key: &'a str) -> control_client::auth::LookupFuture<'a> {
+        use rtmp::auth::AuthError;
+        let answer = match self.stream_for_key(key) {
+            Ok(Some((name, true))) => Ok(Ok(name)),
+            Ok(Some((_, false))) => Ok(Err(AuthError::Disabled)),
+            Ok(None) => Ok(Err(AuthError::UnknownKey)),
+            Err(e) => Err(e.to_string()),
+        };
+        Box::pin(std::future::ready(answer))
     }
 }

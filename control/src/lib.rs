@@ -5,21 +5,18 @@
 //! RTMP origin comes from here ([`auth::ControlAuth`]).
 
 pub mod api;
-pub mod auth;
 pub mod db;
+pub mod leases;
 pub mod nodes;
-pub mod remote;
 pub mod secret;
-pub mod tasks;
-pub mod worker;
 
 use std::sync::Arc;
 
 use media_core::Hub;
 
-pub use auth::ControlAuth;
+pub use control_client::ControlAuth;
 pub use db::{Db, DbError};
-pub use tasks::TaskTypes;
+pub use worker::TaskTypes;
 
 /// Everything the API handlers share.
 pub struct Control {
@@ -116,7 +113,7 @@ impl Control {
     /// Wires the control plane to `db` and `hub`.
     pub fn new(db: Arc<Db>, hub: Hub) -> Self {
         Self {
-            auth: ControlAuth::new(db.clone()),
+            auth: ControlAuth::with_lookup(db.clone()),
             db,
             hub,
             types: TaskTypes::builtin(),

@@ -1,4 +1,4 @@
-//! A worker: takes the tasks of live streams under a lease, runs them
+//! The task runtime: takes the tasks of live streams under a lease, runs them
 //! in-process, restarts failures with exponential backoff, reports status with
 //! every lease renewal, and stops tasks whose stream ended or whose lease was
 //! lost. `ferry serve` runs one; a worker that dies simply stops renewing, and
@@ -11,8 +11,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::db::{Db, TaskRow, TaskStatus, now_ms};
-use crate::tasks::{Media, TaskContext, TaskTypes};
+use control_client::Leases;
+use control_client::types::{TaskReport, TaskStatus};
+
+pub mod tasks;
+
+pub use tasks::{Media, TaskContext, TaskType, TaskTypes};
 
 /// How long a lease lasts without renewal; a dead worker's tasks move after this.
 pub const LEASE: Duration = Duration::from_secs(6);
@@ -29,105 +33,6 @@ pub const MAX_TASKS: usize = 64;
 struct Running {
     cancel: CancellationToken,
     status: Arc<Mutex<TaskStatus>>,
-}
-
-/// A boxed future, for the [`Leases`] trait.
-pub type LeaseFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
-
-/// Where a worker gets its tasks: the database directly (inside `ferry serve`)
-/// or the control API over HTTP (`ferry worker`).
-pub trait Leases: Send + Sync {
-    /// Leases the tasks of live streams that nobody holds (up to [`MAX_TASKS`]).
-    fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>>;
-    /// Renews the leases of the tasks this worker runs, reporting their status;
-    /// returns the ids it still holds and should keep running.
-    fn renew<'a>(&'a self, worker: &'a str, running: Vec<TaskReport>) -> LeaseFuture<'a, Vec<i64>>;
-    /// Gives leases back.
-    fn release<'a>(&'a self, worker: &'a str, ids: Vec<i64>) -> LeaseFuture<'a, ()>;
-}
-
-/// A task's status, as a worker reports it.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct TaskReport {
-    /// Task id.
-    pub id: i64,
-    /// Its status.
-    pub status: TaskStatus,
-}
-
-/// Leases straight from the database, with liveness from this process's hub.
-pub struct LocalLeases {
-    /// The state.
-    pub db: Arc<Db>,
-    /// What is live here.
-    pub hub: media_core::Hub,
-    /// What is live on other origins.
-    pub nodes: Arc<crate::Nodes>,
-}
-
-impl LocalLeases {
-    /// Live here, or on an origin whose heartbeat is fresh.
-    fn live(&self) -> Vec<String> {
-        let mut live = self.hub.live_sources();
-        live.extend(self.nodes.live_streams().into_iter().map(|(s, _)| s));
-        live.sort();
-        live.dedup();
-        live
-    }
-
-    /// [`Leases::claim`], synchronously.
-    pub fn claim_now(&self, worker: &str) -> Result<Vec<TaskRow>, String> {
-        self.db
-            .claim_tasks(worker, &self.live(), lease_until(), MAX_TASKS)
-            .map_err(|e| e.to_string())
-    }
-
-    /// [`Leases::renew`], synchronously.
-    pub fn renew_now(&self, worker: &str, running: &[TaskReport]) -> Result<Vec<i64>, String> {
-        let live = self.live();
-        let mut held = Vec::new();
-        for r in running {
-            let wanted = self
-                .db
-                .task(r.id)
-                .is_ok_and(|t| t.enabled && live.contains(&t.stream));
-            let renewed = self
-                .db
-                .renew_task(r.id, worker, lease_until(), &r.status)
-                .map_err(|e| e.to_string())?;
-            if renewed && wanted {
-                held.push(r.id);
-            } else if renewed {
-                let _ = self.db.release_task(r.id, worker);
-            }
-        }
-        Ok(held)
-    }
-
-    /// [`Leases::release`], synchronously.
-    pub fn release_now(&self, worker: &str, ids: &[i64]) {
-        for id in ids {
-            let _ = self.db.release_task(*id, worker);
-        }
-    }
-}
-
-fn lease_until() -> i64 {
-    now_ms() + LEASE.as_millis() as i64
-}
-
-impl Leases for LocalLeases {
-    fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>> {
-        Box::pin(std::future::ready(self.claim_now(worker)))
-    }
-    fn renew<'a>(&'a self, worker: &'a str, running: Vec<TaskReport>) -> LeaseFuture<'a, Vec<i64>> {
-        Box::pin(std::future::ready(self.renew_now(worker, &running)))
-    }
-    fn release<'a>(&'a self, worker: &'a str, ids: Vec<i64>) -> LeaseFuture<'a, ()> {
-        self.release_now(worker, &ids);
-        Box::pin(std::future::ready(Ok(())))
-    }
 }
 
 /// Runs tasks until `cancel`: every [`TICK`], renews what runs (stopping what
@@ -234,7 +139,7 @@ pub async fn run(
 /// Runs a task again after each failure, waiting longer each time, until it
 /// ends by itself or is cancelled.
 async fn supervise(
-    kind: Arc<dyn crate::tasks::TaskType>,
+    kind: Arc<dyn TaskType>,
     ctx: TaskContext,
     config: serde_json::Value,
     status: Arc<Mutex<TaskStatus>>,

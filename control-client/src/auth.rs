@@ -11,8 +11,7 @@ use dashmap::DashMap;
 use rtmp::auth::{AuthError, AuthFuture, PublishAuthorizer, PublishRequest};
 use tracing::warn;
 
-use crate::db::Db;
-use crate::secret;
+use sha2::{Digest, Sha256};
 
 /// How long an answer is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
@@ -43,18 +42,6 @@ pub trait KeyLookup: Send + Sync + 'static {
     fn lookup<'a>(&'a self, key: &'a str) -> LookupFuture<'a>;
 }
 
-impl KeyLookup for Db {
-    fn lookup<'a>(&'a self, key: &'a str) -> LookupFuture<'a> {
-        let answer = match self.stream_for_key(key) {
-            Ok(Some((name, true))) => Ok(Ok(name)),
-            Ok(Some((_, false))) => Ok(Err(AuthError::Disabled)),
-            Ok(None) => Ok(Err(AuthError::UnknownKey)),
-            Err(e) => Err(e.to_string()),
-        };
-        Box::pin(std::future::ready(answer))
-    }
-}
-
 /// The control plane as a [`PublishAuthorizer`].
 #[derive(Clone)]
 pub struct ControlAuth {
@@ -64,6 +51,11 @@ pub struct ControlAuth {
     failures: Arc<Failures<(IpAddr, Vec<u8>)>>,
     /// Failures per address, any key.
     address_failures: Arc<Failures<IpAddr>>,
+}
+
+/// Keys are held (cache, failure tables) only as their SHA-256.
+fn key_hash(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
 }
 
 /// Failures counted per key in a window: (count, window start).
@@ -96,11 +88,6 @@ fn blocked_for<K: std::hash::Hash + Eq>(
 }
 
 impl ControlAuth {
-    /// Answers from `db`.
-    pub fn new(db: Arc<Db>) -> Self {
-        Self::with_lookup(db)
-    }
-
     /// Answers from any [`KeyLookup`].
     pub fn with_lookup(lookup: Arc<dyn KeyLookup>) -> Self {
         Self {
@@ -118,7 +105,7 @@ impl ControlAuth {
 
     async fn judge(&self, request: PublishRequest<'_>) -> Answer {
         let ip = request.peer.ip();
-        let hash = secret::hash(request.key);
+        let hash = key_hash(request.key);
         let pair = (ip, hash.clone());
         if let Some(wait) = blocked_for(&self.failures, &pair, MAX_FAILURES) {
             return Err(AuthError::TooManyAttempts(wait));
@@ -182,6 +169,33 @@ impl PublishAuthorizer for ControlAuth {
 mod tests {
     use super::*;
 
+    /// Keys → (stream, enabled), changed by the test as an operator would.
+    #[derive(Default)]
+    pub(super) struct Keys(std::sync::Mutex<std::collections::HashMap<String, (String, bool)>>);
+
+    impl Keys {
+        pub(super) fn set(&self, key: &str, stream: &str, enabled: bool) {
+            self.0
+                .lock()
+                .expect("keys")
+                .insert(key.into(), (stream.into(), enabled));
+        }
+        fn revoke(&self, key: &str) {
+            self.0.lock().expect("keys").remove(key);
+        }
+    }
+
+    impl KeyLookup for Keys {
+        fn lookup<'a>(&'a self, key: &'a str) -> LookupFuture<'a> {
+            let answer = match self.0.lock().expect("keys").get(key) {
+                Some((s, true)) => Ok(s.clone()),
+                Some((_, false)) => Err(AuthError::Disabled),
+                None => Err(AuthError::UnknownKey),
+            };
+            Box::pin(std::future::ready(Ok(answer)))
+        }
+    }
+
     fn req(key: &str) -> PublishRequest<'_> {
         PublishRequest {
             app: "live",
@@ -192,17 +206,15 @@ mod tests {
 
     #[tokio::test]
     async fn keys_disabled_streams_and_rate_limits() {
-        let db = Arc::new(Db::memory().unwrap());
-        db.create_stream("s", true).unwrap();
-        let id = db.add_key("s", "good").unwrap();
-        let auth = ControlAuth::new(db.clone());
+        let db = Arc::new(Keys::default());
+        db.set("good", "s", true);
+        let auth = ControlAuth::with_lookup(db.clone());
         assert_eq!(auth.judge(req("good")).await, Ok("s".into()));
-        db.set_stream_enabled("s", false).unwrap();
+        db.set("good", "s", false);
         assert_eq!(auth.judge(req("good")).await, Ok("s".into()), "cached");
         auth.invalidate();
         assert_eq!(auth.judge(req("good")).await, Err(AuthError::Disabled));
-        db.set_stream_enabled("s", true).unwrap();
-        db.revoke_key("s", id).unwrap();
+        db.revoke("good");
         auth.invalidate();
         assert_eq!(auth.judge(req("good")).await, Err(AuthError::UnknownKey));
         for _ in 1..MAX_FAILURES {
@@ -214,7 +226,7 @@ mod tests {
             Err(AuthError::TooManyAttempts(_))
         ));
         // The same address with the right key is not locked out.
-        db.add_key("s", "right").unwrap();
+        db.set("right", "s", true);
         auth.invalidate();
         assert_eq!(auth.judge(req("right")).await, Ok("s".into()));
         let other = PublishRequest {
@@ -232,16 +244,16 @@ mod tests {
 #[cfg(test)]
 mod lockout_tests {
     use super::*;
+    use crate::auth::tests::Keys;
 
     /// An address trying many different keys is refused as a whole past
     /// MAX_ADDRESS_FAILURES, but a correct key from it still publishes; the
     /// maps are swept once they grow.
     #[tokio::test]
     async fn address_lockout_spares_the_right_key_and_maps_are_swept() {
-        let db = Arc::new(Db::memory().unwrap());
-        db.create_stream("s", true).unwrap();
-        db.add_key("s", "the-right-key").unwrap();
-        let auth = ControlAuth::new(db);
+        let db = Arc::new(Keys::default());
+        db.set("the-right-key", "s", true);
+        let auth = ControlAuth::with_lookup(db);
         let peer = "192.0.2.9:5000".parse().unwrap();
         let mut refused = 0;
         for i in 0..(MAX_ADDRESS_FAILURES + 5) {

@@ -1,0 +1,211 @@
+//! The control API from another process: leases for `ferry worker`, publish
+//! authorisation and heartbeats for an origin that runs apart from control.
+
+use std::time::Duration;
+
+use rtmp::auth::AuthError;
+
+use crate::auth::{KeyLookup, LookupFuture};
+use crate::leases::{LeaseFuture, Leases};
+use crate::types::{
+    DenyReason, Heartbeat, HeartbeatReply, PublishCheck, PublishDenied, PublishGrant, TaskReport,
+    TaskRow,
+};
+
+/// How long one request to the control plane may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a call to the control API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Build(String),
+    /// No answer (connection refused, timeout).
+    #[error("control unreachable: {0}")]
+    Unreachable(String),
+    /// The control plane answered with an error status.
+    #[error("control answered {status}: {body}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// What it said.
+        body: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("unreadable answer from control: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// True when control refused this token or this request for good (403),
+    /// rather than failing.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, ClientError::Status { status: 403, .. })
+    }
+}
+
+/// The control API at `base` (e.g. `http://10.0.0.2:8080`), with a token.
+pub struct ControlClient {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+    /// The settings control sent with each stream's last publish grant.
+    settings: dashmap::DashMap<String, serde_json::Value>,
+}
+
+impl ControlClient {
+    /// A client for `base`.
+    pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            client,
+            settings: dashmap::DashMap::new(),
+        })
+    }
+
+    async fn post_raw<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.client
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))
+    }
+
+    async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<T>, ClientError> {
+        let res = self.post_raw(path, body).await?;
+        let status = res.status();
+        if !status.is_success() {
+            let body = res.text().await.unwrap_or_default();
+            return Err(ClientError::Status {
+                status: status.as_u16(),
+                body,
+            });
+        }
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        res.json()
+            .await
+            .map(Some)
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Reports this node to the registry (`POST /nodes/heartbeat`) with the
+    /// streams live on it; returns the streams whose publisher must be kicked.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        role: &str,
+        address: &str,
+        load: f64,
+        live: &[String],
+    ) -> Result<Vec<String>, ClientError> {
+        let beat = Heartbeat {
+            id: id.into(),
+            role: role.into(),
+            address: address.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            load,
+            live: live.to_vec(),
+        };
+        Ok(self
+            .post::<_, HeartbeatReply>("/nodes/heartbeat", &beat)
+            .await?
+            .map(|r| r.kick)
+            .unwrap_or_default())
+    }
+
+    /// The settings of `stream` as of its last publish grant (`Null` if none).
+    pub fn stream_settings(&self, stream: &str) -> serde_json::Value {
+        self.settings
+            .get(stream)
+            .map(|s| s.value().clone())
+            .unwrap_or_default()
+    }
+
+    /// Asks whether `key` may publish: the stream and its settings, or why not.
+    async fn check_key(&self, key: &str) -> Result<Result<PublishGrant, DenyReason>, ClientError> {
+        let res = self
+            .post_raw("/auth/publish", &PublishCheck { key: key.into() })
+            .await?;
+        let status = res.status();
+        if status == reqwest::StatusCode::FORBIDDEN {
+            let denied: PublishDenied = res
+                .json()
+                .await
+                .map_err(|e| ClientError::Decode(e.to_string()))?;
+            return Ok(Err(denied.reason));
+        }
+        if !status.is_success() {
+            let body = res.text().await.unwrap_or_default();
+            return Err(ClientError::Status {
+                status: status.as_u16(),
+                body,
+            });
+        }
+        res.json()
+            .await
+            .map(Ok)
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+impl Leases for ControlClient {
+    fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>> {
+        Box::pin(async move {
+            Ok(self
+                .post::<_, Vec<TaskRow>>(&format!("/workers/{worker}/claim"), &())
+                .await?
+                .unwrap_or_default())
+        })
+    }
+
+    fn renew<'a>(&'a self, worker: &'a str, running: Vec<TaskReport>) -> LeaseFuture<'a, Vec<i64>> {
+        Box::pin(async move {
+            Ok(self
+                .post::<_, Vec<i64>>(&format!("/workers/{worker}/renew"), &running)
+                .await?
+                .unwrap_or_default())
+        })
+    }
+
+    fn release<'a>(&'a self, worker: &'a str, ids: Vec<i64>) -> LeaseFuture<'a, ()> {
+        Box::pin(async move {
+            self.post::<_, serde_json::Value>(&format!("/workers/{worker}/release"), &ids)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+impl KeyLookup for ControlClient {
+    fn lookup<'a>(&'a self, key: &'a str) -> LookupFuture<'a> {
+        Box::pin(async move {
+            match self.check_key(key).await {
+                Ok(Ok(grant)) => {
+                    self.settings.insert(grant.stream.clone(), grant.settings);
+                    Ok(Ok(grant.stream))
+                }
+                Ok(Err(DenyReason::Disabled)) => Ok(Err(AuthError::Disabled)),
+                Ok(Err(DenyReason::UnknownKey)) => Ok(Err(AuthError::UnknownKey)),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! The control API's types that nodes send and receive: the same structs on
+//! both ends of the wire, so the client and the server cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// A task as stored, with its status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskRow {
+    /// Id.
+    pub id: i64,
+    /// The stream it belongs to.
+    pub stream: String,
+    /// Task type.
+    pub kind: String,
+    /// Typed configuration (validated by its task type; secrets masked in API output).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub config: serde_json::Value,
+    /// Runs when the stream is live.
+    pub enabled: bool,
+    /// `idle`, `running`, `failed` (restarting with backoff).
+    pub state: String,
+    /// The last error, kept after recovery.
+    pub last_error: Option<String>,
+    /// Restarts after failures.
+    pub restarts: i64,
+    /// Worker holding the lease.
+    pub worker: Option<String>,
+    /// Lease expiry, Unix milliseconds.
+    pub lease_until_ms: i64,
+}
+
+/// What a worker reports about a task it runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskStatus {
+    /// `running` or `failed` (restarting with backoff).
+    pub state: String,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Restarts so far.
+    pub restarts: i64,
+}
+
+/// A task's status, as a worker reports it with each renewal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskReport {
+    /// Task id.
+    pub id: i64,
+    /// Its status.
+    pub status: TaskStatus,
+}
+
+/// A node of the cluster as last reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeRow {
+    /// Stable id.
+    pub id: String,
+    /// `origin`, `edge`, `worker`, `all`, `control`.
+    pub role: String,
+    /// Where it is reached.
+    pub address: String,
+    /// Ferry version.
+    pub version: String,
+    /// Unix milliseconds.
+    pub last_heartbeat_ms: i64,
+    /// Load, 0..1 per core.
+    pub load: f64,
+    /// Streams live on this node (origins).
+    #[serde(default)]
+    pub streams: Vec<String>,
+}
+
+/// `POST /nodes/heartbeat`: a node says it is alive.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Stable node id.
+    pub id: String,
+    /// `origin`, `edge`, `worker`, `all` or `control`.
+    pub role: String,
+    /// Where it is reached, e.g. `10.0.0.5:8080`.
+    pub address: String,
+    /// Its version.
+    pub version: String,
+    /// Load, 0..1 per core.
+    #[serde(default)]
+    pub load: f64,
+    /// Streams live on this node (origins report them; workers then run their
+    /// tasks).
+    #[serde(default)]
+    pub live: Vec<String>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatReply {
+    /// Streams whose publisher this node must disconnect (an operator's kick).
+    pub kick: Vec<String>,
+}
+
+/// `POST /auth/publish`: an origin asks whether a key may publish.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PublishCheck {
+    /// The stream key the encoder sent.
+    pub key: String,
+}
+
+/// The stream a key publishes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublishGrant {
+    /// Stream name.
+    pub stream: String,
+    /// The stream's settings, for the origin to apply to this publish.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub settings: serde_json::Value,
+}
+
+/// Why `POST /auth/publish` refused (403), for the origin to tell the encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    /// No active key like it.
+    UnknownKey,
+    /// The stream may not go live now.
+    Disabled,
+}
+
+/// The body of a refused `POST /auth/publish`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublishDenied {
+    /// What to show.
+    pub error: String,
+    /// Why, for machines.
+    pub reason: DenyReason,
+}
