@@ -122,10 +122,17 @@ pub struct TranscodeConfig {
     pub ladder: transcode::LadderConfig,
 }
 
+/// Segment durations Ferry accepts (seconds); `segment_seconds` is clamped to them.
+pub const SEGMENT_SECONDS: std::ops::RangeInclusive<f64> = 0.5..=60.0;
+
 impl Config {
-    /// The ladder for stream `name`, if it is transcoded.
-    pub fn ladder_for(&self, name: &str) -> Option<transcode::LadderConfig> {
-        self.ladder_with(name, &StreamSettings::default())
+    /// The HLS segment duration, within [`SEGMENT_SECONDS`].
+    pub fn segment_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(
+            self.hls
+                .segment_seconds
+                .clamp(*SEGMENT_SECONDS.start(), *SEGMENT_SECONDS.end()),
+        )
     }
 
     /// The ladder for stream `name`, with `settings` (from the API) over its
@@ -176,10 +183,11 @@ impl Config {
         }
         for s in &self.streams {
             control::secret::check_key(&s.key).map_err(|e| format!("stream {:?}: {e}", s.name))?;
-            if media_core::StreamPath::source(&s.name).is_err() {
+            if !media_core::path::valid_name(&s.name) {
                 return Err(format!(
-                    "stream name {:?} must be non-empty without '/'",
-                    s.name
+                    "stream name {:?}: {}",
+                    s.name,
+                    media_core::path::NAME_RULE
                 ));
             }
             let rungs = s.rungs.iter().flatten().chain(&self.transcode.ladder.rungs);

@@ -22,6 +22,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+/// After a failed accept (out of descriptors), wait this long instead of spinning.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// The bounds of the HTTP listener.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLimits {
@@ -85,7 +88,7 @@ pub async fn serve(
             Ok(a) => a,
             Err(e) => {
                 warn!(error = %e, "http accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };

@@ -377,7 +377,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut tasks = Vec::new();
     if config.hls.enabled {
         let packaging = PackagerConfig {
-            target_duration: Duration::from_secs_f64(config.hls.segment_seconds.clamp(0.5, 60.0)),
+            target_duration: config.segment_duration(),
             window: config.hls.window.max(1),
             container: config.hls.container.into(),
             ..PackagerConfig::default()
@@ -395,7 +395,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks.push(tokio::spawn(origin::ladders::run(origin::Transcoding {
             hub: hub.clone(),
             ladders,
-            segment: Duration::from_secs_f64(config.hls.segment_seconds.clamp(0.5, 60.0)),
+            segment: config.segment_duration(),
             metrics: ladder_metrics,
             cancel: cancel.clone(),
         })));

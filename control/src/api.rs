@@ -84,19 +84,16 @@ fn body<T>(b: Body<T>) -> ApiResult<T> {
     b.map(|Json(v)| v).map_err(ApiError::from)
 }
 
-/// Stream and task names become paths and hub names.
+/// Stream and task names become paths and hub names: the rule the config
+/// file uses too ([`media_core::path::valid_name`]).
 fn check_name(name: &str) -> ApiResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if media_core::path::valid_name(name) {
         Ok(())
     } else {
-        Err(ApiError::bad(
-            "name must be 1-64 characters: letters, digits, '_' or '-'",
-        ))
+        Err(ApiError::bad(format!(
+            "name must be {}",
+            media_core::path::NAME_RULE
+        )))
     }
 }
 

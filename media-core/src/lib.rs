@@ -10,7 +10,7 @@ mod hub;
 mod metadata;
 mod metrics;
 mod packet;
-mod path;
+pub mod path;
 mod time;
 mod track;
 

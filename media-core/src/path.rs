@@ -4,6 +4,20 @@
 
 use std::fmt;
 
+/// What a stream or rendition name may be, in words (for error messages).
+pub const NAME_RULE: &str = "1-64 characters: letters, digits, '_' or '-'";
+
+/// Whether `name` is a valid stream (or rendition) name: the one rule the
+/// config file, the API and the ladder share, since names become URL paths,
+/// object keys and hub names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// A hub stream: a source, or a rendition of a source.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StreamPath {

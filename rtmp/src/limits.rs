@@ -53,3 +53,5 @@ pub const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 /// long gives up, so a stalled receiver is reported instead of the task
 /// looking "running" for ever.
 pub const PUSH_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed accept (out of descriptors), wait this long instead of spinning.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);

@@ -115,12 +115,7 @@ fn even(v: u32) -> u32 {
 /// Whether `name` may name a variant (it becomes a path segment and part of a
 /// hub stream name).
 pub fn valid_rung_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name != "source"
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    name.len() <= 32 && name != "source" && media_core::path::valid_name(name)
 }
 
 #[cfg(test)]
