@@ -3,10 +3,12 @@
 //! in-process and read its bound addresses.
 
 pub mod config;
+mod control_role;
 mod http;
 mod http_serve;
 mod keys;
 pub mod node;
+mod rtmp_threads;
 pub mod serve;
 mod state_files;
 pub mod stream_settings;

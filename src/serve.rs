@@ -1,4 +1,5 @@
-//! `ferry serve`: every role in one process on embedded defaults.
+//! `ferry serve`: every role in one process on embedded defaults, or the
+//! origin roles with `[control] url`. Wiring only: the work is in the crates.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, StoreKind};
+use crate::control_role::open_control;
 use crate::http::{self, HttpState};
 use crate::http_serve;
 use crate::keys;
 use crate::node::{self, ControlPlane, NodeInfo};
+use crate::rtmp_threads::spawn_rtmp_threads;
 use crate::stream_settings::StreamSettings;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
@@ -65,9 +68,9 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The hub, for in-process inspection.
     pub hub: Hub,
-    cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+    pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -90,150 +93,6 @@ impl Running {
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }
-}
-
-/// The control plane of this process: state in SQLite, seeded from `streams`,
-/// with an admin token (given, or made and shown once).
-fn open_control(
-    config: &Config,
-    hub: &Hub,
-    rtmp_port: u16,
-    http_addr: SocketAddr,
-    streams: &[crate::config::StreamConfig],
-) -> Result<Arc<control::Control>, StartError> {
-    let db_path = config.data_dir.join("control.db");
-    let db = Arc::new(control::Db::open(&db_path).map_err(StartError::Control)?);
-    // Hashed secrets, but still nobody else's business.
-    if let Err(e) = crate::state_files::make_private(&db_path) {
-        warn!(error = %e, "cannot make the control database private");
-    }
-    let control = Arc::new(control::Control {
-        server: control::ServerInfo {
-            rtmp_port,
-            rtmp_app: config.rtmp.app.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        settings: control::SettingsKind {
-            schema: StreamSettings::schema(),
-            validate: Arc::new(StreamSettings::validate),
-        },
-        ..control::Control::new(db, hub.clone())
-    });
-    for s in streams {
-        control
-            .seed_stream(&s.name, &s.key)
-            .map_err(StartError::Control)?;
-    }
-    let given = (!config.admin_token.is_empty()).then_some(config.admin_token.as_str());
-    if let Some(token) = control
-        .ensure_admin_token(given)
-        .map_err(StartError::Control)?
-    {
-        // Shown once, on the console only; the database keeps its hash.
-        eprintln!(
-            "\n  Ferry admin token (shown once; stored hashed in {}):\n    {token}\n  Sign in at http://HOST:{}/ or send it as `Authorization: Bearer TOKEN`.\n",
-            config.data_dir.join("control.db").display(),
-            http_addr.port()
-        );
-    }
-    Ok(control)
-}
-
-/// `ferry control`: the control plane alone (API, web UI, state), for origins
-/// and workers that run as separate processes. No RTMP, no HLS.
-pub async fn start_control(config: &Config) -> Result<Running, StartError> {
-    config.validate().map_err(StartError::Config)?;
-    crate::state_files::create_private_dir(&config.data_dir).map_err(|source| {
-        StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        }
-    })?;
-    let (http_listener, http_addr) = bind("http", config.http.listen).await?;
-    let hub = Hub::new();
-    let streams = config.streams.clone();
-    let control = open_control(config, &hub, config.rtmp.listen.port(), http_addr, &streams)?;
-    let mut registry = Registry::with_prefix("ferry");
-    hub.metrics().register(&mut registry);
-    let http_metrics = http_serve::HttpMetrics::default();
-    http_metrics.register(&mut registry);
-    let http_state = Arc::new(HttpState::new(registry));
-    let (_, http_cap) = connection_caps(config);
-    let store = OriginStore::memory();
-    let cancel = CancellationToken::new();
-    let heartbeat = tokio::spawn(node::heartbeat(
-        NodeInfo {
-            id: node::stable_id(&config.data_dir).map_err(|source| StartError::DataDir {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?,
-            role: "control",
-            address: http_addr.to_string(),
-        },
-        ControlPlane::Local(control.clone()),
-        None,
-        cancel.clone(),
-    ));
-    let api = control::api::router(control);
-    let http_task = spawn_http(
-        http_listener,
-        http::router(http_state, store, api),
-        config,
-        http_cap,
-        http_metrics,
-        &cancel,
-    );
-    info!(http = %http_addr, "ferry control is serving");
-    Ok(Running {
-        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        http_addr,
-        hub,
-        cancel,
-        tasks: vec![heartbeat, http_task],
-        threads: Vec::new(),
-    })
-}
-
-fn spawn_http(
-    listener: TcpListener,
-    router: axum::Router,
-    config: &Config,
-    max_connections: usize,
-    metrics: http_serve::HttpMetrics,
-    cancel: &CancellationToken,
-) -> JoinHandle<()> {
-    let limits = http_serve::HttpLimits {
-        max_connections,
-        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds.max(1)),
-        idle_timeout: Duration::from_secs(config.http.idle_timeout_seconds.max(1)),
-    };
-    tokio::spawn(http_serve::serve(
-        listener,
-        router,
-        limits,
-        metrics,
-        cancel.clone(),
-    ))
-}
-
-/// The RTMP and HTTP connection caps, after raising the open-file limit, so
-/// that both together leave descriptors for everything else.
-fn connection_caps(config: &Config) -> (usize, usize) {
-    let limit = http_serve::raise_fd_limit();
-    let (rtmp, http) = http_serve::fit_caps(
-        config.rtmp.max_connections,
-        config.http.max_connections,
-        limit,
-    );
-    if (rtmp, http) != (config.rtmp.max_connections, config.http.max_connections) {
-        warn!(
-            rtmp,
-            http,
-            open_file_limit = limit,
-            "connection caps lowered to fit the open-file limit"
-        );
-    }
-    (rtmp, http)
 }
 
 /// Starts every role of `config` on the current tokio runtime; with
@@ -472,8 +331,50 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     })
 }
 
+pub(crate) fn spawn_http(
+    listener: TcpListener,
+    router: axum::Router,
+    config: &Config,
+    max_connections: usize,
+    metrics: http_serve::HttpMetrics,
+    cancel: &CancellationToken,
+) -> JoinHandle<()> {
+    let limits = http_serve::HttpLimits {
+        max_connections,
+        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds.max(1)),
+        idle_timeout: Duration::from_secs(config.http.idle_timeout_seconds.max(1)),
+    };
+    tokio::spawn(http_serve::serve(
+        listener,
+        router,
+        limits,
+        metrics,
+        cancel.clone(),
+    ))
+}
+
+/// The RTMP and HTTP connection caps, after raising the open-file limit, so
+/// that both together leave descriptors for everything else.
+pub(crate) fn connection_caps(config: &Config) -> (usize, usize) {
+    let limit = http_serve::raise_fd_limit();
+    let (rtmp, http) = http_serve::fit_caps(
+        config.rtmp.max_connections,
+        config.http.max_connections,
+        limit,
+    );
+    if (rtmp, http) != (config.rtmp.max_connections, config.http.max_connections) {
+        warn!(
+            rtmp,
+            http,
+            open_file_limit = limit,
+            "connection caps lowered to fit the open-file limit"
+        );
+    }
+    (rtmp, http)
+}
+
 /// Binds a listener and reads back its address (the port when asked for port 0).
-async fn bind(
+pub(crate) async fn bind(
     what: &'static str,
     addr: SocketAddr,
 ) -> Result<(TcpListener, SocketAddr), StartError> {
@@ -483,54 +384,4 @@ async fn bind(
     Ok((listener, bound))
 }
 
-/// Serves RTMP on `count` threads, each with its own single-threaded runtime
-/// accepting on the same socket (the kernel spreads connections, as across nginx
-/// workers). A connection's reads, writes and pacing timers then stay on one
-/// thread: measured, this costs far less CPU per player than one work-stealing
-/// runtime, whose workers keep waking each other.
-fn spawn_rtmp_threads(
-    server: &Arc<Server>,
-    listener: TcpListener,
-    count: usize,
-    cancel: &CancellationToken,
-    runtimes: &http::Runtimes,
-) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
-    let addr = listener.local_addr().ok();
-    let bind_error = |source| StartError::Bind {
-        what: "rtmp",
-        addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-        source,
-    };
-    let listener = listener.into_std().map_err(bind_error)?;
-    let mut threads = Vec::with_capacity(count);
-    for i in 0..count.max(1) {
-        let listener = listener.try_clone().map_err(bind_error)?;
-        let server = server.clone();
-        let cancel = cancel.clone();
-        let runtimes = runtimes.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("rtmp-{i}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        warn!(error = %e, "cannot start an rtmp thread");
-                        return;
-                    }
-                };
-                runtimes.add(runtime.handle().clone());
-                runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => server.run(listener, cancel).await,
-                        Err(e) => warn!(error = %e, "cannot serve rtmp on this thread"),
-                    }
-                });
-            })
-            .map_err(bind_error)?;
-        threads.push(thread);
-    }
-    Ok(threads)
-}
+pub use crate::control_role::start_control;
