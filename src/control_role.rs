@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::http_serve;
 use crate::node::{self, ControlPlane, NodeInfo};
-use crate::serve::{Running, StartError, bind, connection_caps, spawn_http};
+use crate::serve::{Running, StartError, bind, connection_caps, prepare, spawn_http};
 use crate::stream_settings::StreamSettings;
 
 /// The control plane of this process: state in SQLite, seeded from `streams`,
@@ -67,13 +67,7 @@ pub(crate) fn open_control(
 /// `ferry control`: the control plane alone (API, web UI, state), for origins
 /// and workers that run as separate processes. No RTMP, no HLS.
 pub async fn start_control(config: &Config) -> Result<Running, StartError> {
-    config.validate().map_err(StartError::Config)?;
-    crate::state_files::create_private_dir(&config.data_dir).map_err(|source| {
-        StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        }
-    })?;
+    let node_id = prepare(config)?;
     let (http_listener, http_addr) = bind("http", config.http.listen).await?;
     let hub = Hub::new();
     let streams = config.streams.clone();
@@ -88,10 +82,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     let cancel = CancellationToken::new();
     let heartbeat = tokio::spawn(node::heartbeat(
         NodeInfo {
-            id: node::stable_id(&config.data_dir).map_err(|source| StartError::DataDir {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?,
+            id: node_id,
             role: "control",
             address: http_addr.to_string(),
         },

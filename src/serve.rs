@@ -98,17 +98,7 @@ impl Running {
 /// Starts every role of `config` on the current tokio runtime; with
 /// `[control] url` set, the origin roles only, asking that control plane.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
-    config.validate().map_err(StartError::Config)?;
-    crate::state_files::create_private_dir(&config.data_dir).map_err(|source| {
-        StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        }
-    })?;
-    let node_id = node::stable_id(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
+    let node_id = prepare(config)?;
     let (streams, generated) = keys::streams_or_generated(&config.streams, &config.data_dir)?;
     let (rtmp_listener, rtmp_addr) = bind("rtmp", config.rtmp.listen).await?;
     let (http_listener, http_addr) = bind("http", config.http.listen).await?;
@@ -371,6 +361,18 @@ pub(crate) fn connection_caps(config: &Config) -> (usize, usize) {
         );
     }
     (rtmp, http)
+}
+
+/// Checks `config`, makes the data directory (private) and returns this
+/// node's stable id: what every role does first.
+pub(crate) fn prepare(config: &Config) -> Result<String, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    let data_dir_error = |source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    };
+    crate::state_files::create_private_dir(&config.data_dir).map_err(data_dir_error)?;
+    node::stable_id(&config.data_dir).map_err(data_dir_error)
 }
 
 /// Binds a listener and reads back its address (the port when asked for port 0).
