@@ -216,6 +216,9 @@ pub struct ControlConfig {
     /// to authorise publishers (with `admin_token`) and reporting its live
     /// streams to it. Empty: the control plane runs here.
     pub url: String,
+    /// Nodes that sent no heartbeat for this many seconds are removed from
+    /// the registry.
+    pub node_prune_seconds: u64,
 }
 
 impl Default for ControlConfig {
@@ -223,6 +226,7 @@ impl Default for ControlConfig {
         Self {
             local_worker: true,
             url: String::new(),
+            node_prune_seconds: control::nodes::DEFAULT_NODE_PRUNE.as_secs(),
         }
     }
 }

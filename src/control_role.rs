@@ -42,6 +42,9 @@ pub(crate) fn open_control(
             schema: StreamSettings::schema(),
             validate: Arc::new(StreamSettings::validate),
         },
+        nodes: Arc::new(control::Nodes::new(std::time::Duration::from_secs(
+            config.control.node_prune_seconds,
+        ))),
         ..control::Control::new(db, hub.clone())
     });
     for s in streams {
