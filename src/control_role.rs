@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::http_serve;
 use crate::node::{self, ControlPlane, NodeInfo};
-use crate::serve::{Running, StartError, bind, connection_caps, prepare, spawn_http};
+use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
 use crate::stream_settings::StreamSettings;
 
 /// The control plane of this process: state in SQLite, seeded from `streams`,

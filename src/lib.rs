@@ -9,6 +9,7 @@ mod http_serve;
 mod keys;
 pub mod node;
 mod rtmp_threads;
+mod running;
 pub mod serve;
 mod state_files;
 pub mod stream_settings;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::http;
-use crate::serve::StartError;
+use crate::running::StartError;
 
 /// Serves RTMP on `count` threads, each with its own single-threaded runtime
 /// accepting on the same socket (the kernel spreads connections, as across nginx

@@ -1,15 +1,12 @@
 //! `ferry serve`: every role in one process on embedded defaults, or the
 //! origin roles with `[control] url`. Wiring only: the work is in the crates.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use media_core::Hub;
 use prometheus_client::registry::Registry;
 use rtmp::auth::mask_key;
 use rtmp::{RtmpMetrics, Server, ServerConfig};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -20,80 +17,12 @@ use crate::http_serve;
 use crate::keys;
 use crate::node::{self, ControlPlane, NodeInfo};
 use crate::rtmp_threads::spawn_rtmp_threads;
+pub use crate::running::{Running, StartError};
+use crate::running::{bind, connection_caps, prepare, spawn_http};
 use crate::stream_settings::StreamSettings;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
 use std::time::Duration;
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The data directory could not be created.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind {
-        /// Which listener.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// The HLS origin store could not be opened.
-    #[error("hls store: {0}")]
-    Store(origin_store::StoreError),
-    /// The configuration is inconsistent.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The control database could not be opened or seeded.
-    #[error("control database: {0}")]
-    Control(control::DbError),
-    /// Generated keys could not be read or stored.
-    #[error(transparent)]
-    Keys(#[from] keys::KeysError),
-}
-
-/// A running server; dropping it does not stop it, call [`Running::shutdown`].
-pub struct Running {
-    /// Where RTMP is listening (useful when the config asked for port 0).
-    pub rtmp_addr: SocketAddr,
-    /// Where HTTP is listening.
-    pub http_addr: SocketAddr,
-    /// The hub, for in-process inspection.
-    pub hub: Hub,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) tasks: Vec<JoinHandle<()>>,
-    pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    /// Stops accepting, closes every connection, and waits for the servers to end.
-    pub async fn shutdown(self) {
-        self.cancel.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let threads = self.threads;
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await;
-    }
-
-    /// A token that stops the server when cancelled.
-    pub fn cancel_token(&self) -> CancellationToken {
-        self.cancel.clone()
-    }
-}
 
 /// Starts every role of `config` on the current tokio runtime; with
 /// `[control] url` set, the origin roles only, asking that control plane.
@@ -319,71 +248,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         },
         threads: rtmp_threads,
     })
-}
-
-pub(crate) fn spawn_http(
-    listener: TcpListener,
-    router: axum::Router,
-    config: &Config,
-    max_connections: usize,
-    metrics: http_serve::HttpMetrics,
-    cancel: &CancellationToken,
-) -> JoinHandle<()> {
-    let limits = http_serve::HttpLimits {
-        max_connections,
-        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds.max(1)),
-        idle_timeout: Duration::from_secs(config.http.idle_timeout_seconds.max(1)),
-    };
-    tokio::spawn(http_serve::serve(
-        listener,
-        router,
-        limits,
-        metrics,
-        cancel.clone(),
-    ))
-}
-
-/// The RTMP and HTTP connection caps, after raising the open-file limit, so
-/// that both together leave descriptors for everything else.
-pub(crate) fn connection_caps(config: &Config) -> (usize, usize) {
-    let limit = http_serve::raise_fd_limit();
-    let (rtmp, http) = http_serve::fit_caps(
-        config.rtmp.max_connections,
-        config.http.max_connections,
-        limit,
-    );
-    if (rtmp, http) != (config.rtmp.max_connections, config.http.max_connections) {
-        warn!(
-            rtmp,
-            http,
-            open_file_limit = limit,
-            "connection caps lowered to fit the open-file limit"
-        );
-    }
-    (rtmp, http)
-}
-
-/// Checks `config`, makes the data directory (private) and returns this
-/// node's stable id: what every role does first.
-pub(crate) fn prepare(config: &Config) -> Result<String, StartError> {
-    config.validate().map_err(StartError::Config)?;
-    let data_dir_error = |source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    };
-    crate::state_files::create_private_dir(&config.data_dir).map_err(data_dir_error)?;
-    node::stable_id(&config.data_dir).map_err(data_dir_error)
-}
-
-/// Binds a listener and reads back its address (the port when asked for port 0).
-pub(crate) async fn bind(
-    what: &'static str,
-    addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), StartError> {
-    let err = |source| StartError::Bind { what, addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(err)?;
-    let bound = listener.local_addr().map_err(err)?;
-    Ok((listener, bound))
 }
 
 pub use crate::control_role::start_control;
