@@ -76,8 +76,14 @@ run() { # label port publish_name play_name pids players
   ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$work/stream.flv" -c copy -f flv "rtmp://127.0.0.1:$2/live/$3" &
   local pub=$!
   sleep 3
+  # Resident memory of the server half-way through the measurement (all its processes).
+  ( sleep $((measure / 2 + 5)); rss=0
+    for p in $5; do rss=$((rss + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done
+    echo "RSS server=$1 players=$6 rss_mb=$((rss / 1024))" ) &
+  local sampler=$!
   # shellcheck disable=SC2086
   target/release/rtmp-load --addr "127.0.0.1:$2" --stream "$4" --players "$6" --measure "$measure" --label "$1" --pid $5
+  wait "$sampler" 2>/dev/null || true
   kill "$pub"; wait "$pub" 2>/dev/null || true
   sleep 1
 }

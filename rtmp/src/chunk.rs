@@ -366,11 +366,93 @@ impl ChunkEncoder {
     }
 }
 
-fn put_u24(out: &mut BytesMut, v: u32) {
+/// Where a message's chunks go when its payload is shared, not copied: chunk
+/// headers (and small pieces) are copied, payload slices passed on as
+/// `Bytes` that point into the one payload every subscriber shares.
+pub trait ChunkSink {
+    /// Bytes to copy.
+    fn copy(&mut self, bytes: &[u8]);
+    /// A slice of a shared payload.
+    fn share(&mut self, bytes: Bytes);
+}
+
+/// Payload slices shorter than this are copied: an iovec and a reference
+/// count cost more than copying a few hundred bytes.
+pub const SHARE_MIN: usize = 1024;
+
+impl ChunkEncoder {
+    /// Like [`ChunkEncoder::write_parts`], but the payload `tail` goes to
+    /// `sink` as slices of itself, so it is never copied per player.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_shared(
+        &self,
+        sink: &mut impl ChunkSink,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        head: &[u8],
+        tail: &Bytes,
+    ) {
+        let len = head.len() + tail.len();
+        let extended = timestamp >= EXTENDED;
+        let size = self.chunk_size as usize;
+        // The largest header: 3-byte basic, 11-byte message, 4-byte extended
+        // timestamp, and room for a small `head` (an FLV tag header).
+        let mut buf = [0u8; 64];
+        let mut first = true;
+        let mut at = 0;
+        loop {
+            let mut w = &mut buf[..];
+            if first {
+                put_basic_header(&mut w, 0, csid);
+                put_u24(&mut w, if extended { EXTENDED } else { timestamp });
+                put_u24(&mut w, len as u32);
+                w.put_u8(type_id);
+                w.put_u32_le(stream_id);
+            } else {
+                put_basic_header(&mut w, 3, csid);
+            }
+            if extended {
+                w.put_u32(timestamp);
+            }
+            let end = (at + size).min(len);
+            // The part of `head` in this chunk rides with the header.
+            let mut from_head = 0;
+            if at < head.len() {
+                let piece = &head[at..end.min(head.len())];
+                if piece.len() <= w.remaining_mut() {
+                    w.put_slice(piece);
+                    from_head = piece.len();
+                }
+            }
+            let used = 64 - w.remaining_mut();
+            sink.copy(&buf[..used]);
+            if at < head.len() && from_head == 0 {
+                sink.copy(&head[at..end.min(head.len())]);
+            }
+            if end > head.len() {
+                let piece = tail.slice(at.max(head.len()) - head.len()..end - head.len());
+                if piece.len() >= SHARE_MIN {
+                    sink.share(piece);
+                } else {
+                    sink.copy(&piece);
+                }
+            }
+            first = false;
+            at = end;
+            if at >= len {
+                break;
+            }
+        }
+    }
+}
+
+fn put_u24(out: &mut impl BufMut, v: u32) {
     out.put_slice(&v.to_be_bytes()[1..]);
 }
 
-fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
+fn put_basic_header(out: &mut impl BufMut, fmt: u8, csid: u32) {
     match csid {
         2..=63 => out.put_u8((fmt << 6) | csid as u8),
         64..=319 => {
@@ -525,6 +607,43 @@ mod tests {
             enc.write(&mut a, 6, 1, 9, 1, &body);
             enc.write_parts(&mut b, 6, 1, 9, 1, &body[..split], &body[split..]);
             assert_eq!(a, b, "split at {split}");
+        }
+    }
+
+    /// Collects what `write_shared` emits, joined.
+    #[derive(Default)]
+    struct Joined(BytesMut, usize);
+
+    impl ChunkSink for Joined {
+        fn copy(&mut self, bytes: &[u8]) {
+            self.0.put_slice(bytes);
+        }
+        fn share(&mut self, bytes: Bytes) {
+            self.1 += 1;
+            self.0.put_slice(&bytes);
+        }
+    }
+
+    #[test]
+    fn shared_writes_equal_copied_ones() {
+        for (chunk, len, ts) in [
+            (128, 0, 5),
+            (128, 5000, 5),
+            (4096, 100_000, 0x0100_0000),
+            (4096, 300, 40),
+        ] {
+            let mut enc = ChunkEncoder::new();
+            enc.set_chunk_size(chunk);
+            let body = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+            let head = [0x17, 1, 0, 0, 0];
+            let mut copied = BytesMut::new();
+            enc.write_parts(&mut copied, 6, ts, 9, 1, &head, &body);
+            let mut shared = Joined::default();
+            enc.write_shared(&mut shared, 6, ts, 9, 1, &head, &body);
+            assert_eq!(shared.0, copied, "chunk {chunk}, {len} bytes");
+            if len >= 100_000 {
+                assert!(shared.1 >= 20, "large payloads are shared, not copied");
+            }
         }
     }
 

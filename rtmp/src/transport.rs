@@ -2,11 +2,12 @@
 //! sans-IO handshake and chunk layers, protocol control handled in one place.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
+use crate::chunk::{ChunkDecoder, ChunkEncoder, ChunkSink, RawMessage};
 use crate::handshake::{ClientHandshake, ServerHandshake};
 use crate::limits::MAX_QUEUED_REPLY_BYTES;
 use crate::message::{self, Message, type_id, user_control};
@@ -32,7 +33,13 @@ const READ_RESERVE: usize = 64 << 10;
 pub struct Transport<S> {
     io: S,
     rbuf: BytesMut,
+    /// Bytes copied for writing (headers, commands, small payloads).
     wbuf: BytesMut,
+    /// What goes out before `wbuf`, in order: sealed pieces of `wbuf` and
+    /// slices of shared payloads (never copied per connection).
+    out: VecDeque<Bytes>,
+    /// Bytes in `out`.
+    out_len: usize,
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
     split: VecDeque<RawMessage>,
@@ -51,6 +58,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
             io,
             rbuf: BytesMut::with_capacity(READ_RESERVE),
             wbuf: BytesMut::new(),
+            out: VecDeque::new(),
+            out_len: 0,
             decoder: ChunkDecoder::new(),
             encoder: ChunkEncoder::new(),
             split: VecDeque::new(),
@@ -165,36 +174,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
             .write(&mut self.wbuf, csid, timestamp, type_id, stream_id, body);
     }
 
-    /// Queues a message whose body is a header followed by a shared payload.
-    pub fn queue_parts(
-        &mut self,
-        csid: u32,
-        timestamp: u32,
-        type_id: u8,
-        stream_id: u32,
-        header: &[u8],
-        payload: &Bytes,
-    ) {
-        self.encoder.write_parts(
-            &mut self.wbuf,
-            csid,
-            timestamp,
-            type_id,
-            stream_id,
-            header,
-            payload,
-        );
-    }
-
-    /// Queues one audio or video tag on its chunk stream, header and shared
-    /// payload as two parts.
+    /// Queues one audio or video tag on its chunk stream: the tag header is
+    /// copied, the payload shared (its slices go out with vectored writes).
     pub fn queue_tag(&mut self, stream_id: u32, tag: &crate::flv::FlvTag) {
         let (csid, type_id) = match tag.kind {
             media_core::TrackKind::Video => (csid::VIDEO, type_id::VIDEO),
             media_core::TrackKind::Audio => (csid::AUDIO, type_id::AUDIO),
         };
-        self.encoder.write_parts(
-            &mut self.wbuf,
+        let encoder = self.encoder;
+        encoder.write_shared(
+            &mut Outgoing {
+                wbuf: &mut self.wbuf,
+                out: &mut self.out,
+                out_len: &mut self.out_len,
+            },
             csid,
             tag.timestamp,
             type_id,
@@ -217,19 +210,79 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
 
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.wbuf.len()
+        self.out_len + self.wbuf.len()
     }
 
-    /// Writes everything queued.
+    /// Writes everything queued: one plain write when nothing is shared, else
+    /// vectored writes of the copied pieces and the shared payload slices.
     pub async fn flush(&mut self) -> Result<(), RtmpError> {
-        if self.wbuf.is_empty() {
+        let n = self.pending();
+        if n == 0 {
             return Ok(());
         }
-        let n = self.wbuf.len();
-        self.io.write_all(&self.wbuf).await?;
-        self.wbuf.clear();
+        if self.out.is_empty() {
+            self.io.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        } else {
+            seal(&mut self.wbuf, &mut self.out, &mut self.out_len);
+            while !self.out.is_empty() {
+                let slices: Vec<IoSlice<'_>> = self
+                    .out
+                    .iter()
+                    .take(MAX_IOVECS)
+                    .map(|b| IoSlice::new(b))
+                    .collect();
+                let mut written = self.io.write_vectored(&slices).await?;
+                if written == 0 {
+                    return Err(RtmpError::Io(std::io::ErrorKind::WriteZero.into()));
+                }
+                self.out_len -= written;
+                while written > 0 {
+                    let Some(front) = self.out.front_mut() else {
+                        break;
+                    };
+                    if written >= front.len() {
+                        written -= front.len();
+                        self.out.pop_front();
+                    } else {
+                        front.advance(written);
+                        written = 0;
+                    }
+                }
+            }
+        }
         self.replies_unsent = 0;
         self.metrics.bytes_out.inc_by(n as u64);
         Ok(())
+    }
+}
+
+/// Pieces handed to one vectored write at most.
+const MAX_IOVECS: usize = 64;
+
+/// Moves what `wbuf` holds to the end of `out`, keeping the order of bytes.
+fn seal(wbuf: &mut BytesMut, out: &mut VecDeque<Bytes>, out_len: &mut usize) {
+    if !wbuf.is_empty() {
+        *out_len += wbuf.len();
+        out.push_back(wbuf.split().freeze());
+    }
+}
+
+/// The write side of a transport as a [`ChunkSink`].
+struct Outgoing<'a> {
+    wbuf: &'a mut BytesMut,
+    out: &'a mut VecDeque<Bytes>,
+    out_len: &'a mut usize,
+}
+
+impl ChunkSink for Outgoing<'_> {
+    fn copy(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    fn share(&mut self, bytes: Bytes) {
+        seal(self.wbuf, self.out, self.out_len);
+        *self.out_len += bytes.len();
+        self.out.push_back(bytes);
     }
 }
