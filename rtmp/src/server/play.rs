@@ -43,8 +43,11 @@ impl Server {
         // player is told it does not exist (players on made-up names do not
         // hold connections for ever); once it has been live, it is waited for.
         let wait = self.config.player_wait;
-        let mut give_up =
-            (!sub.is_live() && !wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
+        let mut waiting = !sub.is_live() && !wait.is_zero();
+        // One timer for the whole session, polled only while waiting: no
+        // timer is made per wake-up on the hot path.
+        let give_up = tokio::time::sleep(wait);
+        tokio::pin!(give_up);
         loop {
             let paced = next_slot.is_some();
             let slot = next_slot.unwrap_or_else(tokio::time::Instant::now);
@@ -56,7 +59,7 @@ impl Server {
                         return Ok(());
                     }
                 }
-                () = tokio::time::sleep_until(give_up.unwrap_or_else(tokio::time::Instant::now)), if give_up.is_some() => {
+                () = &mut give_up, if waiting => {
                     self.metrics.player_wait_expired.inc();
                     info!(stream = sub.name(), waited = ?wait, "player closed: the stream did not go live");
                     t.queue_command(
@@ -69,14 +72,14 @@ impl Server {
                 ev = sub.recv(), if !paced => {
                     let Some(ev) = ev else { return Ok(()) };
                     if matches!(ev, Event::Started) {
-                        give_up = None;
+                        waiting = false;
                     }
                     out.write(t, ev);
                     drain(&mut sub, &mut out, t);
                     next_slot = Some(next_after(t.pending(), tokio::time::Instant::now()));
                 }
                 () = pace(tick, slot), if paced => {
-                    give_up = None;
+                    waiting = false;
                     drain(&mut sub, &mut out, t);
                     next_slot = (t.pending() > 0).then(|| next_after(t.pending(), slot));
                 }
