@@ -247,6 +247,9 @@ pub struct RtmpConfig {
     pub reserved_publisher_slots: usize,
     /// Seconds a player may wait for a stream that is not live yet; 0 waits for ever.
     pub player_wait_seconds: u64,
+    /// Players write at most every this many milliseconds (1..=1000): more
+    /// means less CPU per player and that much more latency.
+    pub write_interval_ms: u64,
 }
 
 /// The HTTP listener.
@@ -309,6 +312,7 @@ impl Default for RtmpConfig {
             max_connections_per_address: rtmp::limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             reserved_publisher_slots: rtmp::limits::DEFAULT_RESERVED_PUBLISHER_SLOTS,
             player_wait_seconds: rtmp::limits::DEFAULT_PLAYER_WAIT.as_secs(),
+            write_interval_ms: rtmp::limits::PLAYER_FLUSH_INTERVAL.as_millis() as u64,
         }
     }
 }

@@ -124,6 +124,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             max_connections_per_address: config.rtmp.max_connections_per_address,
             reserved_publisher_slots: config.rtmp.reserved_publisher_slots,
             player_wait: Duration::from_secs(config.rtmp.player_wait_seconds),
+            write_interval: Duration::from_millis(config.rtmp.write_interval_ms),
         },
         hub.clone(),
         auth,

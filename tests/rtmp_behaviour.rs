@@ -471,3 +471,41 @@ async fn connections_over_the_limit_are_closed() {
         1.0
     );
 }
+
+/// `[rtmp] write_interval_ms` trades latency for fewer writes: at 500 ms a
+/// player receives its media in bursts about half a second apart (at the
+/// default 100 ms it gets about ten bursts a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_write_at_the_configured_interval() {
+    let server = start_with(|c| c.rtmp.write_interval_ms = 500).await;
+    let _ = sample("h264-aac-720p30.flv");
+    let publisher = publish_background(&server.rtmp_url(KEY), 3);
+    let mut player = Client::connect(server.running.rtmp_addr, "live")
+        .await
+        .unwrap();
+    player.play(STREAM).await.unwrap();
+    // Past the join (the GOP cache goes out at once), then 4 s of bursts.
+    let _ = next_video(&mut player).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut arrivals = Vec::new();
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let (_, _) = next_video(&mut player).await;
+        arrivals.push(Instant::now());
+    }
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    let bursts = gaps
+        .iter()
+        .filter(|g| **g > Duration::from_millis(50))
+        .count();
+    let long = gaps
+        .iter()
+        .filter(|g| **g > Duration::from_millis(300))
+        .count();
+    assert!(arrivals.len() > 60, "{} frames in 4 s", arrivals.len());
+    assert!(
+        (4..=12).contains(&bursts) && long >= 3,
+        "{bursts} bursts, {long} gaps over 300 ms: {gaps:?}"
+    );
+    drop(publisher);
+}

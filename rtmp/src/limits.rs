@@ -55,3 +55,6 @@ pub const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 pub const PUSH_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a failed accept (out of descriptors), wait this long instead of spinning.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// The range a configured player write interval is clamped to.
+pub const WRITE_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(1);

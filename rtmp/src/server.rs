@@ -40,6 +40,10 @@ pub struct ServerConfig {
     /// How long a player may wait for a stream that has not gone live
     /// (zero: for ever). A stream that was live and stops is waited for anyway.
     pub player_wait: std::time::Duration,
+    /// Players write at most this often (a slot of a process-wide grid):
+    /// longer means fewer wake-ups and syscalls per player and that much more
+    /// latency. The first write after joining, and a full batch, go at once.
+    pub write_interval: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +54,7 @@ impl Default for ServerConfig {
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             reserved_publisher_slots: DEFAULT_RESERVED_PUBLISHER_SLOTS,
             player_wait: DEFAULT_PLAYER_WAIT,
+            write_interval: PLAYER_FLUSH_INTERVAL,
         }
     }
 }
@@ -108,11 +113,14 @@ enum Role {
 impl Server {
     /// A server; call [`Server::run`] to serve a listener.
     pub fn new(
-        config: ServerConfig,
+        mut config: ServerConfig,
         hub: Hub,
         auth: Arc<dyn PublishAuthorizer>,
         metrics: RtmpMetrics,
     ) -> Arc<Self> {
+        config.write_interval = config
+            .write_interval
+            .clamp(*WRITE_INTERVAL_RANGE.start(), *WRITE_INTERVAL_RANGE.end());
         let reserved = config.reserved_publisher_slots.min(config.max_connections);
         let slots = Arc::new(Semaphore::new(config.max_connections - reserved));
         let publisher_slots = Arc::new(Semaphore::new(reserved));
@@ -129,7 +137,7 @@ impl Server {
 
     /// Accepts connections until `cancel` fires; open connections are closed then too.
     pub async fn run(self: Arc<Self>, listener: TcpListener, cancel: CancellationToken) {
-        let tick = play::spawn_ticker(cancel.clone());
+        let tick = play::spawn_ticker(cancel.clone(), self.config.write_interval);
         loop {
             let accepted = tokio::select! {
                 _ = cancel.cancelled() => return,

@@ -33,7 +33,7 @@ impl Server {
             last_ts: 0,
             initial_start: sub.is_live(),
         };
-        // Writes are paced on a shared grid of PLAYER_FLUSH_INTERVAL slots: while
+        // Writes are paced on a shared grid of `write_interval` slots: while
         // packets keep coming, a player wakes once per slot, drains what arrived and
         // writes it in one syscall, instead of waking and writing once per packet.
         // An idle player waits on the stream instead, so the first write after a
@@ -76,12 +76,12 @@ impl Server {
                     }
                     out.write(t, ev);
                     drain(&mut sub, &mut out, t);
-                    next_slot = Some(next_after(t.pending(), tokio::time::Instant::now()));
+                    next_slot = Some(next_after(t.pending(), tokio::time::Instant::now(), self.config.write_interval));
                 }
                 () = pace(tick, slot), if paced => {
                     waiting = false;
                     drain(&mut sub, &mut out, t);
-                    next_slot = (t.pending() > 0).then(|| next_after(t.pending(), slot));
+                    next_slot = (t.pending() > 0).then(|| next_after(t.pending(), slot, self.config.write_interval));
                 }
             }
             if t.pending() > 0 {
@@ -103,12 +103,15 @@ async fn pace(tick: Option<&Notify>, slot: tokio::time::Instant) {
 }
 
 /// Wakes every paced player of this runtime at each slot of the grid.
-pub(super) fn spawn_ticker(cancel: CancellationToken) -> Arc<Notify> {
+pub(super) fn spawn_ticker(
+    cancel: CancellationToken,
+    interval: std::time::Duration,
+) -> Arc<Notify> {
     let tick = Arc::new(Notify::new());
     let notify = tick.clone();
     tokio::spawn(async move {
-        let first = flush_slot(tokio::time::Instant::now() + PLAYER_FLUSH_INTERVAL);
-        let mut every = tokio::time::interval_at(first, PLAYER_FLUSH_INTERVAL);
+        let first = flush_slot(tokio::time::Instant::now() + interval, interval);
+        let mut every = tokio::time::interval_at(first, interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -122,21 +125,25 @@ pub(super) fn spawn_ticker(cancel: CancellationToken) -> Arc<Notify> {
 
 /// When a player writes next: at once if its batch was full (more is queued, so
 /// pacing must not cap its bitrate), else in the next slot.
-fn next_after(pending: usize, now: tokio::time::Instant) -> tokio::time::Instant {
+fn next_after(
+    pending: usize,
+    now: tokio::time::Instant,
+    interval: std::time::Duration,
+) -> tokio::time::Instant {
     if pending >= PLAYER_BATCH_BYTES {
         now
     } else {
-        flush_slot(now + PLAYER_FLUSH_INTERVAL)
+        flush_slot(now + interval, interval)
     }
 }
 
 /// Rounds `at` to the nearest slot of the process-wide grid of flush slots, so every player of every
 /// stream wakes at the same instants: the runtime then serves them all in one
 /// wake-up instead of sleeping and waking once per player.
-fn flush_slot(at: tokio::time::Instant) -> tokio::time::Instant {
+fn flush_slot(at: tokio::time::Instant, interval: std::time::Duration) -> tokio::time::Instant {
     static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
-    let step = PLAYER_FLUSH_INTERVAL.as_micros().max(1);
+    let step = interval.as_micros().max(1);
     let since = at.saturating_duration_since(epoch).as_micros();
     let slots = (since + step / 2) / step;
     let micros = u64::try_from(slots * step).unwrap_or(u64::MAX);
