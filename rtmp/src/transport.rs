@@ -226,13 +226,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
         } else {
             seal(&mut self.wbuf, &mut self.out, &mut self.out_len);
             while !self.out.is_empty() {
-                let slices: Vec<IoSlice<'_>> = self
-                    .out
-                    .iter()
-                    .take(MAX_IOVECS)
-                    .map(|b| IoSlice::new(b))
-                    .collect();
-                let mut written = self.io.write_vectored(&slices).await?;
+                // On the stack: no allocation per write per player.
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slot, piece) in slices.iter_mut().zip(&self.out) {
+                    *slot = IoSlice::new(piece);
+                    count += 1;
+                }
+                let mut written = self.io.write_vectored(&slices[..count]).await?;
                 if written == 0 {
                     return Err(RtmpError::Io(std::io::ErrorKind::WriteZero.into()));
                 }
