@@ -37,6 +37,8 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     /// The control plane.
     pub control: ControlConfig,
+    /// The HLS caching edge (`ferry edge`).
+    pub edge: edge_cache::EdgeConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
 }
@@ -298,6 +300,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             transcode: TranscodeConfig::default(),
             control: ControlConfig::default(),
+            edge: edge_cache::EdgeConfig::default(),
             streams: Vec::new(),
         }
     }
@@ -340,6 +343,26 @@ pub struct Overrides {
     /// `--http-listen` lives under `http`.
     #[serde(skip_serializing_if = "HttpOverrides::is_empty")]
     pub http: HttpOverrides,
+    /// `ferry edge --origins --public-url`.
+    #[serde(skip_serializing_if = "EdgeOverrides::is_empty")]
+    pub edge: EdgeOverrides,
+}
+
+/// Command-line overrides of the edge section.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EdgeOverrides {
+    /// `--origins`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origins: Option<Vec<String>>,
+    /// `--public-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+impl EdgeOverrides {
+    fn is_empty(&self) -> bool {
+        self.origins.is_none() && self.public_url.is_none()
+    }
 }
 
 /// Command-line overrides of the RTMP section.

@@ -69,14 +69,19 @@ impl HttpState {
     }
 }
 
-pub fn router(state: Arc<HttpState>, store: OriginStore, api: Router) -> Router {
-    let hls = Router::new()
-        .route("/hls/{*key}", get(hls_object))
-        .with_state(store);
+/// `/metrics` and `/healthz`: what every role serves.
+pub fn ops_router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
+}
+
+pub fn router(state: Arc<HttpState>, store: OriginStore, api: Router) -> Router {
+    let hls = Router::new()
+        .route("/hls/{*key}", get(hls_object))
+        .with_state(store);
+    ops_router(state)
         .merge(hls)
         .merge(crate::ui::router())
         .nest("/api/v1", api)

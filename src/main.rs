@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ferry::config::{Config, HttpOverrides, Overrides, RtmpOverrides};
+use ferry::config::{Config, EdgeOverrides, HttpOverrides, Overrides, RtmpOverrides};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -29,6 +29,30 @@ enum Command {
     Control(ServeArgs),
     /// Run tasks (restreams) for a control plane, reading streams from an origin.
     Worker(WorkerArgs),
+    /// Run an HLS caching edge in front of origins: viewers fetch
+    /// /hls/STREAM/... from it; each object comes from an origin once.
+    Edge(EdgeArgs),
+}
+
+#[derive(clap::Args)]
+struct EdgeArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Origins in order of preference, comma-separated: http://HOST:PORT of a
+    /// Ferry origin (or any server holding /hls/...), or s3://BUCKET.
+    #[arg(long, value_delimiter = ',')]
+    origins: Vec<String>,
+    /// The URL viewers reach this edge at (reported to the control plane).
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+/// Which role `run_server` starts.
+#[derive(Clone, Copy)]
+enum Role {
+    Serve,
+    Control,
+    Edge,
 }
 
 #[derive(clap::Args)]
@@ -69,7 +93,12 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn load(&self) -> anyhow::Result<Config> {
+        self.load_with(EdgeOverrides::default())
+    }
+
+    fn load_with(&self, edge: EdgeOverrides) -> anyhow::Result<Config> {
         let overrides = Overrides {
+            edge,
             data_dir: self.data_dir.clone(),
             rtmp: RtmpOverrides {
                 listen: self.rtmp_listen,
@@ -103,15 +132,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker(args) => worker(args),
-        Command::Serve(args) => run_server(&args, false),
-        Command::Control(args) => run_server(&args, true),
+        Command::Serve(args) => run_server(&args.load()?, Role::Serve),
+        Command::Control(args) => run_server(&args.load()?, Role::Control),
+        Command::Edge(args) => {
+            let edge = EdgeOverrides {
+                origins: (!args.origins.is_empty()).then_some(args.origins),
+                public_url: args.public_url,
+            };
+            run_server(&args.serve.load_with(edge)?, Role::Edge)
+        }
     }
 }
 
-/// `ferry serve` (every role, or an origin with `[control] url`) or, with
-/// `control_only`, `ferry control`; until ctrl-c.
-fn run_server(args: &ServeArgs, control_only: bool) -> anyhow::Result<()> {
-    let config = args.load()?;
+/// `ferry serve` (every role, or an origin with `[control] url`), `ferry
+/// control` or `ferry edge`; until ctrl-c.
+fn run_server(config: &Config, role: Role) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .context("invalid log filter")?;
@@ -125,10 +160,10 @@ fn run_server(args: &ServeArgs, control_only: bool) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let running = if control_only {
-            ferry::serve::start_control(&config).await?
-        } else {
-            ferry::serve::start(&config).await?
+        let running = match role {
+            Role::Serve => ferry::serve::start(config).await?,
+            Role::Control => ferry::serve::start_control(config).await?,
+            Role::Edge => ferry::edge_role::start_edge(config).await?,
         };
         tokio::signal::ctrl_c()
             .await

@@ -1,0 +1,96 @@
+//! `[edge]`: what an operator sets for a caching edge.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::object::FreshnessPolicy;
+
+/// The caching edge's settings (`[edge]` in Ferry's configuration file,
+/// `FERRY_EDGE__*` in the environment).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Origins in order of preference: HTTP base URLs (`http://HOST:8080`)
+    /// holding `/hls/...`, or `s3://BUCKET` read with the `[store]` credentials.
+    pub origins: Vec<String>,
+    /// The URL viewers reach this edge at (reported to the control plane).
+    pub public_url: String,
+    /// Bytes of objects the memory tier holds.
+    pub memory_bytes: u64,
+    /// The largest object the edge fetches; larger answers get 502.
+    pub max_object_bytes: u64,
+    /// Origin fetches in flight at once; more requests for uncached objects get 503.
+    pub max_fills: usize,
+    /// Milliseconds an origin has to send its response head before the next is tried.
+    pub first_byte_timeout_ms: u64,
+    /// Milliseconds an origin body may stall before the fetch fails.
+    pub body_timeout_ms: u64,
+    /// Milliseconds a 404 is kept (0: never kept).
+    pub not_found_ms: u64,
+    /// Seconds a segment without `max-age` is kept.
+    pub segment_seconds: u64,
+    /// A playlist is served stale while no origin answers for at most this
+    /// many target durations, then 504.
+    pub playlist_stale_targets: f64,
+    /// A bearer token for `POST /purge/STREAM`; empty disables purging.
+    pub purge_token: String,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            public_url: String::new(),
+            memory_bytes: 512 << 20,
+            max_object_bytes: 64 << 20,
+            max_fills: 1024,
+            first_byte_timeout_ms: 1000,
+            body_timeout_ms: 10_000,
+            not_found_ms: 1000,
+            segment_seconds: 86_400,
+            playlist_stale_targets: 3.0,
+            purge_token: String::new(),
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// The freshness defaults these settings give.
+    pub fn freshness(&self) -> FreshnessPolicy {
+        FreshnessPolicy {
+            not_found: Duration::from_millis(self.not_found_ms),
+            segment: Duration::from_secs(self.segment_seconds),
+            playlist_stale_targets: self.playlist_stale_targets,
+            ..FreshnessPolicy::default()
+        }
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.origins.is_empty() {
+            return Err("[edge] origins: at least one origin URL is needed".into());
+        }
+        for o in &self.origins {
+            let ok =
+                o.starts_with("http://") || o.starts_with("https://") || o.starts_with("s3://");
+            if !ok || o.contains('?') || o.contains('#') {
+                return Err(format!(
+                    "[edge] origins: {o:?} is not http://HOST[:PORT][/PATH] or s3://BUCKET"
+                ));
+            }
+        }
+        if self.memory_bytes == 0 || self.max_object_bytes == 0 || self.max_fills == 0 {
+            return Err(
+                "[edge] memory_bytes, max_object_bytes and max_fills must be above 0".into(),
+            );
+        }
+        if self.first_byte_timeout_ms == 0 || self.body_timeout_ms == 0 {
+            return Err("[edge] timeouts must be above 0".into());
+        }
+        if !(0.0..=100.0).contains(&self.playlist_stale_targets) {
+            return Err("[edge] playlist_stale_targets must be within 0..100".into());
+        }
+        Ok(())
+    }
+}

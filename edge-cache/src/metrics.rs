@@ -1,0 +1,145 @@
+//! What the edge counts, for `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// One origin, by its index and address.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginLabel {
+    /// As configured (credentials never appear in an origin's name).
+    pub origin: String,
+}
+
+/// One origin and how a fetch from it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabel {
+    /// As configured.
+    pub origin: String,
+    /// `ok`, `not_found`, `error`, `timeout`.
+    pub result: &'static str,
+}
+
+/// The edge's counters; cheap to clone (each metric is an `Arc`).
+#[derive(Clone, Debug)]
+pub struct EdgeMetrics {
+    /// Answered from the cache, fresh.
+    pub hits: Counter,
+    /// Started an origin fetch.
+    pub misses: Counter,
+    /// Answered from the cache, stale (while revalidating or on error).
+    pub stale: Counter,
+    /// Joined a fetch another request started.
+    pub collapsed: Counter,
+    /// Origin fetches by origin and result.
+    pub origin_fetches: Family<FetchLabel, Counter>,
+    /// Time to an origin's response head, by origin.
+    pub origin_seconds: Family<OriginLabel, Histogram>,
+    /// Body bytes sent to clients.
+    pub bytes_out: Counter,
+    /// Body bytes received from origins.
+    pub bytes_in: Counter,
+    /// Bytes held by the memory tier.
+    pub memory_bytes: Gauge,
+    /// Objects evicted for space.
+    pub evictions: Counter,
+    /// Fetches in flight.
+    pub fills: Gauge,
+    /// Requests refused: bad path, too many fills.
+    pub refused: Counter,
+}
+
+impl Default for EdgeMetrics {
+    fn default() -> Self {
+        Self {
+            hits: Counter::default(),
+            misses: Counter::default(),
+            stale: Counter::default(),
+            collapsed: Counter::default(),
+            origin_fetches: Family::default(),
+            origin_seconds: Family::new_with_constructor(|| {
+                Histogram::new(
+                    [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+                        .iter()
+                        .copied(),
+                )
+            }),
+            bytes_out: Counter::default(),
+            bytes_in: Counter::default(),
+            memory_bytes: Gauge::default(),
+            evictions: Counter::default(),
+            fills: Gauge::default(),
+            refused: Counter::default(),
+        }
+    }
+}
+
+impl EdgeMetrics {
+    /// Adds these metrics under the `edge` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("edge");
+        r.register(
+            "hits",
+            "Requests answered fresh from the cache",
+            self.hits.clone(),
+        );
+        r.register(
+            "misses",
+            "Requests that started an origin fetch",
+            self.misses.clone(),
+        );
+        r.register(
+            "stale",
+            "Requests answered with a stale object",
+            self.stale.clone(),
+        );
+        r.register(
+            "collapsed",
+            "Requests that joined a fetch in flight",
+            self.collapsed.clone(),
+        );
+        r.register(
+            "origin_fetches",
+            "Origin fetches by origin and result",
+            self.origin_fetches.clone(),
+        );
+        r.register(
+            "origin_response_seconds",
+            "Time to an origin's response head",
+            self.origin_seconds.clone(),
+        );
+        r.register(
+            "bytes_out",
+            "Body bytes sent to clients",
+            self.bytes_out.clone(),
+        );
+        r.register(
+            "bytes_in",
+            "Body bytes received from origins",
+            self.bytes_in.clone(),
+        );
+        r.register(
+            "memory_bytes",
+            "Bytes held by the memory tier",
+            self.memory_bytes.clone(),
+        );
+        r.register(
+            "evictions",
+            "Objects evicted for space",
+            self.evictions.clone(),
+        );
+        r.register(
+            "fills_in_flight",
+            "Origin fetches in flight",
+            self.fills.clone(),
+        );
+        r.register(
+            "refused",
+            "Requests refused (bad path, too many fetches in flight)",
+            self.refused.clone(),
+        );
+    }
+}

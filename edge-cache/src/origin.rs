@@ -1,0 +1,331 @@
+//! The origins an edge fetches from, in order, with failover.
+//!
+//! A fetch tries the origins in their configured order, skipping those in
+//! backoff. An origin that cannot be reached, answers 5xx or sends no
+//! response head within the first-byte time is put in backoff (doubling, up
+//! to [`MAX_BACKOFF`]) and the next one is tried; when every origin is in
+//! backoff they are all tried anyway, so a recovered origin is found by the
+//! next request rather than after a timer.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use origin_store::{OriginStore, StoreError};
+use reqwest::header::{self, HeaderMap};
+
+use crate::fill::FillError;
+use crate::metrics::{EdgeMetrics, FetchLabel, OriginLabel};
+use crate::object::Head;
+use crate::request::CacheKey;
+
+/// The first backoff after a failure.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest backoff.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Idle connections to an origin are kept this long for the next fetch.
+pub const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// The HTTP client origins share: keep-alive pool, no proxy from the
+/// environment, no redirects (an origin answers or fails), `connect` bounded.
+pub fn http_client(connect: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(connect)
+        .pool_idle_timeout(POOL_IDLE)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Where objects come from.
+pub enum Source {
+    /// An HTTP base URL holding `/hls/...` (a Ferry origin, any web server,
+    /// an S3 website endpoint).
+    Http {
+        /// `http://HOST:PORT`, without a trailing slash.
+        base: String,
+        /// Shared connection pool.
+        client: reqwest::Client,
+    },
+    /// A bucket read with credentials (object keys are the paths below `/hls/`).
+    Store(OriginStore),
+}
+
+struct Health {
+    failures: u32,
+    skip_until: Option<Instant>,
+}
+
+/// One origin.
+pub struct Origin {
+    name: String,
+    source: Source,
+    health: Mutex<Health>,
+}
+
+impl Origin {
+    /// An origin called `name` (as configured, for logs and metrics).
+    pub fn new(name: impl Into<String>, source: Source) -> Self {
+        Self {
+            name: name.into(),
+            source,
+            health: Mutex::new(Health {
+                failures: 0,
+                skip_until: None,
+            }),
+        }
+    }
+
+    /// Its name in logs and metrics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn in_backoff(&self, now: Instant) -> bool {
+        let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.skip_until.is_some_and(|t| now < t)
+    }
+
+    fn failed(&self) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.failures = h.failures.saturating_add(1);
+        let backoff = MIN_BACKOFF
+            .saturating_mul(1 << h.failures.min(8).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        h.skip_until = Some(Instant::now() + backoff);
+    }
+
+    fn succeeded(&self) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.failures = 0;
+        h.skip_until = None;
+    }
+}
+
+/// An origin's answer: the head, and the body to read.
+pub struct Response {
+    /// Status and headers.
+    pub head: Head,
+    /// The body.
+    pub body: Body,
+    /// Which origin answered.
+    pub origin: usize,
+}
+
+/// A body being received.
+pub enum Body {
+    /// Streamed from an HTTP origin.
+    Http(reqwest::Response),
+    /// Read whole (object store).
+    Whole(Option<Bytes>),
+}
+
+impl Body {
+    /// The next chunk; `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, FillError> {
+        match self {
+            Body::Http(r) => r.chunk().await.map_err(|e| FillError::Body(e.to_string())),
+            Body::Whole(b) => Ok(b.take()),
+        }
+    }
+}
+
+/// The configured origins, in order of preference.
+pub struct Origins {
+    list: Vec<Origin>,
+    first_byte: Duration,
+}
+
+impl Origins {
+    /// `list` tried in order; each must send its response head within `first_byte`.
+    pub fn new(list: Vec<Origin>, first_byte: Duration) -> Self {
+        Self { list, first_byte }
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Whether every origin is in backoff (then a background refresh is not
+    /// worth starting and a stale object is served at once).
+    pub fn all_in_backoff(&self) -> bool {
+        let now = Instant::now();
+        self.list.iter().all(|o| o.in_backoff(now))
+    }
+
+    /// The names of the origins, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.list.iter().map(|o| o.name.clone()).collect()
+    }
+
+    /// Fetches `key` from the first origin that answers (200 or 404).
+    pub async fn fetch(
+        &self,
+        key: &CacheKey,
+        metrics: &EdgeMetrics,
+    ) -> Result<Response, FillError> {
+        let now = Instant::now();
+        let healthy: Vec<usize> = (0..self.list.len())
+            .filter(|&i| !self.list[i].in_backoff(now))
+            .collect();
+        let order = if healthy.is_empty() {
+            (0..self.list.len()).collect()
+        } else {
+            healthy
+        };
+        let mut last = FillError::Unreachable("no origin configured".into());
+        for i in order {
+            let origin = &self.list[i];
+            let started = Instant::now();
+            let attempt = tokio::time::timeout(self.first_byte, fetch_one(origin, key)).await;
+            let result = match attempt {
+                Err(_) => Err((FillError::Timeout, "timeout")),
+                Ok(Err(e)) => Err((e, "error")),
+                Ok(Ok(r)) if r.0.status == 404 => Ok((r, "not_found")),
+                Ok(Ok(r)) => Ok((r, "ok")),
+            };
+            let label = match &result {
+                Ok((_, l)) | Err((_, l)) => *l,
+            };
+            metrics
+                .origin_fetches
+                .get_or_create(&FetchLabel {
+                    origin: origin.name.clone(),
+                    result: label,
+                })
+                .inc();
+            match result {
+                Ok(((head, body), _)) => {
+                    metrics
+                        .origin_seconds
+                        .get_or_create(&OriginLabel {
+                            origin: origin.name.clone(),
+                        })
+                        .observe(started.elapsed().as_secs_f64());
+                    origin.succeeded();
+                    return Ok(Response {
+                        head,
+                        body,
+                        origin: i,
+                    });
+                }
+                Err((e, _)) => {
+                    tracing::debug!(origin = %origin.name, ?key, error = %e, "origin fetch failed, trying the next");
+                    if !matches!(e, FillError::BadResponse(_)) || is_server_error(&e) {
+                        origin.failed();
+                    }
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn is_server_error(e: &FillError) -> bool {
+    matches!(e, FillError::BadResponse(m) if m.starts_with("status 5"))
+}
+
+async fn fetch_one(origin: &Origin, key: &CacheKey) -> Result<(Head, Body), FillError> {
+    match &origin.source {
+        Source::Http { base, client } => {
+            let url = format!("{base}{}", key.origin_target());
+            let response = client.get(&url).send().await.map_err(|e| {
+                if e.is_timeout() {
+                    FillError::Timeout
+                } else {
+                    FillError::Unreachable(e.to_string())
+                }
+            })?;
+            let status = response.status().as_u16();
+            if status != 200 && status != 404 {
+                return Err(FillError::BadResponse(format!("status {status}")));
+            }
+            let head = head_from(status, response.headers(), response.content_length());
+            Ok((head, Body::Http(response)))
+        }
+        Source::Store(store) => match store.get(key.path()).await {
+            Ok(body) => {
+                let kind = origin_store::Kind::of(key.path());
+                let head = Head {
+                    status: 200,
+                    content_type: Some(kind.content_type().into()),
+                    cache_control: Some(kind.cache_control().into()),
+                    etag: None,
+                    last_modified: None,
+                    allow_origin: None,
+                    content_length: Some(body.len() as u64),
+                    age: Duration::ZERO,
+                };
+                Ok((head, Body::Whole(Some(body))))
+            }
+            Err(StoreError::NotFound(_) | StoreError::BadKey(_)) => Ok((
+                Head {
+                    status: 404,
+                    content_type: Some("text/plain; charset=utf-8".into()),
+                    cache_control: None,
+                    etag: None,
+                    last_modified: None,
+                    allow_origin: None,
+                    content_length: Some(0),
+                    age: Duration::ZERO,
+                },
+                Body::Whole(None),
+            )),
+            Err(e) => Err(FillError::Unreachable(e.to_string())),
+        },
+    }
+}
+
+fn head_from(status: u16, headers: &HeaderMap, content_length: Option<u64>) -> Head {
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 1024)
+            .map(str::to_owned)
+    };
+    Head {
+        status,
+        content_type: text(header::CONTENT_TYPE),
+        cache_control: text(header::CACHE_CONTROL),
+        etag: text(header::ETAG),
+        last_modified: text(header::LAST_MODIFIED),
+        allow_origin: text(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        content_length,
+        age: text(header::AGE)
+            .and_then(|a| a.trim().parse::<u32>().ok())
+            .map_or(Duration::ZERO, |s| Duration::from_secs(u64::from(s))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_resets() {
+        let o = Origin::new("a", Source::Store(OriginStore::memory()));
+        let now = Instant::now();
+        assert!(!o.in_backoff(now));
+        o.failed();
+        assert!(o.in_backoff(Instant::now()));
+        assert!(!o.in_backoff(Instant::now() + MIN_BACKOFF));
+        for _ in 0..20 {
+            o.failed();
+        }
+        assert!(o.in_backoff(Instant::now() + MAX_BACKOFF / 2));
+        assert!(!o.in_backoff(Instant::now() + MAX_BACKOFF));
+        o.succeeded();
+        assert!(!o.in_backoff(Instant::now()));
+    }
+}

@@ -1,0 +1,328 @@
+//! The edge's HTTP face: `GET`/`HEAD /hls/...` with the origin's headers plus
+//! `Age` and `Cache-Status` (RFC 9211), single ranges, `If-None-Match`, and
+//! an authenticated purge by stream.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use futures::StreamExt;
+
+use crate::edge::{Answer, CacheStatus, Edge, EdgeError};
+use crate::fill::{Fill, FillError};
+use crate::object::{Head, Object};
+use crate::range::{self, RangeRequest};
+use crate::request::{BadTarget, CacheKey};
+
+/// The name this cache gives itself in `Cache-Status`.
+pub const CACHE_NAME: &str = "ferry";
+
+#[derive(Clone)]
+struct Front {
+    edge: Edge,
+    purge_token: Arc<str>,
+}
+
+/// The routes of a caching edge: `/hls/...` and `POST /purge/STREAM`
+/// (bearer `purge_token`; empty disables it).
+pub fn router(edge: Edge, purge_token: &str) -> Router {
+    Router::new()
+        .route("/hls/{*rest}", any(hls))
+        .route("/purge/{stream}", post(purge))
+        .with_state(Front {
+            edge,
+            purge_token: purge_token.into(),
+        })
+}
+
+async fn hls(State(front): State<Front>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "only GET and HEAD\n",
+        )
+            .into_response();
+    }
+    // An absolute-form target (`GET http://other/...`) asks for a proxy: refused.
+    if uri.authority().is_some() {
+        return plain(StatusCode::BAD_REQUEST, "absolute URLs are not served\n");
+    }
+    let key = match CacheKey::parse(uri.path(), uri.query()) {
+        Ok(k) => k,
+        Err(e) => {
+            front.edge.metrics().refused.inc();
+            let status = match e {
+                BadTarget::TooLong => StatusCode::URI_TOO_LONG,
+                BadTarget::NotHls | BadTarget::Invalid => StatusCode::BAD_REQUEST,
+            };
+            return plain(status, "invalid path\n");
+        }
+    };
+    let head_only = method == Method::HEAD;
+    match front.edge.get(&key).await {
+        Answer::Cached { object, status } => {
+            cached(&front.edge, &object, status, &headers, head_only)
+        }
+        Answer::Streaming { head, fill, status } => {
+            streaming(&front.edge, &head, fill, status, &headers, head_only)
+        }
+        Answer::Failed(e) => failed(&e),
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+fn failed(e: &EdgeError) -> Response {
+    let status = match e {
+        EdgeError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        EdgeError::Fill(
+            FillError::Timeout | FillError::Unreachable(_) | FillError::WaitTimeout,
+        ) => StatusCode::GATEWAY_TIMEOUT,
+        EdgeError::Fill(_) => StatusCode::BAD_GATEWAY,
+    };
+    let mut r = plain(status, "");
+    *r.body_mut() = Body::from(format!("{e}\n"));
+    let cs = format!("{CACHE_NAME}; fwd=miss; detail=\"{}\"", status.as_u16());
+    if let Ok(v) = HeaderValue::from_str(&cs) {
+        r.headers_mut().insert("cache-status", v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn cache_status(status: CacheStatus, ttl: Option<i64>) -> String {
+    let ttl = ttl.map(|t| format!("; ttl={t}")).unwrap_or_default();
+    match status {
+        CacheStatus::Hit => format!("{CACHE_NAME}; hit{ttl}"),
+        CacheStatus::StaleWhileRevalidate => {
+            format!("{CACHE_NAME}; hit{ttl}; detail=stale-while-revalidate")
+        }
+        CacheStatus::StaleIfError => format!("{CACHE_NAME}; hit{ttl}; detail=stale-if-error"),
+        CacheStatus::Miss => format!("{CACHE_NAME}; fwd=miss"),
+        CacheStatus::Collapsed => format!("{CACHE_NAME}; fwd=miss; collapsed"),
+    }
+}
+
+/// The headers every answer from an object carries.
+fn base_headers(head: &Head, etag: Option<&str>, age: u64, cache_status: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut set = |name: header::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    if let Some(v) = &head.content_type {
+        set(header::CONTENT_TYPE, v);
+    }
+    if let Some(v) = &head.cache_control {
+        set(header::CACHE_CONTROL, v);
+    }
+    if let Some(v) = etag {
+        set(header::ETAG, v);
+    }
+    if let Some(v) = &head.last_modified {
+        set(header::LAST_MODIFIED, v);
+    }
+    set(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        head.allow_origin.as_deref().unwrap_or("*"),
+    );
+    set(header::AGE, &age.to_string());
+    set(
+        header::HeaderName::from_static("cache-status"),
+        cache_status,
+    );
+    if head.status == 200 {
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    h
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    v.split(',').any(|t| {
+        let t = t.trim();
+        t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/")
+    })
+}
+
+fn cached(
+    edge: &Edge,
+    object: &Object,
+    status: CacheStatus,
+    req: &HeaderMap,
+    head_only: bool,
+) -> Response {
+    let now = Instant::now();
+    let cs = cache_status(status, Some(object.ttl_seconds(now)));
+    let mut headers = base_headers(
+        &object.head,
+        Some(&object.etag),
+        object.age(now).as_secs(),
+        &cs,
+    );
+    let code = StatusCode::from_u16(object.head.status).unwrap_or(StatusCode::OK);
+    if code == StatusCode::OK && etag_matches(req, &object.etag) {
+        headers.remove(header::CONTENT_TYPE);
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    let len = object.body.len() as u64;
+    let (code, body) = match ranged(req, code, len, &mut headers) {
+        Ok(Some((start, end))) => (
+            StatusCode::PARTIAL_CONTENT,
+            object.body.slice(start as usize..end as usize),
+        ),
+        Ok(None) => (code, object.body.clone()),
+        Err(Unsatisfiable(r)) => return *r,
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if head_only {
+        return (code, headers).into_response();
+    }
+    edge.metrics().bytes_out.inc_by(body.len() as u64);
+    (code, headers, body).into_response()
+}
+
+/// A range that starts past the end: 416 with the object's length.
+struct Unsatisfiable(Box<Response>);
+
+/// Applies a `Range` header to a 200 answer of `len` bytes: the range to send
+/// (with `Content-Range` set), none (whole), or the 416 answer.
+fn ranged(
+    req: &HeaderMap,
+    code: StatusCode,
+    len: u64,
+    headers: &mut HeaderMap,
+) -> Result<Option<(u64, u64)>, Unsatisfiable> {
+    let Some(value) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    if code != StatusCode::OK {
+        return Ok(None);
+    }
+    match range::parse(value, len) {
+        RangeRequest::Whole => Ok(None),
+        RangeRequest::Part { start, end } => {
+            let cr = format!("bytes {start}-{}/{len}", end - 1);
+            if let Ok(v) = HeaderValue::from_str(&cr) {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
+            Ok(Some((start, end)))
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut h = headers.clone();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            h.remove(header::CONTENT_TYPE);
+            Err(Unsatisfiable(Box::new(
+                (StatusCode::RANGE_NOT_SATISFIABLE, h).into_response(),
+            )))
+        }
+    }
+}
+
+fn streaming(
+    edge: &Edge,
+    head: &Head,
+    fill: Arc<Fill>,
+    status: CacheStatus,
+    req: &HeaderMap,
+    head_only: bool,
+) -> Response {
+    let cs = cache_status(status, None);
+    let mut headers = base_headers(head, head.etag.as_deref(), head.age.as_secs(), &cs);
+    let code = StatusCode::from_u16(head.status).unwrap_or(StatusCode::OK);
+    if code == StatusCode::OK
+        && let Some(etag) = &head.etag
+        && etag_matches(req, etag)
+    {
+        headers.remove(header::CONTENT_TYPE);
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    // A range needs the length; an origin that did not announce one gets the
+    // whole object (a server may ignore Range).
+    let (code, start, end) = match head.content_length {
+        Some(len) => match ranged(req, code, len, &mut headers) {
+            Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, Some(e)),
+            Ok(None) => (code, 0, None),
+            Err(Unsatisfiable(r)) => return *r,
+        },
+        None => (code, 0, None),
+    };
+    let length = match (end, head.content_length) {
+        (Some(e), _) => Some(e - start),
+        (None, n) => n,
+    };
+    if let Some(n) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    if head_only {
+        return (code, headers).into_response();
+    }
+    let bytes_out = edge.metrics().bytes_out.clone();
+    let stream = fill
+        .reader(start, end, edge.limits().body_timeout)
+        .map(move |chunk| {
+            if let Ok(c) = &chunk {
+                bytes_out.inc_by(c.len() as u64);
+            }
+            chunk
+        });
+    (code, headers, Body::from_stream(stream)).into_response()
+}
+
+async fn purge(
+    State(front): State<Front>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if front.purge_token.is_empty() || !same(given.as_bytes(), front.purge_token.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a purge token is needed\n",
+        )
+            .into_response();
+    }
+    let purged = front.edge.purge(&stream);
+    tracing::info!(%stream, purged, "purged by an operator");
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"purged\":{purged}}}\n"),
+    )
+        .into_response()
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,115 @@
+//! `ferry edge`: an HLS caching edge in front of one or more origins.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_cache::{Edge, EdgeLimits, EdgeMetrics, Origin, Origins, Source};
+use media_core::Hub;
+use origin_store::{OriginStore, S3Config};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::http_serve;
+use crate::node::{self, ControlPlane, NodeInfo};
+use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
+
+/// Starts an edge serving `/hls/...` from `[edge] origins` on `[http] listen`.
+pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
+    let node_id = prepare(config)?;
+    config.edge.validate().map_err(StartError::Config)?;
+    let origins = origins(config)?;
+    let (listener, http_addr) = bind("http", config.http.listen).await?;
+    let e = &config.edge;
+    let metrics = EdgeMetrics::default();
+    let first_byte = Duration::from_millis(e.first_byte_timeout_ms);
+    let limits = EdgeLimits {
+        memory_bytes: e.memory_bytes,
+        max_object_bytes: e.max_object_bytes,
+        max_fills: e.max_fills,
+        body_timeout: Duration::from_millis(e.body_timeout_ms),
+        // Every origin in turn, plus a little for the answer to travel.
+        head_wait: first_byte * u32::try_from(origins.len()).unwrap_or(u32::MAX)
+            + Duration::from_millis(500),
+    };
+    let edge = Edge::new(origins, e.freshness(), limits, metrics.clone());
+    let mut registry = Registry::with_prefix("ferry");
+    metrics.register(&mut registry);
+    let http_metrics = http_serve::HttpMetrics::default();
+    http_metrics.register(&mut registry);
+    let state = Arc::new(HttpState::new(registry));
+    let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state));
+    let (_, http_cap) = connection_caps(config);
+    let cancel = CancellationToken::new();
+    let mut tasks = vec![spawn_http(
+        listener,
+        router,
+        config,
+        http_cap,
+        http_metrics,
+        &cancel,
+    )];
+    if !config.control.url.is_empty() {
+        let client = control_client::ControlClient::new(&config.control.url, &config.admin_token)
+            .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;
+        let address = if e.public_url.is_empty() {
+            format!("http://{http_addr}")
+        } else {
+            e.public_url.clone()
+        };
+        tasks.push(tokio::spawn(node::heartbeat(
+            NodeInfo {
+                id: node_id,
+                role: "edge",
+                address,
+            },
+            ControlPlane::Remote(Arc::new(client)),
+            None,
+            cancel.clone(),
+        )));
+    }
+    info!(http = %http_addr, origins = ?e.origins, "ferry edge is serving");
+    Ok(Running {
+        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        http_addr,
+        hub: Hub::new(),
+        cancel,
+        tasks,
+        threads: Vec::new(),
+    })
+}
+
+/// The configured origins: HTTP base URLs, or `s3://BUCKET` with `[store]`'s
+/// endpoint and credentials.
+fn origins(config: &Config) -> Result<Origins, StartError> {
+    let first_byte = Duration::from_millis(config.edge.first_byte_timeout_ms);
+    let client = edge_cache::origin::http_client(first_byte)
+        .map_err(|e| StartError::Config(format!("origin HTTP client: {e}")))?;
+    let mut list = Vec::new();
+    for url in &config.edge.origins {
+        let source = match url.strip_prefix("s3://") {
+            Some(bucket) => {
+                let s = &config.store;
+                Source::Store(
+                    OriginStore::s3(&S3Config {
+                        endpoint: s.s3_endpoint.clone(),
+                        bucket: bucket.trim_end_matches('/').to_owned(),
+                        region: s.s3_region.clone(),
+                        access_key_id: s.s3_access_key_id.clone(),
+                        secret_access_key: s.s3_secret_access_key.clone(),
+                    })
+                    .map_err(StartError::Store)?,
+                )
+            }
+            None => Source::Http {
+                base: url.trim_end_matches('/').to_owned(),
+                client: client.clone(),
+            },
+        };
+        list.push(Origin::new(url.clone(), source));
+    }
+    Ok(Origins::new(list, first_byte))
+}
