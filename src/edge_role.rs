@@ -17,11 +17,15 @@ use crate::http_serve;
 use crate::node::{self, ControlPlane, NodeInfo};
 use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
 
+/// How often pending evictions run and the memory gauge is updated.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Starts an edge serving `/hls/...` from `[edge] origins` on `[http] listen`.
 pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     let node_id = prepare(config)?;
     config.edge.validate().map_err(StartError::Config)?;
     let origins = origins(config)?;
+    let cancel = CancellationToken::new();
     let (listener, http_addr) = bind("http", config.http.listen).await?;
     let e = &config.edge;
     let metrics = EdgeMetrics::default();
@@ -36,6 +40,18 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             + Duration::from_millis(500),
     };
     let edge = Edge::new(origins, e.freshness(), limits, metrics.clone());
+    let housekeeping = {
+        let (edge, cancel) = (edge.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => { edge.memory_bytes(); }
+                }
+            }
+        })
+    };
     let mut registry = Registry::with_prefix("ferry");
     metrics.register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
@@ -43,15 +59,10 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     let state = Arc::new(HttpState::new(registry));
     let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state));
     let (_, http_cap) = connection_caps(config);
-    let cancel = CancellationToken::new();
-    let mut tasks = vec![spawn_http(
-        listener,
-        router,
-        config,
-        http_cap,
-        http_metrics,
-        &cancel,
-    )];
+    let mut tasks = vec![
+        housekeeping,
+        spawn_http(listener, router, config, http_cap, http_metrics, &cancel),
+    ];
     if !config.control.url.is_empty() {
         let client = control_client::ControlClient::new(&config.control.url, &config.admin_token)
             .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use prometheus_client::registry::Registry;
@@ -21,6 +21,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+/// The largest request head (request line and headers) read; larger gets
+/// 431 or the connection closed.
+pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Concurrent HTTP/2 streams per connection.
+pub const MAX_H2_STREAMS: u32 = 256;
 
 /// After a failed accept (out of descriptors), wait this long instead of spinning.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -106,10 +112,20 @@ pub async fn serve(
                 inner: tcp,
                 activity: activity.clone(),
             });
-            let conn = hyper::server::conn::http1::Builder::new()
+            // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) for clients
+            // and edges that multiplex.
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(io, service);
+                .max_buf_size(MAX_REQUEST_HEAD);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(MAX_REQUEST_HEAD as u32)
+                .max_concurrent_streams(MAX_H2_STREAMS);
+            let conn = builder.serve_connection(io, service);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r {

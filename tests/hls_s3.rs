@@ -5,111 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::s3::S3Server;
 use common::*;
 use ferry::config::StoreKind;
 use origin_store::{OriginStore, S3Config};
-
-const BUCKET: &str = "hls";
-const ACCESS: &str = "ferrytestaccess";
-const SECRET: &str = "ferrytestsecretkey";
-
-fn s3s_fs() -> PathBuf {
-    if let Ok(p) = std::env::var("S3S_FS") {
-        return p.into();
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_bin = Path::new(&home).join(".cargo/bin/s3s-fs");
-    if cargo_bin.exists() {
-        cargo_bin
-    } else {
-        "s3s-fs".into()
-    }
-}
-
-struct S3Server {
-    child: Child,
-    port: u16,
-    root: Option<tempfile::TempDir>,
-}
-
-impl S3Server {
-    fn start(port: u16, root: tempfile::TempDir) -> S3Server {
-        std::fs::create_dir_all(root.path().join(BUCKET)).unwrap();
-        let child = Command::new(s3s_fs())
-            .args([
-                "--access-key",
-                ACCESS,
-                "--secret-key",
-                SECRET,
-                "--host",
-                "127.0.0.1",
-            ])
-            .args(["--port", &port.to_string()])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs runs (scripts/setup.sh installs it)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        S3Server {
-            child,
-            port,
-            root: Some(root),
-        }
-    }
-
-    fn new() -> S3Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        S3Server::start(port, tempfile::tempdir().unwrap())
-    }
-
-    fn stop(mut self) -> (u16, tempfile::TempDir) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        (self.port, self.root.take().expect("root"))
-    }
-
-    fn config(&self) -> S3Config {
-        S3Config {
-            endpoint: format!("http://127.0.0.1:{}", self.port),
-            bucket: BUCKET.into(),
-            region: "us-east-1".into(),
-            access_key_id: ACCESS.into(),
-            secret_access_key: SECRET.into(),
-        }
-    }
-
-    fn stored_segments(&self) -> Vec<u64> {
-        let dir = self
-            .root
-            .as_ref()
-            .expect("root")
-            .path()
-            .join(BUCKET)
-            .join(STREAM)
-            .join("source");
-        common::stored_segments(&dir)
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A Ferry whose HLS origin is the bucket `s3`, with `edit` applied after.
 async fn server_on(s3: &S3Config, edit: impl FnOnce(&mut ferry::config::Config)) -> TestServer {

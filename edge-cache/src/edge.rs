@@ -143,9 +143,11 @@ impl Edge {
         &self.inner.limits
     }
 
-    /// Bytes the memory tier holds (after pending evictions have run).
+    /// Bytes the memory tier holds, after pending evictions have run (also
+    /// sets the gauge: call it about once a second).
     pub fn memory_bytes(&self) -> u64 {
         self.inner.memory.run_pending_tasks();
+        self.update_memory_gauge();
         self.inner.memory.weighted_size()
     }
 

@@ -3,6 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
+pub mod s3;
+pub mod test_origin;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;

@@ -1,0 +1,591 @@
+//! `ferry edge` against scriptable origins on loopback: one origin fetch per
+//! object however many clients ask, bodies streamed to waiters as they
+//! arrive, playlists refreshed about once per freshness period, stale then
+//! 504 when the origin dies, failover between origins, and bad input.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::test_origin::{Reply, TestOrigin, headers};
+use common::*;
+use ferry::config::Config;
+use ferry::serve::Running;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TS: &str = "video/mp2t";
+const SEGMENT_CC: &str = "public, max-age=86400, immutable";
+const M3U8: &str = "application/vnd.apple.mpegurl";
+
+struct TestEdge {
+    running: Running,
+    _data: tempfile::TempDir,
+}
+
+impl TestEdge {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.http_addr)
+    }
+    fn addr(&self) -> SocketAddr {
+        self.running.http_addr
+    }
+    async fn metric(&self, name: &str) -> f64 {
+        let text = http_get(self.addr(), "/metrics").await;
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+async fn edge(origins: &[String], edit: impl FnOnce(&mut Config)) -> TestEdge {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: data.path().to_owned(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.edge.origins = origins.to_vec();
+    edit(&mut config);
+    let running = ferry::edge_role::start_edge(&config).await.unwrap();
+    TestEdge {
+        running,
+        _data: data,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap()
+}
+
+fn segment(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_one_origin_fetch_and_bytes_before_the_fill_ends() {
+    const LEN: usize = 1 << 20;
+    let body = segment(LEN, 7);
+    let expected = body.clone();
+    // 1 MiB in 64 KiB pieces 60 ms apart: about a second at the origin.
+    let origin = TestOrigin::start(move |path| {
+        if path == "/hls/s/source/x-1.ts" {
+            Reply::Trickle {
+                headers: headers(TS, SEGMENT_CC),
+                body: body.clone(),
+                chunk: 64 << 10,
+                every: Duration::from_millis(60),
+            }
+        } else {
+            Reply::Full(404, vec![], vec![])
+        }
+    })
+    .await;
+    let edge = edge(&[origin.url()], |_| {}).await;
+    let http = client();
+    let url = edge.url("/hls/s/source/x-1.ts");
+    let mut clients = Vec::new();
+    for _ in 0..500 {
+        let (http, url) = (http.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            let r = http.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let status = r.headers()["cache-status"].to_str().unwrap().to_owned();
+            (status, r.bytes().await.unwrap())
+        }));
+    }
+    // One more client joins mid-fill and times its first byte.
+    let late = {
+        let (http, url, log) = (http.clone(), url.clone(), origin.log.clone());
+        tokio::spawn(async move {
+            loop {
+                if log
+                    .lock()
+                    .unwrap()
+                    .started
+                    .contains_key("/hls/s/source/x-1.ts")
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let mut r = http.get(&url).send().await.unwrap();
+            let first = r.chunk().await.unwrap().unwrap();
+            let at = Instant::now();
+            let mut all = first.to_vec();
+            while let Some(c) = r.chunk().await.unwrap() {
+                all.extend_from_slice(&c);
+            }
+            (at, all)
+        })
+    };
+    let mut statuses = std::collections::HashMap::<String, usize>::new();
+    for c in clients {
+        let (status, got) = c.await.unwrap();
+        assert!(got[..] == expected[..], "a client got a different body");
+        *statuses.entry(status).or_default() += 1;
+    }
+    let (first_byte_at, all) = late.await.unwrap();
+    assert!(all == expected, "the late client got a different body");
+    assert_eq!(
+        origin.requests("/hls/s/source/x-1.ts"),
+        1,
+        "the origin was asked more than once"
+    );
+    let finished = origin.log.lock().unwrap().finished["/hls/s/source/x-1.ts"];
+    assert!(
+        first_byte_at < finished,
+        "the late client's first byte came {:?} after the origin finished",
+        first_byte_at - finished
+    );
+    println!(
+        "500 clients: one origin fetch; cache-status: {statuses:?}; late client's first byte {:?} before the fill ended",
+        finished - first_byte_at
+    );
+    assert_eq!(edge.metric("ferry_edge_misses_total").await, 1.0);
+    // Afterwards it is a hit.
+    let r = http.get(&url).send().await.unwrap();
+    assert!(
+        r.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .contains("hit")
+    );
+    edge.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_playlist_is_fetched_about_once_a_second() {
+    let origin = TestOrigin::start(|path| {
+        Reply::Full(
+            200,
+            headers(M3U8, "max-age=1"),
+            format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\na.ts\n# {path}\n")
+                .into_bytes(),
+        )
+    })
+    .await;
+    let edge = edge(&[origin.url()], |_| {}).await;
+    let http = client();
+    let url = edge.url("/hls/s/source/index.m3u8");
+    let start = Instant::now();
+    let seconds = 10;
+    let mut pollers = Vec::new();
+    for _ in 0..200 {
+        let (http, url) = (http.clone(), url.clone());
+        pollers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while start.elapsed() < Duration::from_secs(seconds) {
+                let r = http.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                assert!(r.text().await.unwrap().starts_with("#EXTM3U"));
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            n
+        }));
+    }
+    let mut polls = 0;
+    for p in pollers {
+        polls += p.await.unwrap();
+    }
+    let fetches = origin.requests("/hls/s/source/index.m3u8");
+    println!("{polls} playlist polls by 200 clients in {seconds} s: {fetches} origin fetches");
+    assert!(polls > 5_000, "too few polls to mean anything: {polls}");
+    assert!(
+        (5..=seconds as usize + 2).contains(&fetches),
+        "{fetches} origin fetches in {seconds} s"
+    );
+    edge.running.shutdown().await;
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    get_bytes(addr, path).await
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
+    h.iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_origin_gives_stale_playlists_for_the_grace_then_504() {
+    let seg = segment(5000, 1);
+    let seg2 = seg.clone();
+    let mut origin = TestOrigin::start(move |path| match path {
+        "/hls/s/source/index.m3u8" => Reply::Full(
+            200,
+            headers(M3U8, "max-age=1"),
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nx-1.ts\n".to_vec(),
+        ),
+        "/hls/s/source/x-1.ts" => Reply::Full(200, headers(TS, SEGMENT_CC), seg2.clone()),
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let edge = edge(&[origin.url()], |_| {}).await;
+    let a = edge.addr();
+    assert_eq!(get(a, "/hls/s/source/index.m3u8").await.0, 200);
+    assert_eq!(get(a, "/hls/s/source/x-1.ts").await.0, 200);
+    origin.kill();
+    let killed = Instant::now();
+    // Grace: max-age 1 s + 3 target durations of 1 s.
+    let mut last_ok = Duration::ZERO;
+    let mut first_504 = None;
+    while killed.elapsed() < Duration::from_secs(7) {
+        let (status, h, body) = get(a, "/hls/s/source/index.m3u8").await;
+        match status {
+            200 => {
+                assert!(body.starts_with(b"#EXTM3U"));
+                if killed.elapsed() > Duration::from_millis(1100) {
+                    assert!(header(&h, "cache-status").contains("hit; ttl=-"), "{h:?}");
+                }
+                last_ok = killed.elapsed();
+            }
+            504 => {
+                first_504.get_or_insert(killed.elapsed());
+            }
+            other => panic!("status {other}"),
+        }
+        // The segment, immutable, is still served.
+        let (status, _, body) = get(a, "/hls/s/source/x-1.ts").await;
+        assert_eq!(status, 200);
+        assert!(body == seg);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_504 = first_504.expect("the playlist was served stale for ever");
+    println!("origin dead: playlist stale until {last_ok:?}, 504 from {first_504:?}");
+    assert!(
+        last_ok >= Duration::from_millis(3500),
+        "stale only for {last_ok:?}"
+    );
+    assert!(
+        first_504 <= Duration::from_millis(4600),
+        "504 only at {first_504:?}"
+    );
+    assert!(last_ok < first_504, "stale again after a 504");
+    // The origin comes back: fresh again at once.
+    origin.revive().await;
+    let (status, h, _) = get(a, "/hls/s/source/index.m3u8").await;
+    assert_eq!(status, 200, "{h:?}");
+    assert!(header(&h, "cache-status").contains("fwd=miss"), "{h:?}");
+    edge.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_origin_answers_when_the_first_is_dead_or_hung() {
+    let make = |tag: u8| {
+        move |path: &str| match path {
+            "/hls/s/a.ts" => Reply::Full(200, headers(TS, SEGMENT_CC), vec![tag; 100]),
+            "/hls/s/b.ts" => Reply::Full(200, headers(TS, SEGMENT_CC), vec![tag; 100]),
+            "/hls/s/c.ts" => Reply::Full(200, headers(TS, SEGMENT_CC), vec![tag; 100]),
+            _ => Reply::Full(503, vec![], vec![]),
+        }
+    };
+    let mut first = TestOrigin::start(make(1)).await;
+    let second = TestOrigin::start(make(2)).await;
+    // A hung origin: accepts, never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    let edge = edge(&[first.url(), second.url()], |c| {
+        c.edge.first_byte_timeout_ms = 300;
+    })
+    .await;
+    let (_, _, body) = get(edge.addr(), "/hls/s/a.ts").await;
+    assert_eq!(body, vec![1; 100]);
+    first.kill();
+    let (status, _, body) = get(edge.addr(), "/hls/s/b.ts").await;
+    assert_eq!((status, body), (200, vec![2; 100]));
+    // 5xx from an origin also moves on.
+    let (status, _, _) = get(edge.addr(), "/hls/s/other.ts").await;
+    assert_eq!(status, 502);
+    edge.running.shutdown().await;
+
+    let edge = edge_with_hung(&hung_url, &second.url()).await;
+    let t = Instant::now();
+    let (status, _, body) = get(edge.addr(), "/hls/s/c.ts").await;
+    assert_eq!((status, body), (200, vec![2; 100]));
+    let took = t.elapsed();
+    println!("hung first origin: answered by the second after {took:?}");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2));
+    // The hung origin is now in backoff: the next miss goes straight to the second.
+    let t = Instant::now();
+    assert_eq!(get(edge.addr(), "/hls/s/a.ts").await.0, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(hung);
+    edge.running.shutdown().await;
+}
+
+async fn edge_with_hung(hung: &str, good: &str) -> TestEdge {
+    edge(&[hung.to_owned(), good.to_owned()], |c| {
+        c.edge.first_byte_timeout_ms = 300;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_origin_answers_reach_every_waiter_and_nothing_is_cached() {
+    let origin = TestOrigin::start(|path| match path {
+        "/hls/s/garbage.ts" => Reply::Garbage,
+        "/hls/s/cut.ts" => Reply::CutMidBody(vec![9; 50_000]),
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let edge = edge(&[origin.url()], |_| {}).await;
+    let http = client();
+    let (status, _, _) = get(edge.addr(), "/hls/s/garbage.ts").await;
+    assert!(status == 502 || status == 504, "garbage: {status}");
+    // Cut mid-body: every waiter's body fails (no complete, wrong body).
+    let mut waiters = Vec::new();
+    for _ in 0..20 {
+        let (http, url) = (http.clone(), edge.url("/hls/s/cut.ts"));
+        waiters.push(tokio::spawn(async move {
+            match http.get(&url).send().await {
+                Ok(r) => r.bytes().await.map(|b| b.len()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }));
+    }
+    for w in waiters {
+        let got = w.await.unwrap();
+        assert!(
+            got.is_err(),
+            "a waiter got a whole body from a cut origin: {got:?}"
+        );
+    }
+    let before = origin.requests("/hls/s/cut.ts");
+    let _ = http.get(edge.url("/hls/s/cut.ts")).send().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        origin.requests("/hls/s/cut.ts"),
+        before + 1,
+        "a half-received body was cached"
+    );
+    // 404 is kept at most a second, then asked again.
+    assert_eq!(get(edge.addr(), "/hls/s/later.ts").await.0, 404);
+    assert_eq!(get(edge.addr(), "/hls/s/later.ts").await.0, 404);
+    assert_eq!(origin.requests("/hls/s/later.ts"), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(edge.addr(), "/hls/s/later.ts").await.0, 404);
+    assert_eq!(origin.requests("/hls/s/later.ts"), 2);
+    edge.running.shutdown().await;
+}
+
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_clear_refusals() {
+    let seg = segment(1000, 3);
+    let origin = TestOrigin::start(move |path| match path {
+        "/hls/s/x.ts" => Reply::Full(200, headers(TS, SEGMENT_CC), seg.clone()),
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let edge = edge(&[origin.url()], |c| {
+        c.http.header_read_timeout_seconds = 1;
+        c.edge.purge_token = "purge-token-for-tests".into();
+    })
+    .await;
+    let a = edge.addr();
+    for path in [
+        "/hls/../etc/passwd",
+        "/hls/%2e%2e/%2e%2e/etc/passwd",
+        "/hls/%252e%252e/x",
+        "/hls/..%2f..%2fx",
+        "/hls/s/..\\..\\x",
+        "/hls//etc/passwd",
+        "/hls/s/x.ts%00.m3u8",
+    ] {
+        let r = raw(
+            a,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{path}: {r}");
+    }
+    let r = raw(
+        a,
+        b"GET http://169.254.169.254/hls/s/x.ts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 400"), "absolute URL: {r}");
+    let long = format!("/hls/s/{}.ts", "a".repeat(3000));
+    let r = raw(
+        a,
+        format!("GET {long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 414"),
+        "long URL: {}",
+        &r[..r.len().min(80)]
+    );
+    let huge = format!(
+        "GET /hls/s/x.ts HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(64 << 10)
+    );
+    let r = raw(a, huge.as_bytes()).await;
+    assert!(
+        r.is_empty() || r.starts_with("HTTP/1.1 431"),
+        "huge header: {}",
+        &r[..r.len().min(80)]
+    );
+    assert_eq!(origin.requests("/etc/passwd"), 0);
+    // Ranges, conditional requests, HEAD.
+    let r = raw(
+        a,
+        b"GET /hls/s/x.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=5000-\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 416") && r.contains("content-range: bytes */1000"),
+        "{r}"
+    );
+    let r = raw(
+        a,
+        b"GET /hls/s/x.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 206") && r.contains("content-range: bytes 10-19/1000"),
+        "{r}"
+    );
+    let (_, h, _) = get(a, "/hls/s/x.ts").await;
+    let etag = header(&h, "etag").to_owned();
+    assert!(etag.starts_with('"'), "{h:?}");
+    let r = raw(a, format!("GET /hls/s/x.ts HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 304"), "{r}");
+    let r = raw(
+        a,
+        b"HEAD /hls/s/x.ts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 200")
+            && r.contains("content-length: 1000")
+            && r.ends_with("\r\n\r\n"),
+        "{r}"
+    );
+    let r = raw(
+        a,
+        b"DELETE /hls/s/x.ts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    // Slow-loris: half a request head, then nothing.
+    let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
+    s.write_all(b"GET /hls/s/x.ts HTTP/1.1\r\nHost:")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "slow-loris kept for {:?}",
+        t.elapsed()
+    );
+    // Purge: only with the token.
+    let purge = |token: &str| {
+        format!(
+            "POST /purge/s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    assert!(
+        raw(a, purge("wrong").as_bytes())
+            .await
+            .starts_with("HTTP/1.1 401")
+    );
+    let r = raw(a, purge("purge-token-for-tests").as_bytes()).await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("\"purged\":1"),
+        "{r}"
+    );
+    let before = origin.requests("/hls/s/x.ts");
+    assert_eq!(get(a, "/hls/s/x.ts").await.0, 200);
+    assert_eq!(origin.requests("/hls/s/x.ts"), before + 1);
+    edge.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_tier_stays_within_its_budget() {
+    const BUDGET: u64 = 8 << 20;
+    let origin = TestOrigin::start(|path| {
+        let seed = path.len() as u8;
+        Reply::Full(200, headers(TS, SEGMENT_CC), segment(1 << 20, seed))
+    })
+    .await;
+    let edge = edge(&[origin.url()], |c| c.edge.memory_bytes = BUDGET).await;
+    let http = client();
+    let mut peak = 0.0f64;
+    for i in 0..60 {
+        let r = http
+            .get(edge.url(&format!("/hls/s/seg-{i}.ts")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.bytes().await.unwrap().len(), 1 << 20);
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            peak = peak.max(edge.metric("ferry_edge_memory_bytes").await);
+        }
+    }
+    let evictions = edge.metric("ferry_edge_evictions_total").await;
+    println!(
+        "60 distinct 1 MiB segments into an 8 MiB tier: peak {:.2} MiB held, {evictions} evictions",
+        peak / f64::from(1 << 20)
+    );
+    assert!(peak <= BUDGET as f64, "over budget: {peak}");
+    assert!(
+        peak >= (BUDGET / 2) as f64,
+        "the tier holds almost nothing: {peak}"
+    );
+    assert!(evictions >= 40.0, "{evictions}");
+    edge.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_registers_with_control_as_an_edge() {
+    let control = start().await;
+    let origin = TestOrigin::start(|_| Reply::Full(404, vec![], vec![])).await;
+    let http = control.running.http_addr;
+    let edge = edge(&[origin.url()], |c| {
+        c.control.url = format!("http://{http}");
+        c.admin_token = ADMIN.into();
+        c.edge.public_url = "http://edge-1.example:8080".into();
+    })
+    .await;
+    wait_for(
+        "the edge in the node registry",
+        Duration::from_secs(10),
+        || async {
+            let (_, body) = api(http, "GET", "/nodes", Some(ADMIN), None).await;
+            body.to_string().contains("http://edge-1.example:8080")
+                && body.to_string().contains("\"edge\"")
+        },
+    )
+    .await;
+    edge.running.shutdown().await;
+    control.running.shutdown().await;
+}
