@@ -58,7 +58,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     http_metrics.register(&mut registry);
     let state = Arc::new(HttpState::new(registry));
     let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state));
-    let (_, http_cap) = connection_caps(config);
+    let (_, http_cap) = connection_caps(config, false);
     let mut tasks = vec![
         housekeeping,
         spawn_http(listener, router, config, http_cap, http_metrics, &cancel),

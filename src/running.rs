@@ -109,15 +109,17 @@ pub(crate) fn spawn_http(
 }
 
 /// The RTMP and HTTP connection caps, after raising the open-file limit, so
-/// that both together leave descriptors for everything else.
-pub(crate) fn connection_caps(config: &Config) -> (usize, usize) {
+/// that both together leave descriptors for everything else. A role without
+/// RTMP (`with_rtmp` false) gives HTTP the whole budget.
+pub(crate) fn connection_caps(config: &Config, with_rtmp: bool) -> (usize, usize) {
     let limit = http_serve::raise_fd_limit();
-    let (rtmp, http) = http_serve::fit_caps(
-        config.rtmp.max_connections,
-        config.http.max_connections,
-        limit,
-    );
-    if (rtmp, http) != (config.rtmp.max_connections, config.http.max_connections) {
+    let wanted_rtmp = if with_rtmp {
+        config.rtmp.max_connections
+    } else {
+        0
+    };
+    let (rtmp, http) = http_serve::fit_caps(wanted_rtmp, config.http.max_connections, limit);
+    if (rtmp, http) != (wanted_rtmp, config.http.max_connections) {
         warn!(
             rtmp,
             http,

@@ -61,7 +61,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
     let http_state = Arc::new(HttpState::new(registry));
-    let (rtmp_cap, http_cap) = connection_caps(config);
+    let (rtmp_cap, http_cap) = connection_caps(config, true);
 
     // The control plane: in this process, or another one's over HTTP.
     let remote = if config.control.url.is_empty() {

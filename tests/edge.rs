@@ -589,3 +589,88 @@ async fn the_edge_registers_with_control_as_an_edge() {
     edge.running.shutdown().await;
     control.running.shutdown().await;
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_keep_alive_connections_cost_a_bounded_amount() {
+    const CONNECTIONS: usize = 10_000;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let origin =
+        TestOrigin::start(|_| Reply::Full(200, headers(M3U8, "max-age=60"), b"#EXTM3U\n".to_vec()))
+            .await;
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["edge", "--origins", &origin.url(), "--http-listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("FERRY_HTTP__MAX_CONNECTIONS", "12000")
+        .env("FERRY_HTTP__IDLE_TIMEOUT_SECONDS", "300")
+        // hyper's header timer also runs while a keep-alive connection waits
+        // for its next request, so it bounds idle keep-alive too.
+        .env("FERRY_HTTP__HEADER_READ_TIMEOUT_SECONDS", "300")
+        .env("FERRY_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for("the edge", Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert_eq!(get(addr, "/hls/s/a.m3u8").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid);
+    let mut open = Vec::with_capacity(CONNECTIONS);
+    for batch in 0..CONNECTIONS / 500 {
+        let mut tasks = Vec::new();
+        for _ in 0..500 {
+            tasks.push(tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.write_all(b"GET /hls/s/a.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut got = Vec::new();
+                while !got.ends_with(b"#EXTM3U\n") {
+                    let mut buf = [0u8; 1024];
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                s
+            }));
+        }
+        for t in tasks {
+            open.push(t.await.unwrap());
+        }
+        assert_eq!(open.len(), (batch + 1) * 500);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(pid);
+    let text = http_get(addr, "/metrics").await;
+    let held: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_http_connections "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let per = (after.saturating_sub(before)) as f64 / CONNECTIONS as f64;
+    println!(
+        "{CONNECTIONS} idle keep-alive connections: RSS {before} KiB -> {after} KiB, {per:.1} KiB each ({held} open)"
+    );
+    assert!(held >= CONNECTIONS as f64, "only {held} connections held");
+    assert!(per < 64.0, "{per:.1} KiB per idle connection");
+    assert_eq!(origin.requests("/hls/s/a.m3u8"), 1);
+    drop(open);
+    child.kill().await.unwrap();
+}
