@@ -37,7 +37,7 @@ pub fn parse(header: &str, len: u64) -> RangeRequest {
     match (first.is_empty(), number(first), number(last)) {
         // bytes=-N: the last N bytes.
         (true, _, Some(n)) => {
-            if n == 0 {
+            if n == 0 || len == 0 {
                 RangeRequest::Unsatisfiable
             } else {
                 RangeRequest::Part {
@@ -111,6 +111,8 @@ mod tests {
         assert_eq!(parse("bytes=5000-6000", 1000), Unsatisfiable);
         assert_eq!(parse("bytes=-0", 1000), Unsatisfiable);
         assert_eq!(parse("bytes=0-0", 0), Unsatisfiable);
+        // Found by the fuzzer: a suffix range of an empty object.
+        assert_eq!(parse("bytes=-5", 0), Unsatisfiable);
         for h in [
             "items=0-1",
             "bytes=5-1",

@@ -1,0 +1,177 @@
+//! HTTP load the bench needs and `wrk` does not give: many clients asking for
+//! one object at the same instant (time to last byte per client), filling a
+//! cache with distinct objects, and holding idle keep-alive connections.
+//! Plain HTTP/1.1 over TCP, so it measures the server and not a client stack.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Barrier;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// CLIENTS connections, each asks for PATH at the same instant; prints
+    /// p50/p99/max time to last byte and failures.
+    Burst {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        path: String,
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+    },
+    /// Asks for PATTERN with {} replaced by 0..COUNT, one after another.
+    Fill {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        pattern: String,
+        #[arg(long)]
+        count: usize,
+    },
+    /// Opens CONNECTIONS keep-alive connections, one GET of PATH each, holds
+    /// them idle for SECONDS and prints how many were still open.
+    Idle {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        path: String,
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+/// Sends one GET on `s` and reads the response; returns the body length.
+async fn get(s: &mut TcpStream, path: &str) -> anyhow::Result<usize> {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = Vec::with_capacity(16 << 10);
+    let mut chunk = vec![0u8; 64 << 10];
+    let (head_end, length) = loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("closed before the head");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+            if !head.starts_with("http/1.1 200") {
+                bail!("{}", head.lines().next().unwrap_or(""));
+            }
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .context("no content-length")?;
+            break (p + 4, length);
+        }
+    };
+    let mut have = buf.len() - head_end;
+    while have < length {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("closed mid-body");
+        }
+        have += n;
+    }
+    Ok(length)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Burst {
+            addr,
+            path,
+            clients,
+        } => {
+            let barrier = Arc::new(Barrier::new(clients));
+            let mut tasks = Vec::with_capacity(clients);
+            for _ in 0..clients {
+                let (barrier, path) = (barrier.clone(), path.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut s = TcpStream::connect(addr).await?;
+                    s.set_nodelay(true)?;
+                    barrier.wait().await;
+                    let t = Instant::now();
+                    get(&mut s, &path).await?;
+                    anyhow::Ok(t.elapsed())
+                }));
+            }
+            let mut times = Vec::new();
+            let mut failed = 0;
+            for t in tasks {
+                match t.await? {
+                    Ok(d) => times.push(d),
+                    Err(_) => failed += 1,
+                }
+            }
+            times.sort();
+            println!(
+                "burst clients={clients} ok={} failed={failed} p50_ms={:.1} p99_ms={:.1} max_ms={:.1}",
+                times.len(),
+                percentile(&times, 0.5).as_secs_f64() * 1e3,
+                percentile(&times, 0.99).as_secs_f64() * 1e3,
+                times.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+            );
+        }
+        Command::Fill {
+            addr,
+            pattern,
+            count,
+        } => {
+            let mut s = TcpStream::connect(addr).await?;
+            let mut bytes = 0;
+            for i in 0..count {
+                bytes += get(&mut s, &pattern.replace("{}", &i.to_string())).await?;
+            }
+            println!("fill objects={count} bytes={bytes}");
+        }
+        Command::Idle {
+            addr,
+            path,
+            connections,
+            seconds,
+        } => {
+            let mut open = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                let mut s = TcpStream::connect(addr).await?;
+                get(&mut s, &path).await?;
+                open.push(s);
+            }
+            println!("idle opened={connections}");
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let mut alive = 0;
+            for s in &mut open {
+                let mut b = [0u8; 1];
+                match tokio::time::timeout(Duration::from_millis(1), s.read(&mut b)).await {
+                    Err(_) => alive += 1,
+                    Ok(Ok(0)) | Ok(Err(_)) | Ok(Ok(_)) => {}
+                }
+            }
+            println!("idle alive={alive}");
+        }
+    }
+    Ok(())
+}
