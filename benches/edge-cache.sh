@@ -42,6 +42,9 @@ for d in source live-ferry live-nginx; do playlist > "$work/origin/hls/b/$d/inde
 echo "playlist: $(wc -c < "$work/origin/hls/b/source/index.m3u8") bytes; segments: 1 MiB"
 
 mkdir -p "$work/logs" "$work/nginx-cache"
+# nginx started as root runs its workers as nobody: they must read the
+# content and write the cache.
+chmod 755 "$work"; chmod -R a+rX "$work/origin"; chmod 777 "$work/nginx-cache"
 cat > "$work/origin.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -132,6 +135,7 @@ measure_hits() { # name pid port path conns
   local per; per=$(echo "$reqs / $cpu" | bc -l)
   local cores; cores=$(echo "$cpu / $duration" | bc -l)
   printf '  %-6s %-26s c=%-4s %9.0f req/s  %5.2f cores  %9.0f req/CPU-s  non-2xx=%s\n' "$name" "$path" "$conns" "$rps" "$cores" "$per" "$errs"
+  if [ "$errs" != 0 ]; then echo "  $name answered errors; the numbers above are not hits" >&2; exit 1; fi
   result["$name $path $conns"]=$per
 }
 
