@@ -165,9 +165,12 @@ async fn main() -> anyhow::Result<()> {
             let mut alive = 0;
             for s in &mut open {
                 let mut b = [0u8; 1];
-                match tokio::time::timeout(Duration::from_millis(1), s.read(&mut b)).await {
-                    Err(_) => alive += 1,
-                    Ok(Ok(0)) | Ok(Err(_)) | Ok(Ok(_)) => {}
+                // Still open: nothing to read yet (no EOF, no error).
+                if tokio::time::timeout(Duration::from_millis(1), s.read(&mut b))
+                    .await
+                    .is_err()
+                {
+                    alive += 1;
                 }
             }
             println!("idle alive={alive}");
