@@ -39,6 +39,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// The HLS caching edge (`ferry edge`).
     pub edge: edge_cache::EdgeConfig,
+    /// The director (`ferry director`).
+    pub director: director::DirectorConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
 }
@@ -221,6 +223,9 @@ pub struct ControlConfig {
     /// Nodes that sent no heartbeat for this many seconds are removed from
     /// the registry.
     pub node_prune_seconds: u64,
+    /// An edge silent for this many milliseconds is dead: the director sends
+    /// it no viewers.
+    pub edge_dead_ms: u64,
 }
 
 impl Default for ControlConfig {
@@ -229,6 +234,7 @@ impl Default for ControlConfig {
             local_worker: true,
             url: String::new(),
             node_prune_seconds: control::nodes::DEFAULT_NODE_PRUNE.as_secs(),
+            edge_dead_ms: control::nodes::DEFAULT_EDGE_DEAD.as_millis() as u64,
         }
     }
 }
@@ -301,6 +307,7 @@ impl Default for Config {
             transcode: TranscodeConfig::default(),
             control: ControlConfig::default(),
             edge: edge_cache::EdgeConfig::default(),
+            director: director::DirectorConfig::default(),
             streams: Vec::new(),
         }
     }

@@ -42,9 +42,14 @@ pub(crate) fn open_control(
             schema: StreamSettings::schema(),
             validate: Arc::new(StreamSettings::validate),
         },
-        nodes: Arc::new(control::Nodes::new(std::time::Duration::from_secs(
-            config.control.node_prune_seconds,
-        ))),
+        nodes: Arc::new(
+            control::Nodes::new(std::time::Duration::from_secs(
+                config.control.node_prune_seconds,
+            ))
+            .with_edge_dead(std::time::Duration::from_millis(
+                config.control.edge_dead_ms.max(100),
+            )),
+        ),
         ..control::Control::new(db, hub.clone())
     });
     for s in streams {
@@ -88,6 +93,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
             id: node_id,
             role: "control",
             address: http_addr.to_string(),
+            edge: None,
         },
         ControlPlane::Local(control.clone()),
         None,

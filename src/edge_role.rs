@@ -61,7 +61,14 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     let (_, http_cap) = connection_caps(config, false);
     let mut tasks = vec![
         housekeeping,
-        spawn_http(listener, router, config, http_cap, http_metrics, &cancel),
+        spawn_http(
+            listener,
+            router,
+            config,
+            http_cap,
+            http_metrics.clone(),
+            &cancel,
+        ),
     ];
     if !config.control.url.is_empty() {
         let client = control_client::ControlClient::new(&config.control.url, &config.admin_token)
@@ -76,6 +83,11 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
                 id: node_id,
                 role: "edge",
                 address,
+                edge: Some(load_report(
+                    e.capacity,
+                    metrics.clone(),
+                    http_metrics.clone(),
+                )),
             },
             ControlPlane::Remote(Arc::new(client)),
             None,
@@ -123,4 +135,36 @@ fn origins(config: &Config) -> Result<Origins, StartError> {
         list.push(Origin::new(url.clone(), source));
     }
     Ok(Origins::new(list, first_byte))
+}
+
+/// What the edge reports with each heartbeat: connections now, and egress
+/// and hit ratio since the previous report.
+fn load_report(
+    capacity: u32,
+    edge: EdgeMetrics,
+    http: http_serve::HttpMetrics,
+) -> node::EdgeReport {
+    let last = std::sync::Mutex::new((std::time::Instant::now(), 0u64, 0u64, 0u64));
+    Arc::new(move || {
+        let now = std::time::Instant::now();
+        let bytes = edge.bytes_out.get();
+        let hits = edge.hits.get() + edge.stale.get();
+        let all = hits + edge.misses.get() + edge.collapsed.get();
+        let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
+        let (then, bytes0, hits0, all0) = *l;
+        *l = (now, bytes, hits, all);
+        let seconds = now.duration_since(then).as_secs_f64().max(0.001);
+        let asked = all.saturating_sub(all0);
+        control_client::types::EdgeLoad {
+            capacity: capacity.max(1),
+            connections: u64::try_from(http.connections.get()).unwrap_or(0),
+            egress_bps: (bytes.saturating_sub(bytes0) as f64 * 8.0 / seconds) as u64,
+            hit_ratio: if asked == 0 {
+                1.0
+            } else {
+                hits.saturating_sub(hits0) as f64 / asked as f64
+            },
+            draining: false,
+        }
+    })
 }

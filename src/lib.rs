@@ -4,6 +4,7 @@
 
 pub mod config;
 mod control_role;
+pub mod director_role;
 pub mod edge_role;
 mod http;
 mod http_serve;

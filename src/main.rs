@@ -32,6 +32,21 @@ enum Command {
     /// Run an HLS caching edge in front of origins: viewers fetch
     /// /hls/STREAM/... from it; each object comes from an origin once.
     Edge(EdgeArgs),
+    /// Run a director: viewers ask it for playlists and are spread over the
+    /// live edges that the control plane knows.
+    Director(DirectorArgs),
+}
+
+#[derive(clap::Args)]
+struct DirectorArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// The control API, e.g. http://10.0.0.2:8080.
+    #[arg(long, env = "FERRY_CONTROL_URL")]
+    control: Option<String>,
+    /// A token for the control API (a node token is enough).
+    #[arg(long, env = "FERRY_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -53,6 +68,7 @@ enum Role {
     Serve,
     Control,
     Edge,
+    Director,
 }
 
 #[derive(clap::Args)]
@@ -141,6 +157,16 @@ fn main() -> anyhow::Result<()> {
             };
             run_server(&args.serve.load_with(edge)?, Role::Edge)
         }
+        Command::Director(args) => {
+            let mut config = args.serve.load()?;
+            if let Some(url) = args.control {
+                config.control.url = url;
+            }
+            if let Some(token) = args.token {
+                config.admin_token = token;
+            }
+            run_server(&config, Role::Director)
+        }
     }
 }
 
@@ -164,6 +190,7 @@ fn run_server(config: &Config, role: Role) -> anyhow::Result<()> {
             Role::Serve => ferry::serve::start(config).await?,
             Role::Control => ferry::serve::start_control(config).await?,
             Role::Edge => ferry::edge_role::start_edge(config).await?,
+            Role::Director => ferry::director_role::start_director(config).await?,
         };
         tokio::signal::ctrl_c()
             .await
@@ -214,6 +241,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 id: id.clone(),
                 role: "worker",
                 address: "-".into(),
+                edge: None,
             },
             ferry::node::ControlPlane::Remote(leases.clone()),
             None,

@@ -57,15 +57,24 @@ pub enum ControlPlane {
     Remote(Arc<control_client::ControlClient>),
 }
 
+/// How often an edge reports (the director's dead-edge time is a few beats).
+pub const EDGE_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// An edge's load report, made fresh for each beat.
+pub type EdgeReport = Arc<dyn Fn() -> control_client::types::EdgeLoad + Send + Sync>;
+
 /// Who this node is.
 #[derive(Clone)]
 pub struct NodeInfo {
     /// Its stable id.
     pub id: String,
-    /// `all`, `origin`, `control`, `worker`.
+    /// `all`, `origin`, `control`, `worker`, `edge`.
     pub role: &'static str,
-    /// Where it is reached (its HTTP address), or `-`.
+    /// Where it is reached (its HTTP address or public URL), or `-`.
     pub address: String,
+    /// An edge's load, sent with every beat (edges beat every
+    /// [`EDGE_HEARTBEAT_INTERVAL`]; others every [`HEARTBEAT_INTERVAL`]).
+    pub edge: Option<EdgeReport>,
 }
 
 /// Reports `node` to `registry` every [`HEARTBEAT_INTERVAL`] until `cancel`.
@@ -77,13 +86,29 @@ pub async fn heartbeat(
     hub: Option<Hub>,
     cancel: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let every = if node.edge.is_some() {
+        EDGE_HEARTBEAT_INTERVAL
+    } else {
+        HEARTBEAT_INTERVAL
+    };
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => {
+                // An edge going away on purpose says so, so that no new
+                // viewer is sent to it while it stops.
+                if let (Some(report), ControlPlane::Remote(client)) = (&node.edge, &registry) {
+                    let mut load = report();
+                    load.draining = true;
+                    let last = client.heartbeat(&node.id, node.role, &node.address, load_per_core(), &[], Some(load));
+                    let _ = tokio::time::timeout(Duration::from_secs(1), last).await;
+                }
+                return;
+            }
             _ = tick.tick() => {}
         }
         let live = hub.as_ref().map(Hub::live_sources).unwrap_or_default();
+        let edge = node.edge.as_ref().map(|report| report());
         match &registry {
             ControlPlane::Local(control) => {
                 let row = control::db::NodeRow {
@@ -94,6 +119,7 @@ pub async fn heartbeat(
                     last_heartbeat_ms: 0,
                     load: load_per_core(),
                     streams: live,
+                    edge,
                 };
                 if let Err(e) = control.nodes.beat(&control.db, row) {
                     warn!(error = %e, "node heartbeat failed");
@@ -101,7 +127,14 @@ pub async fn heartbeat(
             }
             ControlPlane::Remote(client) => {
                 match client
-                    .heartbeat(&node.id, node.role, &node.address, load_per_core(), &live)
+                    .heartbeat(
+                        &node.id,
+                        node.role,
+                        &node.address,
+                        load_per_core(),
+                        &live,
+                        edge,
+                    )
                     .await
                 {
                     Ok(kicks) => {

@@ -7,15 +7,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::player::play;
 use common::s3::S3Server;
 use common::*;
 use ferry::config::{Config, StoreKind};
 use ferry::serve::Running;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn edge(edit: impl FnOnce(&mut Config)) -> (Running, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
@@ -26,72 +25,6 @@ async fn edge(edit: impl FnOnce(&mut Config)) -> (Running, tempfile::TempDir) {
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     edit(&mut config);
     (ferry::edge_role::start_edge(&config).await.unwrap(), data)
-}
-
-/// What play.cjs reported.
-struct Playback {
-    played: f64,
-    max_stall_ms: f64,
-    summary: String,
-}
-
-/// Plays `url` for `seconds`; `on_playing` runs once playback has started
-/// (with the time since then, for the caller to act mid-playback).
-async fn play<F, Fut>(url: &str, seconds: u32, on_playing: F) -> Playback
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut child = tokio::process::Command::new("node")
-        .arg(root.join("tests/ui/play.cjs"))
-        .env("PLAY_URL", url)
-        .env("SECONDS", seconds.to_string())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs (scripts/setup.sh installs it)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut on_playing = Some(on_playing);
-    let mut summary = None;
-    let mut log = String::new();
-    let limit = Duration::from_secs(u64::from(seconds) + 60);
-    tokio::time::timeout(limit, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line == "playing"
-                && let Some(f) = on_playing.take()
-            {
-                f().await;
-            }
-            if let Some(s) = line.strip_prefix("summary ") {
-                summary = Some(s.to_owned());
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-    })
-    .await
-    .expect("the player timed out");
-    let status = child.wait().await.unwrap();
-    let summary = summary.unwrap_or_else(|| panic!("no summary ({status}):\n{log}"));
-    let field = |name: &str| -> f64 {
-        let at = summary.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
-        summary[at..]
-            .split([',', '}'])
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert!(
-        summary.contains("\"fatal\":[]") && summary.contains("\"errors\":[]"),
-        "player errors: {summary}"
-    );
-    Playback {
-        played: field("played"),
-        max_stall_ms: field("max_stall_ms"),
-        summary,
-    }
 }
 
 /// Waits until the origin lists three segments, so a player starting now has

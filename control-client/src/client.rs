@@ -8,8 +8,8 @@ use rtmp::auth::AuthError;
 use crate::auth::{KeyLookup, LookupFuture};
 use crate::leases::{LeaseFuture, Leases};
 use crate::types::{
-    DenyReason, Heartbeat, HeartbeatReply, PublishCheck, PublishDenied, PublishGrant, TaskReport,
-    TaskRow,
+    DenyReason, EdgeLoad, EdgeRow, Heartbeat, HeartbeatReply, PublishCheck, PublishDenied,
+    PublishGrant, TaskReport, TaskRow,
 };
 
 /// How long one request to the control plane may take.
@@ -115,6 +115,7 @@ impl ControlClient {
         address: &str,
         load: f64,
         live: &[String],
+        edge: Option<EdgeLoad>,
     ) -> Result<Vec<String>, ClientError> {
         let beat = Heartbeat {
             id: id.into(),
@@ -123,12 +124,35 @@ impl ControlClient {
             version: env!("CARGO_PKG_VERSION").into(),
             load,
             live: live.to_vec(),
+            edge,
         };
         Ok(self
             .post::<_, HeartbeatReply>("/nodes/heartbeat", &beat)
             .await?
             .map(|r| r.kick)
             .unwrap_or_default())
+    }
+
+    /// The edges of the cluster and their state (`GET /edges`).
+    pub async fn edges(&self) -> Result<Vec<EdgeRow>, ClientError> {
+        let res = self
+            .client
+            .get(format!("{}/api/v1/edges", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        let status = res.status();
+        if !status.is_success() {
+            let body = res.text().await.unwrap_or_default();
+            return Err(ClientError::Status {
+                status: status.as_u16(),
+                body,
+            });
+        }
+        res.json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// The settings of `stream` as of its last publish grant (`Null` if none).

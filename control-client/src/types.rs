@@ -71,6 +71,9 @@ pub struct NodeRow {
     /// Streams live on this node (origins).
     #[serde(default)]
     pub streams: Vec<String>,
+    /// An edge's last load report (kept in memory, not in the database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<EdgeLoad>,
 }
 
 /// `POST /nodes/heartbeat`: a node says it is alive.
@@ -93,6 +96,46 @@ pub struct Heartbeat {
     /// tasks).
     #[serde(default)]
     pub live: Vec<String>,
+    /// What an edge serves (edges only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<EdgeLoad>,
+}
+
+/// An edge's load, sent with each heartbeat: what the director weighs edges by
+/// and what operators watch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EdgeLoad {
+    /// Relative capacity (viewers it is sized for), 1..=1,000,000.
+    pub capacity: u32,
+    /// Open HTTP connections.
+    pub connections: u64,
+    /// Bytes per second sent to viewers, times 8.
+    pub egress_bps: u64,
+    /// Share of requests answered from the cache since the last beat, 0..1.
+    pub hit_ratio: f64,
+    /// The edge is going away on purpose: give it no new viewers.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// An edge as the registry sees it (`GET /edges`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EdgeRow {
+    /// Node id.
+    pub id: String,
+    /// The URL viewers reach it at.
+    pub url: String,
+    /// `live`, `draining` (no new viewers) or `dead` (missed its heartbeats).
+    pub state: String,
+    /// Its last report.
+    pub load: EdgeLoad,
+    /// CPU load per core.
+    pub cpu: f64,
+    /// Unix milliseconds of the last heartbeat.
+    pub last_heartbeat_ms: i64,
 }
 
 /// The answer to a heartbeat.

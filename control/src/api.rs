@@ -647,6 +647,42 @@ async fn nodes(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<NodeRow>>> {
     Ok(Json(c.nodes.list(&c.db)?))
 }
 
+/// The edges and their state: `live` (gets viewers), `draining` (keeps its
+/// viewers' segments, gets no new ones), `dead` (missed heartbeats).
+#[utoipa::path(get, path = "/edges", responses((status = 200, body = [control_client::types::EdgeRow])))]
+async fn edges(State(c): State<Arc<Control>>) -> Json<Vec<control_client::types::EdgeRow>> {
+    Json(c.nodes.edges())
+}
+
+/// Stops sending new viewers to an edge (an operator or the autoscaler).
+#[utoipa::path(post, path = "/edges/{id}/drain", params(("id" = String, Path, description = "edge node id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn drain_edge(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    set_draining(&c, &id, true)
+}
+
+/// Sends viewers to a drained edge again.
+#[utoipa::path(post, path = "/edges/{id}/undrain", params(("id" = String, Path, description = "edge node id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn undrain_edge(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    set_draining(&c, &id, false)
+}
+
+fn set_draining(c: &Control, id: &str, draining: bool) -> ApiResult<StatusCode> {
+    if c.nodes.set_draining(id, draining) {
+        tracing::info!(edge = %id, draining, "edge drain state set");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no edge {id:?}")))
+    }
+}
+
 /// A node reports that it is alive (and, for origins, what is live on it).
 #[utoipa::path(post, path = "/nodes/heartbeat", request_body = Heartbeat,
     responses((status = 200, body = HeartbeatReply), (status = 400, body = ErrorBody)))]
@@ -677,6 +713,22 @@ async fn heartbeat(
     if !h.load.is_finite() || h.load < 0.0 {
         return Err(ApiError::bad("load must be a non-negative number"));
     }
+    if let Some(e) = &h.edge {
+        if h.role != "edge" {
+            return Err(ApiError::bad("only an edge reports edge load"));
+        }
+        if !(1..=1_000_000).contains(&e.capacity) {
+            return Err(ApiError::bad("edge capacity must be within 1..=1000000"));
+        }
+        if !e.hit_ratio.is_finite() || !(0.0..=1.0).contains(&e.hit_ratio) {
+            return Err(ApiError::bad("hit_ratio must be within 0..1"));
+        }
+        if !(h.address.starts_with("http://") || h.address.starts_with("https://")) {
+            return Err(ApiError::bad(
+                "an edge's address is its public URL (http://...)",
+            ));
+        }
+    }
     c.nodes.beat(
         &c.db,
         NodeRow {
@@ -687,6 +739,7 @@ async fn heartbeat(
             last_heartbeat_ms: now_ms(),
             load: h.load,
             streams: h.live.clone(),
+            edge: h.edge,
         },
     )?;
     let kick = h
@@ -745,7 +798,7 @@ async fn auth_publish(
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
+          nodes, heartbeat, edges, drain_edge, undrain_edge, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -785,7 +838,11 @@ fn bind(c: &Control, caller: &Caller, id: &str) -> ApiResult<()> {
 
 /// Routes a `node` token may call (workers and separate origins).
 fn node_may(path: &str) -> bool {
-    path.starts_with("/workers/") || path == "/nodes/heartbeat" || path == "/auth/publish"
+    path.starts_with("/workers/")
+        || path == "/nodes/heartbeat"
+        || path == "/auth/publish"
+        // The director reads the edge list with a node token.
+        || path == "/edges"
 }
 
 async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) -> Response {
@@ -915,6 +972,9 @@ pub fn router(control: Arc<Control>) -> Router {
         )
         .route("/task-types", get(task_types))
         .route("/nodes", get(nodes))
+        .route("/edges", get(edges))
+        .route("/edges/{id}/drain", post(drain_edge))
+        .route("/edges/{id}/undrain", post(undrain_edge))
         .route("/server", get(server_info))
         .route("/auth/publish", post(auth_publish))
         .route("/stream-settings", get(stream_settings))

@@ -709,6 +709,7 @@ impl Db {
                     last_heartbeat_ms: r.get(4)?,
                     load: r.get(5)?,
                     streams: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+                    edge: None,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -837,6 +838,7 @@ mod node_tests {
             last_heartbeat_ms: now_ms(),
             load: 0.5,
             streams: vec!["s".into()],
+            edge: None,
         };
         db.heartbeat(&node).unwrap();
         db.heartbeat(&node).unwrap();

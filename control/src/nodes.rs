@@ -17,12 +17,19 @@ pub const NODE_FRESH_MS: i64 = 10_000;
 pub const DEFAULT_NODE_PRUNE: Duration = Duration::from_secs(24 * 3600);
 /// Pruning runs at most this often.
 const PRUNE_EVERY_MS: i64 = 10_000;
+/// An edge silent for this long is dead (no viewer is sent to it), by default.
+pub const DEFAULT_EDGE_DEAD: Duration = Duration::from_secs(3);
 
 /// Nodes, their registration and their liveness.
 pub struct Nodes {
     live: DashMap<String, NodeRow>,
     prune_after_ms: i64,
     last_prune_ms: Mutex<i64>,
+    edge_dead_ms: i64,
+    /// Edges an operator (or the autoscaler) marked draining, in memory: a
+    /// restart of control forgets it, and the edge's next beats say whether
+    /// it drains itself.
+    drained: DashMap<String, ()>,
 }
 
 impl Nodes {
@@ -32,7 +39,59 @@ impl Nodes {
             live: DashMap::new(),
             prune_after_ms: i64::try_from(prune_after.as_millis()).unwrap_or(i64::MAX),
             last_prune_ms: Mutex::new(0),
+            edge_dead_ms: i64::try_from(DEFAULT_EDGE_DEAD.as_millis()).unwrap_or(i64::MAX),
+            drained: DashMap::new(),
         }
+    }
+
+    /// Edges silent for `dead` count as dead.
+    pub fn with_edge_dead(mut self, dead: Duration) -> Self {
+        self.edge_dead_ms = i64::try_from(dead.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Marks edge `id` draining (or not); false if no such edge has beaten.
+    pub fn set_draining(&self, id: &str, draining: bool) -> bool {
+        let known = self.live.get(id).is_some_and(|n| n.role == "edge");
+        if known {
+            if draining {
+                self.drained.insert(id.to_owned(), ());
+            } else {
+                self.drained.remove(id);
+            }
+        }
+        known
+    }
+
+    /// Every edge that has beaten since this process started, with its state
+    /// (`live`, `draining`, `dead`) and last load.
+    pub fn edges(&self) -> Vec<control_client::types::EdgeRow> {
+        let now = now_ms();
+        let mut edges: Vec<_> = self
+            .live
+            .iter()
+            .filter(|n| n.role == "edge")
+            .map(|n| {
+                let load = n.edge.clone().unwrap_or_default();
+                let state = if now - n.last_heartbeat_ms > self.edge_dead_ms {
+                    "dead"
+                } else if load.draining || self.drained.contains_key(&n.id) {
+                    "draining"
+                } else {
+                    "live"
+                };
+                control_client::types::EdgeRow {
+                    id: n.id.clone(),
+                    url: n.address.clone(),
+                    state: state.into(),
+                    load,
+                    cpu: n.load,
+                    last_heartbeat_ms: n.last_heartbeat_ms,
+                }
+            })
+            .collect();
+        edges.sort_by(|a, b| a.id.cmp(&b.id));
+        edges
     }
 
     /// Records a heartbeat: in memory always, in the database only when the
@@ -122,6 +181,7 @@ mod tests {
             last_heartbeat_ms: 0,
             load: 0.5,
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
+            edge: None,
         }
     }
 

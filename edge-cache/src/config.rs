@@ -35,6 +35,9 @@ pub struct EdgeConfig {
     pub playlist_stale_targets: f64,
     /// A bearer token for `POST /purge/STREAM`; empty disables purging.
     pub purge_token: String,
+    /// Viewers this edge is sized for, relative to the other edges (the
+    /// director gives edges shares of viewers in proportion).
+    pub capacity: u32,
 }
 
 impl Default for EdgeConfig {
@@ -51,6 +54,7 @@ impl Default for EdgeConfig {
             segment_seconds: 86_400,
             playlist_stale_targets: 3.0,
             purge_token: String::new(),
+            capacity: 1000,
         }
     }
 }
@@ -87,6 +91,9 @@ impl EdgeConfig {
         }
         if self.first_byte_timeout_ms == 0 || self.body_timeout_ms == 0 {
             return Err("[edge] timeouts must be above 0".into());
+        }
+        if !(1..=1_000_000).contains(&self.capacity) {
+            return Err("[edge] capacity must be within 1..=1000000".into());
         }
         if !(0.0..=100.0).contains(&self.playlist_stale_targets) {
             return Err("[edge] playlist_stale_targets must be within 0..100".into());

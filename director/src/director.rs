@@ -1,0 +1,479 @@
+//! The director's state: the live edge set (polled from control), the viewer
+//! table, and small caches of playlists read from edges and of rewritten
+//! playlists, so that the cost of a reload does not grow with the viewers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::assign::{Assignments, Policy};
+use crate::rewrite;
+use crate::ring::{Member, Ring, hash};
+
+/// `[director]` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectorConfig {
+    /// How far above its share of viewers an edge may go (0.25: 25 %).
+    pub epsilon: f64,
+    /// `bounded-load` or `round-robin` (for comparison only).
+    pub policy: Policy,
+    /// A viewer not seen for this long no longer counts.
+    pub viewer_timeout_seconds: u64,
+    /// How long a playlist read from an edge is reused.
+    pub playlist_cache_ms: u64,
+    /// How often the edge list is read from control.
+    pub poll_ms: u64,
+    /// An edge that failed a playlist fetch gets no viewers for this long
+    /// (before control has noticed it is dead).
+    pub suspect_ms: u64,
+}
+
+impl Default for DirectorConfig {
+    fn default() -> Self {
+        Self {
+            epsilon: 0.25,
+            policy: Policy::BoundedLoad,
+            viewer_timeout_seconds: 10,
+            playlist_cache_ms: 300,
+            poll_ms: 500,
+            suspect_ms: 3000,
+        }
+    }
+}
+
+/// One edge by id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EdgeLabel {
+    /// Node id.
+    pub edge: String,
+}
+
+/// What the director counts.
+#[derive(Clone, Debug, Default)]
+pub struct DirectorMetrics {
+    /// Playlists rewritten (cache misses of the rewrite cache).
+    pub rewritten: Counter,
+    /// Playlists served.
+    pub served: Counter,
+    /// Viewers per edge now.
+    pub viewers: Family<EdgeLabel, Gauge>,
+    /// Changes of the live edge set.
+    pub edge_set_changes: Counter,
+    /// Requests answered 503 for want of a live edge.
+    pub no_edge: Counter,
+    /// Playlist fetches from edges that failed.
+    pub fetch_failures: Counter,
+}
+
+impl DirectorMetrics {
+    /// Adds these metrics under the `director` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("director");
+        r.register(
+            "playlists_rewritten",
+            "Playlists rewritten",
+            self.rewritten.clone(),
+        );
+        r.register("playlists_served", "Playlists served", self.served.clone());
+        r.register("viewers", "Viewers counted per edge", self.viewers.clone());
+        r.register(
+            "edge_set_changes",
+            "Changes of the live edge set",
+            self.edge_set_changes.clone(),
+        );
+        r.register(
+            "no_edge",
+            "Requests refused for want of a live edge",
+            self.no_edge.clone(),
+        );
+        r.register(
+            "fetch_failures",
+            "Playlist fetches from edges that failed",
+            self.fetch_failures.clone(),
+        );
+    }
+}
+
+/// The live edges at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct EdgeSet {
+    /// Bumped on every change.
+    pub version: u64,
+    /// Live, non-draining edges.
+    pub ring: Ring,
+    /// Each ring member's URL, by index.
+    pub urls: Vec<String>,
+}
+
+/// Why a request got no playlist.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectorError {
+    /// No edge is live (503).
+    #[error("no live edges")]
+    NoEdge,
+    /// No edge could give the playlist (502), or it does not exist (404).
+    #[error("playlist unavailable from every edge: {0}")]
+    Fetch(String),
+    /// The playlist does not exist.
+    #[error("not found")]
+    NotFound,
+}
+
+/// The director; cheap to clone.
+#[derive(Clone)]
+pub struct Director {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: DirectorConfig,
+    edges: RwLock<Arc<EdgeSet>>,
+    viewers: Mutex<Assignments>,
+    suspects: Mutex<HashMap<String, Instant>>,
+    playlists: Mutex<HashMap<String, (Instant, Bytes)>>,
+    rewritten: Mutex<HashMap<(String, String), (u64, u64, Arc<str>)>>,
+    http: reqwest::Client,
+    metrics: DirectorMetrics,
+}
+
+/// A playlist for a viewer.
+pub struct Served {
+    /// The body.
+    pub body: Arc<str>,
+    /// The edge its media URIs name (none for a multivariant playlist).
+    pub edge: Option<String>,
+}
+
+impl Director {
+    /// A director with no edges yet.
+    pub fn new(config: DirectorConfig, metrics: DirectorMetrics) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                viewers: Mutex::new(Assignments::new(config.policy, config.epsilon)),
+                config,
+                edges: RwLock::default(),
+                suspects: Mutex::default(),
+                playlists: Mutex::default(),
+                rewritten: Mutex::default(),
+                http,
+                metrics,
+            }),
+        })
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &DirectorMetrics {
+        &self.inner.metrics
+    }
+
+    /// The current edge set.
+    pub fn edges(&self) -> Arc<EdgeSet> {
+        self.inner
+            .edges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the edge set with the live, non-draining edges of `rows`
+    /// (a no-op when nothing changed).
+    pub fn set_edges(&self, rows: &[control_client::types::EdgeRow]) {
+        let mut live: Vec<(&str, &str, u32)> = rows
+            .iter()
+            .filter(|r| r.state == "live")
+            .map(|r| (r.id.as_str(), r.url.as_str(), r.load.capacity.max(1)))
+            .collect();
+        live.sort();
+        let current = self.edges();
+        let same = current.urls.len() == live.len()
+            && current
+                .ring
+                .members()
+                .iter()
+                .zip(&current.urls)
+                .zip(&live)
+                .all(|((m, u), (id, url, w))| m.id == *id && u == url && m.weight == *w);
+        if same {
+            return;
+        }
+        let set = EdgeSet {
+            version: current.version + 1,
+            ring: Ring::new(
+                live.iter()
+                    .map(|(id, _, w)| Member {
+                        id: (*id).to_owned(),
+                        weight: *w,
+                    })
+                    .collect(),
+            ),
+            urls: live
+                .iter()
+                .map(|(_, u, _)| u.trim_end_matches('/').to_owned())
+                .collect(),
+        };
+        info!(version = set.version, edges = ?set.urls, "edge set changed");
+        self.inner.metrics.edge_set_changes.inc();
+        *self.inner.edges.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+    }
+
+    /// The ring without edges that recently failed a fetch.
+    fn usable(&self) -> Arc<EdgeSet> {
+        let set = self.edges();
+        let now = Instant::now();
+        let mut suspects = self
+            .inner
+            .suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        suspects.retain(|_, until| *until > now);
+        if suspects.is_empty()
+            || set
+                .ring
+                .members()
+                .iter()
+                .all(|m| suspects.contains_key(&m.id))
+        {
+            return set;
+        }
+        let keep: Vec<usize> = (0..set.urls.len())
+            .filter(|&i| !suspects.contains_key(&set.ring.members()[i].id))
+            .collect();
+        Arc::new(EdgeSet {
+            version: set.version,
+            ring: Ring::new(
+                keep.iter()
+                    .map(|&i| set.ring.members()[i].clone())
+                    .collect(),
+            ),
+            urls: keep.iter().map(|&i| set.urls[i].clone()).collect(),
+        })
+    }
+
+    fn suspect(&self, id: &str) {
+        let until = Instant::now() + Duration::from_millis(self.inner.config.suspect_ms);
+        self.inner
+            .suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), until);
+    }
+
+    /// Reads `path` (`/hls/...`) from the edges, starting at `first`, with a
+    /// short cache; an edge that fails is suspected and the next one tried.
+    async fn fetch(&self, set: &EdgeSet, first: usize, path: &str) -> Result<Bytes, DirectorError> {
+        let ttl = Duration::from_millis(self.inner.config.playlist_cache_ms);
+        if let Some((at, body)) = self
+            .inner
+            .playlists
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            && at.elapsed() < ttl
+        {
+            return Ok(body.clone());
+        }
+        let n = set.urls.len();
+        let mut last = String::from("no edge");
+        for k in 0..n.min(3) {
+            let i = (first + k) % n;
+            let url = format!("{}{path}", set.urls[i]);
+            match self.inner.http.get(&url).send().await {
+                Ok(r) if r.status() == 404 => return Err(DirectorError::NotFound),
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(body) => {
+                        self.inner
+                            .playlists
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(path.to_owned(), (Instant::now(), body.clone()));
+                        return Ok(body);
+                    }
+                    Err(e) => last = e.to_string(),
+                },
+                Ok(r) => last = format!("status {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+            self.inner.metrics.fetch_failures.inc();
+            warn!(edge = %set.urls[i], %path, error = %last, "playlist fetch from an edge failed");
+            self.suspect(&set.ring.members()[i].id);
+        }
+        Err(DirectorError::Fetch(last))
+    }
+
+    /// The multivariant playlist at `path` for a new viewer `token`.
+    pub async fn multivariant(
+        &self,
+        stream: &str,
+        path: &str,
+        token: &str,
+    ) -> Result<Served, DirectorError> {
+        let set = self.usable();
+        let home = set
+            .ring
+            .walk(hash(stream))
+            .next()
+            .ok_or(DirectorError::NoEdge)?;
+        let body = self.fetch(&set, home, path).await?;
+        self.inner.metrics.served.inc();
+        Ok(Served {
+            body: rewrite::multivariant(&String::from_utf8_lossy(&body), token).into(),
+            edge: None,
+        })
+    }
+
+    /// The media playlist at `path` for viewer `token` of `stream`, with its
+    /// media URIs on the viewer's edge.
+    pub async fn media(
+        &self,
+        stream: &str,
+        path: &str,
+        token: &str,
+    ) -> Result<Served, DirectorError> {
+        let mut set = self.usable();
+        for _ in 0..2 {
+            let edge = self
+                .inner
+                .viewers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .assign(token, stream, &set.ring, Instant::now());
+            let Some(i) = edge else {
+                self.inner.metrics.no_edge.inc();
+                return Err(DirectorError::NoEdge);
+            };
+            let body = match self.fetch(&set, i, path).await {
+                Ok(b) => b,
+                Err(DirectorError::Fetch(e)) => {
+                    // The assigned edge failed: re-assign among the others.
+                    let again = self.usable();
+                    if again.urls.len() < set.urls.len() {
+                        set = again;
+                        continue;
+                    }
+                    return Err(DirectorError::Fetch(e));
+                }
+                Err(e) => return Err(e),
+            };
+            let id = set.ring.members()[i].id.clone();
+            let version = hash(&body[..]);
+            let key = (path.to_owned(), id.clone());
+            let cached = self
+                .inner
+                .rewritten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .filter(|(v, s, _)| *v == version && *s == set.version)
+                .map(|(_, _, b)| b.clone());
+            let out = match cached {
+                Some(b) => b,
+                None => {
+                    self.inner.metrics.rewritten.inc();
+                    let b: Arc<str> =
+                        rewrite::media(&String::from_utf8_lossy(&body), path, &set.urls[i], token)
+                            .into();
+                    // Tokens appear only in rendition reports; a playlist
+                    // with none is the same for every viewer on this edge.
+                    if !b.contains("v=") {
+                        self.inner
+                            .rewritten
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(key, (version, set.version, b.clone()));
+                    }
+                    b
+                }
+            };
+            self.inner.metrics.served.inc();
+            return Ok(Served {
+                body: out,
+                edge: Some(id),
+            });
+        }
+        Err(DirectorError::NoEdge)
+    }
+
+    /// Where a segment request that reached the director goes: the
+    /// stream's home edge (a fallback; rewritten playlists name edges).
+    pub fn redirect(&self, stream: &str, path: &str) -> Result<String, DirectorError> {
+        let set = self.usable();
+        let i = set
+            .ring
+            .walk(hash(stream))
+            .next()
+            .ok_or(DirectorError::NoEdge)?;
+        Ok(format!("{}{path}", set.urls[i]))
+    }
+
+    /// Forgets idle viewers and stale caches, and updates the gauges.
+    pub fn housekeeping(&self) {
+        let now = Instant::now();
+        let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        viewers.expire(
+            now,
+            Duration::from_secs(self.inner.config.viewer_timeout_seconds),
+        );
+        self.inner.metrics.viewers.clear();
+        for (edge, n) in viewers.loads() {
+            self.inner
+                .metrics
+                .viewers
+                .get_or_create(&EdgeLabel { edge: edge.clone() })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        drop(viewers);
+        let ttl = Duration::from_millis(self.inner.config.playlist_cache_ms);
+        self.inner
+            .playlists
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (at, _)| at.elapsed() < ttl * 10);
+        let version = self.edges().version;
+        self.inner
+            .rewritten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (_, v, _)| *v == version);
+    }
+
+    /// Reads the edge list from control every `poll_ms` until `cancel`.
+    pub async fn follow(
+        self,
+        control: Arc<control_client::ControlClient>,
+        cancel: CancellationToken,
+    ) {
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.inner.config.poll_ms.max(50)));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match control.edges().await {
+                Ok(rows) => self.set_edges(&rows),
+                Err(e) => {
+                    warn!(error = %e, "reading the edge list from control failed; keeping the last one")
+                }
+            }
+            self.housekeeping();
+        }
+    }
+}

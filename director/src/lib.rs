@@ -1,0 +1,16 @@
+//! Ferry's director: viewers ask it for playlists; it answers with playlists
+//! whose media URIs name an edge chosen for the viewer, so that viewers are
+//! spread over the live edges while each stream's segments stay on as few
+//! edges as its audience needs (consistent hashing with bounded loads,
+//! [`ring`]). It keeps no state worth saving: several can run behind a load
+//! balancer; the edge list comes from control.
+
+pub mod assign;
+pub mod director;
+pub mod rewrite;
+pub mod ring;
+pub mod server;
+
+pub use assign::Policy;
+pub use director::{Director, DirectorConfig, DirectorError, DirectorMetrics};
+pub use server::router;

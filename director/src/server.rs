@@ -1,0 +1,119 @@
+//! The director's HTTP face: `/hls/STREAM/master.m3u8` (a new viewer
+//! token in every variant URI), media playlists rewritten onto the viewer's
+//! edge, and a redirect for anything else under `/hls/`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use edge_cache::request::CacheKey;
+
+use crate::director::{Director, DirectorError};
+
+/// The routes of a director.
+pub fn router(director: Director) -> Router {
+    Router::new()
+        .route("/hls/{*rest}", get(hls))
+        .with_state(director)
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+/// A viewer token from the query (`v=`): 1..=32 hex digits, else none.
+fn token(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|p| p.strip_prefix("v="))
+        .filter(|t| (1..=32).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+}
+
+fn new_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+async fn hls(State(director): State<Director>, uri: Uri) -> Response {
+    let key = match CacheKey::parse(uri.path(), None) {
+        Ok(k) => k,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let path = key.origin_target();
+    let stream = key.stream().to_owned();
+    let answer = if key.path().ends_with("master.m3u8") {
+        director.multivariant(&stream, &path, &new_token()).await
+    } else if key.path().ends_with(".m3u8") {
+        let token = token(uri.query()).unwrap_or_else(new_token);
+        director.media(&stream, &path, &token).await
+    } else {
+        return match director.redirect(&stream, &path) {
+            Ok(to) => (
+                StatusCode::FOUND,
+                [
+                    (header::LOCATION, to),
+                    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into()),
+                ],
+            )
+                .into_response(),
+            Err(e) => error(&director, &e),
+        };
+    };
+    match answer {
+        Ok(served) => {
+            let mut r = (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+                    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                    // Per viewer: no shared cache may keep it.
+                    (header::CACHE_CONTROL, "private, no-cache"),
+                ],
+                served.body.to_string(),
+            )
+                .into_response();
+            if let Some(edge) = served.edge
+                && let Ok(v) = HeaderValue::from_str(&edge)
+            {
+                r.headers_mut().insert("x-ferry-edge", v);
+            }
+            r
+        }
+        Err(e) => error(&director, &e),
+    }
+}
+
+fn error(director: &Director, e: &DirectorError) -> Response {
+    match e {
+        DirectorError::NoEdge => {
+            director.metrics().no_edge.inc();
+            plain(StatusCode::SERVICE_UNAVAILABLE, "no live edges\n".into())
+        }
+        DirectorError::NotFound => plain(StatusCode::NOT_FOUND, "not found\n".into()),
+        DirectorError::Fetch(_) => plain(StatusCode::BAD_GATEWAY, format!("{e}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked() {
+        assert_eq!(token(Some("v=00ff")).as_deref(), Some("00ff"));
+        assert_eq!(token(Some("a=1&v=abc")).as_deref(), Some("abc"));
+        assert_eq!(token(Some("v=../x")), None);
+        assert_eq!(token(Some(&format!("v={}", "a".repeat(33)))), None);
+        assert_eq!(token(None), None);
+    }
+}

@@ -1,0 +1,59 @@
+//! `ferry director`: spreads HLS viewers over the live edges that control
+//! knows, by rewriting their playlists.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use director::{Director, DirectorMetrics};
+use media_core::Hub;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::http_serve;
+use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
+
+/// Starts a director on `[http] listen`, reading edges from `[control] url`
+/// with `admin_token` (a `node` token is enough).
+pub async fn start_director(config: &Config) -> Result<Running, StartError> {
+    prepare(config)?;
+    if config.control.url.is_empty() {
+        return Err(StartError::Config(
+            "the director needs the control plane: --control URL (or [control] url)".into(),
+        ));
+    }
+    let d = &config.director;
+    if !(0.0..=10.0).contains(&d.epsilon) {
+        return Err(StartError::Config(
+            "[director] epsilon must be within 0..10".into(),
+        ));
+    }
+    let control = control_client::ControlClient::new(&config.control.url, &config.admin_token)
+        .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;
+    let (listener, http_addr) = bind("http", config.http.listen).await?;
+    let metrics = DirectorMetrics::default();
+    let director = Director::new(d.clone(), metrics.clone()).map_err(StartError::Config)?;
+    let mut registry = Registry::with_prefix("ferry");
+    metrics.register(&mut registry);
+    let http_metrics = http_serve::HttpMetrics::default();
+    http_metrics.register(&mut registry);
+    let state = Arc::new(HttpState::new(registry));
+    let router = director::router(director.clone()).merge(http::ops_router(state));
+    let (_, http_cap) = connection_caps(config, false);
+    let cancel = CancellationToken::new();
+    let tasks = vec![
+        tokio::spawn(director.follow(Arc::new(control), cancel.clone())),
+        spawn_http(listener, router, config, http_cap, http_metrics, &cancel),
+    ];
+    info!(http = %http_addr, control = %config.control.url, policy = ?d.policy, "ferry director is serving");
+    Ok(Running {
+        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        http_addr,
+        hub: Hub::new(),
+        cancel,
+        tasks,
+        threads: Vec::new(),
+    })
+}

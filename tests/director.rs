@@ -1,0 +1,480 @@
+//! `ferry director` with real edges and a real origin on loopback: hls.js
+//! plays through it with every segment from an edge; simulated viewers of
+//! streams with skewed audiences are spread with bounded loads (compared with
+//! round robin); a SIGKILLed edge leaves the playlists within the dead-edge
+//! time while hls.js keeps playing; draining; no edges; bad heartbeats.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::player::play;
+use common::*;
+use ferry::config::{Config, StreamConfig};
+use ferry::serve::Running;
+
+async fn role(
+    edit: impl FnOnce(&mut Config),
+    start: impl AsyncFnOnce(&Config) -> Running,
+) -> (Running, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: data.path().to_owned(),
+        admin_token: ADMIN.into(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    edit(&mut config);
+    (start(&config).await, data)
+}
+
+async fn edge(origin: SocketAddr, control: SocketAddr) -> (Running, tempfile::TempDir) {
+    role(
+        |c| {
+            c.edge.origins = vec![format!("http://{origin}")];
+            c.control.url = format!("http://{control}");
+        },
+        async |c| ferry::edge_role::start_edge(c).await.unwrap(),
+    )
+    .await
+}
+
+async fn director(control: SocketAddr, policy: &str) -> (Running, tempfile::TempDir) {
+    let policy: director::Policy = serde_json::from_value(serde_json::json!(policy)).unwrap();
+    role(
+        |c| {
+            c.control.url = format!("http://{control}");
+            c.director.poll_ms = 200;
+            c.director.policy = policy;
+        },
+        async |c| ferry::director_role::start_director(c).await.unwrap(),
+    )
+    .await
+}
+
+async fn live_edges(control: SocketAddr) -> Vec<serde_json::Value> {
+    let (_, body) = api(control, "GET", "/edges", Some(ADMIN), None).await;
+    body.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == "live")
+        .cloned()
+        .collect()
+}
+
+async fn wait_for_edges(control: SocketAddr, n: usize) {
+    wait_for("live edges", Duration::from_secs(15), || async {
+        live_edges(control).await.len() >= n
+    })
+    .await;
+    // The director polls every 200 ms.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn wait_for_segments(http: SocketAddr, stream: &str) {
+    wait_for("three segments", Duration::from_secs(30), || async {
+        let (status, _, body) = get_bytes(http, &format!("/hls/{stream}/source/index.m3u8")).await;
+        status == 200 && String::from_utf8_lossy(&body).matches("#EXTINF").count() >= 3
+    })
+    .await;
+}
+
+/// The media playlist a new viewer of `stream` gets from the director.
+async fn viewer_playlist(director: SocketAddr, stream: &str) -> String {
+    let (status, _, master) = get_bytes(director, &format!("/hls/{stream}/master.m3u8")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&master));
+    let master = String::from_utf8_lossy(&master).into_owned();
+    let variant = master
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap();
+    assert!(variant.contains("?v="), "{master}");
+    let (status, _, media) = get_bytes(director, &format!("/hls/{stream}/{variant}")).await;
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&media).into_owned()
+}
+
+fn segment_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_through_the_director_with_segments_from_edges() {
+    let origin = start().await;
+    let o = origin.running.http_addr;
+    let _publisher = publish_background(&origin.rtmp_url(KEY), 20);
+    let mut edges = Vec::new();
+    for _ in 0..3 {
+        edges.push(edge(o, o).await);
+    }
+    let (dir, _d) = director(o, "bounded-load").await;
+    wait_for_edges(o, 3).await;
+    wait_for_segments(o, STREAM).await;
+    let edge_urls: Vec<String> = edges
+        .iter()
+        .map(|(e, _)| format!("http://{}", e.http_addr))
+        .collect();
+    let media = viewer_playlist(dir.http_addr, STREAM).await;
+    let uris = segment_uris(&media);
+    assert!(!uris.is_empty());
+    for u in &uris {
+        assert!(
+            edge_urls
+                .iter()
+                .any(|e| u.starts_with(&format!("{e}/hls/{STREAM}/source/"))),
+            "{u} is not on an edge"
+        );
+    }
+    let url = format!("http://{}/hls/{STREAM}/master.m3u8", dir.http_addr);
+    let p = play(&url, 8, || async {}).await;
+    println!("through the director: {}", p.summary);
+    assert!(p.played > 6.0, "{}", p.summary);
+    let mut served = 0.0;
+    for (e, _) in &edges {
+        let text = http_get(e.http_addr, "/metrics").await;
+        served += text
+            .lines()
+            .find_map(|l| l.strip_prefix("ferry_edge_bytes_out_total "))
+            .unwrap()
+            .parse::<f64>()
+            .unwrap();
+    }
+    assert!(served > 1_000_000.0, "edges sent only {served} bytes");
+    // No edges for an unknown stream's playlist: a clear 404, not an empty playlist.
+    let (status, _, _) = get_bytes(dir.http_addr, "/hls/nope/master.m3u8").await;
+    assert_eq!(status, 404);
+    dir.shutdown().await;
+    for (e, _) in edges {
+        e.shutdown().await;
+    }
+    origin.running.shutdown().await;
+}
+
+/// A viewer that follows playlists like a player: every `period` it reloads
+/// its media playlist through the director and fetches the newest segment
+/// it has not fetched yet, from wherever the playlist says.
+async fn simulated_viewer(
+    director: SocketAddr,
+    stream: String,
+    until: Instant,
+) -> (String, Vec<(String, String)>) {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let master = http
+        .get(format!("http://{director}/hls/{stream}/master.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let variant = master
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap()
+        .to_owned();
+    let mut fetched = HashSet::new();
+    let mut log = Vec::new();
+    while Instant::now() < until {
+        let media = http
+            .get(format!("http://{director}/hls/{stream}/{variant}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(media.status(), 200);
+        let media = media.text().await.unwrap();
+        if let Some(uri) = segment_uris(&media).pop()
+            && fetched.insert(uri.clone())
+        {
+            let r = http.get(&uri).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{uri}");
+            r.bytes().await.unwrap();
+            let host = uri.split('/').nth(2).unwrap().to_owned();
+            let name = uri.rsplit('/').next().unwrap().to_owned();
+            log.push((host, name));
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    (stream, log)
+}
+
+struct Spread {
+    edges_per_stream: HashMap<String, usize>,
+    fetches_per_segment: f64,
+    hit_ratio: f64,
+    viewers_per_edge: HashMap<String, usize>,
+    moved: usize,
+}
+
+async fn run_viewers(director: SocketAddr, audiences: &[(&str, usize)], seconds: u64) -> Spread {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (stream, n) in audiences {
+        for _ in 0..*n {
+            tasks.push(tokio::spawn(simulated_viewer(
+                director,
+                (*stream).to_owned(),
+                until,
+            )));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let mut stream_edges: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut pairs = HashSet::new();
+    let mut segments = HashSet::new();
+    let mut requests = 0usize;
+    let mut viewers_per_edge: HashMap<String, usize> = HashMap::new();
+    let mut moved = 0;
+    for t in tasks {
+        let (stream, log) = t.await.unwrap();
+        let hosts: HashSet<&String> = log.iter().map(|(h, _)| h).collect();
+        moved += hosts.len().saturating_sub(1);
+        if let Some((h, _)) = log.last() {
+            *viewers_per_edge.entry(h.clone()).or_default() += 1;
+        }
+        for (h, seg) in &log {
+            stream_edges
+                .entry(stream.clone())
+                .or_default()
+                .insert(h.clone());
+            pairs.insert((h.clone(), seg.clone()));
+            segments.insert(seg.clone());
+            requests += 1;
+        }
+    }
+    Spread {
+        edges_per_stream: stream_edges
+            .into_iter()
+            .map(|(s, e)| (s, e.len()))
+            .collect(),
+        fetches_per_segment: pairs.len() as f64 / segments.len().max(1) as f64,
+        hit_ratio: 1.0 - pairs.len() as f64 / requests.max(1) as f64,
+        viewers_per_edge,
+        moved,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_loads_keep_streams_on_few_edges_and_edges_within_bound() {
+    let names = ["big", "mid", "small"];
+    let origin = start_with(|c| {
+        c.rtmp.max_connections_per_address = 1000;
+        for n in names {
+            c.streams.push(StreamConfig {
+                name: n.into(),
+                key: format!("key-of-{n}"),
+                hls_container: None,
+                transcode: None,
+                rungs: None,
+            });
+        }
+    })
+    .await;
+    let o = origin.running.http_addr;
+    let _publishers: Vec<_> = names
+        .iter()
+        .map(|n| publish_background(&origin.rtmp_url(&format!("key-of-{n}")), 20))
+        .collect();
+    for n in names {
+        wait_for_segments(o, n).await;
+    }
+    let audiences = [("big", 45), ("mid", 30), ("small", 15)];
+    let mut results = Vec::new();
+    for policy in ["bounded-load", "round-robin"] {
+        // Fresh edges each time, so caches start cold for both policies.
+        let mut edges = Vec::new();
+        for _ in 0..3 {
+            edges.push(edge(o, o).await);
+        }
+        let (dir, _d) = director(o, policy).await;
+        wait_for_edges(o, 3).await;
+        let s = run_viewers(dir.http_addr, &audiences, 10).await;
+        println!(
+            "{policy}: edges per stream {:?}, origin fetches per segment {:.2}, edge hit ratio {:.2}, viewers per edge {:?}, viewers that changed edge {}",
+            s.edges_per_stream, s.fetches_per_segment, s.hit_ratio, s.viewers_per_edge, s.moved
+        );
+        results.push(s);
+        dir.shutdown().await;
+        for (e, _) in edges {
+            e.shutdown().await;
+        }
+        // The stopped edges drain themselves and then go dead.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+    }
+    let (bounded, rr) = (&results[0], &results[1]);
+    let total: usize = audiences.iter().map(|(_, n)| n).sum();
+    let bound = (1.25 * total as f64 / 3.0).ceil() as usize + 1;
+    for (e, n) in &bounded.viewers_per_edge {
+        assert!(*n <= bound, "edge {e} has {n} viewers, bound {bound}");
+    }
+    assert_eq!(bounded.moved, 0, "viewers changed edges without cause");
+    assert_eq!(bounded.edges_per_stream["small"], 1);
+    assert!(
+        bounded.edges_per_stream["big"] >= 2,
+        "the big stream did not spill"
+    );
+    assert!(
+        bounded.fetches_per_segment < rr.fetches_per_segment,
+        "bounded {:.2} vs round robin {:.2}",
+        bounded.fetches_per_segment,
+        rr.fetches_per_segment
+    );
+    assert!(bounded.fetches_per_segment < 2.0);
+    assert!(rr.edges_per_stream.values().all(|&n| n == 3));
+    origin.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_edge_leaves_the_playlists_and_hls_js_keeps_playing() {
+    let origin = start().await;
+    let o = origin.running.http_addr;
+    let _publisher = publish_background(&origin.rtmp_url(KEY), 30);
+    // Edges as processes, so one can be SIGKILLed.
+    let mut procs = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let data = tempfile::tempdir().unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["edge", "--origins", &format!("http://{o}"), "--http-listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("FERRY_CONTROL__URL", format!("http://{o}"))
+            .env("FERRY_ADMIN_TOKEN", ADMIN)
+            .env("FERRY_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        procs.push((port, child));
+        dirs.push(data);
+    }
+    let (dir, _d) = director(o, "bounded-load").await;
+    wait_for_edges(o, 2).await;
+    wait_for_segments(o, STREAM).await;
+    let url = format!("http://{}/hls/{STREAM}/master.m3u8", dir.http_addr);
+    let mut killed = None;
+    let p = play(&url, 16, || async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Kill the edge the player uses: the one that has sent segments.
+        for (port, child) in procs.iter_mut() {
+            let text = http_get(format!("127.0.0.1:{port}").parse().unwrap(), "/metrics").await;
+            let out: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("ferry_edge_bytes_out_total "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            if out > 100_000.0 {
+                child.start_kill().unwrap();
+                killed = Some((*port, Instant::now()));
+                break;
+            }
+        }
+    })
+    .await;
+    let (port, at) = killed.expect("no edge had served the player");
+    println!("edge :{port} SIGKILLed 3 s into playback: {}", p.summary);
+    assert!(p.played > 13.0, "playback did not go on: {}", p.summary);
+    assert!(p.max_stall_ms <= 2000.0, "stalled {} ms", p.max_stall_ms);
+    // Within the dead-edge time (3 s) plus a poll, no playlist names it.
+    let wait = Duration::from_millis(3700).saturating_sub(at.elapsed());
+    tokio::time::sleep(wait).await;
+    for _ in 0..10 {
+        let media = viewer_playlist(dir.http_addr, STREAM).await;
+        assert!(
+            !media.contains(&format!(":{port}/")),
+            "the dead edge is still named:\n{media}"
+        );
+    }
+    dir.shutdown().await;
+    origin.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_no_edges_and_bad_heartbeats() {
+    let origin = start().await;
+    let o = origin.running.http_addr;
+    let (dir, _d) = director(o, "bounded-load").await;
+    // No edge at all: a clear 503, never an empty playlist.
+    let (status, _, body) = get_bytes(dir.http_addr, &format!("/hls/{STREAM}/master.m3u8")).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("no live edges"));
+    // Bad edge heartbeats are refused with a reason.
+    for (beat, why) in [
+        (
+            r#"{"id":"e1","role":"edge","address":"http://e1","version":"1","edge":{"capacity":0,"connections":0,"egress_bps":0,"hit_ratio":1.0}}"#,
+            "capacity",
+        ),
+        (
+            r#"{"id":"e1","role":"edge","address":"http://e1","version":"1","edge":{"capacity":5,"connections":0,"egress_bps":0,"hit_ratio":2.0}}"#,
+            "hit_ratio",
+        ),
+        (
+            r#"{"id":"e1","role":"origin","address":"http://e1","version":"1","edge":{"capacity":5,"connections":0,"egress_bps":0,"hit_ratio":1.0}}"#,
+            "only an edge",
+        ),
+        (
+            r#"{"id":"e1","role":"edge","address":"e1:80","version":"1","edge":{"capacity":5,"connections":0,"egress_bps":0,"hit_ratio":1.0}}"#,
+            "public URL",
+        ),
+        (
+            r#"{"id":"e1","role":"edge","address":"http://e1","version":"1","edge":{"capacity":5,"connections":0,"egress_bps":0,"hit_ratio":1.0,"bogus":1}}"#,
+            "bogus",
+        ),
+    ] {
+        let (status, body) = api(o, "POST", "/nodes/heartbeat", Some(ADMIN), Some(beat)).await;
+        assert_eq!(status, 400, "{beat}: {body}");
+        assert!(body.to_string().contains(why), "{beat}: {body}");
+    }
+    assert_eq!(
+        api(o, "POST", "/edges/nope/drain", Some(ADMIN), None)
+            .await
+            .0,
+        404
+    );
+    // Two edges; draining one sends new viewers to the other only.
+    let _publisher = publish_background(&origin.rtmp_url(KEY), 20);
+    let a = edge(o, o).await;
+    let b = edge(o, o).await;
+    wait_for_edges(o, 2).await;
+    wait_for_segments(o, STREAM).await;
+    let edges = live_edges(o).await;
+    let drained = edges[0]["id"].as_str().unwrap().to_owned();
+    let drained_url = edges[0]["url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api(
+            o,
+            "POST",
+            &format!("/edges/{drained}/drain"),
+            Some(ADMIN),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let (_, list) = api(o, "GET", "/edges", Some(ADMIN), None).await;
+    assert!(list.to_string().contains("\"draining\""), "{list}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        let media = viewer_playlist(dir.http_addr, STREAM).await;
+        assert!(
+            !media.contains(&drained_url),
+            "a drained edge got a new viewer:\n{media}"
+        );
+    }
+    dir.shutdown().await;
+    a.0.shutdown().await;
+    b.0.shutdown().await;
+    origin.running.shutdown().await;
+}
