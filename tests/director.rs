@@ -264,7 +264,7 @@ async fn run_viewers(director: SocketAddr, audiences: &[(&str, usize)], seconds:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_loads_keep_streams_on_few_edges_and_edges_within_bound() {
-    let names = ["big", "mid", "small"];
+    let names = ["big", "mid", "tail1", "tail2"];
     let origin = start_with(|c| {
         c.rtmp.max_connections_per_address = 1000;
         for n in names {
@@ -286,7 +286,8 @@ async fn bounded_loads_keep_streams_on_few_edges_and_edges_within_bound() {
     for n in names {
         wait_for_segments(o, n).await;
     }
-    let audiences = [("big", 45), ("mid", 30), ("small", 15)];
+    // One stream with half the viewers, a long tail.
+    let audiences = [("big", 45), ("mid", 25), ("tail1", 10), ("tail2", 10)];
     let mut results = Vec::new();
     for policy in ["bounded-load", "round-robin"] {
         // Fresh edges each time, so caches start cold for both policies.
@@ -316,18 +317,22 @@ async fn bounded_loads_keep_streams_on_few_edges_and_edges_within_bound() {
         assert!(*n <= bound, "edge {e} has {n} viewers, bound {bound}");
     }
     assert_eq!(bounded.moved, 0, "viewers changed edges without cause");
-    assert_eq!(bounded.edges_per_stream["small"], 1);
+    // The ring depends on the edges' random ids, so where homes collide
+    // differs from run to run; what must hold every time: fewer edges per
+    // stream and fewer origin fetches per segment than round robin.
+    let spread = |s: &Spread| s.edges_per_stream.values().sum::<usize>();
     assert!(
-        bounded.edges_per_stream["big"] >= 2,
-        "the big stream did not spill"
+        spread(bounded) < spread(rr),
+        "streams on {} edges in all, round robin {}",
+        spread(bounded),
+        spread(rr)
     );
     assert!(
-        bounded.fetches_per_segment < rr.fetches_per_segment,
+        bounded.fetches_per_segment < rr.fetches_per_segment - 0.3,
         "bounded {:.2} vs round robin {:.2}",
         bounded.fetches_per_segment,
         rr.fetches_per_segment
     );
-    assert!(bounded.fetches_per_segment < 2.0);
     assert!(rr.edges_per_stream.values().all(|&n| n == 3));
     origin.running.shutdown().await;
 }

@@ -23,7 +23,19 @@ pub enum Policy {
 struct Viewer {
     stream: String,
     edge: String,
+    url: String,
     seen: Instant,
+    /// After a move: the edge URL of segments before this sequence number.
+    moved: Option<(String, u64)>,
+}
+
+/// Where a viewer goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assigned {
+    /// Index into the ring.
+    pub index: usize,
+    /// The URL of the edge it was on, when it was just moved from one.
+    pub moved_from: Option<String>,
 }
 
 /// The viewer table.
@@ -33,18 +45,27 @@ pub struct Assignments {
     next: usize,
     policy: Policy,
     epsilon: f64,
+    floor: u64,
 }
 
 impl Assignments {
-    /// An empty table.
-    pub fn new(policy: Policy, epsilon: f64) -> Self {
+    /// An empty table; every edge may take `floor` viewers whatever the
+    /// total (with a handful of viewers the (1 + ε) bound would scatter a
+    /// stream's first viewers over every edge, and they would stay there).
+    pub fn new(policy: Policy, epsilon: f64, floor: u64) -> Self {
         Self {
             viewers: HashMap::new(),
             load: HashMap::new(),
             next: 0,
             policy,
             epsilon,
+            floor,
         }
+    }
+
+    /// Edge `i`'s bound with `total` viewers placed.
+    fn bound(&self, ring: &Ring, i: usize, total: u64) -> u64 {
+        ring.bound(i, total, self.epsilon).max(self.floor)
     }
 
     /// Viewers counted now.
@@ -73,7 +94,7 @@ impl Assignments {
         stream: &str,
         ring: &Ring,
         now: Instant,
-    ) -> Option<usize> {
+    ) -> Option<Assigned> {
         if ring.is_empty() {
             return None;
         }
@@ -83,23 +104,30 @@ impl Assignments {
             && let Some(i) = position(&v.edge)
         {
             let within = match self.policy {
-                Policy::BoundedLoad => {
-                    self.load(&v.edge) <= ring.bound(i, self.total(), self.epsilon)
-                }
+                Policy::BoundedLoad => self.load(&v.edge) <= self.bound(ring, i, self.total()),
                 Policy::RoundRobin => true,
             };
             if within {
                 if let Some(v) = self.viewers.get_mut(viewer) {
                     v.seen = now;
                 }
-                return Some(i);
+                return Some(Assigned {
+                    index: i,
+                    moved_from: None,
+                });
             }
         }
+        let moved_from = self
+            .viewers
+            .get(viewer)
+            .filter(|v| v.stream == stream)
+            .map(|v| v.url.clone());
         self.remove(viewer);
         let i = match self.policy {
             Policy::BoundedLoad => {
                 let loads: Vec<u64> = ring.members().iter().map(|m| self.load(&m.id)).collect();
-                ring.choose(hash(stream), |i| loads[i], self.total(), self.epsilon)?
+                let total = self.total() + 1;
+                ring.choose(hash(stream), |i| loads[i], |i| self.bound(ring, i, total))?
             }
             Policy::RoundRobin => {
                 self.next = self.next.wrapping_add(1);
@@ -113,10 +141,32 @@ impl Assignments {
             Viewer {
                 stream: stream.to_owned(),
                 edge,
+                url: ring.members()[i].url.clone(),
                 seen: now,
+                moved: None,
             },
         );
-        Some(i)
+        Some(Assigned {
+            index: i,
+            moved_from,
+        })
+    }
+
+    /// Records that `viewer`'s segments before `from_msn` stay on `old_url`.
+    pub fn set_moved(&mut self, viewer: &str, old_url: String, from_msn: u64) {
+        if let Some(v) = self.viewers.get_mut(viewer) {
+            v.moved = Some((old_url, from_msn));
+        }
+    }
+
+    /// The old edge URL and first new sequence number of a recent move, until
+    /// the playlist starting at `first_msn` no longer lists old segments.
+    pub fn moved(&mut self, viewer: &str, first_msn: u64) -> Option<(String, u64)> {
+        let v = self.viewers.get_mut(viewer)?;
+        if v.moved.as_ref().is_some_and(|(_, from)| first_msn >= *from) {
+            v.moved = None;
+        }
+        v.moved.clone()
     }
 
     /// Forgets viewers not seen for `timeout`.
@@ -148,6 +198,7 @@ mod tests {
             ids.iter()
                 .map(|id| Member {
                     id: (*id).into(),
+                    url: format!("http://{id}"),
                     weight: 1,
                 })
                 .collect(),
@@ -158,17 +209,25 @@ mod tests {
     fn viewers_keep_their_edge_and_move_only_when_it_goes() {
         let now = Instant::now();
         let r3 = ring(&["a", "b", "c"]);
-        let mut t = Assignments::new(Policy::BoundedLoad, 0.25);
+        let mut t = Assignments::new(Policy::BoundedLoad, 0.25, 1);
         let mut first = HashMap::new();
         for v in 0..90 {
             let s = format!("s{}", v % 3);
-            first.insert(v, t.assign(&format!("v{v}"), &s, &r3, now).expect("edge"));
+            first.insert(
+                v,
+                t.assign(&format!("v{v}"), &s, &r3, now)
+                    .expect("edge")
+                    .index,
+            );
         }
         for v in 0..90 {
             let s = format!("s{}", v % 3);
             assert_eq!(
                 t.assign(&format!("v{v}"), &s, &r3, now),
-                Some(first[&v]),
+                Some(Assigned {
+                    index: first[&v],
+                    moved_from: None
+                }),
                 "viewer {v} moved"
             );
         }
@@ -176,7 +235,8 @@ mod tests {
         let r2 = ring(&["a", "c"]);
         for v in 0..90 {
             let s = format!("s{}", v % 3);
-            let now_on = &r2.members()[t.assign(&format!("v{v}"), &s, &r2, now).expect("edge")].id;
+            let a = t.assign(&format!("v{v}"), &s, &r2, now).expect("edge");
+            let now_on = &r2.members()[a.index].id;
             let was = &r3.members()[first[&v]].id;
             if was != "b" {
                 // Staying put unless over the (now higher) bound.
@@ -195,10 +255,10 @@ mod tests {
     fn round_robin_puts_every_stream_everywhere() {
         let now = Instant::now();
         let r = ring(&["a", "b", "c"]);
-        let mut t = Assignments::new(Policy::RoundRobin, 0.25);
+        let mut t = Assignments::new(Policy::RoundRobin, 0.25, 1);
         let mut edges = std::collections::HashSet::new();
         for v in 0..6 {
-            edges.insert(t.assign(&format!("v{v}"), "one", &r, now));
+            edges.insert(t.assign(&format!("v{v}"), "one", &r, now).map(|a| a.index));
         }
         assert_eq!(edges.len(), 3);
     }

@@ -37,6 +37,9 @@ pub struct DirectorConfig {
     /// An edge that failed a playlist fetch gets no viewers for this long
     /// (before control has noticed it is dead).
     pub suspect_ms: u64,
+    /// Every edge may take this many viewers before a stream spills to the
+    /// next edge, however few viewers there are in all.
+    pub min_viewers_per_edge: u64,
 }
 
 impl Default for DirectorConfig {
@@ -48,6 +51,7 @@ impl Default for DirectorConfig {
             playlist_cache_ms: 300,
             poll_ms: 500,
             suspect_ms: 3000,
+            min_viewers_per_edge: 10,
         }
     }
 }
@@ -130,6 +134,11 @@ pub enum DirectorError {
     NotFound,
 }
 
+/// A rewritten playlist's key: its path and the edge id it names.
+type RewriteKey = (String, String);
+/// A rewritten playlist: the source's hash, the edge-set version, the text.
+type Rewritten = (u64, u64, Arc<str>);
+
 /// The director; cheap to clone.
 #[derive(Clone)]
 pub struct Director {
@@ -142,7 +151,7 @@ struct Inner {
     viewers: Mutex<Assignments>,
     suspects: Mutex<HashMap<String, Instant>>,
     playlists: Mutex<HashMap<String, (Instant, Bytes)>>,
-    rewritten: Mutex<HashMap<(String, String), (u64, u64, Arc<str>)>>,
+    rewritten: Mutex<HashMap<RewriteKey, Rewritten>>,
     http: reqwest::Client,
     metrics: DirectorMetrics,
 }
@@ -167,7 +176,11 @@ impl Director {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             inner: Arc::new(Inner {
-                viewers: Mutex::new(Assignments::new(config.policy, config.epsilon)),
+                viewers: Mutex::new(Assignments::new(
+                    config.policy,
+                    config.epsilon,
+                    config.min_viewers_per_edge,
+                )),
                 config,
                 edges: RwLock::default(),
                 suspects: Mutex::default(),
@@ -218,8 +231,9 @@ impl Director {
             version: current.version + 1,
             ring: Ring::new(
                 live.iter()
-                    .map(|(id, _, w)| Member {
+                    .map(|(id, url, w)| Member {
                         id: (*id).to_owned(),
+                        url: url.trim_end_matches('/').to_owned(),
                         weight: *w,
                     })
                     .collect(),
@@ -349,16 +363,16 @@ impl Director {
     ) -> Result<Served, DirectorError> {
         let mut set = self.usable();
         for _ in 0..2 {
-            let edge = self
+            let assigned = self
                 .inner
                 .viewers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .assign(token, stream, &set.ring, Instant::now());
-            let Some(i) = edge else {
-                self.inner.metrics.no_edge.inc();
+            let Some(assigned) = assigned else {
                 return Err(DirectorError::NoEdge);
             };
+            let i = assigned.index;
             let body = match self.fetch(&set, i, path).await {
                 Ok(b) => b,
                 Err(DirectorError::Fetch(e)) => {
@@ -372,43 +386,78 @@ impl Director {
                 }
                 Err(e) => return Err(e),
             };
-            let id = set.ring.members()[i].id.clone();
-            let version = hash(&body[..]);
-            let key = (path.to_owned(), id.clone());
-            let cached = self
-                .inner
-                .rewritten
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .filter(|(v, s, _)| *v == version && *s == set.version)
-                .map(|(_, _, b)| b.clone());
-            let out = match cached {
-                Some(b) => b,
-                None => {
-                    self.inner.metrics.rewritten.inc();
-                    let b: Arc<str> =
-                        rewrite::media(&String::from_utf8_lossy(&body), path, &set.urls[i], token)
-                            .into();
-                    // Tokens appear only in rendition reports; a playlist
-                    // with none is the same for every viewer on this edge.
-                    if !b.contains("v=") {
-                        self.inner
-                            .rewritten
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(key, (version, set.version, b.clone()));
-                    }
-                    b
+            let text = String::from_utf8_lossy(&body);
+            let (first_msn, count) = rewrite::sequence_span(&text);
+            let moved = {
+                let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(old) = assigned.moved_from {
+                    // Segments listed so far keep their URIs; new ones come
+                    // from the new edge.
+                    viewers.set_moved(token, old, first_msn + count);
                 }
+                viewers.moved(token, first_msn)
+            };
+            let member = &set.ring.members()[i];
+            let out = match moved {
+                Some((old, from)) => {
+                    self.inner.metrics.rewritten.inc();
+                    let new = member.url.as_str();
+                    rewrite::media_by_sequence(
+                        &text,
+                        path,
+                        |msn| if msn < from { old.as_str() } else { new },
+                        token,
+                    )
+                    .into()
+                }
+                None => self.shared_rewrite(&set, i, path, &body, &text, token),
             };
             self.inner.metrics.served.inc();
             return Ok(Served {
                 body: out,
-                edge: Some(id),
+                edge: Some(member.id.clone()),
             });
         }
         Err(DirectorError::NoEdge)
+    }
+
+    /// The playlist rewritten for edge `i`, from the cache when this version
+    /// was rewritten for this edge set already.
+    fn shared_rewrite(
+        &self,
+        set: &EdgeSet,
+        i: usize,
+        path: &str,
+        body: &[u8],
+        text: &str,
+        token: &str,
+    ) -> Arc<str> {
+        let member = &set.ring.members()[i];
+        let version = hash(body);
+        let key = (path.to_owned(), member.id.clone());
+        let cached = self
+            .inner
+            .rewritten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|(v, s, _)| *v == version && *s == set.version)
+            .map(|(_, _, b)| b.clone());
+        if let Some(b) = cached {
+            return b;
+        }
+        self.inner.metrics.rewritten.inc();
+        let b: Arc<str> = rewrite::media(text, path, &member.url, token).into();
+        // Tokens appear only in rendition reports; a playlist with none is
+        // the same for every viewer on this edge.
+        if !b.contains("v=") {
+            self.inner
+                .rewritten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, (version, set.version, b.clone()));
+        }
+        b
     }
 
     /// Where a segment request that reached the director goes: the

@@ -83,19 +83,51 @@ pub fn resolve(playlist_path: &str, uri: &str) -> Option<String> {
 }
 
 /// A media playlist served at `playlist_path` with every media URI made an
-/// absolute URL on `edge` (`http://10.0.0.7:8080`), and playlist URIs
+/// absolute URL on `edge` (`http://10.0.7:8080`), and playlist URIs
 /// (rendition reports) kept relative with the viewer's `token`.
 pub fn media(playlist: &str, playlist_path: &str, edge: &str, token: &str) -> String {
-    let edge = edge.trim_end_matches('/');
-    let on_edge = |uri: &str| match resolve(playlist_path, uri) {
-        Some(path) => format!("{edge}{path}"),
+    media_by_sequence(playlist, playlist_path, |_| edge, token)
+}
+
+/// The media sequence number of the first segment and the number of
+/// segments of a media playlist.
+pub fn sequence_span(playlist: &str) -> (u64, u64) {
+    let mut first = 0;
+    let mut count = 0;
+    for line in playlist.lines() {
+        if let Some(n) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            first = n.trim().parse().unwrap_or(0);
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            count += 1;
+        }
+    }
+    (first, count)
+}
+
+/// Like [`media`], with the edge chosen per segment by its media sequence
+/// number: a viewer moved to another edge keeps the URIs it has already seen
+/// (players such as hls.js treat a changed URI for the same sequence number
+/// as a broken playlist) and gets the new edge from the next segment on.
+pub fn media_by_sequence<'a>(
+    playlist: &str,
+    playlist_path: &str,
+    edge_for: impl Fn(u64) -> &'a str,
+    token: &str,
+) -> String {
+    let on_edge = |uri: &str, msn: u64| match resolve(playlist_path, uri) {
+        Some(path) => format!("{}{path}", edge_for(msn).trim_end_matches('/')),
         None => uri.to_owned(),
     };
+    let mut msn = 0u64;
     let mut out = String::with_capacity(playlist.len() + playlist.len() / 2);
     for line in playlist.lines() {
         let rewritten = if line.starts_with('#') {
-            if MEDIA_URI_TAGS.iter().any(|t| line.starts_with(t)) {
-                map_uri_attribute(line, on_edge)
+            if let Some(n) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+                msn = n.trim().parse().unwrap_or(0);
+                line.to_owned()
+            } else if MEDIA_URI_TAGS.iter().any(|t| line.starts_with(t)) {
+                // Maps, parts and hints belong to the segment being listed.
+                map_uri_attribute(line, |u| on_edge(u, msn))
             } else if PLAYLIST_URI_TAGS.iter().any(|t| line.starts_with(t)) {
                 map_uri_attribute(line, |u| with_token(u, token))
             } else {
@@ -104,7 +136,9 @@ pub fn media(playlist: &str, playlist_path: &str, edge: &str, token: &str) -> St
         } else if line.trim().is_empty() {
             line.to_owned()
         } else {
-            on_edge(line.trim())
+            let uri = on_edge(line.trim(), msn);
+            msn += 1;
+            uri
         };
         out.push_str(&rewritten);
         out.push('\n');
@@ -203,6 +237,19 @@ mod tests {
         assert!(out.contains("CODECS=\"avc1.4d401f\"\n"));
         let parsed = m3u8_rs::parse_master_playlist_res(out.as_bytes()).expect("parses");
         assert_eq!(parsed.variants.len(), 2);
+    }
+
+    #[test]
+    fn a_moved_viewer_keeps_the_uris_it_has_seen() {
+        let out = media_by_sequence(
+            TS,
+            "/hls/demo/source/index.m3u8",
+            |msn| if msn < 18 { "http://old" } else { "http://new" },
+            "t",
+        );
+        assert!(out.contains("\nhttp://old/hls/demo/source/mx6kkjsk-17.ts\n"));
+        assert!(out.contains("\nhttp://new/hls/demo/source/mx6kkjsk-18.ts\n"));
+        assert_eq!(sequence_span(TS), (17, 2));
     }
 
     #[test]

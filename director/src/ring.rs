@@ -18,6 +18,8 @@ pub const POINTS_PER_WEIGHT: u32 = 64;
 pub struct Member {
     /// Stable id (the node id).
     pub id: String,
+    /// Where viewers reach it (`http://HOST:PORT`).
+    pub url: String,
     /// Relative capacity (viewers it can hold); at least 1.
     pub weight: u32,
 }
@@ -98,19 +100,18 @@ impl Ring {
             .filter(move |&i| !std::mem::replace(&mut seen[i], true))
     }
 
-    /// The first member from `key` whose `load` is under its bound, with
-    /// `total` viewers already placed (the new one comes on top).
+    /// The first member from `key` whose `load` is under its `bound`; the
+    /// key's home when every member is full.
     pub fn choose(
         &self,
         key: u64,
         load: impl Fn(usize) -> u64,
-        total: u64,
-        epsilon: f64,
+        bound: impl Fn(usize) -> u64,
     ) -> Option<usize> {
         let mut first = None;
         for i in self.walk(key) {
             first.get_or_insert(i);
-            if load(i) < self.bound(i, total + 1, epsilon) {
+            if load(i) < bound(i) {
                 return Some(i);
             }
         }
@@ -127,6 +128,7 @@ mod tests {
             (0..n)
                 .map(|i| Member {
                     id: format!("edge-{i}"),
+                    url: format!("http://edge-{i}"),
                     weight: 1,
                 })
                 .collect(),
@@ -146,7 +148,11 @@ mod tests {
                 }
                 *l -= 1;
                 let i = ring
-                    .choose(hash(format!("stream-{s}")), |i| load[i], total, epsilon)
+                    .choose(
+                        hash(format!("stream-{s}")),
+                        |i| load[i],
+                        |i| ring.bound(i, total + 1, epsilon),
+                    )
                     .expect("an edge");
                 load[i] += 1;
                 per_stream[s][i] += 1;
@@ -213,10 +219,12 @@ mod tests {
         let r = Ring::new(vec![
             Member {
                 id: "big".into(),
+                url: "http://big".into(),
                 weight: 3,
             },
             Member {
                 id: "small".into(),
+                url: "http://small".into(),
                 weight: 1,
             },
         ]);
@@ -228,6 +236,6 @@ mod tests {
 
     #[test]
     fn an_empty_ring_chooses_nothing() {
-        assert_eq!(Ring::new(vec![]).choose(1, |_| 0, 0, 0.25), None);
+        assert_eq!(Ring::new(vec![]).choose(1, |_| 0, |_| 1), None);
     }
 }
