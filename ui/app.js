@@ -296,6 +296,18 @@ async function refresh() {
       $("node-table").querySelector("tbody").replaceChildren(...nodes.map((n) => el("tr", {},
         el("td", { class: "name" }, n.id), el("td", {}, n.role), el("td", {}, n.address), el("td", {}, n.version),
         el("td", {}, ago(n.last_heartbeat_ms)), el("td", {}, (n.load * 100).toFixed(0) + " %"))));
+      const edges = await api("GET", "/edges");
+      $("edge-table").querySelector("tbody").replaceChildren(...edges.map((e) => el("tr", { "data-edge": e.id },
+        el("td", { class: "name" }, e.id), el("td", {}, e.url),
+        el("td", {}, el("span", { class: "badge " + (e.state === "live" ? "running" : e.state === "draining" ? "pending" : "failed") }, e.state)),
+        el("td", {}, e.load.connections), el("td", {}, bitrate(e.load.egress_bps)),
+        el("td", {}, (e.load.hit_ratio * 100).toFixed(0) + " %"), el("td", {}, (e.cpu * 100).toFixed(0) + " %"),
+        el("td", {}, e.load.capacity), el("td", {}, ago(e.last_heartbeat_ms)),
+        el("td", {}, e.state === "dead" ? "" : el("button", {
+          class: "small",
+          onclick: () => api("POST", `/edges/${encodeURIComponent(e.id)}/${e.state === "draining" ? "undrain" : "drain"}`).then(refresh),
+        }, e.state === "draining" ? "Undrain" : "Drain")))));
+      $("no-edges").hidden = edges.length > 0;
     }
   } catch (err) {
     if (err.status !== 401) $("streams-error").textContent = "Refresh failed: " + err.message;

@@ -2,9 +2,10 @@
 //! (sequence numbers, dates, discontinuities, tags this code has never
 //! heard of) passes through byte for byte.
 //!
-//! Why not parse and re-serialise with m3u8-rs: its writer re-orders what it
-//! does not model (unknown tags go to the end of their segment or are
-//! dropped), and a director must not change what it does not understand.
+//! Why not parse and re-serialise with m3u8-rs: its writer puts every tag of
+//! a segment in its own fixed order (unknown tags just before `#EXTINF`) and
+//! re-formats dates and durations, and a director must not change what it
+//! does not need to.
 //! m3u8-rs is used in the tests to check that the output still parses to the
 //! same playlist apart from the URIs.
 
