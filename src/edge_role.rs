@@ -39,7 +39,16 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         head_wait: first_byte * u32::try_from(origins.len()).unwrap_or(u32::MAX)
             + Duration::from_millis(500),
     };
-    let edge = Edge::new(origins, e.freshness(), limits, metrics.clone());
+    let mut edge = Edge::new(origins, e.freshness(), limits, metrics.clone());
+    if e.disk_bytes > 0 {
+        let dir = config.data_dir.join("edge-cache");
+        let disk = edge_cache::disk::DiskTier::open(&dir, e.disk_bytes, metrics.evictions.clone())
+            .map_err(|source| StartError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        edge = edge.with_disk(disk);
+    }
     let housekeeping = {
         let (edge, cancel) = (edge.clone(), cancel.clone());
         tokio::spawn(async move {

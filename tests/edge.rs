@@ -684,3 +684,63 @@ async fn ten_thousand_idle_keep_alive_connections_cost_a_bounded_amount() {
     drop(open);
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_evicted_from_memory_come_back_from_disk() {
+    const SEG: usize = 512 << 10;
+    const DISK: u64 = 8 << 20;
+    let origin = TestOrigin::start(|path| {
+        let seed = path.len() as u8 ^ path.bytes().last().unwrap_or(0);
+        Reply::Full(200, headers(TS, SEGMENT_CC), segment(SEG, seed))
+    })
+    .await;
+    let edge = edge(&[origin.url()], |c| {
+        c.edge.memory_bytes = 2 << 20;
+        c.edge.disk_bytes = DISK;
+    })
+    .await;
+    let http = client();
+    let fetch = |i: usize| {
+        let (http, url) = (http.clone(), edge.url(&format!("/hls/s/d/seg-{i}.ts")));
+        async move {
+            let r = http.get(&url).send().await.unwrap();
+            let status = r.headers()["cache-status"].to_str().unwrap().to_owned();
+            (status, r.bytes().await.unwrap())
+        }
+    };
+    let mut first = Vec::new();
+    for i in 0..10 {
+        first.push(fetch(i).await.1);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut from_disk = 0;
+    for (i, body) in first.iter().enumerate() {
+        let (status, again) = fetch(i).await;
+        assert!(again == *body, "segment {i} changed");
+        assert_eq!(
+            origin.requests(&format!("/hls/s/d/seg-{i}.ts")),
+            1,
+            "segment {i} refetched"
+        );
+        from_disk += usize::from(status.contains("detail=disk"));
+    }
+    println!("10 segments of 512 KiB through a 2 MiB memory tier: {from_disk} came back from disk");
+    assert!(from_disk >= 5, "only {from_disk} from disk");
+    // Past the disk budget: old files go.
+    for i in 10..40 {
+        fetch(i).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let dir = edge._data.path().join("edge-cache");
+    let on_disk: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let gauge = edge.metric("ferry_edge_disk_bytes").await;
+    println!(
+        "40 segments (20 MiB) into an 8 MiB disk tier: {on_disk} bytes in files, gauge {gauge}"
+    );
+    assert!(on_disk <= DISK + SEG as u64, "{on_disk} bytes on disk");
+    assert!(gauge <= DISK as f64 && gauge > 0.0);
+    edge.running.shutdown().await;
+}

@@ -27,6 +27,8 @@ struct Viewer {
     seen: Instant,
     /// After a move: the edge URL of segments before this sequence number.
     moved: Option<(String, u64)>,
+    /// The newest media sequence number this viewer has been given.
+    last_msn: Option<u64>,
 }
 
 /// Where a viewer goes.
@@ -34,8 +36,9 @@ struct Viewer {
 pub struct Assigned {
     /// Index into the ring.
     pub index: usize,
-    /// The URL of the edge it was on, when it was just moved from one.
-    pub moved_from: Option<String>,
+    /// The URL of the edge it was on, when it was just moved from one, and
+    /// the newest sequence number the viewer had been given there.
+    pub moved_from: Option<(String, Option<u64>)>,
 }
 
 /// The viewer table.
@@ -121,7 +124,7 @@ impl Assignments {
             .viewers
             .get(viewer)
             .filter(|v| v.stream == stream)
-            .map(|v| v.url.clone());
+            .map(|v| (v.url.clone(), v.last_msn));
         self.remove(viewer);
         let i = match self.policy {
             Policy::BoundedLoad => {
@@ -144,6 +147,7 @@ impl Assignments {
                 url: ring.members()[i].url.clone(),
                 seen: now,
                 moved: None,
+                last_msn: None,
             },
         );
         Some(Assigned {
@@ -156,6 +160,13 @@ impl Assignments {
     pub fn set_moved(&mut self, viewer: &str, old_url: String, from_msn: u64) {
         if let Some(v) = self.viewers.get_mut(viewer) {
             v.moved = Some((old_url, from_msn));
+        }
+    }
+
+    /// Records the newest sequence number `viewer` has been given.
+    pub fn given(&mut self, viewer: &str, last_msn: u64) {
+        if let Some(v) = self.viewers.get_mut(viewer) {
+            v.last_msn = Some(last_msn);
         }
     }
 

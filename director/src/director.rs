@@ -390,10 +390,14 @@ impl Director {
             let (first_msn, count) = rewrite::sequence_span(&text);
             let moved = {
                 let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(old) = assigned.moved_from {
-                    // Segments listed so far keep their URIs; new ones come
-                    // from the new edge.
-                    viewers.set_moved(token, old, first_msn + count);
+                if let Some((old, last)) = assigned.moved_from {
+                    // Segments this viewer has been given keep their URIs;
+                    // every later one comes from the new edge.
+                    let from = last.map_or(first_msn + count, |l| l + 1);
+                    viewers.set_moved(token, old, from);
+                }
+                if count > 0 {
+                    viewers.given(token, first_msn + count - 1);
                 }
                 viewers.moved(token, first_msn)
             };

@@ -18,6 +18,9 @@ pub struct EdgeConfig {
     pub public_url: String,
     /// Bytes of objects the memory tier holds.
     pub memory_bytes: u64,
+    /// Bytes of segments the disk tier holds under `DATA_DIR/edge-cache`
+    /// (emptied on start); 0: no disk tier.
+    pub disk_bytes: u64,
     /// The largest object the edge fetches; larger answers get 502.
     pub max_object_bytes: u64,
     /// Origin fetches in flight at once; more requests for uncached objects get 503.
@@ -46,6 +49,7 @@ impl Default for EdgeConfig {
             origins: Vec::new(),
             public_url: String::new(),
             memory_bytes: 512 << 20,
+            disk_bytes: 0,
             max_object_bytes: 64 << 20,
             max_fills: 1024,
             first_byte_timeout_ms: 1000,

@@ -11,6 +11,7 @@ use dashmap::mapref::entry::Entry;
 use moka::notification::RemovalCause;
 use tracing::{debug, warn};
 
+use crate::disk::DiskTier;
 use crate::fill::{Fill, FillError};
 use crate::metrics::EdgeMetrics;
 use crate::object::{FreshnessPolicy, Head, Kind, Object, Staleness, make_etag};
@@ -41,6 +42,8 @@ pub struct EdgeLimits {
 pub enum CacheStatus {
     /// Fresh from the cache.
     Hit,
+    /// Fresh from the disk tier (now in memory again).
+    DiskHit,
     /// Stale from the cache while one refresh runs.
     StaleWhileRevalidate,
     /// Stale from the cache because no origin answered.
@@ -98,6 +101,7 @@ struct Inner {
     policy: FreshnessPolicy,
     limits: EdgeLimits,
     metrics: EdgeMetrics,
+    disk: Option<Arc<DiskTier>>,
 }
 
 impl Edge {
@@ -129,7 +133,21 @@ impl Edge {
                 policy,
                 limits,
                 metrics,
+                disk: None,
             }),
+        }
+    }
+
+    /// This edge with a disk tier for segments (call before serving).
+    pub fn with_disk(self, disk: DiskTier) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.disk = Some(Arc::new(disk));
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => Self { inner },
         }
     }
 
@@ -163,9 +181,17 @@ impl Edge {
         for k in &keys {
             self.inner.memory.invalidate(k);
         }
+        let mut purged = keys.len();
+        if let Some(disk) = &self.inner.disk {
+            let on_disk = disk.keys_of(stream);
+            for k in &on_disk {
+                disk.remove(k);
+            }
+            purged += on_disk.iter().filter(|k| !keys.contains(k)).count();
+        }
         self.inner.memory.run_pending_tasks();
         self.update_memory_gauge();
-        keys.len()
+        purged
     }
 
     fn update_memory_gauge(&self) {
@@ -174,6 +200,12 @@ impl Edge {
             .metrics
             .memory_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        if let Some(disk) = &self.inner.disk {
+            self.inner
+                .metrics
+                .disk_bytes
+                .set(i64::try_from(disk.bytes()).unwrap_or(i64::MAX));
+        }
     }
 
     /// What the edge has for `key`: from memory, from a fill in flight, or
@@ -182,6 +214,19 @@ impl Edge {
         let m = &self.inner.metrics;
         let now = Instant::now();
         let cached = self.inner.memory.get(key);
+        if cached.is_none()
+            && let Some(disk) = &self.inner.disk
+            && let Some(object) = disk.load(key).await
+            && object.staleness(now) == Staleness::Fresh
+        {
+            let object = Arc::new(object);
+            self.inner.memory.insert(key.clone(), object.clone());
+            m.disk_hits.inc();
+            return Answer::Cached {
+                object,
+                status: CacheStatus::DiskHit,
+            };
+        }
         let mut fallback = None;
         if let Some(object) = cached {
             match object.staleness(now) {
@@ -285,6 +330,12 @@ async fn run_fill(edge: Edge, key: CacheKey, fill: Arc<Fill>) {
                 received: Instant::now(),
                 freshness,
             };
+            if let Some(disk) = &inner.disk
+                && head.status == 200
+                && Kind::of(key.path()) == Kind::Segment
+            {
+                disk.store(key.clone(), &object);
+            }
             inner.memory.insert(key.clone(), Arc::new(object));
             edge.update_memory_gauge();
         }

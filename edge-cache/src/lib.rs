@@ -9,6 +9,7 @@
 
 pub mod cache_control;
 pub mod config;
+pub mod disk;
 pub mod edge;
 pub mod fill;
 pub mod metrics;

@@ -44,6 +44,10 @@ pub struct EdgeMetrics {
     pub bytes_in: Counter,
     /// Bytes held by the memory tier.
     pub memory_bytes: Gauge,
+    /// Bytes held by the disk tier.
+    pub disk_bytes: Gauge,
+    /// Requests answered from the disk tier.
+    pub disk_hits: Counter,
     /// Objects evicted for space.
     pub evictions: Counter,
     /// Fetches in flight.
@@ -70,6 +74,8 @@ impl Default for EdgeMetrics {
             bytes_out: Counter::default(),
             bytes_in: Counter::default(),
             memory_bytes: Gauge::default(),
+            disk_bytes: Gauge::default(),
+            disk_hits: Counter::default(),
             evictions: Counter::default(),
             fills: Gauge::default(),
             refused: Counter::default(),
@@ -128,8 +134,18 @@ impl EdgeMetrics {
         );
         r.register(
             "evictions",
-            "Objects evicted for space",
+            "Objects evicted for space (memory and disk)",
             self.evictions.clone(),
+        );
+        r.register(
+            "disk_bytes",
+            "Bytes held by the disk tier",
+            self.disk_bytes.clone(),
+        );
+        r.register(
+            "disk_hits",
+            "Requests answered from the disk tier",
+            self.disk_hits.clone(),
         );
         r.register(
             "fills_in_flight",

@@ -111,6 +111,7 @@ fn cache_status(status: CacheStatus, ttl: Option<i64>) -> String {
     let ttl = ttl.map(|t| format!("; ttl={t}")).unwrap_or_default();
     match status {
         CacheStatus::Hit => format!("{CACHE_NAME}; hit{ttl}"),
+        CacheStatus::DiskHit => format!("{CACHE_NAME}; hit{ttl}; detail=disk"),
         CacheStatus::StaleWhileRevalidate => {
             format!("{CACHE_NAME}; hit{ttl}; detail=stale-while-revalidate")
         }
