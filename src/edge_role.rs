@@ -94,6 +94,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
                 address,
                 edge: Some(load_report(
                     e.capacity,
+                    e.pool.clone(),
                     metrics.clone(),
                     http_metrics.clone(),
                 )),
@@ -150,6 +151,7 @@ fn origins(config: &Config) -> Result<Origins, StartError> {
 /// and hit ratio since the previous report.
 fn load_report(
     capacity: u32,
+    pool: String,
     edge: EdgeMetrics,
     http: http_serve::HttpMetrics,
 ) -> node::EdgeReport {
@@ -174,6 +176,7 @@ fn load_report(
                 hits.saturating_sub(hits0) as f64 / asked as f64
             },
             draining: false,
+            pool: pool.clone(),
         }
     })
 }

@@ -34,10 +34,19 @@ async fn role(
 }
 
 async fn edge(origin: SocketAddr, control: SocketAddr) -> (Running, tempfile::TempDir) {
+    edge_in(origin, control, "default").await
+}
+
+async fn edge_in(
+    origin: SocketAddr,
+    control: SocketAddr,
+    pool: &str,
+) -> (Running, tempfile::TempDir) {
     role(
         |c| {
             c.edge.origins = vec![format!("http://{origin}")];
             c.control.url = format!("http://{control}");
+            c.edge.pool = pool.into();
         },
         async |c| ferry::edge_role::start_edge(c).await.unwrap(),
     )
@@ -93,7 +102,7 @@ async fn viewer_playlist(director: SocketAddr, stream: &str) -> String {
         .lines()
         .find(|l| !l.starts_with('#') && !l.is_empty())
         .unwrap();
-    assert!(variant.contains("?v="), "{master}");
+    assert!(variant.contains("v="), "{master}");
     let (status, _, media) = get_bytes(director, &format!("/hls/{stream}/{variant}")).await;
     assert_eq!(status, 200);
     String::from_utf8_lossy(&media).into_owned()
@@ -112,13 +121,38 @@ async fn hls_js_plays_through_the_director_with_segments_from_edges() {
     let origin = start().await;
     let o = origin.running.http_addr;
     let _publisher = publish_background(&origin.rtmp_url(KEY), 20);
+    // Two pools (content-steering pathways): two edges in one, one in the other.
     let mut edges = Vec::new();
-    for _ in 0..3 {
-        edges.push(edge(o, o).await);
+    for pool in ["east", "east", "west"] {
+        edges.push(edge_in(o, o, pool).await);
     }
     let (dir, _d) = director(o, "bounded-load").await;
     wait_for_edges(o, 3).await;
     wait_for_segments(o, STREAM).await;
+    let (status, _, master) = get_bytes(dir.http_addr, &format!("/hls/{STREAM}/master.m3u8")).await;
+    let master = String::from_utf8_lossy(&master).into_owned();
+    assert_eq!(status, 200);
+    assert!(
+        master.contains("#EXT-X-CONTENT-STEERING:SERVER-URI=\"steering.json?v="),
+        "{master}"
+    );
+    for pool in ["east", "west"] {
+        assert!(
+            master.contains(&format!("PATHWAY-ID=\"{pool}\"")),
+            "{master}"
+        );
+        assert!(master.contains(&format!("p={pool}&v=")), "{master}");
+    }
+    let (status, _, steering) =
+        get_bytes(dir.http_addr, &format!("/hls/{STREAM}/steering.json?v=ab")).await;
+    let steering = String::from_utf8_lossy(&steering).into_owned();
+    assert_eq!(status, 200);
+    assert!(
+        steering.contains("\"PATHWAY-PRIORITY\":[")
+            && steering.contains("\"east\"")
+            && steering.contains("\"west\""),
+        "{steering}"
+    );
     let edge_urls: Vec<String> = edges
         .iter()
         .map(|(e, _)| format!("http://{}", e.http_addr))
@@ -435,6 +469,10 @@ async fn draining_no_edges_and_bad_heartbeats() {
         (
             r#"{"id":"e1","role":"edge","address":"http://e1","version":"1","edge":{"capacity":5,"connections":0,"egress_bps":0,"hit_ratio":1.0,"bogus":1}}"#,
             "bogus",
+        ),
+        (
+            r#"{"id":"e1","role":"edge","address":"http://e1","version":"1","edge":{"capacity":5,"connections":0,"egress_bps":0,"hit_ratio":1.0,"pool":"a b"}}"#,
+            "pool",
         ),
     ] {
         let (status, body) = api(o, "POST", "/nodes/heartbeat", Some(ADMIN), Some(beat)).await;

@@ -103,7 +103,7 @@ pub struct Heartbeat {
 
 /// An edge's load, sent with each heartbeat: what the director weighs edges by
 /// and what operators watch.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EdgeLoad {
@@ -118,6 +118,28 @@ pub struct EdgeLoad {
     /// The edge is going away on purpose: give it no new viewers.
     #[serde(default)]
     pub draining: bool,
+    /// The pool it belongs to: a content-steering pathway (letters, digits,
+    /// `.`, `-`, `_`).
+    #[serde(default = "default_pool")]
+    pub pool: String,
+}
+
+impl Default for EdgeLoad {
+    fn default() -> Self {
+        Self {
+            capacity: 1,
+            connections: 0,
+            egress_bps: 0,
+            hit_ratio: 1.0,
+            draining: false,
+            pool: default_pool(),
+        }
+    }
+}
+
+/// The pool of an edge that names none.
+pub fn default_pool() -> String {
+    "default".into()
 }
 
 /// An edge as the registry sees it (`GET /edges`).

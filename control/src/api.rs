@@ -723,6 +723,15 @@ async fn heartbeat(
         if !e.hit_ratio.is_finite() || !(0.0..=1.0).contains(&e.hit_ratio) {
             return Err(ApiError::bad("hit_ratio must be within 0..1"));
         }
+        let pool_ok = (1..=32).contains(&e.pool.len())
+            && e.pool
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !pool_ok {
+            return Err(ApiError::bad(
+                "edge pool: 1-32 letters, digits, '.', '-' or '_'",
+            ));
+        }
         if !(h.address.starts_with("http://") || h.address.starts_with("https://")) {
             return Err(ApiError::bad(
                 "an edge's address is its public URL (http://...)",

@@ -120,6 +120,17 @@ pub struct EdgeSet {
     pub urls: Vec<String>,
 }
 
+/// The live edges by pool (content-steering pathway) at one moment.
+#[derive(Debug, Default)]
+pub struct Pools {
+    /// Bumped on every change.
+    pub version: u64,
+    /// (pool, id, url, weight) of every live edge, sorted: what a change is.
+    signature: Vec<(String, String, String, u32)>,
+    /// Each pool's edges.
+    pub sets: std::collections::BTreeMap<String, Arc<EdgeSet>>,
+}
+
 /// Why a request got no playlist.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectorError {
@@ -139,6 +150,9 @@ type RewriteKey = (String, String);
 /// A rewritten playlist: the source's hash, the edge-set version, the text.
 type Rewritten = (u64, u64, Arc<str>);
 
+/// How long a player keeps a steering manifest before asking again.
+pub const STEERING_TTL_SECONDS: u64 = 10;
+
 /// The director; cheap to clone.
 #[derive(Clone)]
 pub struct Director {
@@ -147,7 +161,7 @@ pub struct Director {
 
 struct Inner {
     config: DirectorConfig,
-    edges: RwLock<Arc<EdgeSet>>,
+    edges: RwLock<Arc<Pools>>,
     viewers: Mutex<Assignments>,
     suspects: Mutex<HashMap<String, Instant>>,
     playlists: Mutex<HashMap<String, (Instant, Bytes)>>,
@@ -197,8 +211,8 @@ impl Director {
         &self.inner.metrics
     }
 
-    /// The current edge set.
-    pub fn edges(&self) -> Arc<EdgeSet> {
+    /// The current edge sets, by pool.
+    pub fn edges(&self) -> Arc<Pools> {
         self.inner
             .edges
             .read()
@@ -206,51 +220,99 @@ impl Director {
             .clone()
     }
 
-    /// Replaces the edge set with the live, non-draining edges of `rows`
+    /// Replaces the edge sets with the live, non-draining edges of `rows`
     /// (a no-op when nothing changed).
     pub fn set_edges(&self, rows: &[control_client::types::EdgeRow]) {
-        let mut live: Vec<(&str, &str, u32)> = rows
+        let mut signature: Vec<(String, String, String, u32)> = rows
             .iter()
             .filter(|r| r.state == "live")
-            .map(|r| (r.id.as_str(), r.url.as_str(), r.load.capacity.max(1)))
+            .map(|r| {
+                (
+                    r.load.pool.clone(),
+                    r.id.clone(),
+                    r.url.trim_end_matches('/').to_owned(),
+                    r.load.capacity.max(1),
+                )
+            })
             .collect();
-        live.sort();
+        signature.sort();
         let current = self.edges();
-        let same = current.urls.len() == live.len()
-            && current
-                .ring
-                .members()
-                .iter()
-                .zip(&current.urls)
-                .zip(&live)
-                .all(|((m, u), (id, url, w))| m.id == *id && u == url && m.weight == *w);
-        if same {
+        if current.signature == signature {
             return;
         }
-        let set = EdgeSet {
-            version: current.version + 1,
-            ring: Ring::new(
-                live.iter()
-                    .map(|(id, url, w)| Member {
-                        id: (*id).to_owned(),
-                        url: url.trim_end_matches('/').to_owned(),
-                        weight: *w,
-                    })
-                    .collect(),
-            ),
-            urls: live
+        let version = current.version + 1;
+        let mut sets = std::collections::BTreeMap::new();
+        for pool in signature.iter().map(|s| s.0.clone()) {
+            if sets.contains_key(&pool) {
+                continue;
+            }
+            let members: Vec<Member> = signature
                 .iter()
-                .map(|(_, u, _)| u.trim_end_matches('/').to_owned())
-                .collect(),
-        };
-        info!(version = set.version, edges = ?set.urls, "edge set changed");
+                .filter(|s| s.0 == pool)
+                .map(|(_, id, url, w)| Member {
+                    id: id.clone(),
+                    url: url.clone(),
+                    weight: *w,
+                })
+                .collect();
+            let urls = members.iter().map(|m| m.url.clone()).collect();
+            sets.insert(
+                pool,
+                Arc::new(EdgeSet {
+                    version,
+                    ring: Ring::new(members),
+                    urls,
+                }),
+            );
+        }
+        info!(version, edges = ?signature, "edge set changed");
         self.inner.metrics.edge_set_changes.inc();
-        *self.inner.edges.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        *self.inner.edges.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Pools {
+            version,
+            signature,
+            sets,
+        });
     }
 
-    /// The ring without edges that recently failed a fetch.
-    fn usable(&self) -> Arc<EdgeSet> {
-        let set = self.edges();
+    /// Pools with a usable edge, least loaded first (viewers per unit of
+    /// capacity): the content-steering priority.
+    pub fn steering_order(&self) -> Vec<String> {
+        let pools = self.edges();
+        let viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut order: Vec<(f64, String)> = pools
+            .sets
+            .keys()
+            .filter(|p| !self.usable(p).ring.is_empty())
+            .map(|p| {
+                let set = &pools.sets[p];
+                let capacity: u64 = set.ring.members().iter().map(|m| u64::from(m.weight)).sum();
+                let load: u64 = set.ring.members().iter().map(|m| viewers.load(&m.id)).sum();
+                (load as f64 / capacity.max(1) as f64, p.clone())
+            })
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        order.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// The steering manifest for a viewer (RFC 8216bis content steering).
+    pub fn steering(&self, token: &str) -> Result<String, DirectorError> {
+        let order = self.steering_order();
+        if order.is_empty() {
+            return Err(DirectorError::NoEdge);
+        }
+        let list: Vec<String> = order.iter().map(|p| format!("\"{p}\"")).collect();
+        Ok(format!(
+            "{{\"VERSION\":1,\"TTL\":{},\"RELOAD-URI\":\"steering.json?v={token}\",\"PATHWAY-PRIORITY\":[{}]}}\n",
+            STEERING_TTL_SECONDS,
+            list.join(",")
+        ))
+    }
+
+    /// `pool`'s ring without edges that recently failed a fetch.
+    fn usable(&self, pool: &str) -> Arc<EdgeSet> {
+        let Some(set) = self.edges().sets.get(pool).cloned() else {
+            return Arc::new(EdgeSet::default());
+        };
         let now = Instant::now();
         let mut suspects = self
             .inner
@@ -279,6 +341,20 @@ impl Director {
             ),
             urls: keep.iter().map(|&i| set.urls[i].clone()).collect(),
         })
+    }
+
+    /// The pool a request uses: the one it names if that has edges, else the
+    /// first in steering order.
+    fn pool_for(&self, asked: Option<&str>) -> Result<String, DirectorError> {
+        if let Some(p) = asked
+            && self.edges().sets.contains_key(p)
+        {
+            return Ok(p.to_owned());
+        }
+        self.steering_order()
+            .into_iter()
+            .next()
+            .ok_or(DirectorError::NoEdge)
     }
 
     fn suspect(&self, id: &str) {
@@ -339,7 +415,8 @@ impl Director {
         path: &str,
         token: &str,
     ) -> Result<Served, DirectorError> {
-        let set = self.usable();
+        let order = self.steering_order();
+        let set = self.usable(order.first().ok_or(DirectorError::NoEdge)?);
         let home = set
             .ring
             .walk(hash(stream))
@@ -347,8 +424,9 @@ impl Director {
             .ok_or(DirectorError::NoEdge)?;
         let body = self.fetch(&set, home, path).await?;
         self.inner.metrics.served.inc();
+        let text = String::from_utf8_lossy(&body);
         Ok(Served {
-            body: rewrite::multivariant(&String::from_utf8_lossy(&body), token).into(),
+            body: rewrite::steered(&text, token, &order, "steering.json").into(),
             edge: None,
         })
     }
@@ -360,15 +438,19 @@ impl Director {
         stream: &str,
         path: &str,
         token: &str,
+        pool: Option<&str>,
     ) -> Result<Served, DirectorError> {
-        let mut set = self.usable();
+        let pool = self.pool_for(pool)?;
+        // A viewer is placed per pool: its pathways are separate viewers.
+        let viewer = format!("{token}@{pool}");
+        let mut set = self.usable(&pool);
         for _ in 0..2 {
             let assigned = self
                 .inner
                 .viewers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .assign(token, stream, &set.ring, Instant::now());
+                .assign(&viewer, stream, &set.ring, Instant::now());
             let Some(assigned) = assigned else {
                 return Err(DirectorError::NoEdge);
             };
@@ -377,7 +459,7 @@ impl Director {
                 Ok(b) => b,
                 Err(DirectorError::Fetch(e)) => {
                     // The assigned edge failed: re-assign among the others.
-                    let again = self.usable();
+                    let again = self.usable(&pool);
                     if again.urls.len() < set.urls.len() {
                         set = again;
                         continue;
@@ -394,12 +476,12 @@ impl Director {
                     // Segments this viewer has been given keep their URIs;
                     // every later one comes from the new edge.
                     let from = last.map_or(first_msn + count, |l| l + 1);
-                    viewers.set_moved(token, old, from);
+                    viewers.set_moved(&viewer, old, from);
                 }
                 if count > 0 {
-                    viewers.given(token, first_msn + count - 1);
+                    viewers.given(&viewer, first_msn + count - 1);
                 }
-                viewers.moved(token, first_msn)
+                viewers.moved(&viewer, first_msn)
             };
             let member = &set.ring.members()[i];
             let out = match moved {
@@ -467,7 +549,7 @@ impl Director {
     /// Where a segment request that reached the director goes: the
     /// stream's home edge (a fallback; rewritten playlists name edges).
     pub fn redirect(&self, stream: &str, path: &str) -> Result<String, DirectorError> {
-        let set = self.usable();
+        let set = self.usable(&self.pool_for(None)?);
         let i = set
             .ring
             .walk(hash(stream))

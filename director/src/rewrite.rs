@@ -178,9 +178,108 @@ pub fn multivariant(playlist: &str, token: &str) -> String {
     out
 }
 
+/// Whether `name` may be a pathway (RFC 8216bis: letters, digits, `.`, `-`,
+/// `_`), and short.
+pub fn valid_pathway(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// A multivariant playlist for content steering: every variant once per
+/// pathway (edge pool) with `PATHWAY-ID`, its URI carrying the viewer's token
+/// and the pool (`p=`), and `EXT-X-CONTENT-STEERING` naming `steering_uri`
+/// with `pools[0]` as the first pathway. A playlist that already steers, or
+/// has no variants, gets the plain rewrite.
+pub fn steered(playlist: &str, token: &str, pools: &[String], steering_uri: &str) -> String {
+    let variants = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .count();
+    let ok = variants > 0
+        && !pools.is_empty()
+        && pools.iter().all(|p| valid_pathway(p))
+        && !playlist.contains("#EXT-X-CONTENT-STEERING")
+        && !playlist.contains("PATHWAY-ID=");
+    if !ok {
+        return multivariant(playlist, token);
+    }
+    let mut out = String::with_capacity(playlist.len() * (pools.len() + 1));
+    let mut pending: Option<&str> = None;
+    for (n, line) in playlist.lines().enumerate() {
+        if n == 0 {
+            out.push_str(line);
+            out.push('\n');
+            out.push_str(&format!(
+                "#EXT-X-CONTENT-STEERING:SERVER-URI=\"{}\",PATHWAY-ID=\"{}\"\n",
+                with_token(steering_uri, token),
+                pools[0]
+            ));
+            continue;
+        }
+        if line.starts_with("#EXT-X-STREAM-INF:") {
+            pending = Some(line);
+            continue;
+        }
+        match pending.take() {
+            Some(inf) if !line.starts_with('#') && !line.trim().is_empty() => {
+                for pool in pools {
+                    out.push_str(&format!("{inf},PATHWAY-ID=\"{pool}\"\n"));
+                    out.push_str(&with_token(&with_pool(line.trim(), pool), token));
+                    out.push('\n');
+                }
+            }
+            other => {
+                if let Some(inf) = other {
+                    out.push_str(inf);
+                    out.push('\n');
+                }
+                let rewritten = if PLAYLIST_URI_TAGS.iter().any(|t| line.starts_with(t)) {
+                    map_uri_attribute(line, |u| with_token(u, token))
+                } else {
+                    line.to_owned()
+                };
+                out.push_str(&rewritten);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// `uri` with `p=POOL` added to its query.
+fn with_pool(uri: &str, pool: &str) -> String {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}p={pool}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steering_lists_every_variant_per_pathway() {
+        let m = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=1\nsource/index.m3u8\n\
+#EXT-X-STREAM-INF:BANDWIDTH=2\n720p/index.m3u8\n";
+        let pools = vec!["east".to_owned(), "west".to_owned()];
+        let out = steered(m, "ab", &pools, "steering.json");
+        assert!(out.starts_with(
+            "#EXTM3U\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"steering.json?v=ab\",PATHWAY-ID=\"east\"\n"
+        ));
+        assert!(out.contains(
+            "#EXT-X-STREAM-INF:BANDWIDTH=1,PATHWAY-ID=\"west\"\nsource/index.m3u8?p=west&v=ab\n"
+        ));
+        assert!(out.contains(
+            "#EXT-X-STREAM-INF:BANDWIDTH=2,PATHWAY-ID=\"east\"\n720p/index.m3u8?p=east&v=ab\n"
+        ));
+        let parsed = m3u8_rs::parse_master_playlist_res(out.as_bytes()).expect("parses");
+        assert_eq!(parsed.variants.len(), 4);
+        // Already steering: left alone apart from tokens.
+        let again = steered(&out, "cd", &pools, "steering.json");
+        assert_eq!(again.matches("PATHWAY-ID=\"west\"").count(), 2);
+        assert!(!valid_pathway("a b") && !valid_pathway("") && valid_pathway("eu-1.a_b"));
+    }
 
     const TS: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:17\n\
 #EXT-X-PROGRAM-DATE-TIME:2026-12-02T20:19:35.519Z\n#EXTINF:2.000,\nmx6kkjsk-17.ts\n\

@@ -40,6 +40,15 @@ fn token(query: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The pool (content-steering pathway) a request names (`p=`), if valid.
+fn pool(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|p| p.strip_prefix("p="))
+        .filter(|p| crate::rewrite::valid_pathway(p))
+        .map(str::to_owned)
+}
+
 fn new_token() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
@@ -55,7 +64,24 @@ async fn hls(State(director): State<Director>, uri: Uri) -> Response {
         director.multivariant(&stream, &path, &new_token()).await
     } else if key.path().ends_with(".m3u8") {
         let token = token(uri.query()).unwrap_or_else(new_token);
-        director.media(&stream, &path, &token).await
+        director
+            .media(&stream, &path, &token, pool(uri.query()).as_deref())
+            .await
+    } else if key.path().ends_with("steering.json") {
+        let token = token(uri.query()).unwrap_or_else(new_token);
+        return match director.steering(&token) {
+            Ok(json) => (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                    (header::CACHE_CONTROL, "private, no-cache"),
+                ],
+                json,
+            )
+                .into_response(),
+            Err(e) => error(&director, &e),
+        };
     } else {
         return match director.redirect(&stream, &path) {
             Ok(to) => (

@@ -41,6 +41,9 @@ pub struct EdgeConfig {
     /// Viewers this edge is sized for, relative to the other edges (the
     /// director gives edges shares of viewers in proportion).
     pub capacity: u32,
+    /// The edge pool (a content-steering pathway: players fall back from one
+    /// pool to the next on their own).
+    pub pool: String,
 }
 
 impl Default for EdgeConfig {
@@ -59,6 +62,7 @@ impl Default for EdgeConfig {
             playlist_stale_targets: 3.0,
             purge_token: String::new(),
             capacity: 1000,
+            pool: "default".into(),
         }
     }
 }
@@ -95,6 +99,14 @@ impl EdgeConfig {
         }
         if self.first_byte_timeout_ms == 0 || self.body_timeout_ms == 0 {
             return Err("[edge] timeouts must be above 0".into());
+        }
+        let pool_ok = (1..=32).contains(&self.pool.len())
+            && self
+                .pool
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !pool_ok {
+            return Err("[edge] pool: 1-32 letters, digits, '.', '-' or '_'".into());
         }
         if !(1..=1_000_000).contains(&self.capacity) {
             return Err("[edge] capacity must be within 1..=1000000".into());
