@@ -56,9 +56,11 @@ run() { # label url [script]
   local p50; p50=$(echo "$out" | awk '$1=="50%" {print $2}')
   local p99; p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   local cpu; cpu=$(echo "($t1 - $t0) / $hz" | bc -l)
-  printf '  %-44s %8.0f req/s  p50 %-8s p99 %-8s director %5.2f cores, %8.0f playlists/CPU-s  non-2xx=%s\n' \
+  local per="-"
+  if [ "$(echo "$cpu > 0.1" | bc -l)" = 1 ]; then per=$(printf '%.0f' "$(echo "$reqs / $cpu" | bc -l)"); fi
+  printf '  %-44s %8.0f req/s  p50 %-8s p99 %-8s director %5.2f cores, %8s playlists/CPU-s  non-2xx=%s\n' \
     "$1" "$(echo "$reqs / $duration" | bc -l)" "$p50" "$p99" "$(echo "$cpu / $duration" | bc -l)" \
-    "$(echo "$reqs / ($cpu + 0.001)" | bc -l)" "${non2xx:-0}"
+    "$per" "${non2xx:-0}"
 }
 echo "== media playlist, wrk -t2 -c64 ${duration}s =="
 run "from the edge directly" "http://127.0.0.1:$edge$playlist"
