@@ -180,17 +180,16 @@ impl Assignments {
         v.moved.clone()
     }
 
-    /// Forgets viewers not seen for `timeout`.
+    /// Forgets viewers not seen for `timeout` (one pass over the table).
     pub fn expire(&mut self, now: Instant, timeout: Duration) {
-        let old: Vec<String> = self
-            .viewers
-            .iter()
-            .filter(|(_, v)| now.duration_since(v.seen) > timeout)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in old {
-            self.remove(&k);
-        }
+        let load = &mut self.load;
+        self.viewers.retain(|_, v| {
+            let keep = now.duration_since(v.seen) <= timeout;
+            if !keep && let Some(n) = load.get_mut(&v.edge) {
+                *n = n.saturating_sub(1);
+            }
+            keep
+        });
     }
 
     /// Viewers per edge id.

@@ -164,6 +164,7 @@ struct Inner {
     edges: RwLock<Arc<Pools>>,
     viewers: Mutex<Assignments>,
     suspects: Mutex<HashMap<String, Instant>>,
+    last_sweep: Mutex<Instant>,
     playlists: Mutex<HashMap<String, (Instant, Bytes)>>,
     rewritten: Mutex<HashMap<RewriteKey, Rewritten>>,
     http: reqwest::Client,
@@ -198,6 +199,7 @@ impl Director {
                 config,
                 edges: RwLock::default(),
                 suspects: Mutex::default(),
+                last_sweep: Mutex::new(Instant::now()),
                 playlists: Mutex::default(),
                 rewritten: Mutex::default(),
                 http,
@@ -558,14 +560,27 @@ impl Director {
         Ok(format!("{}{path}", set.urls[i]))
     }
 
-    /// Forgets idle viewers and stale caches, and updates the gauges.
+    /// Forgets idle viewers (a sweep every quarter of the viewer timeout)
+    /// and stale caches, and updates the gauges.
     pub fn housekeeping(&self) {
         let now = Instant::now();
+        let timeout = Duration::from_secs(self.inner.config.viewer_timeout_seconds);
         let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        viewers.expire(
-            now,
-            Duration::from_secs(self.inner.config.viewer_timeout_seconds),
-        );
+        let due = {
+            let mut last = self
+                .inner
+                .last_sweep
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let due = now.duration_since(*last) >= timeout / 4;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        if due {
+            viewers.expire(now, timeout);
+        }
         self.inner.metrics.viewers.clear();
         for (edge, n) in viewers.loads() {
             self.inner
