@@ -116,5 +116,6 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
         cancel,
         tasks: vec![heartbeat, http_task],
         threads: Vec::new(),
+        director_addr: None,
     })
 }

@@ -25,14 +25,43 @@ pub async fn start_director(config: &Config) -> Result<Running, StartError> {
         ));
     }
     let d = &config.director;
+    let control = control_client::ControlClient::new(&config.control.url, &config.admin_token)
+        .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;
+    let (listener, http_addr) = bind("http", config.http.listen).await?;
+    let cancel = CancellationToken::new();
+    let tasks = serve_director(
+        config,
+        listener,
+        director::from_control(Arc::new(control)),
+        &cancel,
+    )?;
+    info!(http = %http_addr, control = %config.control.url, policy = ?d.policy, "ferry director is serving");
+    Ok(Running {
+        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        http_addr,
+        hub: Hub::new(),
+        cancel,
+        tasks,
+        threads: Vec::new(),
+        director_addr: Some(http_addr),
+    })
+}
+
+/// Serves a director on `listener` (its routes, `/metrics`, `/healthz`) with
+/// the edges from `source`: for `ferry director`, and for `ferry serve` with
+/// `[director] listen`.
+pub(crate) fn serve_director(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    source: director::EdgeSource,
+    cancel: &CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+    let d = &config.director;
     if !(0.0..=10.0).contains(&d.epsilon) {
         return Err(StartError::Config(
             "[director] epsilon must be within 0..10".into(),
         ));
     }
-    let control = control_client::ControlClient::new(&config.control.url, &config.admin_token)
-        .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;
-    let (listener, http_addr) = bind("http", config.http.listen).await?;
     let metrics = DirectorMetrics::default();
     let director = Director::new(d.clone(), metrics.clone()).map_err(StartError::Config)?;
     let mut registry = Registry::with_prefix("ferry");
@@ -42,18 +71,8 @@ pub async fn start_director(config: &Config) -> Result<Running, StartError> {
     let state = Arc::new(HttpState::new(registry));
     let router = director::router(director.clone()).merge(http::ops_router(state));
     let (_, http_cap) = connection_caps(config, false);
-    let cancel = CancellationToken::new();
-    let tasks = vec![
-        tokio::spawn(director.follow(Arc::new(control), cancel.clone())),
-        spawn_http(listener, router, config, http_cap, http_metrics, &cancel),
-    ];
-    info!(http = %http_addr, control = %config.control.url, policy = ?d.policy, "ferry director is serving");
-    Ok(Running {
-        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        http_addr,
-        hub: Hub::new(),
-        cancel,
-        tasks,
-        threads: Vec::new(),
-    })
+    Ok(vec![
+        tokio::spawn(director.follow(source, cancel.clone())),
+        spawn_http(listener, router, config, http_cap, http_metrics, cancel),
+    ])
 }

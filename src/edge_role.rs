@@ -112,6 +112,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         cancel,
         tasks,
         threads: Vec::new(),
+        director_addr: None,
     })
 }
 

@@ -59,6 +59,9 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The hub, for in-process inspection.
     pub hub: Hub,
+    /// Where a director is listening (`ferry director`, or `ferry serve`
+    /// with `[director] listen`).
+    pub director_addr: Option<SocketAddr>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: Vec<JoinHandle<()>>,
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,

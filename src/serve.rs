@@ -239,17 +239,47 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         http_metrics,
         &cancel,
     );
+    tasks.push(http_task);
+    // A director on a listener of its own, following this process's edges.
+    let mut director_addr = None;
+    if !config.director.listen.is_empty() {
+        let addr: std::net::SocketAddr = config.director.listen.parse().map_err(|e| {
+            StartError::Config(format!(
+                "[director] listen {:?}: {e}",
+                config.director.listen
+            ))
+        })?;
+        let (listener, bound) = bind("director", addr).await?;
+        let source: director::EdgeSource = match (&local, &remote) {
+            (Some(control), _) => {
+                let nodes = control.nodes.clone();
+                std::sync::Arc::new(move || {
+                    let rows = nodes.edges();
+                    Box::pin(async move { Ok(rows) })
+                })
+            }
+            (None, Some(client)) => director::from_control(client.clone()),
+            (None, None) => {
+                return Err(StartError::Config(
+                    "[director] listen needs a control plane".into(),
+                ));
+            }
+        };
+        tasks.extend(crate::director_role::serve_director(
+            config, listener, source, &cancel,
+        )?);
+        info!(director = %bound, "director is serving");
+        director_addr = Some(bound);
+    }
     info!(rtmp = %rtmp_addr, http = %http_addr, "ferry is serving");
     Ok(Running {
         rtmp_addr,
         http_addr,
         hub,
         cancel,
-        tasks: {
-            tasks.push(http_task);
-            tasks
-        },
+        tasks,
         threads: rtmp_threads,
+        director_addr,
     })
 }
 

@@ -521,3 +521,28 @@ async fn draining_no_edges_and_bad_heartbeats() {
     b.0.shutdown().await;
     origin.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_serve_runs_a_director_on_its_own_listener() {
+    let origin = start_with(|c| c.director.listen = "127.0.0.1:0".into()).await;
+    let o = origin.running.http_addr;
+    let dir = origin.running.director_addr.expect("a director listener");
+    let (status, _, _) = get_bytes(dir, &format!("/hls/{STREAM}/master.m3u8")).await;
+    assert_eq!(status, 503, "no edges yet");
+    let _publisher = publish_background(&origin.rtmp_url(KEY), 20);
+    let (e, _data) = edge(o, o).await;
+    wait_for_edges(o, 1).await;
+    wait_for_segments(o, STREAM).await;
+    let media = viewer_playlist(dir, STREAM).await;
+    let on_edge = format!("http://{}/hls/{STREAM}/source/", e.http_addr);
+    assert!(
+        segment_uris(&media).iter().all(|u| u.starts_with(&on_edge)),
+        "{media}"
+    );
+    // The origin's own /hls is untouched (edges read it).
+    let (status, _, body) = get_bytes(o, &format!("/hls/{STREAM}/source/index.m3u8")).await;
+    assert_eq!(status, 200);
+    assert!(!String::from_utf8_lossy(&body).contains("http://"));
+    e.shutdown().await;
+    origin.running.shutdown().await;
+}

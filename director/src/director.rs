@@ -40,6 +40,9 @@ pub struct DirectorConfig {
     /// Every edge may take this many viewers before a stream spills to the
     /// next edge, however few viewers there are in all.
     pub min_viewers_per_edge: u64,
+    /// `ferry serve` only: also run a director on this address (viewers
+    /// use it like a director apart); empty: none.
+    pub listen: String,
 }
 
 impl Default for DirectorConfig {
@@ -52,6 +55,7 @@ impl Default for DirectorConfig {
             poll_ms: 500,
             suspect_ms: 3000,
             min_viewers_per_edge: 10,
+            listen: String::new(),
         }
     }
 }
@@ -149,6 +153,27 @@ pub enum DirectorError {
 type RewriteKey = (String, String);
 /// A rewritten playlist: the source's hash, the edge-set version, the text.
 type Rewritten = (u64, u64, Arc<str>);
+
+/// Where the director learns the edges: the control plane over HTTP
+/// ([`from_control`]), or the one in the same process (`ferry serve`).
+pub type EdgeSource = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<Vec<control_client::types::EdgeRow>, String>,
+                    > + Send,
+            >,
+        > + Send
+        + Sync,
+>;
+
+/// The edge list of the control plane at `client`.
+pub fn from_control(client: Arc<control_client::ControlClient>) -> EdgeSource {
+    Arc::new(move || {
+        let client = client.clone();
+        Box::pin(async move { client.edges().await.map_err(|e| e.to_string()) })
+    })
+}
 
 /// How long a player keeps a steering manifest before asking again.
 pub const STEERING_TTL_SECONDS: u64 = 10;
@@ -604,12 +629,8 @@ impl Director {
             .retain(|_, (_, v, _)| *v == version);
     }
 
-    /// Reads the edge list from control every `poll_ms` until `cancel`.
-    pub async fn follow(
-        self,
-        control: Arc<control_client::ControlClient>,
-        cancel: CancellationToken,
-    ) {
+    /// Reads the edge list from `source` every `poll_ms` until `cancel`.
+    pub async fn follow(self, source: EdgeSource, cancel: CancellationToken) {
         let mut tick =
             tokio::time::interval(Duration::from_millis(self.inner.config.poll_ms.max(50)));
         loop {
@@ -617,10 +638,10 @@ impl Director {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match control.edges().await {
+            match source().await {
                 Ok(rows) => self.set_edges(&rows),
                 Err(e) => {
-                    warn!(error = %e, "reading the edge list from control failed; keeping the last one")
+                    warn!(error = %e, "reading the edge list failed; keeping the last one")
                 }
             }
             self.housekeeping();

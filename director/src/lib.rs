@@ -2,7 +2,8 @@
 //! whose media URIs name an edge chosen for the viewer, so that viewers are
 //! spread over the live edges while each stream's segments stay on as few
 //! edges as its audience needs (consistent hashing with bounded loads,
-//! [`ring`]). It keeps no state worth saving: several can run behind a load
+//! [`ring`]). It runs alone (`ferry director`) or inside `ferry serve` on a
+//! listener of its own. It keeps no state worth saving: several can run behind a load
 //! balancer; the edge list comes from control.
 
 pub mod assign;
@@ -12,5 +13,7 @@ pub mod ring;
 pub mod server;
 
 pub use assign::Policy;
-pub use director::{Director, DirectorConfig, DirectorError, DirectorMetrics};
+pub use director::{
+    Director, DirectorConfig, DirectorError, DirectorMetrics, EdgeSource, from_control,
+};
 pub use server::router;
