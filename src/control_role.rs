@@ -109,13 +109,10 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
         &cancel,
     );
     info!(http = %http_addr, "ferry control is serving");
-    Ok(Running {
-        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+    Ok(Running::http_only(
         http_addr,
         hub,
         cancel,
-        tasks: vec![heartbeat, http_task],
-        threads: Vec::new(),
-        director_addr: None,
-    })
+        vec![heartbeat, http_task],
+    ))
 }

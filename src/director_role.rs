@@ -1,7 +1,6 @@
 //! `ferry director`: spreads HLS viewers over the live edges that control
 //! knows, by rewriting their playlists.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use director::{Director, DirectorMetrics};
@@ -37,13 +36,8 @@ pub async fn start_director(config: &Config) -> Result<Running, StartError> {
     )?;
     info!(http = %http_addr, control = %config.control.url, policy = ?d.policy, "ferry director is serving");
     Ok(Running {
-        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        http_addr,
-        hub: Hub::new(),
-        cancel,
-        tasks,
-        threads: Vec::new(),
         director_addr: Some(http_addr),
+        ..Running::http_only(http_addr, Hub::new(), cancel, tasks)
     })
 }
 

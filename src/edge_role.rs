@@ -1,6 +1,5 @@
 //! `ferry edge`: an HLS caching edge in front of one or more origins.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,15 +104,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         )));
     }
     info!(http = %http_addr, origins = ?e.origins, "ferry edge is serving");
-    Ok(Running {
-        rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        http_addr,
-        hub: Hub::new(),
-        cancel,
-        tasks,
-        threads: Vec::new(),
-        director_addr: None,
-    })
+    Ok(Running::http_only(http_addr, Hub::new(), cancel, tasks))
 }
 
 /// The configured origins: HTTP base URLs, or `s3://BUCKET` with `[store]`'s

@@ -68,6 +68,25 @@ pub struct Running {
 }
 
 impl Running {
+    /// A role that serves HTTP only (control, edge, director): no RTMP
+    /// listener, no media threads.
+    pub(crate) fn http_only(
+        http_addr: SocketAddr,
+        hub: Hub,
+        cancel: CancellationToken,
+        tasks: Vec<JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            http_addr,
+            hub,
+            director_addr: None,
+            cancel,
+            tasks,
+            threads: Vec::new(),
+        }
+    }
+
     /// Stops accepting, closes every connection, and waits for the servers to end.
     pub async fn shutdown(self) {
         self.cancel.cancel();

@@ -45,6 +45,19 @@ impl ClientError {
     }
 }
 
+/// `res` if it succeeded; else its status and body as the error.
+async fn success(res: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    let status = res.status();
+    if status.is_success() {
+        return Ok(res);
+    }
+    let body = res.text().await.unwrap_or_default();
+    Err(ClientError::Status {
+        status: status.as_u16(),
+        body,
+    })
+}
+
 /// The control API at `base` (e.g. `http://10.0.0.2:8080`), with a token.
 pub struct ControlClient {
     base: String,
@@ -88,16 +101,8 @@ impl ControlClient {
         path: &str,
         body: &B,
     ) -> Result<Option<T>, ClientError> {
-        let res = self.post_raw(path, body).await?;
-        let status = res.status();
-        if !status.is_success() {
-            let body = res.text().await.unwrap_or_default();
-            return Err(ClientError::Status {
-                status: status.as_u16(),
-                body,
-            });
-        }
-        if status == reqwest::StatusCode::NO_CONTENT {
+        let res = success(self.post_raw(path, body).await?).await?;
+        if res.status() == reqwest::StatusCode::NO_CONTENT {
             return Ok(None);
         }
         res.json()
@@ -142,15 +147,9 @@ impl ControlClient {
             .send()
             .await
             .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        let status = res.status();
-        if !status.is_success() {
-            let body = res.text().await.unwrap_or_default();
-            return Err(ClientError::Status {
-                status: status.as_u16(),
-                body,
-            });
-        }
-        res.json()
+        success(res)
+            .await?
+            .json()
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
@@ -176,14 +175,9 @@ impl ControlClient {
                 .map_err(|e| ClientError::Decode(e.to_string()))?;
             return Ok(Err(denied.reason));
         }
-        if !status.is_success() {
-            let body = res.text().await.unwrap_or_default();
-            return Err(ClientError::Status {
-                status: status.as_u16(),
-                body,
-            });
-        }
-        res.json()
+        success(res)
+            .await?
+            .json()
             .await
             .map(Ok)
             .map_err(|e| ClientError::Decode(e.to_string()))

@@ -129,10 +129,8 @@ pub fn media_by_sequence<'a>(
             } else if MEDIA_URI_TAGS.iter().any(|t| line.starts_with(t)) {
                 // Maps, parts and hints belong to the segment being listed.
                 map_uri_attribute(line, |u| on_edge(u, msn))
-            } else if PLAYLIST_URI_TAGS.iter().any(|t| line.starts_with(t)) {
-                map_uri_attribute(line, |u| with_token(u, token))
             } else {
-                line.to_owned()
+                tag_with_token(line, token)
             }
         } else if line.trim().is_empty() {
             line.to_owned()
@@ -145,6 +143,15 @@ pub fn media_by_sequence<'a>(
         out.push('\n');
     }
     out
+}
+
+/// A tag line with its playlist `URI` (if it names one) carrying `token`.
+fn tag_with_token(line: &str, token: &str) -> String {
+    if PLAYLIST_URI_TAGS.iter().any(|t| line.starts_with(t)) {
+        map_uri_attribute(line, |u| with_token(u, token))
+    } else {
+        line.to_owned()
+    }
 }
 
 /// `uri` with `v=TOKEN` added to its query.
@@ -162,11 +169,7 @@ pub fn multivariant(playlist: &str, token: &str) -> String {
     let mut out = String::with_capacity(playlist.len() + 64);
     for line in playlist.lines() {
         let rewritten = if line.starts_with('#') {
-            if PLAYLIST_URI_TAGS.iter().any(|t| line.starts_with(t)) {
-                map_uri_attribute(line, |u| with_token(u, token))
-            } else {
-                line.to_owned()
-            }
+            tag_with_token(line, token)
         } else if line.trim().is_empty() {
             line.to_owned()
         } else {
@@ -235,12 +238,7 @@ pub fn steered(playlist: &str, token: &str, pools: &[String], steering_uri: &str
                     out.push_str(inf);
                     out.push('\n');
                 }
-                let rewritten = if PLAYLIST_URI_TAGS.iter().any(|t| line.starts_with(t)) {
-                    map_uri_attribute(line, |u| with_token(u, token))
-                } else {
-                    line.to_owned()
-                };
-                out.push_str(&rewritten);
+                out.push_str(&tag_with_token(line, token));
                 out.push('\n');
             }
         }
