@@ -41,9 +41,15 @@ pub struct Assigned {
     pub moved_from: Option<(String, Option<u64>)>,
 }
 
+/// Shards of the viewer table: a map that grows rehashes a 64th of it at
+/// a time (one map of a million viewers stalled every request behind it for
+/// tens of milliseconds while it grew).
+const SHARDS: usize = 64;
+
 /// The viewer table.
 pub struct Assignments {
-    viewers: HashMap<String, Viewer>,
+    viewers: Vec<HashMap<String, Viewer>>,
+    count: u64,
     load: HashMap<String, u64>,
     next: usize,
     policy: Policy,
@@ -57,13 +63,27 @@ impl Assignments {
     /// stream's first viewers over every edge, and they would stay there).
     pub fn new(policy: Policy, epsilon: f64, floor: u64) -> Self {
         Self {
-            viewers: HashMap::new(),
+            viewers: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            count: 0,
             load: HashMap::new(),
             next: 0,
             policy,
             epsilon,
             floor,
         }
+    }
+
+    fn shard(&self, viewer: &str) -> usize {
+        (hash(viewer) % SHARDS as u64) as usize
+    }
+
+    fn get(&self, viewer: &str) -> Option<&Viewer> {
+        self.viewers[self.shard(viewer)].get(viewer)
+    }
+
+    fn get_mut(&mut self, viewer: &str) -> Option<&mut Viewer> {
+        let i = self.shard(viewer);
+        self.viewers[i].get_mut(viewer)
     }
 
     /// Edge `i`'s bound with `total` viewers placed.
@@ -73,7 +93,7 @@ impl Assignments {
 
     /// Viewers counted now.
     pub fn total(&self) -> u64 {
-        self.viewers.len() as u64
+        self.count
     }
 
     /// Viewers on edge `id`.
@@ -82,10 +102,12 @@ impl Assignments {
     }
 
     fn remove(&mut self, viewer: &str) {
-        if let Some(v) = self.viewers.remove(viewer)
-            && let Some(n) = self.load.get_mut(&v.edge)
-        {
-            *n = n.saturating_sub(1);
+        let i = self.shard(viewer);
+        if let Some(v) = self.viewers[i].remove(viewer) {
+            self.count = self.count.saturating_sub(1);
+            if let Some(n) = self.load.get_mut(&v.edge) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
@@ -102,7 +124,7 @@ impl Assignments {
             return None;
         }
         let position = |id: &str| ring.members().iter().position(|m| m.id == id);
-        if let Some(v) = self.viewers.get(viewer)
+        if let Some(v) = self.get(viewer)
             && v.stream == stream
             && let Some(i) = position(&v.edge)
         {
@@ -111,7 +133,7 @@ impl Assignments {
                 Policy::RoundRobin => true,
             };
             if within {
-                if let Some(v) = self.viewers.get_mut(viewer) {
+                if let Some(v) = self.get_mut(viewer) {
                     v.seen = now;
                 }
                 return Some(Assigned {
@@ -121,7 +143,6 @@ impl Assignments {
             }
         }
         let moved_from = self
-            .viewers
             .get(viewer)
             .filter(|v| v.stream == stream)
             .map(|v| (v.url.clone(), v.last_msn));
@@ -139,7 +160,9 @@ impl Assignments {
         };
         let edge = ring.members()[i].id.clone();
         *self.load.entry(edge.clone()).or_default() += 1;
-        self.viewers.insert(
+        self.count += 1;
+        let shard = self.shard(viewer);
+        self.viewers[shard].insert(
             viewer.to_owned(),
             Viewer {
                 stream: stream.to_owned(),
@@ -158,14 +181,14 @@ impl Assignments {
 
     /// Records that `viewer`'s segments before `from_msn` stay on `old_url`.
     pub fn set_moved(&mut self, viewer: &str, old_url: String, from_msn: u64) {
-        if let Some(v) = self.viewers.get_mut(viewer) {
+        if let Some(v) = self.get_mut(viewer) {
             v.moved = Some((old_url, from_msn));
         }
     }
 
     /// Records the newest sequence number `viewer` has been given.
     pub fn given(&mut self, viewer: &str, last_msn: u64) {
-        if let Some(v) = self.viewers.get_mut(viewer) {
+        if let Some(v) = self.get_mut(viewer) {
             v.last_msn = Some(last_msn);
         }
     }
@@ -173,7 +196,7 @@ impl Assignments {
     /// The old edge URL and first new sequence number of a recent move, until
     /// the playlist starting at `first_msn` no longer lists old segments.
     pub fn moved(&mut self, viewer: &str, first_msn: u64) -> Option<(String, u64)> {
-        let v = self.viewers.get_mut(viewer)?;
+        let v = self.get_mut(viewer)?;
         if v.moved.as_ref().is_some_and(|(_, from)| first_msn >= *from) {
             v.moved = None;
         }
@@ -183,13 +206,18 @@ impl Assignments {
     /// Forgets viewers not seen for `timeout` (one pass over the table).
     pub fn expire(&mut self, now: Instant, timeout: Duration) {
         let load = &mut self.load;
-        self.viewers.retain(|_, v| {
-            let keep = now.duration_since(v.seen) <= timeout;
-            if !keep && let Some(n) = load.get_mut(&v.edge) {
-                *n = n.saturating_sub(1);
-            }
-            keep
-        });
+        let mut count = 0;
+        for shard in &mut self.viewers {
+            shard.retain(|_, v| {
+                let keep = now.duration_since(v.seen) <= timeout;
+                if !keep && let Some(n) = load.get_mut(&v.edge) {
+                    *n = n.saturating_sub(1);
+                }
+                keep
+            });
+            count += shard.len() as u64;
+        }
+        self.count = count;
     }
 
     /// Viewers per edge id.
