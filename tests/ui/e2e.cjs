@@ -4,20 +4,14 @@
 // generated form. Run by tests/ui.rs, which starts Ferry and passes:
 //   FERRY_URL, FERRY_TOKEN, SAMPLE (an FLV file), SHOT (screenshot path), FFMPEG
 "use strict";
-const path = require("path");
 const { spawn } = require("child_process");
-const { chromium } = require(path.join(__dirname, "../../ui/node_modules/playwright-core"));
+const { launch } = require("./browser.cjs");
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} not set`); return v; };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
-  });
+  const browser = await launch();
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));

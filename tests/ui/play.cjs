@@ -6,7 +6,7 @@
 //   PLAY_URL: the multivariant playlist; SECONDS: how long to watch.
 "use strict";
 const path = require("path");
-const { chromium } = require(path.join(__dirname, "../../ui/node_modules/playwright-core"));
+const { launch } = require("./browser.cjs");
 const hlsJs = path.join(__dirname, "../../ui/node_modules/hls.js/dist/hls.min.js");
 
 const url = process.env.PLAY_URL;
@@ -14,12 +14,7 @@ const seconds = Number(process.env.SECONDS || "10");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     const errors = [];
