@@ -744,3 +744,31 @@ async fn segments_evicted_from_memory_come_back_from_disk() {
     assert!(gauge <= DISK as f64 && gauge > 0.0);
     edge.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_with_prior_knowledge_is_served() {
+    let origin =
+        TestOrigin::start(|_| Reply::Full(200, headers(TS, SEGMENT_CC), segment(10_000, 9))).await;
+    let edge = edge(&[origin.url()], |_| {}).await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    // Several requests multiplexed on one connection.
+    let mut all = Vec::new();
+    for i in 0..8 {
+        let (h2, url) = (h2.clone(), edge.url(&format!("/hls/s/h2-{}.ts", i % 2)));
+        all.push(tokio::spawn(async move {
+            let r = h2.get(&url).send().await.unwrap();
+            assert_eq!(r.version(), reqwest::Version::HTTP_2);
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap().len()
+        }));
+    }
+    for a in all {
+        assert_eq!(a.await.unwrap(), 10_000);
+    }
+    assert_eq!(origin.requests("/hls/s/h2-0.ts"), 1);
+    edge.running.shutdown().await;
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use futures::StreamExt;
@@ -40,7 +40,13 @@ pub fn router(edge: Edge, purge_token: &str) -> Router {
         })
 }
 
-async fn hls(State(front): State<Front>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn hls(
+    State(front): State<Front>,
+    method: Method,
+    version: Version,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -49,8 +55,9 @@ async fn hls(State(front): State<Front>, method: Method, uri: Uri, headers: Head
         )
             .into_response();
     }
-    // An absolute-form target (`GET http://other/...`) asks for a proxy: refused.
-    if uri.authority().is_some() {
+    // An HTTP/1 absolute-form target (`GET http://other/...`) asks for a
+    // proxy: refused. (HTTP/2 always carries an authority.)
+    if uri.authority().is_some() && version < Version::HTTP_2 {
         return plain(StatusCode::BAD_REQUEST, "absolute URLs are not served\n");
     }
     let key = match CacheKey::parse(uri.path(), uri.query()) {
