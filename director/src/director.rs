@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -135,6 +134,18 @@ pub struct Pools {
     pub sets: std::collections::BTreeMap<String, Arc<EdgeSet>>,
 }
 
+/// A playlist read from an edge, with what every reload needs of it worked
+/// out once (not per viewer request).
+pub struct Fetched {
+    at: Instant,
+    /// The playlist as text.
+    pub text: String,
+    /// Its hash: the version the rewrite cache is keyed on.
+    pub version: u64,
+    /// Media sequence number of the first segment, and the segment count.
+    pub span: (u64, u64),
+}
+
 /// Why a request got no playlist.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectorError {
@@ -190,7 +201,7 @@ struct Inner {
     viewers: Mutex<Assignments>,
     suspects: Mutex<HashMap<String, Instant>>,
     last_sweep: Mutex<Instant>,
-    playlists: Mutex<HashMap<String, (Instant, Bytes)>>,
+    playlists: Mutex<HashMap<String, Arc<Fetched>>>,
     rewritten: Mutex<HashMap<RewriteKey, Rewritten>>,
     http: reqwest::Client,
     metrics: DirectorMetrics,
@@ -395,17 +406,22 @@ impl Director {
 
     /// Reads `path` (`/hls/...`) from the edges, starting at `first`, with a
     /// short cache; an edge that fails is suspected and the next one tried.
-    async fn fetch(&self, set: &EdgeSet, first: usize, path: &str) -> Result<Bytes, DirectorError> {
+    async fn fetch(
+        &self,
+        set: &EdgeSet,
+        first: usize,
+        path: &str,
+    ) -> Result<Arc<Fetched>, DirectorError> {
         let ttl = Duration::from_millis(self.inner.config.playlist_cache_ms);
-        if let Some((at, body)) = self
+        if let Some(f) = self
             .inner
             .playlists
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(path)
-            && at.elapsed() < ttl
+            && f.at.elapsed() < ttl
         {
-            return Ok(body.clone());
+            return Ok(f.clone());
         }
         let n = set.urls.len();
         let mut last = String::from("no edge");
@@ -416,12 +432,19 @@ impl Director {
                 Ok(r) if r.status() == 404 => return Err(DirectorError::NotFound),
                 Ok(r) if r.status().is_success() => match r.bytes().await {
                     Ok(body) => {
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        let fetched = Arc::new(Fetched {
+                            at: Instant::now(),
+                            version: hash(&body[..]),
+                            span: rewrite::sequence_span(&text),
+                            text,
+                        });
                         self.inner
                             .playlists
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(path.to_owned(), (Instant::now(), body.clone()));
-                        return Ok(body);
+                            .insert(path.to_owned(), fetched.clone());
+                        return Ok(fetched);
                     }
                     Err(e) => last = e.to_string(),
                 },
@@ -449,11 +472,10 @@ impl Director {
             .walk(hash(stream))
             .next()
             .ok_or(DirectorError::NoEdge)?;
-        let body = self.fetch(&set, home, path).await?;
+        let fetched = self.fetch(&set, home, path).await?;
         self.inner.metrics.served.inc();
-        let text = String::from_utf8_lossy(&body);
         Ok(Served {
-            body: rewrite::steered(&text, token, &order, "steering.json").into(),
+            body: rewrite::steered(&fetched.text, token, &order, "steering.json").into(),
             edge: None,
         })
     }
@@ -482,8 +504,8 @@ impl Director {
                 return Err(DirectorError::NoEdge);
             };
             let i = assigned.index;
-            let body = match self.fetch(&set, i, path).await {
-                Ok(b) => b,
+            let fetched = match self.fetch(&set, i, path).await {
+                Ok(f) => f,
                 Err(DirectorError::Fetch(e)) => {
                     // The assigned edge failed: re-assign among the others.
                     let again = self.usable(&pool);
@@ -495,8 +517,7 @@ impl Director {
                 }
                 Err(e) => return Err(e),
             };
-            let text = String::from_utf8_lossy(&body);
-            let (first_msn, count) = rewrite::sequence_span(&text);
+            let (first_msn, count) = fetched.span;
             let moved = {
                 let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((old, last)) = assigned.moved_from {
@@ -516,14 +537,14 @@ impl Director {
                     self.inner.metrics.rewritten.inc();
                     let new = member.url.as_str();
                     rewrite::media_by_sequence(
-                        &text,
+                        &fetched.text,
                         path,
                         |msn| if msn < from { old.as_str() } else { new },
                         token,
                     )
                     .into()
                 }
-                None => self.shared_rewrite(&set, i, path, &body, &text, token),
+                None => self.shared_rewrite(&set, i, path, &fetched, token),
             };
             self.inner.metrics.served.inc();
             return Ok(Served {
@@ -541,12 +562,11 @@ impl Director {
         set: &EdgeSet,
         i: usize,
         path: &str,
-        body: &[u8],
-        text: &str,
+        fetched: &Fetched,
         token: &str,
     ) -> Arc<str> {
         let member = &set.ring.members()[i];
-        let version = hash(body);
+        let version = fetched.version;
         let key = (path.to_owned(), member.id.clone());
         let cached = self
             .inner
@@ -560,7 +580,7 @@ impl Director {
             return b;
         }
         self.inner.metrics.rewritten.inc();
-        let b: Arc<str> = rewrite::media(text, path, &member.url, token).into();
+        let b: Arc<str> = rewrite::media(&fetched.text, path, &member.url, token).into();
         // Tokens appear only in rendition reports; a playlist with none is
         // the same for every viewer on this edge.
         if !b.contains("v=") {
@@ -620,7 +640,7 @@ impl Director {
             .playlists
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (at, _)| at.elapsed() < ttl * 10);
+            .retain(|_, f| f.at.elapsed() < ttl * 10);
         let version = self.edges().version;
         self.inner
             .rewritten
