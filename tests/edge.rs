@@ -238,7 +238,7 @@ async fn a_dead_origin_gives_stale_playlists_for_the_grace_then_504() {
     let a = edge.addr();
     assert_eq!(get(a, "/hls/s/source/index.m3u8").await.0, 200);
     assert_eq!(get(a, "/hls/s/source/x-1.ts").await.0, 200);
-    origin.kill();
+    origin.kill().await;
     let killed = Instant::now();
     // Grace: max-age 1 s + 3 target durations of 1 s.
     let mut last_ok = Duration::ZERO;
@@ -304,7 +304,7 @@ async fn the_second_origin_answers_when_the_first_is_dead_or_hung() {
     .await;
     let (_, _, body) = get(edge.addr(), "/hls/s/a.ts").await;
     assert_eq!(body, vec![1; 100]);
-    first.kill();
+    first.kill().await;
     let (status, _, body) = get(edge.addr(), "/hls/s/b.ts").await;
     assert_eq!((status, body), (200, vec![2; 100]));
     // 5xx from an origin also moves on.

@@ -46,6 +46,7 @@ pub struct TestOrigin {
     pub log: Arc<Mutex<Log>>,
     handler: Handler,
     task: Option<JoinHandle<()>>,
+    conns: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl TestOrigin {
@@ -57,6 +58,7 @@ impl TestOrigin {
             log: Arc::default(),
             handler: Arc::new(handler),
             task: None,
+            conns: Arc::default(),
         };
         o.task = Some(o.serve(listener));
         o
@@ -76,11 +78,14 @@ impl TestOrigin {
             .unwrap_or(0)
     }
 
-    /// Stops listening and cuts every connection (a dead origin: refused).
-    pub fn kill(&mut self) {
+    /// Stops listening and cuts every connection, and returns once they are
+    /// all gone (a dead origin: refused, and no pooled connection answers).
+    pub async fn kill(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
+            let _ = t.await;
         }
+        self.conns.lock().await.shutdown().await;
     }
 
     /// Listens again on the same port.
@@ -95,14 +100,16 @@ impl TestOrigin {
     }
 
     fn serve(&self, listener: TcpListener) -> JoinHandle<()> {
-        let (handler, log) = (self.handler.clone(), self.log.clone());
+        let (handler, log, conns) = (self.handler.clone(), self.log.clone(), self.conns.clone());
         tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((s, _)) = listener.accept().await else {
                     continue;
                 };
-                conns.spawn(connection(s, handler.clone(), log.clone()));
+                conns
+                    .lock()
+                    .await
+                    .spawn(connection(s, handler.clone(), log.clone()));
             }
         })
     }
@@ -110,7 +117,12 @@ impl TestOrigin {
 
 impl Drop for TestOrigin {
     fn drop(&mut self) {
-        self.kill();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Ok(mut conns) = self.conns.try_lock() {
+            conns.abort_all();
+        }
     }
 }
 
