@@ -57,6 +57,7 @@ struct HubInner {
     streams: DashMap<String, Arc<Stream>>,
     metrics: HubMetrics,
     published: broadcast::Sender<String>,
+    demand: broadcast::Sender<String>,
 }
 
 impl Default for HubInner {
@@ -65,6 +66,7 @@ impl Default for HubInner {
             streams: DashMap::new(),
             metrics: HubMetrics::default(),
             published: broadcast::channel(ANNOUNCE_QUEUE).0,
+            demand: broadcast::channel(ANNOUNCE_QUEUE).0,
         }
     }
 }
@@ -235,11 +237,20 @@ impl Hub {
             });
         let stream = entry.value().clone();
         // Take the snapshot and the ring position under one lock so no packet is lost or doubled.
-        let (backlog, rx, has_video) = {
+        let (backlog, rx, has_video, live) = {
             let st = stream.lock();
-            (st.snapshot(), stream.tx.subscribe(), st.has_video())
+            (
+                st.snapshot(),
+                stream.tx.subscribe(),
+                st.has_video(),
+                st.live,
+            )
         };
         drop(entry);
+        if !live {
+            // Nobody following demand (an origin) is fine.
+            let _ = self.inner.demand.send(name.to_owned());
+        }
         Subscriber {
             hub: self.clone(),
             name: name.to_owned(),
@@ -257,6 +268,20 @@ impl Hub {
     /// (the HLS packager); a stream already live when this is called is not announced.
     pub fn published(&self) -> broadcast::Receiver<String> {
         self.inner.published.subscribe()
+    }
+
+    /// Names of streams a subscriber asked for while they had no publisher,
+    /// for roles that fetch streams on demand (an edge pulling from origins).
+    pub fn demand(&self) -> broadcast::Receiver<String> {
+        self.inner.demand.subscribe()
+    }
+
+    /// Subscribers of `name` now (players, packagers, relays).
+    pub fn subscriber_count(&self, name: &str) -> usize {
+        self.inner
+            .streams
+            .get(name)
+            .map_or(0, |s| s.value().tx.receiver_count())
     }
 
     /// Calls `on_live` with every source stream (not a rendition) live now and

@@ -1,0 +1,45 @@
+//! Node-to-node media over QUIC.
+//!
+//! An origin serves its hub's streams on a relay endpoint ([`RelayServer`]);
+//! an edge pulls a stream the first time a player asks for it ([`Puller`]),
+//! into its own hub, so its players get the same GOP cache, pacing and
+//! slow-player handling as on an origin. Where a stream is live on more than
+//! one origin the edge keeps a warm standby and switches to it when the
+//! current origin dies, hangs or loses its publisher, splicing the two so
+//! players see one stream ([`splice`]).
+
+pub mod frame;
+mod link;
+mod metrics;
+mod pull;
+mod serve;
+pub mod splice;
+pub mod tls;
+
+pub use link::{OriginLink, RelayInfo, client_endpoint};
+pub use metrics::RelayMetrics;
+pub use pull::{PullConfig, Puller};
+pub use serve::{RelayServer, ServeError};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// QUIC keep-alives: often enough that a silent peer is noticed within a few
+/// hundred milliseconds (quinn sends none by default).
+pub const KEEP_ALIVE: Duration = Duration::from_millis(100);
+/// A connection with nothing heard for this long is dead.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The transport settings both ends use.
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
+    // Many streams per edge; a stream's window fits a burst of a few
+    // seconds of a high bit rate stream (the GOP on join).
+    t.max_concurrent_bidi_streams(4096u32.into());
+    t.stream_receive_window((8u32 << 20).into());
+    t.receive_window((64u32 << 20).into());
+    t.send_window(64 << 20);
+    Arc::new(t)
+}
