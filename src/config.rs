@@ -41,6 +41,8 @@ pub struct Config {
     pub edge: edge_cache::EdgeConfig,
     /// The director (`ferry director`).
     pub director: director::DirectorConfig,
+    /// Node-to-node media: origins' relay listener, edges' pulls.
+    pub relay: relay::RelayConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
 }
@@ -308,6 +310,7 @@ impl Default for Config {
             control: ControlConfig::default(),
             edge: edge_cache::EdgeConfig::default(),
             director: director::DirectorConfig::default(),
+            relay: relay::RelayConfig::default(),
             streams: Vec::new(),
         }
     }
@@ -364,11 +367,14 @@ pub struct EdgeOverrides {
     /// `--public-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// `--rtmp-listen` given to `ferry edge`: serve RTMP players.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmp: Option<bool>,
 }
 
 impl EdgeOverrides {
     fn is_empty(&self) -> bool {
-        self.origins.is_none() && self.public_url.is_none()
+        self.origins.is_none() && self.public_url.is_none() && self.rtmp.is_none()
     }
 }
 

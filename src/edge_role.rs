@@ -14,7 +14,10 @@ use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::http_serve;
 use crate::node::{self, ControlPlane, NodeInfo};
-use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
+use crate::rtmp_threads::spawn_rtmp_threads;
+use crate::running::{
+    Running, StartError, bind, connection_caps, prepare, rtmp_server_config, spawn_http,
+};
 
 /// How often pending evictions run and the memory gauge is updated.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -64,10 +67,46 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     metrics.register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
+    let hub = Hub::new();
+    let rtmp = if e.rtmp {
+        let (listener, addr) = bind("rtmp", config.rtmp.listen).await?;
+        let rtmp_metrics = rtmp::RtmpMetrics::default();
+        rtmp_metrics.register(&mut registry);
+        hub.metrics().register(&mut registry);
+        let relay_metrics = relay::RelayMetrics::default();
+        relay_metrics.register(&mut registry);
+        Some((listener, addr, rtmp_metrics, relay_metrics))
+    } else {
+        None
+    };
     let state = Arc::new(HttpState::new(registry));
-    let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state));
-    let (_, http_cap) = connection_caps(config, false);
-    let mut tasks = vec![
+    let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state.clone()));
+    let (rtmp_cap, http_cap) = connection_caps(config, e.rtmp);
+    let mut threads = Vec::new();
+    let mut rtmp_addr = None;
+    let mut tasks = Vec::new();
+    if let Some((listener, addr, rtmp_metrics, relay_metrics)) = rtmp {
+        // Players only: an edge takes no publishers (they go to an origin).
+        let server = rtmp::Server::new(
+            rtmp_server_config(config, rtmp_cap),
+            hub.clone(),
+            Arc::new(rtmp::auth::StaticKeys::default()),
+            rtmp_metrics,
+        );
+        let count = match config.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        threads = spawn_rtmp_threads(&server, listener, count, &cancel, &state.runtimes)?;
+        tasks.push(crate::relay_role::pull_relay(
+            config,
+            &hub,
+            relay_metrics,
+            &cancel,
+        )?);
+        rtmp_addr = Some(addr);
+    }
+    tasks.extend([
         housekeeping,
         spawn_http(
             listener,
@@ -77,7 +116,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             http_metrics.clone(),
             &cancel,
         ),
-    ];
+    ]);
     if !config.control.url.is_empty() {
         let client = control_client::ControlClient::new(&config.control.url, &config.admin_token)
             .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;
@@ -103,8 +142,13 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             cancel.clone(),
         )));
     }
-    info!(http = %http_addr, origins = ?e.origins, "ferry edge is serving");
-    Ok(Running::http_only(http_addr, Hub::new(), cancel, tasks))
+    info!(http = %http_addr, rtmp = ?rtmp_addr, origins = ?e.origins, "ferry edge is serving");
+    let mut running = Running::http_only(http_addr, hub, cancel, tasks);
+    if let Some(addr) = rtmp_addr {
+        running.rtmp_addr = addr;
+        running.threads = threads;
+    }
+    Ok(running)
 }
 
 /// The configured origins: HTTP base URLs, or `s3://BUCKET` with `[store]`'s

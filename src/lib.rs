@@ -10,6 +10,7 @@ mod http;
 mod http_serve;
 mod keys;
 pub mod node;
+mod relay_role;
 mod rtmp_threads;
 mod running;
 pub mod serve;

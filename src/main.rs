@@ -54,7 +54,9 @@ struct EdgeArgs {
     #[command(flatten)]
     serve: ServeArgs,
     /// Origins in order of preference, comma-separated: http://HOST:PORT of a
-    /// Ferry origin (or any server holding /hls/...), or s3://BUCKET.
+    /// Ferry origin (or any server holding /hls/...), or s3://BUCKET. With
+    /// --rtmp-listen, RTMP players are served too, each stream pulled from
+    /// the Ferry origins' relays.
     #[arg(long, value_delimiter = ',')]
     origins: Vec<String>,
     /// The URL viewers reach this edge at (reported to the control plane).
@@ -154,6 +156,7 @@ fn main() -> anyhow::Result<()> {
             let edge = EdgeOverrides {
                 origins: (!args.origins.is_empty()).then_some(args.origins),
                 public_url: args.public_url,
+                rtmp: args.serve.rtmp_listen.is_some().then_some(true),
             };
             run_server(&args.serve.load_with(edge)?, Role::Edge)
         }

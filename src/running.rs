@@ -152,6 +152,18 @@ pub(crate) fn connection_caps(config: &Config, with_rtmp: bool) -> (usize, usize
     (rtmp, http)
 }
 
+/// The RTMP server's settings from `[rtmp]`, with `max_connections` as fitted.
+pub(crate) fn rtmp_server_config(config: &Config, max_connections: usize) -> rtmp::ServerConfig {
+    rtmp::ServerConfig {
+        app: config.rtmp.app.clone(),
+        max_connections,
+        max_connections_per_address: config.rtmp.max_connections_per_address,
+        reserved_publisher_slots: config.rtmp.reserved_publisher_slots,
+        player_wait: Duration::from_secs(config.rtmp.player_wait_seconds),
+        write_interval: Duration::from_millis(config.rtmp.write_interval_ms),
+    }
+}
+
 /// Checks `config`, makes the data directory (private) and returns this
 /// node's stable id: what every role does first.
 pub(crate) fn prepare(config: &Config) -> Result<String, StartError> {

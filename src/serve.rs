@@ -6,7 +6,7 @@ use std::sync::Arc;
 use media_core::Hub;
 use prometheus_client::registry::Registry;
 use rtmp::auth::mask_key;
-use rtmp::{RtmpMetrics, Server, ServerConfig};
+use rtmp::{RtmpMetrics, Server};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -18,11 +18,10 @@ use crate::keys;
 use crate::node::{self, ControlPlane, NodeInfo};
 use crate::rtmp_threads::spawn_rtmp_threads;
 pub use crate::running::{Running, StartError};
-use crate::running::{bind, connection_caps, prepare, spawn_http};
+use crate::running::{bind, connection_caps, prepare, rtmp_server_config, spawn_http};
 use crate::stream_settings::StreamSettings;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
-use std::time::Duration;
 
 /// Starts every role of `config` on the current tokio runtime; with
 /// `[control] url` set, the origin roles only, asking that control plane.
@@ -60,6 +59,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     ladder_metrics.register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
+    let relay_metrics = relay::RelayMetrics::default();
+    relay_metrics.register(&mut registry);
     let http_state = Arc::new(HttpState::new(registry));
     let (rtmp_cap, http_cap) = connection_caps(config, true);
 
@@ -118,14 +119,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         (None, None) => unreachable!("either the local or a remote control plane"),
     };
     let server = Server::new(
-        ServerConfig {
-            app: config.rtmp.app.clone(),
-            max_connections: rtmp_cap,
-            max_connections_per_address: config.rtmp.max_connections_per_address,
-            reserved_publisher_slots: config.rtmp.reserved_publisher_slots,
-            player_wait: Duration::from_secs(config.rtmp.player_wait_seconds),
-            write_interval: Duration::from_millis(config.rtmp.write_interval_ms),
-        },
+        rtmp_server_config(config, rtmp_cap),
         hub.clone(),
         auth,
         rtmp_metrics,
@@ -231,9 +225,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             })
         }
     };
+    let (relay_task, relay_route) =
+        crate::relay_role::serve_relay(config, &hub, relay_metrics, &cancel)?;
+    tasks.extend(relay_task);
     let http_task = spawn_http(
         http_listener,
-        http::router(http_state, store, api),
+        http::router(http_state, store, api).merge(relay_route),
         config,
         http_cap,
         http_metrics,

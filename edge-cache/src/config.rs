@@ -44,6 +44,9 @@ pub struct EdgeConfig {
     /// The edge pool (a content-steering pathway: players fall back from one
     /// pool to the next on their own).
     pub pool: String,
+    /// Serve RTMP players on `[rtmp] listen`, pulling each stream from the
+    /// origins' relays on the first player (`ferry edge --rtmp-listen`).
+    pub rtmp: bool,
 }
 
 impl Default for EdgeConfig {
@@ -63,6 +66,7 @@ impl Default for EdgeConfig {
             purge_token: String::new(),
             capacity: 1000,
             pool: "default".into(),
+            rtmp: false,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! current origin dies, hangs or loses its publisher, splicing the two so
 //! players see one stream ([`splice`]).
 
+mod config;
 pub mod frame;
 mod link;
 mod metrics;
@@ -16,7 +17,8 @@ mod serve;
 pub mod splice;
 pub mod tls;
 
-pub use link::{OriginLink, RelayInfo, client_endpoint};
+pub use config::RelayConfig;
+pub use link::{OriginLink, RelayInfo, links};
 pub use metrics::RelayMetrics;
 pub use pull::{PullConfig, Puller};
 pub use serve::{RelayServer, ServeError};

@@ -242,9 +242,25 @@ impl FrameReader {
     }
 }
 
-/// A client endpoint for every origin link of this process.
-pub fn client_endpoint() -> std::io::Result<quinn::Endpoint> {
-    quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+/// Links to `origins` (HTTP base URLs, in order of preference) sharing one
+/// QUIC endpoint and one HTTP client; `pins` as in `[relay] pins`.
+pub fn links(origins: &[String], pins: Vec<String>) -> std::io::Result<Vec<Arc<OriginLink>>> {
+    let endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(std::io::Error::other)?;
+    let pins = Arc::new(pins);
+    Ok(origins
+        .iter()
+        .map(|o| {
+            Arc::new(OriginLink::new(
+                o,
+                http.clone(),
+                endpoint.clone(),
+                pins.clone(),
+            ))
+        })
+        .collect())
 }
 
 impl RelayInfo {

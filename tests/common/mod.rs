@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
+pub mod cluster;
 pub mod player;
 pub mod s3;
 pub mod test_origin;
