@@ -35,6 +35,10 @@ async fn live_on(node: &Node) -> bool {
 }
 
 async fn cluster() -> Cluster {
+    cluster_with(&[]).await
+}
+
+async fn cluster_with(edge_env: &[(&'static str, String)]) -> Cluster {
     let a = origin().await;
     let b = origin().await;
     let encoder = publish_tee(&[rtmp_publish_url(&a), rtmp_publish_url(&b)], 20);
@@ -44,7 +48,7 @@ async fn cluster() -> Cluster {
         || async { live_on(&a).await && live_on(&b).await },
     )
     .await;
-    let edge = rtmp_edge(&[a.url(), b.url()], &[]).await;
+    let edge = rtmp_edge(&[a.url(), b.url()], edge_env).await;
     Cluster {
         a,
         b,
@@ -222,4 +226,125 @@ async fn an_origin_losing_its_publisher_is_left_for_the_standby() {
         assert!(status < 300, "kick: {status}");
     })
     .await;
+}
+
+async fn served(n: &Node) -> f64 {
+    n.metric_sum("ferry_relay_served_streams").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_players_cause_one_pull_which_stops_after_the_last_leaves() {
+    let c = cluster_with(&[("FERRY_RELAY__LINGER_MS", "1000".into())]).await;
+    let players = futures_join(
+        (0..50)
+            .map(|_| Watcher::start(c.edge.rtmp, STREAM))
+            .collect(),
+    )
+    .await;
+    wait_for(
+        "fifty players to get frames",
+        Duration::from_secs(20),
+        || async { players.iter().all(|p| p.count() > 10) },
+    )
+    .await;
+    assert_eq!(
+        c.edge.metric_sum("ferry_relay_pulls_started_total").await,
+        1.0
+    );
+    assert_eq!(c.edge.metric_sum("ferry_relay_pulls").await, 1.0);
+    // The current origin and the warm standby: one relayed stream on each.
+    assert_eq!(served(&c.a).await, 1.0);
+    assert_eq!(served(&c.b).await, 1.0);
+    drop(players);
+    wait_for("the pull to stop", Duration::from_secs(10), || async {
+        c.edge.metric_sum("ferry_relay_pulls").await == 0.0
+            && served(&c.a).await == 0.0
+            && served(&c.b).await == 0.0
+    })
+    .await;
+    // A player arriving later starts a new pull.
+    let late = Watcher::start(c.edge.rtmp, STREAM).await;
+    wait_for(
+        "the late player to get frames",
+        Duration::from_secs(10),
+        || async { late.count() > 10 },
+    )
+    .await;
+    assert_eq!(
+        c.edge.metric_sum("ferry_relay_pulls_started_total").await,
+        2.0
+    );
+}
+
+async fn futures_join(starts: Vec<impl std::future::Future<Output = Watcher>>) -> Vec<Watcher> {
+    let mut out = Vec::new();
+    for s in starts {
+        out.push(s.await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_origin_is_a_standby_without_flapping_and_another_timeline_is_rebased() {
+    let mut c = cluster().await;
+    let players = watchers(&c.edge, 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let first = current_origin(&c.edge).await.unwrap();
+    let a_first = first == c.a.url();
+    let (victim, survivor) = if a_first {
+        (&mut c.a, &c.b)
+    } else {
+        (&mut c.b, &c.a)
+    };
+    victim.signal("KILL");
+    let survivor_url = survivor.url();
+    wait_for("the failover", Duration::from_secs(5), || async {
+        current_origin(&c.edge).await.as_deref() == Some(survivor_url.as_str())
+    })
+    .await;
+    // The dead origin comes back with its own encoder (another timeline).
+    let (victim, survivor) = if a_first {
+        (&mut c.a, &c.b)
+    } else {
+        (&mut c.b, &c.a)
+    };
+    victim.restart().await;
+    let _second_encoder = publish_background(&rtmp_publish_url(victim), 20);
+    wait_for(
+        "the edge to keep a standby on the restarted origin",
+        Duration::from_secs(15),
+        || async { served(victim).await == 1.0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        current_origin(&c.edge).await.as_deref(),
+        Some(survivor.url().as_str()),
+        "no switch back while the current origin works"
+    );
+    assert_eq!(c.edge.metric_sum("ferry_relay_failovers_total").await, 1.0);
+    // Now the survivor dies: the edge goes over to the other timeline, rebased.
+    let broke = Instant::now();
+    survivor.signal("KILL");
+    let victim_url = victim.url();
+    wait_for("the second failover", Duration::from_secs(5), || async {
+        current_origin(&c.edge).await.as_deref() == Some(victim_url.as_str())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = c.edge.metrics().await;
+    assert_eq!(
+        metric_sum(&text, "ferry_relay_failovers_total{join=\"rebased\"}"),
+        1.0,
+        "{text}"
+    );
+    for (i, p) in players.iter().enumerate() {
+        assert!(p.ended.lock().unwrap().is_none(), "player {i} disconnected");
+        let frames = p.frames();
+        assert!(frames.iter().filter(|f| f.at > broke).count() > 40);
+        let s = seen(&frames, FRAME_MS);
+        println!("rebased: player {i}: {s:?}");
+        assert_eq!(s.not_monotonic, 0, "player {i}: timestamps went back");
+        assert_eq!(s.duplicates, 0);
+    }
 }

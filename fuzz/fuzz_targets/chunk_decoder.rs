@@ -21,14 +21,23 @@ fn decode_all(data: &[u8], cut: usize) -> (Vec<rtmp::chunk::RawMessage>, bool) {
         loop {
             let step = dec.decode(&mut input);
             let consumed = fed - input.len() as u64;
-            assert!(dec.bytes_copied() <= consumed, "copied {} of {consumed}", dec.bytes_copied());
+            assert!(
+                dec.bytes_copied() <= consumed,
+                "copied {} of {consumed}",
+                dec.bytes_copied()
+            );
             assert!(dec.buffered() <= MAX_BUFFERED_BYTES);
             match step {
                 Ok(Some(m)) => {
                     assert!(m.payload.len() <= MAX_MESSAGE_SIZE as usize);
                     // Apply chunk size changes as a session would.
                     if m.type_id == 1 && m.payload.len() >= 4 {
-                        let size = u32::from_be_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                        let size = u32::from_be_bytes([
+                            m.payload[0],
+                            m.payload[1],
+                            m.payload[2],
+                            m.payload[3],
+                        ]);
                         if dec.set_chunk_size(size & 0x7fff_ffff).is_err() {
                             return (out, true);
                         }
@@ -44,7 +53,9 @@ fn decode_all(data: &[u8], cut: usize) -> (Vec<rtmp::chunk::RawMessage>, bool) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, rest)) = data.split_first() else { return };
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
     let (whole, whole_err) = decode_all(rest, rest.len());
     let (pieces, pieces_err) = decode_all(rest, usize::from(cut));
     assert_eq!(whole_err, pieces_err);

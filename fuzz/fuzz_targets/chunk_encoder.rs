@@ -3,7 +3,7 @@
 //! back as the same message, and both writers emit the same bytes.
 #![no_main]
 
-use bytes::{Bytes, BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkSink};
 
@@ -43,6 +43,9 @@ fuzz_target!(|data: &[u8]| {
     let mut body = head.to_vec();
     body.extend_from_slice(&tail);
     assert_eq!(msg.payload, body);
-    assert_eq!((msg.timestamp, msg.type_id, msg.stream_id), (timestamp, 9, 1));
+    assert_eq!(
+        (msg.timestamp, msg.type_id, msg.stream_id),
+        (timestamp, 9, 1)
+    );
     assert!(input.is_empty());
 });

@@ -25,9 +25,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(t.starts_with("/hls/"));
         for segment in key.path().split('/') {
             assert!(!segment.is_empty() && segment != "." && segment != "..");
-            assert!(segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')));
+            assert!(
+                segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            );
         }
         assert!(!t.contains("//") && !t.contains('%') && !t.contains('\\'));
     }

@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use media_core::codec::{sps_resolution, AacConfig, AvcConfig};
+use media_core::codec::{AacConfig, AvcConfig, sps_resolution};
 use rtmp::chunk::RawMessage;
-use rtmp::message::{split_aggregate, Message};
+use rtmp::message::{Message, split_aggregate};
 
 fuzz_target!(|data: &[u8]| {
     let body = Bytes::copy_from_slice(data);
@@ -16,7 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = AacConfig::parse(data);
     let _ = sps_resolution(data);
     for type_id in [1, 2, 3, 4, 5, 6, 15, 17, 18, 20, 22] {
-        let raw = RawMessage { csid: 3, timestamp: 0, type_id, stream_id: 1, payload: body.clone() };
+        let raw = RawMessage {
+            csid: 3,
+            timestamp: 0,
+            type_id,
+            stream_id: 1,
+            payload: body.clone(),
+        };
         let _ = Message::parse(&raw);
         if type_id == 22 {
             if let Ok(parts) = split_aggregate(&raw) {

@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
         .expect("runtime");
     rt.block_on(async {
         let keys = StaticKeys::new([("demo".to_owned(), "key".to_owned())]);
-        let server = Server::new(ServerConfig::default(), Hub::new(), Arc::new(keys), RtmpMetrics::default());
+        let server = Server::new(
+            ServerConfig::default(),
+            Hub::new(),
+            Arc::new(keys),
+            RtmpMetrics::default(),
+        );
         let (mut client, server_side) = tokio::io::duplex(1 << 20);
         let peer = ([127, 0, 0, 1], 9).into();
         let task = tokio::spawn(server.serve_stream(server_side, peer));

@@ -171,7 +171,7 @@ impl Splicer {
             self.wait_keyframe = false;
         }
         let dts = p.dts.ticks() + self.offset;
-        if self.last_out[s].is_some_and(|last| dts < last) {
+        if self.last_out[s].is_some_and(|last| dts <= last) {
             return None;
         }
         if p.track == TrackKind::Video {

@@ -15,6 +15,8 @@ pub struct Node {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub data: tempfile::TempDir,
+    args: Vec<String>,
+    envs: Vec<(&'static str, String)>,
 }
 
 impl Node {
@@ -42,6 +44,14 @@ impl Node {
     /// Sum of every sample of `name` (all label sets), 0 if absent.
     pub async fn metric_sum(&self, name: &str) -> f64 {
         metric_sum(&self.metrics().await, name)
+    }
+
+    /// Starts the process again (same ports, same data directory) after it
+    /// was killed.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill().await;
+        self.child = spawn(&self.args, &self.data, &self.envs);
+        wait_healthy(self).await;
     }
 
     /// The log the process wrote so far.
@@ -91,7 +101,7 @@ pub async fn origin() -> Node {
     origin_with(&[]).await
 }
 
-pub async fn origin_with(envs: &[(&str, String)]) -> Node {
+pub async fn origin_with(envs: &[(&'static str, String)]) -> Node {
     let data = tempfile::tempdir().unwrap();
     let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -121,13 +131,15 @@ pub async fn origin_with(envs: &[(&str, String)]) -> Node {
         rtmp,
         http,
         data,
+        args,
+        envs: envs.to_vec(),
     };
     wait_healthy(&node).await;
     node
 }
 
 /// `ferry edge` serving RTMP players, pulling from `origins` in order.
-pub async fn rtmp_edge(origins: &[String], envs: &[(&str, String)]) -> Node {
+pub async fn rtmp_edge(origins: &[String], envs: &[(&'static str, String)]) -> Node {
     let data = tempfile::tempdir().unwrap();
     let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -148,6 +160,8 @@ pub async fn rtmp_edge(origins: &[String], envs: &[(&str, String)]) -> Node {
         rtmp,
         http,
         data,
+        args,
+        envs: envs.to_vec(),
     };
     wait_healthy(&node).await;
     node
