@@ -97,13 +97,14 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        threads = spawn_rtmp_threads(&server, listener, count, &cancel, &state.runtimes)?;
         tasks.push(crate::relay_role::pull_relay(
             config,
             &hub,
             relay_metrics,
             &cancel,
         )?);
+        // The puller listens for players (above) before the first one can come.
+        threads = spawn_rtmp_threads(&server, listener, count, &cancel, &state.runtimes)?;
         rtmp_addr = Some(addr);
     }
     tasks.extend([
@@ -158,7 +159,13 @@ fn origins(config: &Config) -> Result<Origins, StartError> {
     let client = edge_cache::origin::http_client(first_byte)
         .map_err(|e| StartError::Config(format!("origin HTTP client: {e}")))?;
     let mut list = Vec::new();
-    for url in &config.edge.origins {
+    // `rtmp://` origins feed RTMP players only (see `relay_role`).
+    for url in config
+        .edge
+        .origins
+        .iter()
+        .filter(|u| !u.starts_with("rtmp://"))
+    {
         let source = match url.strip_prefix("s3://") {
             Some(bucket) => {
                 let s = &config.store;

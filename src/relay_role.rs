@@ -50,30 +50,25 @@ pub(crate) fn serve_relay(
     Ok((Some(task), route))
 }
 
-/// The edge's puller over `[edge] origins` that are Ferry origins (HTTP
-/// URLs), feeding `hub` whenever a player asks for a stream.
+/// The edge's puller over `[edge] origins` (Ferry origins by HTTP URL,
+/// foreign ones by `rtmp://` URL), feeding `hub` whenever a player asks.
 pub(crate) fn pull_relay(
     config: &Config,
     hub: &Hub,
     metrics: RelayMetrics,
     cancel: &CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
-    let origins: Vec<String> = config
-        .edge
-        .origins
-        .iter()
-        .filter(|o| o.starts_with("http://") || o.starts_with("https://"))
-        .cloned()
-        .collect();
     let links =
-        relay::links(&origins, config.relay.pins.clone()).map_err(|source| StartError::Bind {
-            what: "relay client",
-            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
+        relay::origins(&config.edge.origins, config.relay.pins.clone()).map_err(|source| {
+            StartError::Bind {
+                what: "relay client",
+                addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            }
         })?;
     if links.is_empty() {
         return Err(StartError::Config(
-            "[edge] rtmp needs at least one http:// origin with a relay".into(),
+            "[edge] rtmp needs an origin to pull from: http://HOST:PORT of a Ferry origin with a relay, or rtmp://HOST[:PORT]/APP".into(),
         ));
     }
     let puller = Puller::new(hub.clone(), links, config.relay.pull(), metrics);

@@ -348,3 +348,100 @@ async fn a_restarted_origin_is_a_standby_without_flapping_and_another_timeline_i
         assert_eq!(s.duplicates, 0);
     }
 }
+
+/// nginx with the RTMP module on a loopback port, for as long as it lives.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
+                 worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
+                 events {{ worker_connections 256; }}\n\
+                 rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n",
+                dir = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .spawn()
+            .expect("nginx (apt-get install nginx-light libnginx-mod-rtmp; scripts/setup.sh does)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, so the master takes its worker down with it.
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edge_pulls_from_nginx_rtmp_as_a_foreign_origin() {
+    let nginx = Nginx::start();
+    let _publisher = publish_background(
+        &format!("rtmp://127.0.0.1:{}/live/{STREAM}", nginx.port),
+        20,
+    );
+    let edge = rtmp_edge(&[format!("rtmp://127.0.0.1:{}/live", nginx.port)], &[]).await;
+    // nginx-rtmp takes a moment to have the stream; players keep asking.
+    let players = watchers(&edge, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        edge.metric_sum("ferry_relay_pulls_started_total").await,
+        1.0
+    );
+    for (i, p) in players.iter().enumerate() {
+        let s = seen(&p.frames(), FRAME_MS);
+        println!("nginx-rtmp origin: player {i}: {s:?}");
+        assert!(s.frames > 60, "player {i}: {s:?}");
+        assert_eq!(s.not_monotonic, 0);
+        assert_eq!(s.duplicates, 0);
+    }
+    // ffprobe, a player of its own, reads the stream through the edge.
+    let out = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("rtmp://{}/live/{STREAM}", edge.rtmp))
+        .output()
+        .unwrap();
+    let codecs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        codecs.contains("h264") && codecs.contains("aac"),
+        "{codecs}"
+    );
+}

@@ -12,7 +12,10 @@ use crate::object::FreshnessPolicy;
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
     /// Origins in order of preference: HTTP base URLs (`http://HOST:8080`)
-    /// holding `/hls/...`, or `s3://BUCKET` read with the `[store]` credentials.
+    /// holding `/hls/...`, or `s3://BUCKET` read with the `[store]`
+    /// credentials. With `rtmp` on, RTMP players' streams are pulled from
+    /// the Ferry origins among them (over their relay) and from foreign RTMP
+    /// servers named `rtmp://HOST[:PORT]/APP` (used for nothing else).
     pub origins: Vec<String>,
     /// The URL viewers reach this edge at (reported to the control plane).
     pub public_url: String,
@@ -88,11 +91,12 @@ impl EdgeConfig {
             return Err("[edge] origins: at least one origin URL is needed".into());
         }
         for o in &self.origins {
-            let ok =
-                o.starts_with("http://") || o.starts_with("https://") || o.starts_with("s3://");
+            let ok = ["http://", "https://", "s3://", "rtmp://"]
+                .iter()
+                .any(|p| o.starts_with(p));
             if !ok || o.contains('?') || o.contains('#') {
                 return Err(format!(
-                    "[edge] origins: {o:?} is not http://HOST[:PORT][/PATH] or s3://BUCKET"
+                    "[edge] origins: {o:?} is not http://HOST[:PORT][/PATH], s3://BUCKET or rtmp://HOST[:PORT]/APP"
                 ));
             }
         }

@@ -9,17 +9,21 @@
 //! players see one stream ([`splice`]).
 
 mod config;
+mod foreign;
 pub mod frame;
 mod link;
 mod metrics;
+mod origin;
 mod pull;
 mod serve;
 pub mod splice;
 pub mod tls;
 
 pub use config::RelayConfig;
-pub use link::{OriginLink, RelayInfo, links};
+pub use foreign::ForeignOrigin;
+pub use link::{OriginLink, RelayInfo};
 pub use metrics::RelayMetrics;
+pub use origin::{Origin, origins};
 pub use pull::{PullConfig, Puller};
 pub use serve::{RelayServer, ServeError};
 

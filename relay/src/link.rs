@@ -244,7 +244,7 @@ impl FrameReader {
 
 /// Links to `origins` (HTTP base URLs, in order of preference) sharing one
 /// QUIC endpoint and one HTTP client; `pins` as in `[relay] pins`.
-pub fn links(origins: &[String], pins: Vec<String>) -> std::io::Result<Vec<Arc<OriginLink>>> {
+pub(crate) fn links(origins: &[String], pins: Vec<String>) -> std::io::Result<Vec<OriginLink>> {
     let endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
     let http = reqwest::Client::builder()
         .build()
@@ -252,14 +252,7 @@ pub fn links(origins: &[String], pins: Vec<String>) -> std::io::Result<Vec<Arc<O
     let pins = Arc::new(pins);
     Ok(origins
         .iter()
-        .map(|o| {
-            Arc::new(OriginLink::new(
-                o,
-                http.clone(),
-                endpoint.clone(),
-                pins.clone(),
-            ))
-        })
+        .map(|o| OriginLink::new(o, http.clone(), endpoint.clone(), pins.clone()))
         .collect())
 }
 

@@ -16,8 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::RelayMetrics;
 use crate::frame::Frame;
-use crate::link::{FrameReader, LinkError, OriginLink};
+use crate::link::LinkError;
 use crate::metrics::{JoinLabel, SourceLabel};
+use crate::origin::{Origin, Reader};
 use crate::splice::{Join, Splicer, Standby};
 
 /// What an operator can tune about pulling.
@@ -51,26 +52,30 @@ const TICK: Duration = Duration::from_millis(25);
 /// Pulls streams on demand into an edge's hub.
 pub struct Puller {
     hub: Hub,
-    links: Vec<Arc<OriginLink>>,
+    links: Vec<Arc<Origin>>,
     config: PullConfig,
     metrics: RelayMetrics,
     active: DashMap<String, ()>,
+    /// Made with the puller, so no request between `new` and `run` is missed.
+    demand: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<String>>>,
 }
 
 impl Puller {
     /// A puller feeding `hub` from `links` (in order of preference).
     pub fn new(
         hub: Hub,
-        links: Vec<Arc<OriginLink>>,
+        links: Vec<Arc<Origin>>,
         config: PullConfig,
         metrics: RelayMetrics,
     ) -> Arc<Self> {
+        let demand = std::sync::Mutex::new(Some(hub.demand()));
         Arc::new(Self {
             hub,
             links,
             config,
             metrics,
             active: DashMap::new(),
+            demand,
         })
     }
 
@@ -81,7 +86,8 @@ impl Puller {
 
     /// Starts a pull for every stream a player asks for, until `cancel`.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut demand = self.hub.demand();
+        let taken = self.demand.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut demand = taken.unwrap_or_else(|| self.hub.demand());
         loop {
             let name = tokio::select! {
                 () = cancel.cancelled() => return,
@@ -118,7 +124,7 @@ impl Puller {
 
     /// Opens `name` on the first origin (not `except`) that has it live.
     async fn open_any(
-        links: Vec<(usize, Arc<OriginLink>)>,
+        links: Vec<(usize, Arc<Origin>)>,
         name: String,
         metrics: RelayMetrics,
     ) -> Option<Feed> {
@@ -143,7 +149,7 @@ impl Puller {
 /// One origin's frames for the stream.
 struct Feed {
     origin: usize,
-    reader: FrameReader,
+    reader: Reader,
     heard: Instant,
     metadata: Option<Metadata>,
     tracks: Vec<TrackInfo>,
@@ -151,7 +157,7 @@ struct Feed {
 }
 
 impl Feed {
-    fn new(origin: usize, reader: FrameReader) -> Self {
+    fn new(origin: usize, reader: Reader) -> Self {
         Self {
             origin,
             reader,
@@ -246,7 +252,7 @@ impl<'a> Pull<'a> {
                 opened = async { self.opening.as_mut().expect("guarded").await }, if self.opening.is_some() => {
                     self.opening = None;
                     if let Ok(Some(feed)) = opened {
-                        debug!(stream = %self.name, origin = %self.puller.links[feed.origin].name, "standby opened");
+                        debug!(stream = %self.name, origin = %self.puller.links[feed.origin].name(), "standby opened");
                         self.standby = Some(feed);
                     }
                 }
@@ -361,7 +367,7 @@ impl<'a> Pull<'a> {
         let Some(old) = self.current.take() else {
             return;
         };
-        warn!(stream = %self.name, origin = %self.puller.links[old.origin].name, why, "lost the current origin");
+        warn!(stream = %self.name, origin = %self.puller.links[old.origin].name(), why, "lost the current origin");
         self.clear_origin_label(old.origin);
         if self.stalled_since.is_none() {
             self.stalled_since = Some(self.last_sent);
@@ -381,7 +387,7 @@ impl<'a> Pull<'a> {
         let Some(mut feed) = self.standby.take() else {
             return;
         };
-        let origin = self.puller.links[feed.origin].name.clone();
+        let origin = self.puller.links[feed.origin].name().to_owned();
         if self.publisher.is_none() {
             match self.puller.hub.publish(&self.name) {
                 Ok(p) => {
@@ -449,7 +455,7 @@ impl<'a> Pull<'a> {
     fn clear_origin_label(&self, origin: usize) {
         self.puller.metrics.current_origin.remove(&SourceLabel {
             stream: self.name.clone(),
-            origin: self.puller.links[origin].name.clone(),
+            origin: self.puller.links[origin].name().to_owned(),
         });
     }
 
@@ -470,6 +476,17 @@ impl<'a> Pull<'a> {
                     "it went quiet while the standby did not"
                 });
             }
+        }
+        // A standby that sends nothing (hung, or a foreign origin that
+        // started a play for a stream it does not have) is let go, so
+        // another can be looked for.
+        if self
+            .standby
+            .as_ref()
+            .is_some_and(|s| now.duration_since(s.heard) >= cfg.dead)
+        {
+            debug!(stream = %self.name, "standby silent, dropped");
+            self.standby = None;
         }
         // With no source for a while, the edge's stream ends (players stay,
         // waiting for it to come back).

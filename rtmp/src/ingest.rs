@@ -3,10 +3,11 @@
 //! relaying another server's stream into this hub).
 
 use bytes::Bytes;
-use media_core::{Packet, TrackInfo, TrackKind};
+use media_core::{MetaValue, Metadata, Packet, TrackInfo, TrackKind};
 use tracing::warn;
 
 use crate::RtmpError;
+use crate::amf0::Amf0Value;
 use crate::flv::{self, AudioTag, VideoTag};
 use crate::time::Unwrapper;
 
@@ -19,6 +20,15 @@ pub struct Ingest {
     has_audio_config: bool,
 }
 
+/// What one tag became.
+#[derive(Debug, PartialEq)]
+pub enum Ingested {
+    /// A track's decoder config.
+    Track(TrackInfo),
+    /// A coded frame.
+    Packet(Packet),
+}
+
 impl Ingest {
     /// Takes one video tag body published at `ts`: a sequence header sets the
     /// track, a frame becomes a packet (frames before the first header are dropped).
@@ -28,31 +38,8 @@ impl Ingest {
         ts: u32,
         data: &Bytes,
     ) -> Result<(), RtmpError> {
-        match flv::parse_video(data)? {
-            VideoTag::SequenceHeader(avcc) => {
-                let track =
-                    TrackInfo::h264(avcc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
-                publisher.set_track(track);
-                self.has_video_config = true;
-            }
-            VideoTag::Frame {
-                keyframe,
-                cts,
-                data,
-            } if self.has_video_config => {
-                let dts = self.clock.unwrap(ts);
-                let pts = dts.checked_add_ticks(i64::from(cts)).unwrap_or(dts);
-                publisher.send(Packet {
-                    track: TrackKind::Video,
-                    dts,
-                    pts,
-                    keyframe,
-                    payload: data,
-                });
-            }
-            VideoTag::Unsupported(codec) => self.warn_once(publisher, "video", codec),
-            _ => {}
-        }
+        let got = self.video_tag(ts, data, publisher.name())?;
+        apply(publisher, got);
         Ok(())
     }
 
@@ -63,36 +50,118 @@ impl Ingest {
         ts: u32,
         data: &Bytes,
     ) -> Result<(), RtmpError> {
-        match flv::parse_audio(data)? {
+        let got = self.audio_tag(ts, data, publisher.name())?;
+        apply(publisher, got);
+        Ok(())
+    }
+
+    /// What a video tag of stream `name` becomes, without a hub (for a pull
+    /// client that relays another server's stream).
+    pub fn video_tag(
+        &mut self,
+        ts: u32,
+        data: &Bytes,
+        name: &str,
+    ) -> Result<Option<Ingested>, RtmpError> {
+        Ok(match flv::parse_video(data)? {
+            VideoTag::SequenceHeader(avcc) => {
+                let track =
+                    TrackInfo::h264(avcc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
+                self.has_video_config = true;
+                Some(Ingested::Track(track))
+            }
+            VideoTag::Frame {
+                keyframe,
+                cts,
+                data,
+            } if self.has_video_config => {
+                let dts = self.clock.unwrap(ts);
+                let pts = dts.checked_add_ticks(i64::from(cts)).unwrap_or(dts);
+                Some(Ingested::Packet(Packet {
+                    track: TrackKind::Video,
+                    dts,
+                    pts,
+                    keyframe,
+                    payload: data,
+                }))
+            }
+            VideoTag::Unsupported(codec) => {
+                self.warn_once(name, "video", codec);
+                None
+            }
+            _ => None,
+        })
+    }
+
+    /// What an audio tag of stream `name` becomes, like [`Ingest::video_tag`].
+    pub fn audio_tag(
+        &mut self,
+        ts: u32,
+        data: &Bytes,
+        name: &str,
+    ) -> Result<Option<Ingested>, RtmpError> {
+        Ok(match flv::parse_audio(data)? {
             AudioTag::SequenceHeader(asc) => {
                 let track = TrackInfo::aac(asc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
-                publisher.set_track(track);
                 self.has_audio_config = true;
+                Some(Ingested::Track(track))
             }
             AudioTag::Frame(payload) if self.has_audio_config => {
                 let dts = self.clock.unwrap(ts);
-                publisher.send(Packet {
+                Some(Ingested::Packet(Packet {
                     track: TrackKind::Audio,
                     dts,
                     pts: dts,
                     keyframe: true,
                     payload,
-                });
+                }))
             }
-            AudioTag::Unsupported(format) => self.warn_once(publisher, "audio", format),
-            _ => {}
-        }
-        Ok(())
+            AudioTag::Unsupported(format) => {
+                self.warn_once(name, "audio", format);
+                None
+            }
+            _ => None,
+        })
     }
 
-    fn warn_once(&mut self, publisher: &media_core::Publisher, kind: &str, id: u8) {
+    fn warn_once(&mut self, name: &str, kind: &str, id: u8) {
         if !std::mem::replace(&mut self.warned, true) {
             warn!(
-                stream = publisher.name(),
+                stream = name,
                 kind,
                 codec_id = id,
                 "dropping a track in a codec Ferry does not carry yet (only H.264 and AAC)"
             );
         }
     }
+}
+
+fn apply(publisher: &media_core::Publisher, got: Option<Ingested>) {
+    match got {
+        Some(Ingested::Track(t)) => publisher.set_track(t),
+        Some(Ingested::Packet(p)) => publisher.send(p),
+        None => {}
+    }
+}
+
+/// `onMetaData` from `["@setDataFrame", "onMetaData", {..}]` or `["onMetaData", {..}]`.
+pub fn metadata(values: &[Amf0Value]) -> Option<Metadata> {
+    let at = values
+        .iter()
+        .position(|v| v.as_str() == Some("onMetaData"))?;
+    let props = values.get(at + 1)?.properties()?;
+    Some(
+        props
+            .iter()
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    Amf0Value::Number(n) => MetaValue::Number(*n),
+                    Amf0Value::Boolean(b) => MetaValue::Bool(*b),
+                    Amf0Value::String(s) => MetaValue::Text(s.clone()),
+                    _ => return None,
+                };
+                Some((k.clone(), v))
+            })
+            .collect(),
+    )
 }

@@ -1,7 +1,6 @@
 //! A publisher's session: its messages go through [`crate::ingest::Ingest`]
 //! into the hub until it unpublishes, goes silent or is kicked.
 
-use media_core::{MetaValue, Metadata};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
 use tracing::{debug, info};
@@ -9,8 +8,7 @@ use tracing::{debug, info};
 use super::Server;
 use super::negotiate::on_status;
 use crate::RtmpError;
-use crate::amf0::Amf0Value;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, metadata};
 use crate::limits::*;
 use crate::message::Message;
 use crate::transport::Transport;
@@ -68,31 +66,11 @@ impl Server {
     }
 }
 
-/// `onMetaData` from `["@setDataFrame", "onMetaData", {..}]` or `["onMetaData", {..}]`.
-fn metadata(values: &[Amf0Value]) -> Option<Metadata> {
-    let at = values
-        .iter()
-        .position(|v| v.as_str() == Some("onMetaData"))?;
-    let props = values.get(at + 1)?.properties()?;
-    Some(
-        props
-            .iter()
-            .filter_map(|(k, v)| {
-                let v = match v {
-                    Amf0Value::Number(n) => MetaValue::Number(*n),
-                    Amf0Value::Boolean(b) => MetaValue::Bool(*b),
-                    Amf0Value::String(s) => MetaValue::Text(s.clone()),
-                    _ => return None,
-                };
-                Some((k.clone(), v))
-            })
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amf0::Amf0Value;
+    use media_core::MetaValue;
 
     #[test]
     fn metadata_from_both_forms_and_none_from_lone_set_data_frame() {
