@@ -103,6 +103,13 @@ pub struct HlsConfig {
     pub upload_queue_segments: usize,
     /// Segment format for streams that do not choose: `ts` or `fmp4`.
     pub container: HlsContainer,
+    /// Cut and name segments from the source's timestamps alone, so redundant
+    /// origins fed by one encoder (`ffmpeg -f tee`, an encoder with two
+    /// outputs) publish the same segment names, numbers and media, however
+    /// late one joined; an edge may then take any segment from either. Needs
+    /// a keyframe at least once per segment duration. Off: names carry a
+    /// per-session id instead (never reused across restarts).
+    pub aligned_segments: bool,
 }
 
 impl Default for HlsConfig {
@@ -113,6 +120,7 @@ impl Default for HlsConfig {
             window: 6,
             upload_queue_segments: 30,
             container: HlsContainer::Ts,
+            aligned_segments: false,
         }
     }
 }

@@ -153,6 +153,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             target_duration: config.segment_duration(),
             window: config.hls.window.max(1),
             container: config.hls.container.into(),
+            aligned: config.hls.aligned_segments,
             ..PackagerConfig::default()
         };
         tasks.push(tokio::spawn(origin::run(origin::HlsOrigin {

@@ -445,3 +445,65 @@ async fn an_edge_pulls_from_nginx_rtmp_as_a_foreign_origin() {
         "{codecs}"
     );
 }
+
+/// `(EXTINF, URI)` of every segment of a media playlist, in order.
+fn segments_of(playlist: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = playlist.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("#EXTINF:") && !w[1].starts_with('#'))
+        .map(|w| (w[0].to_owned(), w[1].to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redundant_origins_publish_interchangeable_segments() {
+    let env = [("FERRY_HLS__ALIGNED_SEGMENTS", "true".to_owned())];
+    let a = origin_with(&env).await;
+    let b = origin_with(&env).await;
+    let _encoder = publish_tee(&[rtmp_publish_url(&a), rtmp_publish_url(&b)], 20);
+    let playlist = format!("/hls/{STREAM}/source/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let common = loop {
+        let (sa, _, pa) = get_bytes(a.http, &playlist).await;
+        let (sb, _, pb) = get_bytes(b.http, &playlist).await;
+        if sa == 200 && sb == 200 {
+            let (pa, pb) = (String::from_utf8_lossy(&pa), String::from_utf8_lossy(&pb));
+            let theirs = segments_of(&pb);
+            let common: Vec<_> = segments_of(&pa)
+                .into_iter()
+                .filter(|s| theirs.contains(s))
+                .collect();
+            if common.len() >= 3 {
+                break common;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no three segments alike on both origins"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("segments listed alike (duration and name) on both origins: {common:?}");
+    let mut identical = 0;
+    for (_, uri) in &common {
+        let path = format!("/hls/{STREAM}/source/{uri}");
+        let (sa, _, ba) = get_bytes(a.http, &path).await;
+        let (sb, _, bb) = get_bytes(b.http, &path).await;
+        assert_eq!((sa, sb), (200, 200), "{uri}");
+        let dir = tempfile::tempdir().unwrap();
+        let (fa, fb) = (dir.path().join("a.ts"), dir.path().join("b.ts"));
+        std::fs::write(&fa, &ba).unwrap();
+        std::fs::write(&fb, &bb).unwrap();
+        let (pa, pb) = (probe_packets(&fa), probe_packets(&fb));
+        assert_eq!(pa.len(), pb.len(), "{uri}: same frames");
+        assert_eq!(
+            pa.first().map(|p| p.dts),
+            pb.first().map(|p| p.dts),
+            "{uri}: same first timestamp"
+        );
+        identical += usize::from(ba == bb);
+    }
+    println!("byte-identical segments: {identical} of {}", common.len());
+    assert_eq!(identical, common.len(), "the muxer is deterministic");
+}

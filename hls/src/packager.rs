@@ -36,6 +36,12 @@ pub struct PackagerConfig {
     /// Redundant origins fed by one encoder name segments alike when given the
     /// same session.
     pub session: String,
+    /// Cut and number segments from the source's timestamps alone: segment
+    /// `N` starts at the first keyframe at or after `(N - 1/2) × target`, so
+    /// origins fed by one encoder cut the same segments with the same numbers
+    /// however late each joined (as long as keyframes come at least once per
+    /// target duration). Numbers still only go up.
+    pub aligned: bool,
 }
 
 /// The segment format.
@@ -57,6 +63,7 @@ impl Default for PackagerConfig {
             variant: SOURCE_VARIANT.to_owned(),
             cut_every_keyframe: false,
             session: String::new(),
+            aligned: false,
         }
     }
 }
@@ -221,7 +228,11 @@ impl Packager {
         let sync = p.is_sync_point(has_video);
         let due = self.open.as_ref().is_some_and(|o| {
             (self.config.cut_every_keyframe && p.dts.checked_sub(o.start).is_some_and(|d| d > 0))
-                || p.dts.duration_since(o.start).unwrap_or_default() >= self.config.target_duration
+                || if self.config.aligned {
+                    self.slot(p.dts) > self.slot(o.start)
+                } else {
+                    p.dts.duration_since(o.start).unwrap_or_default() >= self.config.target_duration
+                }
         });
         let forced = !sync
             && self.open.as_ref().is_some_and(|o| {
@@ -246,8 +257,13 @@ impl Packager {
             muxer.start_segment(&mut data);
             self.muxer = Some(muxer);
             let map = self.init_segment(out);
+            let sequence = if self.config.aligned {
+                self.slot(p.dts).max(self.next_sequence)
+            } else {
+                self.next_sequence
+            };
             self.open = Some(Open {
-                sequence: self.next_sequence,
+                sequence,
                 start: p.dts,
                 last_dts: p.dts,
                 last_delta: 0,
@@ -259,7 +275,7 @@ impl Packager {
                 wall: now,
                 discontinuity: std::mem::take(&mut self.pending_discontinuity),
             });
-            self.next_sequence += 1;
+            self.next_sequence = sequence + 1;
         }
         let (Some(open), Some(muxer)) = (self.open.as_mut(), self.muxer.as_mut()) else {
             // Before the first keyframe, video cannot start a segment; audio is held
@@ -452,6 +468,17 @@ impl Packager {
 }
 
 impl Packager {
+    /// The aligned segment number of a keyframe at `dts`: slots of one target
+    /// duration, their edges half a target before the multiples, so keyframes
+    /// placed every target duration (a timestamp off by a millisecond either
+    /// way) fall well inside one.
+    fn slot(&self, dts: Timestamp) -> u64 {
+        let target = self.config.target_duration.as_secs_f64().max(0.001);
+        let seconds = dts.ticks() as f64 / f64::from(dts.timebase().hz());
+        let t = seconds / target + 0.5;
+        if t <= 0.0 { 0 } else { t as u64 }
+    }
+
     /// Where segment `sequence` is stored, below the stream.
     fn segment_path(&self, sequence: u64) -> String {
         let ext = match self.config.container {

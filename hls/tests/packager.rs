@@ -163,3 +163,58 @@ fn rungs_cut_at_every_keyframe_whatever_the_duration() {
     let out = feed(&mut source, &session(0, 4, 400, true));
     assert_eq!(segments(&out).len(), 2, "the source still waits for 2 s");
 }
+
+/// Origins fed by one encoder, one of them joining 5 s late, cut the same
+/// segments with the same numbers when aligned.
+#[test]
+fn aligned_packagers_agree_however_late_they_join() {
+    use std::time::SystemTime;
+    let config = PackagerConfig {
+        target_duration: Duration::from_secs(2),
+        aligned: true,
+        ..PackagerConfig::default()
+    };
+    // 30 fps, a keyframe every 60 frames, timestamps off by a millisecond here and there.
+    let frames: Vec<Packet> = (0..600u32)
+        .map(|i| {
+            let ms = i64::from(i) * 1000 / 30 + i64::from(i % 7 == 3);
+            Packet {
+                track: TrackKind::Video,
+                dts: Timestamp::from_millis(ms),
+                pts: Timestamp::from_millis(ms),
+                keyframe: i % 60 == 0,
+                payload: Bytes::from(vec![0, 0, 0, 1, 0x65]),
+            }
+        })
+        .collect();
+    let track = TrackInfo::h264(Bytes::from_static(AVCC)).unwrap();
+    let run = |from: usize| {
+        let mut p = Packager::new(config.clone());
+        let mut segments = Vec::new();
+        let now = SystemTime::now();
+        for e in [
+            Event::Started,
+            Event::Track(std::sync::Arc::new(track.clone())),
+        ] {
+            p.handle(&e, now);
+        }
+        for f in &frames[from..] {
+            for out in p.handle(&Event::Packet(f.clone()), now) {
+                if let Output::Segment { path, .. } = out {
+                    segments.push(path);
+                }
+            }
+        }
+        segments
+    };
+    let early = run(0);
+    let late = run(150);
+    assert_eq!(early.first().map(String::as_str), Some("source/0.ts"));
+    assert_eq!(
+        late.first().map(String::as_str),
+        Some("source/3.ts"),
+        "{late:?}"
+    );
+    assert!(early.ends_with(&late), "early {early:?}\nlate {late:?}");
+    assert_eq!(late.len(), 6);
+}

@@ -138,6 +138,9 @@ fn states(hub: &Hub, variants: &[VariantPackager]) -> Vec<VariantState> {
         .collect()
 }
 
+/// The session part of aligned segment names (`a-1234.ts`).
+pub const ALIGNED_SESSION: &str = "a";
+
 /// Packages `name` (and its rungs, if transcoded) until it has been off the air
 /// for [`RECONNECT_GRACE`].
 async fn package(origin: &HlsOrigin, name: &str) {
@@ -151,7 +154,13 @@ async fn package(origin: &HlsOrigin, name: &str) {
     } = origin;
     let mut base = config.clone();
     base.container = (origin.containers)(name);
-    base.session = session_id();
+    // Aligned segments are named alike on every origin of one encoder: one
+    // fixed session for all (their numbers come from the encoder's clock).
+    base.session = if base.aligned {
+        ALIGNED_SESSION.to_owned()
+    } else {
+        session_id()
+    };
     let ladder = (origin.ladders)(name);
     let mut variants = vec![VariantPackager {
         packager: Packager::new(base.clone()),
