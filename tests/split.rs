@@ -186,3 +186,115 @@ async fn an_origin_asks_a_separate_control_plane() {
         "the origin stopped serving"
     );
 }
+
+/// Two origins of one control plane carry the same stream (redundant
+/// origins): live status lists both, a kick with `?node=` reaches only that
+/// origin, a kick without reaches both (a kick used to go to one of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_reach_every_redundant_origin_or_just_the_one_named() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: data.path().to_owned(),
+        admin_token: ADMIN.into(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let control = ferry::serve::start_control(&config).await.unwrap();
+    let control_http = control.http_addr;
+    let (status, created) = api(
+        control_http,
+        "POST",
+        "/streams",
+        Some(ADMIN),
+        Some(r#"{"name":"twin"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"]["key"].as_str().unwrap().to_owned();
+    let mut origins = Vec::new();
+    for _ in 0..2 {
+        let (_, token) = node_token(control_http).await;
+        let origin = start_with(|c| {
+            c.control.url = format!("http://{control_http}");
+            c.admin_token = token.clone();
+            c.hls.enabled = false;
+        })
+        .await;
+        let node = std::fs::read_to_string(origin.data.path().join("node-id"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let encoder = publish_background(&origin.rtmp_url(&key), 10);
+        origins.push((origin, node, encoder));
+    }
+    let live = || async {
+        let (_, body) = api(control_http, "GET", "/live", Some(ADMIN), None).await;
+        body["twin"]["origins"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    wait_for(
+        "both origins in the live status",
+        Duration::from_secs(15),
+        || async { live().await.len() == 2 },
+    )
+    .await;
+    let mut nodes = live().await;
+    let mut ours: Vec<String> = origins.iter().map(|o| o.1.clone()).collect();
+    nodes.sort();
+    ours.sort();
+    assert_eq!(nodes, ours);
+
+    let (first, second) = (&origins[0], &origins[1]);
+    let (status, _) = api(
+        control_http,
+        "POST",
+        &format!("/streams/twin/kick?node={}", first.1),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_for(
+        "the named origin's publisher to leave",
+        Duration::from_secs(10),
+        || async { !first.0.running.hub.is_live("twin") },
+    )
+    .await;
+    // The other one carries on (its encoder did not reconnect in between).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        second.0.running.hub.is_live("twin"),
+        "only the named origin is kicked"
+    );
+
+    let (status, _) = api(
+        control_http,
+        "POST",
+        "/streams/twin/kick",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_for(
+        "the other origin's publisher to leave",
+        Duration::from_secs(10),
+        || async { !second.0.running.hub.is_live("twin") },
+    )
+    .await;
+    let (status, _) = api(
+        control_http,
+        "POST",
+        "/streams/twin/kick?node=no-such-node",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
+}

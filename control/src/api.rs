@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -135,6 +135,9 @@ pub struct LiveStatus {
     /// Viewers by protocol (`rtmp`), and internal consumers (`hls`,
     /// `transcode`, `restream`).
     pub viewers: std::collections::BTreeMap<String, usize>,
+    /// Other origins (node ids) that have the stream live too: redundant
+    /// origins fed by the same encoder each report it.
+    pub origins: Vec<String>,
 }
 
 /// `POST /streams`.
@@ -225,12 +228,19 @@ pub struct TaskTypeView {
 /// ([`Control::live_elsewhere`], read once per request by the caller).
 fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveStatus {
     let info = c.hub.info(name).filter(|i| i.live);
+    let mut origins: Vec<String> = elsewhere
+        .iter()
+        .filter(|(s, _)| s == name)
+        .map(|(_, node)| node.clone())
+        .collect();
+    origins.sort();
     let Some(info) = info else {
-        // Live on another origin? Its heartbeat says so (no media details).
-        return match elsewhere.iter().find(|(s, _)| s == name) {
-            Some((_, node)) => LiveStatus {
+        // Live on other origins? Their heartbeats say so (no media details).
+        return match origins.first() {
+            Some(node) => LiveStatus {
                 live: true,
                 publisher: Some(format!("on origin {node}")),
+                origins,
                 ..LiveStatus::default()
             },
             None => LiveStatus::default(),
@@ -250,6 +260,7 @@ fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveS
         fps: (info.video_frames as f64 / secs * 100.0).round() / 100.0,
         uptime_s: uptime.as_secs(),
         viewers: info.subscribers,
+        origins,
     }
 }
 
@@ -402,23 +413,43 @@ async fn rotate_key(
     Ok((StatusCode::CREATED, Json(NewKey { id, key })))
 }
 
-/// Disconnects the live publisher.
-#[utoipa::path(post, path = "/streams/{name}/kick", params(("name" = String, Path)),
+/// `?node=ID` on a kick: only that origin's publisher.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct KickScope {
+    /// The origin (node id) whose publisher leaves; without it, every origin's.
+    node: Option<String>,
+}
+
+/// Disconnects the live publisher: on every origin that has one (redundant
+/// origins each have their own), or on `?node=ID` only.
+#[utoipa::path(post, path = "/streams/{name}/kick", params(("name" = String, Path), KickScope),
     responses((status = 204), (status = 202, description = "live on another origin: kicked within its heartbeat interval"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn kick(State(c): State<Arc<Control>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn kick(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+    Query(scope): Query<KickScope>,
+) -> ApiResult<StatusCode> {
     c.db.stream(&name)?;
-    if c.hub.kick(&name) {
-        Ok(StatusCode::NO_CONTENT)
-    } else if c.live_elsewhere().iter().any(|(s, _)| *s == name) {
-        // Live on another origin: it is told with its next heartbeat.
-        c.pending_kicks.insert(name);
-        Ok(StatusCode::ACCEPTED)
-    } else {
-        Err(ApiError(
+    let here = scope.node.is_none() && c.hub.kick(&name);
+    let mut elsewhere = false;
+    for (stream, node) in c.live_elsewhere() {
+        if stream == name && scope.node.as_ref().is_none_or(|n| *n == node) {
+            // Live on another origin: it is told with its next heartbeat.
+            c.pending_kicks.insert((stream, node));
+            elsewhere = true;
+        }
+    }
+    match (here, elsewhere) {
+        (_, true) => Ok(StatusCode::ACCEPTED),
+        (true, false) => Ok(StatusCode::NO_CONTENT),
+        (false, false) => Err(ApiError(
             StatusCode::CONFLICT,
-            format!("stream {name:?} is not live"),
-        ))
+            match scope.node {
+                Some(node) => format!("stream {name:?} is not live on {node:?}"),
+                None => format!("stream {name:?} is not live"),
+            },
+        )),
     }
 }
 
@@ -738,6 +769,7 @@ async fn heartbeat(
             ));
         }
     }
+    let node = h.id.clone();
     c.nodes.beat(
         &c.db,
         NodeRow {
@@ -754,7 +786,7 @@ async fn heartbeat(
     let kick = h
         .live
         .into_iter()
-        .filter(|s| c.pending_kicks.remove(s).is_some())
+        .filter(|s| c.pending_kicks.remove(&(s.clone(), node.clone())).is_some())
         .collect();
     Ok(Json(HeartbeatReply { kick }))
 }

@@ -32,7 +32,7 @@ pub struct Control {
     pub server: ServerInfo,
     /// Kicks asked for streams live on another origin, handed to it with the
     /// answer to its next heartbeat.
-    pub pending_kicks: Arc<dashmap::DashSet<String>>,
+    pub pending_kicks: Arc<dashmap::DashSet<(String, String)>>,
     /// What per-stream settings may say (the server that applies them decides).
     pub settings: SettingsKind,
     /// `POST /auth/publish` calls per token, rate-limited.
