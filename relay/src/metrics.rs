@@ -54,9 +54,7 @@ impl Default for RelayMetrics {
             bytes_in: Counter::default(),
             current_origin: Family::default(),
             failovers: Family::default(),
-            failover_stall_seconds: Histogram::new(
-                [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0].into_iter(),
-            ),
+            failover_stall_seconds: Histogram::new([0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0]),
         }
     }
 }

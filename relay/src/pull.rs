@@ -247,8 +247,8 @@ impl<'a> Pull<'a> {
             self.maybe_open();
             tokio::select! {
                 () = cancel.cancelled() => break,
-                heard = next_of(&mut self.current) => self.from_current(heard),
-                heard = next_of(&mut self.standby) => self.from_standby(heard),
+                heard = next_of(&mut self.current) => self.on_current(heard),
+                heard = next_of(&mut self.standby) => self.on_standby(heard),
                 opened = async { self.opening.as_mut().expect("guarded").await }, if self.opening.is_some() => {
                     self.opening = None;
                     if let Ok(Some(feed)) = opened {
@@ -291,7 +291,7 @@ impl<'a> Pull<'a> {
         )));
     }
 
-    fn from_current(&mut self, heard: Heard) {
+    fn on_current(&mut self, heard: Heard) {
         match heard {
             Heard::Frame(Frame::Packet(p)) => self.forward(&p),
             Heard::Frame(Frame::Track(t)) => {
@@ -322,7 +322,7 @@ impl<'a> Pull<'a> {
         self.current.as_ref().is_some_and(Feed::has_video)
     }
 
-    fn from_standby(&mut self, heard: Heard) {
+    fn on_standby(&mut self, heard: Heard) {
         let Some(s) = self.standby.as_mut() else {
             return;
         };
