@@ -89,9 +89,11 @@ fn spawn(
     cmd.spawn().unwrap()
 }
 
+/// Both listeners accept (HTTP is bound first, RTMP a moment later).
 async fn wait_healthy(node: &Node) {
     wait_for("the node to listen", Duration::from_secs(20), || async {
         tokio::net::TcpStream::connect(node.http).await.is_ok()
+            && tokio::net::TcpStream::connect(node.rtmp).await.is_ok()
     })
     .await;
 }
