@@ -45,16 +45,22 @@ impl FrameMark {
 }
 
 /// Recent packets of a source that is not forwarded (the warm standby):
-/// everything since its last video keyframe, and marks of its recent frames.
+/// its last two GOPs (so a keyframe that reached the standby just before the
+/// switch does not cut away the frames right after the last one sent), and
+/// marks of its recent frames.
 #[derive(Default)]
 pub struct Standby {
-    gop: Vec<Packet>,
-    gop_bytes: usize,
+    buffer: Vec<Packet>,
+    bytes: usize,
+    /// Where the newest GOP starts in `buffer`.
+    newest: usize,
     marks: VecDeque<FrameMark>,
 }
 
-/// A standby keeps at most this many bytes of its current GOP.
+/// A standby keeps at most this many bytes of packets.
 pub const STANDBY_MAX_BYTES: usize = 32 << 20;
+/// Of an audio-only standby, this many packets make one "GOP".
+const AUDIO_ONLY_RUN: usize = 256;
 
 impl Standby {
     /// Remembers `p`.
@@ -66,26 +72,40 @@ impl Standby {
             self.marks.push_back(FrameMark::of(p));
         }
         let sync = p.is_sync_point(has_video);
-        if self.gop.is_empty() && !sync {
+        if self.buffer.is_empty() && !sync {
             // Start at a place a decoder can start from.
             return;
         }
-        if sync && (p.track == TrackKind::Video || self.gop.len() > 256) {
-            self.gop.clear();
-            self.gop_bytes = 0;
+        let new_gop = sync
+            && (p.track == TrackKind::Video || self.buffer.len() - self.newest > AUDIO_ONLY_RUN);
+        if new_gop {
+            // Keep the GOP ending now and start the next; older ones go.
+            let old: usize = self.buffer[..self.newest]
+                .iter()
+                .map(|p| p.payload.len())
+                .sum();
+            self.buffer.drain(..self.newest);
+            self.bytes -= old;
+            self.newest = self.buffer.len();
         }
-        if self.gop_bytes + p.payload.len() > STANDBY_MAX_BYTES {
-            self.gop.clear();
-            self.gop_bytes = 0;
+        if self.bytes + p.payload.len() > STANDBY_MAX_BYTES {
+            self.buffer.clear();
+            self.bytes = 0;
+            self.newest = 0;
             return;
         }
-        self.gop_bytes += p.payload.len();
-        self.gop.push(p.clone());
+        self.bytes += p.payload.len();
+        self.buffer.push(p.clone());
     }
 
-    /// Packets since the last keyframe, oldest first.
+    /// The buffered packets (the last two GOPs), oldest first, starting at a keyframe.
     pub fn packets(&self) -> &[Packet] {
-        &self.gop
+        &self.buffer
+    }
+
+    /// The newest GOP, from its keyframe.
+    pub fn newest_gop(&self) -> &[Packet] {
+        &self.buffer[self.newest.min(self.buffer.len())..]
     }
 
     /// Marks of recent video frames, oldest first.
@@ -210,11 +230,13 @@ impl Splicer {
                 self.last_src = [None, None];
             }
         }
-        let out = standby
-            .packets()
-            .iter()
-            .filter_map(|p| self.pass(p))
-            .collect();
+        // Another timeline resumes at its newest keyframe (nothing older
+        // of it is worth sending); the same one after the last frame sent.
+        let from = match join {
+            Join::Rebased => standby.newest_gop(),
+            _ => standby.packets(),
+        };
+        let out = from.iter().filter_map(|p| self.pass(p)).collect();
         (join, out)
     }
 
@@ -386,17 +408,34 @@ mod tests {
     }
 
     #[test]
+    fn a_standby_just_past_a_keyframe_still_continues() {
+        let mut s = Splicer::new(true);
+        let _: Vec<_> = encoder(0, 28, 1).iter().filter_map(|p| s.pass(p)).collect();
+        // Their newest GOP starts at frame 30; the one before still holds 28, 29.
+        let mut standby = Standby::default();
+        for p in encoder(0, 32, 1) {
+            standby.push(&p, true);
+        }
+        let (join, now) = s.switch(&standby);
+        assert_eq!(join, Join::Continuous);
+        assert_eq!(dts(&now, TrackKind::Video), vec![1120, 1160, 1200, 1240]);
+    }
+
+    #[test]
     fn a_gop_past_our_last_frame_resumes_at_its_keyframe() {
         let mut s = Splicer::new(true);
         let _: Vec<_> = encoder(0, 25, 1).iter().filter_map(|p| s.pass(p)).collect();
-        // They are ahead, past a keyframe: frames 25-29 are nowhere to be had.
+        // They are two GOPs ahead: frames 25-29 are nowhere to be had.
         let mut standby = Standby::default();
-        for p in encoder(0, 33, 1) {
+        for p in encoder(30, 43, 1) {
             standby.push(&p, true);
         }
         let (join, now) = s.switch(&standby);
         assert_eq!(join, Join::Gap);
-        assert_eq!(dts(&now, TrackKind::Video), vec![1200, 1240, 1280]);
+        assert_eq!(
+            dts(&now, TrackKind::Video),
+            (30..43).map(|i| i * 40).collect::<Vec<_>>()
+        );
         assert!(
             now.iter()
                 .find(|p| p.track == TrackKind::Video)

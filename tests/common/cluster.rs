@@ -104,58 +104,51 @@ pub async fn origin() -> Node {
 }
 
 pub async fn origin_with(envs: &[(&'static str, String)]) -> Node {
-    let data = tempfile::tempdir().unwrap();
-    let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = data.path().join("ferry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[relay]\nlisten = \"127.0.0.1:0\"\n[control]\nlocal_worker = false\n\
-             [[streams]]\nname = \"{STREAM}\"\nkey = \"{KEY}\"\n"
-        ),
-    )
-    .unwrap();
-    let args: Vec<String> = vec![
-        "serve".into(),
-        "--config".into(),
-        config.display().to_string(),
-        "--data-dir".into(),
-        data.path().display().to_string(),
-        "--rtmp-listen".into(),
-        rtmp.to_string(),
-        "--http-listen".into(),
-        http.to_string(),
-    ];
-    let child = spawn(&args, &data, envs);
-    let node = Node {
-        child,
-        rtmp,
-        http,
-        data,
-        args,
-        envs: envs.to_vec(),
-    };
-    wait_healthy(&node).await;
-    node
+    start_node(envs, |data| {
+        let config = data.join("ferry.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[relay]\nlisten = \"127.0.0.1:0\"\n[control]\nlocal_worker = false\n\
+                 [[streams]]\nname = \"{STREAM}\"\nkey = \"{KEY}\"\n"
+            ),
+        )
+        .unwrap();
+        vec![
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ]
+    })
+    .await
 }
 
 /// `ferry edge` serving RTMP players, pulling from `origins` in order.
 pub async fn rtmp_edge(origins: &[String], envs: &[(&'static str, String)]) -> Node {
+    start_node(envs, |_| {
+        vec!["edge".into(), "--origins".into(), origins.join(",")]
+    })
+    .await
+}
+
+/// A `ferry` process with the arguments `role` gives (from its data
+/// directory), on fresh loopback ports, once both its listeners accept.
+async fn start_node(
+    envs: &[(&'static str, String)],
+    role: impl FnOnce(&std::path::Path) -> Vec<String>,
+) -> Node {
     let data = tempfile::tempdir().unwrap();
     let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let args: Vec<String> = vec![
-        "edge".into(),
-        "--origins".into(),
-        origins.join(","),
+    let mut args = role(data.path());
+    args.extend([
         "--data-dir".into(),
         data.path().display().to_string(),
         "--rtmp-listen".into(),
         rtmp.to_string(),
         "--http-listen".into(),
         http.to_string(),
-    ];
+    ]);
     let child = spawn(&args, &data, envs);
     let node = Node {
         child,

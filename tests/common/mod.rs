@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
 pub mod cluster;
+pub mod nginx;
 pub mod player;
 pub mod s3;
 pub mod test_origin;
