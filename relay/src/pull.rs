@@ -174,6 +174,12 @@ impl Feed {
 
     /// Has a place to start from: a keyframe (or, audio only, any frame).
     fn ready(&self) -> bool {
+        self.buffer.has_start()
+    }
+
+    /// Can take over from a current origin: it sends (a splice onto the same
+    /// frames needs no keyframe; otherwise the splice waits for one).
+    fn can_take_over(&self) -> bool {
         !self.buffer.packets().is_empty()
     }
 
@@ -373,7 +379,7 @@ impl<'a> Pull<'a> {
             self.stalled_since = Some(self.last_sent);
         }
         self.lost_since = Some(Instant::now());
-        if self.standby.as_ref().is_some_and(Feed::ready) {
+        if self.standby.as_ref().is_some_and(Feed::can_take_over) {
             self.promote();
         } else {
             // Look again at once, including the origin just lost (it may
@@ -411,6 +417,17 @@ impl<'a> Pull<'a> {
         self.splicer.set_has_video(feed.has_video());
         let failover = self.lost_since.is_some() && self.stalled_since.is_some();
         let (join, packets) = self.splicer.switch(&feed.buffer);
+        debug!(
+            stream = %self.name,
+            ?join,
+            last_sent = ?self.splicer.last_video(),
+            buffered_from = ?feed.buffer.packets().first().map(|p| p.dts.ticks()),
+            buffered_to = ?feed.buffer.packets().last().map(|p| p.dts.ticks()),
+            marks_from = ?feed.buffer.marks().front().map(|m| m.dts),
+            marks_to = ?feed.buffer.marks().back().map(|m| m.dts),
+            resumed_at = ?packets.iter().find(|p| p.track == TrackKind::Video).map(|p| p.dts.ticks()),
+            "splice"
+        );
         for p in packets {
             publisher.send(p);
             self.last_sent = Instant::now();
@@ -468,7 +485,7 @@ impl<'a> Pull<'a> {
             let standby_alive = self
                 .standby
                 .as_ref()
-                .is_some_and(|s| s.ready() && now.duration_since(s.heard) < cfg.stall);
+                .is_some_and(|s| s.can_take_over() && now.duration_since(s.heard) < cfg.stall);
             if (quiet >= cfg.stall && standby_alive) || quiet >= cfg.dead {
                 self.lose_current(if quiet >= cfg.dead {
                     "nothing heard from it"

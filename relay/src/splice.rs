@@ -54,6 +54,8 @@ pub struct Standby {
     bytes: usize,
     /// Where the newest GOP starts in `buffer`.
     newest: usize,
+    /// A keyframe (a place a decoder can start from) is buffered.
+    has_start: bool,
     marks: VecDeque<FrameMark>,
 }
 
@@ -72,10 +74,10 @@ impl Standby {
             self.marks.push_back(FrameMark::of(p));
         }
         let sync = p.is_sync_point(has_video);
-        if self.buffer.is_empty() && !sync {
-            // Start at a place a decoder can start from.
-            return;
-        }
+        // Frames before the first keyframe are kept too: no decoder can start
+        // on them, but a splice onto the same encoder's frames continues
+        // through them (a standby that joined mid-GOP, e.g. a restarted origin).
+        self.has_start |= sync;
         let new_gop = sync
             && (p.track == TrackKind::Video || self.buffer.len() - self.newest > AUDIO_ONLY_RUN);
         if new_gop {
@@ -92,15 +94,22 @@ impl Standby {
             self.buffer.clear();
             self.bytes = 0;
             self.newest = 0;
+            self.has_start = false;
             return;
         }
         self.bytes += p.payload.len();
         self.buffer.push(p.clone());
     }
 
-    /// The buffered packets (the last two GOPs), oldest first, starting at a keyframe.
+    /// The buffered packets (the last two GOPs, or what came before the
+    /// first keyframe), oldest first.
     pub fn packets(&self) -> &[Packet] {
         &self.buffer
+    }
+
+    /// Whether a keyframe is buffered: a stream can start from this standby.
+    pub fn has_start(&self) -> bool {
+        self.has_start
     }
 
     /// The newest GOP, from its keyframe.
@@ -159,6 +168,11 @@ impl Splicer {
             has_video,
             ..Self::default()
         }
+    }
+
+    /// The source timestamp of the last video frame forwarded (for logs).
+    pub fn last_video(&self) -> Option<i64> {
+        self.sent.back().map(|m| m.dts)
     }
 
     /// Tells the splicer the stream has video after all (a track arrived).
@@ -419,6 +433,21 @@ mod tests {
         let (join, now) = s.switch(&standby);
         assert_eq!(join, Join::Continuous);
         assert_eq!(dts(&now, TrackKind::Video), vec![1120, 1160, 1200, 1240]);
+    }
+
+    #[test]
+    fn a_standby_that_joined_mid_gop_continues_through_its_first_frames() {
+        let mut s = Splicer::new(true);
+        let _: Vec<_> = encoder(0, 25, 1).iter().filter_map(|p| s.pass(p)).collect();
+        // It came up at frame 22: no keyframe yet, but the same frames.
+        let mut standby = Standby::default();
+        for p in encoder(22, 28, 1) {
+            standby.push(&p, true);
+        }
+        assert!(!standby.has_start());
+        let (join, now) = s.switch(&standby);
+        assert_eq!(join, Join::Continuous);
+        assert_eq!(dts(&now, TrackKind::Video), vec![1000, 1040, 1080]);
     }
 
     #[test]

@@ -209,7 +209,10 @@ fn start(ferry: &Path, args: &[String], log: &Path) -> anyhow::Result<tokio::pro
         .open(log)?;
     Ok(tokio::process::Command::new(ferry)
         .args(args)
-        .env("FERRY_LOG", "info")
+        .env(
+            "FERRY_LOG",
+            std::env::var("FERRY_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("FERRY_ADMIN_TOKEN", "failover-bench-admin-token")
         .stdout(out.try_clone()?)
         .stderr(out)
