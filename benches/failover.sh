@@ -8,12 +8,12 @@
 #     bandwidth against the stream's bit rate.
 #  2. CPU per player: PLAYERS rtmp-load players on the edge (relayed) and then
 #     on the origin directly, each process's CPU measured, and the ratio.
-#   usage: benches/failover.sh            env: KILLS=20 PLAYERS=200 MEASURE=15
+#   usage: benches/failover.sh            env: KILLS=20 PLAYERS=500 MEASURE=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kills=${KILLS:-20}
-players=${PLAYERS:-200}
-measure=${MEASURE:-15}
+players=${PLAYERS:-500}
+measure=${MEASURE:-20}
 command -v ffmpeg >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get update -q; DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q ffmpeg; }
 ulimit -n 65536 2>/dev/null || true
 cargo build --release --locked -q -p ferry -p failover-bench -p rtmp-load

@@ -129,7 +129,18 @@ async fn send(c: &mut Client, t: &Tag) -> Result<(), rtmp::RtmpError> {
 /// Sends the tags in real time, looped, to every origin's feeder.
 fn publish(tags: Vec<Tag>, origins: Vec<SocketAddr>) {
     let tags: Vec<Arc<Tag>> = tags.into_iter().map(Arc::new).collect();
-    let span = tags.last().map_or(0, |t| t.ts) + 40;
+    // A loop starts one video frame after the last one (no seam that would
+    // look like a lost frame at the players).
+    let video: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.kind == 9 && !is_sequence_header(t))
+        .map(|t| t.ts)
+        .collect();
+    let step = match (video.first(), video.last()) {
+        (Some(a), Some(b)) if video.len() > 1 => (b - a) / (video.len() as u32 - 1),
+        _ => 33,
+    };
+    let span = video.last().copied().unwrap_or(0) + step;
     let senders: Vec<_> = origins
         .into_iter()
         .map(|addr| {
