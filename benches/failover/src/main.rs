@@ -140,7 +140,10 @@ fn publish(tags: Vec<Tag>, origins: Vec<SocketAddr>) {
         (Some(a), Some(b)) if video.len() > 1 => (b - a) / (video.len() as u32 - 1),
         _ => 33,
     };
-    let span = video.last().copied().unwrap_or(0) + step;
+    let span = match (video.first(), video.last()) {
+        (Some(a), Some(b)) => b - a + step,
+        _ => tags.last().map_or(0, |t| t.ts) + step,
+    };
     let senders: Vec<_> = origins
         .into_iter()
         .map(|addr| {
