@@ -268,6 +268,13 @@ pub struct RtmpConfig {
     /// Players write at most every this many milliseconds (1..=1000): more
     /// means less CPU per player and that much more latency.
     pub write_interval_ms: u64,
+    /// RTMPS: a second listener taking RTMP inside TLS (e.g.
+    /// `0.0.0.0:443`), with the same auth and limits; empty: none.
+    pub tls_listen: String,
+    /// RTMPS: the certificate chain (PEM); re-read when it changes.
+    pub tls_cert: PathBuf,
+    /// RTMPS: the private key (PEM); re-read when it changes.
+    pub tls_key: PathBuf,
 }
 
 /// The HTTP listener.
@@ -334,6 +341,9 @@ impl Default for RtmpConfig {
             reserved_publisher_slots: rtmp::limits::DEFAULT_RESERVED_PUBLISHER_SLOTS,
             player_wait_seconds: rtmp::limits::DEFAULT_PLAYER_WAIT.as_secs(),
             write_interval_ms: rtmp::limits::PLAYER_FLUSH_INTERVAL.as_millis() as u64,
+            tls_listen: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod keys;
 pub mod node;
 mod relay_role;
 mod rtmp_threads;
+mod rtmps;
 mod running;
 pub mod serve;
 mod state_files;

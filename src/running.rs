@@ -55,6 +55,8 @@ pub enum StartError {
 pub struct Running {
     /// Where RTMP is listening (useful when the config asked for port 0).
     pub rtmp_addr: SocketAddr,
+    /// Where RTMPS is listening (`[rtmp] tls_listen`), if it is.
+    pub rtmps_addr: Option<SocketAddr>,
     /// Where HTTP is listening.
     pub http_addr: SocketAddr,
     /// The hub, for in-process inspection.
@@ -78,6 +80,7 @@ impl Running {
     ) -> Self {
         Self {
             rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            rtmps_addr: None,
             http_addr,
             hub,
             director_addr: None,

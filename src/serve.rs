@@ -136,6 +136,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &cancel,
         &http_state.runtimes,
     )?;
+    let mut tasks = Vec::new();
+    let rtmps_addr = match crate::rtmps::listen(config, &server, &cancel).await? {
+        Some((task, addr)) => {
+            tasks.push(task);
+            Some(addr)
+        }
+        None => None,
+    };
     let store = match config.store.kind {
         StoreKind::Local => OriginStore::local(&config.data_dir.join("hls")),
         StoreKind::S3 => OriginStore::s3(&S3Config {
@@ -147,7 +155,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         }),
     }
     .map_err(StartError::Store)?;
-    let mut tasks = Vec::new();
     if config.hls.enabled {
         let packaging = PackagerConfig {
             target_duration: config.segment_duration(),
@@ -272,6 +279,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     info!(rtmp = %rtmp_addr, http = %http_addr, "ferry is serving");
     Ok(Running {
         rtmp_addr,
+        rtmps_addr,
         http_addr,
         hub,
         cancel,

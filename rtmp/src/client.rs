@@ -12,6 +12,7 @@ use tokio::time::timeout;
 use crate::amf0::{self, Amf0Value};
 use crate::limits::PUSH_WRITE_TIMEOUT;
 use crate::message::{self, Message, type_id, user_control};
+use crate::tls::Io;
 use crate::transport::{Transport, csid};
 use crate::{RtmpError, RtmpMetrics};
 
@@ -20,7 +21,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connected client session.
 pub struct Client {
-    t: Transport<TcpStream>,
+    t: Transport<Box<dyn Io>>,
     stream_id: u32,
     transaction: f64,
 }
@@ -50,15 +51,33 @@ impl Client {
             .await
             .map_err(|_| RtmpError::Timeout("tcp connect"))??;
         tcp.set_nodelay(true)?;
+        Self::start(Box::new(tcp), format!("rtmp://{addr}/{app}"), app).await
+    }
+
+    /// Connects over RTMPS: TLS to `host` (its certificate verified against
+    /// the system's roots for that name) at `addr`, then as [`Client::connect`].
+    pub async fn connect_tls(addr: SocketAddr, host: &str, app: &str) -> Result<Self, RtmpError> {
+        let tcp = timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| RtmpError::Timeout("tcp connect"))??;
+        tcp.set_nodelay(true)?;
+        let tls = timeout(REPLY_TIMEOUT, crate::tls::connect(tcp, host))
+            .await
+            .map_err(|_| RtmpError::Timeout("tls handshake"))??;
+        let tc_url = format!("rtmps://{host}:{}/{app}", addr.port());
+        Self::start(tls, tc_url, app).await
+    }
+
+    /// Handshakes and sends `connect` on an open byte stream.
+    async fn start(io: Box<dyn Io>, tc_url: String, app: &str) -> Result<Self, RtmpError> {
         let mut c = Self {
-            t: Transport::new(tcp, RtmpMetrics::default()),
+            t: Transport::new(io, RtmpMetrics::default()),
             stream_id: 0,
             transaction: 1.0,
         };
         timeout(REPLY_TIMEOUT, c.t.connect_handshake())
             .await
             .map_err(|_| RtmpError::Timeout("handshake"))??;
-        let tc_url = format!("rtmp://{addr}/{app}");
         let body = message::command_body(
             "connect",
             1.0,

@@ -36,6 +36,9 @@ pub enum RtmpError {
     /// The peer went past one of the bounds in [`crate::limits`].
     #[error("limit: {0}")]
     Limit(&'static str),
+    /// TLS failed: the peer's certificate, the handshake, or our own setup.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The peer broke the command sequence.
     #[error("protocol: {0}")]
     Protocol(String),

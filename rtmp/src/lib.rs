@@ -19,6 +19,7 @@ pub mod message;
 mod metrics;
 mod server;
 pub mod time;
+pub mod tls;
 pub mod transport;
 
 pub use client::Client;

@@ -137,6 +137,43 @@ impl Server {
 
     /// Accepts connections until `cancel` fires; open connections are closed then too.
     pub async fn run(self: Arc<Self>, listener: TcpListener, cancel: CancellationToken) {
+        self.accept_loop(listener, cancel, |tcp| async move { Ok(tcp) })
+            .await;
+    }
+
+    /// Like [`Server::run`] for RTMPS: each connection's TLS handshake (bounded
+    /// like RTMP's) comes first; the same caps, auth and limits apply.
+    pub async fn run_tls(
+        self: Arc<Self>,
+        listener: TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        cancel: CancellationToken,
+    ) {
+        self.accept_loop(listener, cancel, move |tcp| {
+            let acceptor = acceptor.clone();
+            async move {
+                match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Err(_) => Err(RtmpError::Timeout("tls handshake")),
+                    Ok(Err(e)) => Err(RtmpError::Tls(e.to_string())),
+                    Ok(Ok(tls)) => Ok(tls),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Accepts within the connection caps and serves each connection on the
+    /// byte stream `open` makes of it.
+    async fn accept_loop<F, Fut, S>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        cancel: CancellationToken,
+        open: F,
+    ) where
+        F: Fn(TcpStream) -> Fut,
+        Fut: std::future::Future<Output = Result<S, RtmpError>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let tick = play::spawn_ticker(cancel.clone(), self.config.write_interval);
         loop {
             let accepted = tokio::select! {
@@ -175,13 +212,25 @@ impl Server {
             let server = self.clone();
             let cancel = cancel.clone();
             let tick = tick.clone();
+            // Small writes (commands, the first frames) go out at once.
+            if let Err(e) = tcp.set_nodelay(true) {
+                debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+            }
+            let opening = open(tcp);
             let span = tracing::info_span!("rtmp", %peer);
             tokio::spawn(
                 async move {
                     server.metrics.connections.inc();
+                    let session = async {
+                        let io = opening.await?;
+                        server
+                            .clone()
+                            .serve_paced(io, peer, Some(tick), publish_only)
+                            .await
+                    };
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        r = server.clone().serve(tcp, peer, tick, publish_only) => match r {
+                        r = session => match r {
                             Ok(()) => debug!("connection closed"),
                             Err(e) if e.is_client_closed() => debug!("peer closed the connection"),
                             Err(e) => {
@@ -197,17 +246,6 @@ impl Server {
                 .instrument(span),
             );
         }
-    }
-
-    async fn serve(
-        self: Arc<Self>,
-        tcp: TcpStream,
-        peer: SocketAddr,
-        tick: Arc<Notify>,
-        publish_only: bool,
-    ) -> Result<(), RtmpError> {
-        tcp.set_nodelay(true)?;
-        self.serve_paced(tcp, peer, Some(tick), publish_only).await
     }
 
     /// Serves one already-accepted connection (any byte stream, for tests).

@@ -133,7 +133,7 @@ pub async fn rtmp_edge(origins: &[String], envs: &[(&'static str, String)]) -> N
 
 /// A `ferry` process with the arguments `role` gives (from its data
 /// directory), on fresh loopback ports, once both its listeners accept.
-async fn start_node(
+pub async fn start_node(
     envs: &[(&'static str, String)],
     role: impl FnOnce(&std::path::Path) -> Vec<String>,
 ) -> Node {

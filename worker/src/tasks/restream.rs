@@ -17,8 +17,10 @@ pub struct Restream;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestreamConfig {
-    /// The receiver: `rtmp://HOST[:PORT]/APP/STREAM_KEY`. The key (last path
-    /// part) is a secret: masked when the task is shown.
+    /// The receiver: `rtmp://HOST[:PORT]/APP/STREAM_KEY`, or
+    /// `rtmps://HOST[:443]/APP/STREAM_KEY` (TLS, the receiver's certificate
+    /// verified against the system's roots). The key (last path part) is a
+    /// secret: masked when the task is shown.
     #[schema(example = "rtmp://a.rtmp.youtube.com/live2/xxxx-xxxx-xxxx-xxxx")]
     pub url: String,
 }
@@ -26,6 +28,8 @@ pub struct RestreamConfig {
 /// A parsed receiver URL.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
+    /// RTMPS.
+    tls: bool,
     host: String,
     port: u16,
     app: String,
@@ -33,9 +37,11 @@ struct Target {
 }
 
 fn parse(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("rtmp://")
-        .ok_or("url must start with rtmp:// (rtmps is not supported yet)")?;
+    let (tls, rest) = match (url.strip_prefix("rtmp://"), url.strip_prefix("rtmps://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err("url must start with rtmp:// or rtmps://".into()),
+    };
     let (authority, path) = rest
         .split_once('/')
         .ok_or("url needs /APP/STREAM_KEY after the host")?;
@@ -47,9 +53,10 @@ fn parse(url: &str) -> Result<Target, String> {
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse().map_err(|_| format!("bad port {p:?}"))?),
-        None => (authority, 1935),
+        None => (authority, if tls { 443 } else { 1935 }),
     };
     Ok(Target {
+        tls,
         host: host.to_owned(),
         port,
         app: app.to_owned(),
@@ -106,9 +113,12 @@ async fn connect(target: &Target) -> Result<(Client, std::net::SocketAddr), Stri
         .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
         .next()
         .ok_or_else(|| format!("{} has no address", target.host))?;
-    let mut client = Client::connect(addr, &target.app)
-        .await
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let connected = if target.tls {
+        Client::connect_tls(addr, &target.host, &target.app).await
+    } else {
+        Client::connect(addr, &target.app).await
+    };
+    let mut client = connected.map_err(|e| format!("connect to {addr}: {e}"))?;
     client
         .publish(&target.key)
         .await
@@ -201,6 +211,11 @@ mod tests {
             ("a.example", 1936, "live2", "abc-def")
         );
         assert_eq!(parse("rtmp://h/app/inst/key").unwrap().app, "app/inst");
+        let t = parse("rtmps://live-api-s.facebook.com/rtmp/FB-123").unwrap();
+        assert!(t.tls);
+        assert_eq!((t.port, t.app.as_str()), (443, "rtmp"));
+        assert_eq!(parse("rtmps://h:8443/a/k").unwrap().port, 8443);
+        assert!(parse("srt://h/a/k").is_err());
         for bad in [
             "http://h/a/k",
             "rtmp://h",

@@ -1,0 +1,206 @@
+//! RTMPS both ways: ffmpeg publishes over `rtmps://` to Ferry's TLS listener
+//! (a self-signed certificate made here) and the stream plays; a restream
+//! task pushes to an RTMPS receiver whose certificate the sender trusts
+//! (`SSL_CERT_FILE`), and one to a receiver it does not trust fails with a
+//! clear error; a plain RTMP client on the TLS port is closed without harm.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::cluster::start_node;
+use common::*;
+
+/// A self-signed certificate for 127.0.0.1 and localhost, as PEM files in `dir`.
+fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+async fn tls_server(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut ferry::config::Config),
+) -> (TestServer, SocketAddr) {
+    let (cert, key) = self_signed(dir, name);
+    let s = start_with(|c| {
+        c.rtmp.tls_listen = "127.0.0.1:0".into();
+        c.rtmp.tls_cert = cert;
+        c.rtmp.tls_key = key;
+        c.hls.enabled = false;
+        edit(c);
+    })
+    .await;
+    let addr = s.running.rtmps_addr.expect("rtmps listening");
+    (s, addr)
+}
+
+fn codecs(url: &str) -> String {
+    let out = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_over_rtmps_and_the_stream_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, tls) = tls_server(dir.path(), "ingest", |_| {}).await;
+    // A wrong key gets the same clear refusal as over plain RTMP.
+    let (ok, err) = publish_file(
+        &format!("rtmps://127.0.0.1:{}/live/not-a-key", tls.port()),
+        &sample("h264-aac-240p25.flv"),
+    )
+    .await;
+    assert!(!ok && err.contains("unknown stream key"), "{err}");
+    let _publisher = publish_background(&format!("rtmps://127.0.0.1:{}/live/{KEY}", tls.port()), 5);
+    wait_for(
+        "the stream live over rtmps",
+        Duration::from_secs(15),
+        || async { s.running.hub.is_live(STREAM) },
+    )
+    .await;
+    let info = s.running.hub.info(STREAM).unwrap();
+    assert!(info.source.is_some());
+    let got = codecs(&s.rtmp_url(STREAM));
+    assert!(got.contains("h264") && got.contains("aac"), "{got}");
+    // A plain RTMP client on the TLS port: closed, nothing else disturbed.
+    let plain = tokio::net::TcpStream::connect(tls).await.unwrap();
+    assert_closed_by_server_after_c0c1(plain).await;
+    assert!(s.running.hub.is_live(STREAM));
+    // Players may use RTMPS too (ffprobe with its own TLS, no verification).
+    let got = codecs(&format!("rtmps://127.0.0.1:{}/live/{STREAM}", tls.port()));
+    assert!(got.contains("h264"), "{got}");
+}
+
+/// Sends an RTMP C0+C1 where a TLS ClientHello belongs, and expects the
+/// server to close the connection.
+async fn assert_closed_by_server_after_c0c1(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(0u8, 1536));
+    let _ = s.write_all(&c0c1).await;
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the TLS listener did not close a plain RTMP client"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restream_over_rtmps_verifies_the_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = |c: &mut ferry::config::Config| {
+        c.streams = vec![ferry::config::StreamConfig {
+            name: "mirror".into(),
+            key: "mirrorkey".into(),
+            hls_container: None,
+            transcode: None,
+            rungs: None,
+        }];
+    };
+    let (trusted, trusted_tls) = tls_server(dir.path(), "trusted", mirror).await;
+    let (untrusted, untrusted_tls) = tls_server(dir.path(), "untrusted", mirror).await;
+    // The sender trusts the first receiver's certificate only.
+    let roots = dir.path().join("trusted.crt");
+    let sender = start_node(&[("SSL_CERT_FILE", roots.display().to_string())], |data| {
+        let config = data.join("ferry.toml");
+        std::fs::write(
+            &config,
+            format!("[hls]\nenabled = false\n[[streams]]\nname = \"{STREAM}\"\nkey = \"{KEY}\"\n"),
+        )
+        .unwrap();
+        vec![
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ]
+    })
+    .await;
+    let good = add_restream_task(
+        sender.http,
+        STREAM,
+        &format!("rtmps://127.0.0.1:{}/live/mirrorkey", trusted_tls.port()),
+    )
+    .await;
+    let bad = add_restream_task(
+        sender.http,
+        STREAM,
+        &format!("rtmps://127.0.0.1:{}/live/mirrorkey", untrusted_tls.port()),
+    )
+    .await;
+    let _publisher = publish_background(&format!("rtmp://{}/live/{KEY}", sender.rtmp), 10);
+    wait_for(
+        "the restream to arrive over rtmps",
+        Duration::from_secs(30),
+        || async { trusted.running.hub.is_live("mirror") },
+    )
+    .await;
+    let got = codecs(&trusted.rtmp_url("mirror"));
+    assert!(got.contains("h264") && got.contains("aac"), "{got}");
+    // The untrusted receiver never gets the stream, and the task says why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let (_, tasks) = api(sender.http, "GET", "/tasks", Some(ADMIN), None).await;
+        let row = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"].as_i64() == Some(bad))
+            .cloned()
+            .unwrap();
+        let error = row["last_error"].as_str().unwrap_or_default().to_owned();
+        if !error.is_empty() {
+            break error;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task reported no error: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("untrusted receiver: {error}");
+    assert!(
+        error.contains("tls") && error.to_lowercase().contains("certificate"),
+        "{error}"
+    );
+    assert!(!untrusted.running.hub.is_live("mirror"));
+    // The masked key is all the API shows of either URL.
+    let (_, tasks) = api(sender.http, "GET", "/tasks", Some(ADMIN), None).await;
+    assert!(!tasks.to_string().contains("mirrorkey"), "{tasks}");
+    let good_row = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"].as_i64() == Some(good))
+        .unwrap();
+    assert!(good_row["last_error"].is_null(), "{good_row}");
+}
