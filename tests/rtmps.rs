@@ -204,3 +204,48 @@ async fn restream_over_rtmps_verifies_the_receiver() {
         .unwrap();
     assert!(good_row["last_error"].is_null(), "{good_row}");
 }
+
+/// SHA-256 fingerprint of the certificate a TLS listener serves now.
+fn served_fingerprint(addr: SocketAddr) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, tls) = tls_server(dir.path(), "renewed", |_| {}).await;
+    let before = served_fingerprint(tls);
+    assert!(before.contains("Fingerprint"), "{before:?}");
+    // Renew: new files in place (as certbot's deploy hook would copy them).
+    let (cert, key) = self_signed(dir.path(), "next");
+    std::fs::copy(&cert, dir.path().join("renewed.crt")).unwrap();
+    // A key that does not parse is not taken: the old pair stays in use.
+    std::fs::write(dir.path().join("renewed.key"), "not a key").unwrap();
+    tokio::time::sleep(rtmp::tls::RELOAD_CHECK + Duration::from_secs(1)).await;
+    assert_eq!(
+        served_fingerprint(tls),
+        before,
+        "a broken pair replaced the old one"
+    );
+    std::fs::copy(&key, dir.path().join("renewed.key")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = served_fingerprint(tls);
+        if now != before && now.contains("Fingerprint") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still serving the old certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(s.running.rtmps_addr.is_some());
+}
