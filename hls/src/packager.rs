@@ -138,6 +138,8 @@ pub struct Packager {
     map: Option<(u64, String)>,
     /// Segments cut without a keyframe (see [`MAX_SEGMENT_TARGETS`]).
     forced_cuts: u64,
+    /// The video track is in a codec not packaged yet (HEVC): its packets are dropped.
+    video_unpackaged: bool,
 }
 
 /// Audio frames held while waiting for the first keyframe (about 2 s of AAC).
@@ -179,6 +181,7 @@ impl Packager {
             generation: 0,
             map: None,
             forced_cuts: 0,
+            video_unpackaged: false,
         }
     }
 
@@ -202,6 +205,20 @@ impl Packager {
                     Codec::H264 => {
                         self.video = AvcConfig::parse(&track.config).ok();
                         self.video_raw = Some(track.config.clone());
+                        self.video_unpackaged = false;
+                    }
+                    Codec::H265 => {
+                        // Not packaged yet: the HLS of an HEVC stream has its
+                        // audio only (said once per stream).
+                        if !self.video_unpackaged {
+                            tracing::warn!(
+                                variant = %self.config.variant,
+                                "HEVC video is not packaged to HLS yet: the playlist has audio only"
+                            );
+                        }
+                        self.video = None;
+                        self.video_raw = None;
+                        self.video_unpackaged = true;
                     }
                     Codec::Aac => {
                         self.audio = AacConfig::parse(&track.config).ok();
@@ -224,6 +241,9 @@ impl Packager {
     }
 
     fn packet(&mut self, p: &Packet, now: SystemTime, out: &mut Vec<Output>) {
+        if self.video_unpackaged && p.track == TrackKind::Video {
+            return;
+        }
         let has_video = self.video.is_some();
         let sync = p.is_sync_point(has_video);
         let due = self.open.as_ref().is_some_and(|o| {

@@ -3,10 +3,12 @@
 
 mod aac;
 mod avc;
+mod hevc;
 mod sps;
 
 pub use aac::AacConfig;
 pub use avc::AvcConfig;
+pub use hevc::HevcConfig;
 pub use sps::sps_resolution;
 
 /// A decoder config that cannot be used.

@@ -3,13 +3,15 @@
 use bytes::Bytes;
 
 use crate::TrackKind;
-use crate::codec::{AacConfig, AvcConfig, CodecError};
+use crate::codec::{AacConfig, AvcConfig, CodecError, HevcConfig};
 
 /// The codecs Ferry carries end to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Codec {
     /// H.264 / AVC in AVCC (length-prefixed) form.
     H264,
+    /// H.265 / HEVC in length-prefixed form (Enhanced RTMP `hvc1`).
+    H265,
     /// AAC, raw access units (no ADTS headers).
     Aac,
 }
@@ -18,7 +20,7 @@ impl Codec {
     /// The track kind this codec belongs on.
     pub fn kind(self) -> TrackKind {
         match self {
-            Codec::H264 => TrackKind::Video,
+            Codec::H264 | Codec::H265 => TrackKind::Video,
             Codec::Aac => TrackKind::Audio,
         }
     }
@@ -42,6 +44,15 @@ impl TrackInfo {
         Ok(Self {
             codec: Codec::H264,
             config: avcc,
+        })
+    }
+
+    /// An HEVC track; refuses an hvcC that does not parse.
+    pub fn h265(hvcc: Bytes) -> Result<Self, CodecError> {
+        HevcConfig::parse(&hvcc)?;
+        Ok(Self {
+            codec: Codec::H265,
+            config: hvcc,
         })
     }
 

@@ -103,6 +103,7 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) {
                     body.put_u8(match t.codec {
                         Codec::H264 => 1,
                         Codec::Aac => 2,
+                        Codec::H265 => 3,
                     });
                     body.extend_from_slice(&t.config);
                     kind::TRACK
@@ -223,6 +224,7 @@ fn parse_body(t: u8, mut body: Bytes) -> Result<Frame, FrameError> {
             let track = match codec {
                 1 => TrackInfo::h264(body),
                 2 => TrackInfo::aac(body),
+                3 => TrackInfo::h265(body),
                 _ => return Err(FrameError::Malformed("unknown codec")),
             };
             track

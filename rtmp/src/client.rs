@@ -85,6 +85,11 @@ impl Client {
                 ("app".into(), Amf0Value::String(app.into())),
                 ("type".into(), Amf0Value::String("nonprivate".into())),
                 ("tcUrl".into(), Amf0Value::String(tc_url)),
+                // Enhanced RTMP: this client reads (and relays) HEVC.
+                (
+                    "fourCcList".into(),
+                    Amf0Value::StrictArray(vec![Amf0Value::String("hvc1".into())]),
+                ),
             ])],
         );
         c.t.set_chunk_size(crate::limits::OUTGOING_CHUNK_SIZE);

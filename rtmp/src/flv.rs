@@ -2,10 +2,21 @@
 //! from media-core's codec-neutral form.
 
 use bytes::Bytes;
-use media_core::{Packet, TrackInfo, TrackKind};
+use media_core::{Codec, Packet, TrackInfo, TrackKind};
 
 /// FLV codec id of AVC/H.264.
 const CODEC_AVC: u8 = 7;
+/// Enhanced RTMP: the first byte's flag for an extended video header.
+const EX_HEADER: u8 = 0x80;
+/// Enhanced RTMP FourCC of HEVC.
+pub const FOURCC_HEVC: [u8; 4] = *b"hvc1";
+/// Enhanced RTMP video packet types.
+mod ex {
+    pub const SEQUENCE_START: u8 = 0;
+    pub const CODED_FRAMES: u8 = 1;
+    pub const SEQUENCE_END: u8 = 2;
+    pub const CODED_FRAMES_X: u8 = 3;
+}
 /// FLV sound format of AAC.
 const SOUND_AAC: u8 = 10;
 
@@ -27,7 +38,11 @@ pub enum FlvError {
 pub enum VideoTag {
     /// The AVC decoder configuration record (avcC).
     SequenceHeader(Bytes),
-    /// One coded picture, AVCC NAL units.
+    /// Enhanced RTMP `hvc1` sequence start: the HEVC decoder configuration
+    /// record (hvcC). Frames after it are HEVC.
+    HevcSequenceHeader(Bytes),
+    /// One coded picture, length-prefixed NAL units (of the codec of the last
+    /// sequence header).
     Frame {
         /// Frame type 1: an IDR picture.
         keyframe: bool,
@@ -38,7 +53,8 @@ pub enum VideoTag {
     },
     /// AVC end of sequence; carries no picture.
     EndOfSequence,
-    /// A codec Ferry does not carry yet (e.g. Enhanced RTMP HEVC, Sorenson, VP6).
+    /// A codec Ferry does not carry yet (Sorenson, VP6, Enhanced RTMP AV1 or
+    /// VP9: the first byte, with the extended-header flag).
     Unsupported(u8),
     /// Frame type 5, a command/info frame with no picture.
     Info,
@@ -63,9 +79,8 @@ pub fn parse_video(body: &Bytes) -> Result<VideoTag, FlvError> {
             len: 0,
         });
     };
-    if first & 0x80 != 0 {
-        // Enhanced RTMP's extended header (HEVC, AV1, VP9 by FourCC).
-        return Ok(VideoTag::Unsupported(first));
+    if first & EX_HEADER != 0 {
+        return parse_extended(first, body);
     }
     let frame_type = first >> 4;
     let codec = first & 0x0f;
@@ -91,6 +106,46 @@ pub fn parse_video(body: &Bytes) -> Result<VideoTag, FlvError> {
             data: body.slice(5..),
         },
         _ => VideoTag::EndOfSequence,
+    })
+}
+
+/// Enhanced RTMP's extended video header: frame type, packet type, FourCC.
+fn parse_extended(first: u8, body: &Bytes) -> Result<VideoTag, FlvError> {
+    let short = || FlvError::TooShort {
+        kind: "video",
+        len: body.len(),
+    };
+    if body.len() < 5 {
+        return Err(short());
+    }
+    if body[1..5] != FOURCC_HEVC {
+        return Ok(VideoTag::Unsupported(first));
+    }
+    let frame_type = (first >> 4) & 0x07;
+    if frame_type == 5 {
+        return Ok(VideoTag::Info);
+    }
+    let keyframe = frame_type == 1;
+    Ok(match first & 0x0f {
+        ex::SEQUENCE_START => VideoTag::HevcSequenceHeader(body.slice(5..)),
+        ex::CODED_FRAMES => {
+            if body.len() < 8 {
+                return Err(short());
+            }
+            VideoTag::Frame {
+                keyframe,
+                cts: i32::from_be_bytes([body[5], body[6], body[7], 0]) >> 8,
+                data: body.slice(8..),
+            }
+        }
+        ex::CODED_FRAMES_X => VideoTag::Frame {
+            keyframe,
+            cts: 0,
+            data: body.slice(5..),
+        },
+        ex::SEQUENCE_END => VideoTag::EndOfSequence,
+        // Metadata, MPEG-2 TS sequence start, multitrack: nothing to carry.
+        _ => VideoTag::Info,
     })
 }
 
@@ -146,23 +201,38 @@ pub struct FlvTag {
     pub kind: TrackKind,
     /// The 32-bit millisecond timestamp (RTMP's wrap is the protocol's).
     pub timestamp: u32,
-    header: [u8; 5],
+    header: [u8; 8],
     header_len: u8,
     /// The codec payload (AVCC NAL units, raw AAC, or a codec config).
     pub payload: Bytes,
 }
 
 impl FlvTag {
-    /// The tag of a hub packet: keyframe flag and composition time (clamped
-    /// to what the 24-bit field holds) for video.
+    /// The tag of a hub packet of an H.264 stream: keyframe flag and
+    /// composition time (clamped to what the 24-bit field holds) for video.
     pub fn packet(p: &Packet) -> Self {
+        Self::packet_in(p, Codec::H264)
+    }
+
+    /// The tag of a hub packet whose video track is in `video` (HEVC frames
+    /// get Enhanced RTMP's extended header).
+    pub fn packet_in(p: &Packet, video: Codec) -> Self {
         // RTMP timestamps are 32-bit and wrap; the truncation is the protocol.
         let timestamp = p.dts.as_millis() as u32;
         match p.track {
             TrackKind::Video => {
                 let cts = p.pts.checked_sub(p.dts).unwrap_or(0);
                 let cts = cts.clamp(-(1 << 23), (1 << 23) - 1) as i32;
-                Self::video(
+                if video == Codec::H265 {
+                    let frame_type: u8 = if p.keyframe { 1 } else { 2 };
+                    let c = cts.to_be_bytes();
+                    let mut h = [0u8; 8];
+                    h[0] = EX_HEADER | (frame_type << 4) | ex::CODED_FRAMES;
+                    h[1..5].copy_from_slice(&FOURCC_HEVC);
+                    h[5..8].copy_from_slice(&c[1..4]);
+                    return Self::video(timestamp, h, 8, p.payload.clone());
+                }
+                Self::video5(
                     timestamp,
                     video_header(p.keyframe, false, cts),
                     p.payload.clone(),
@@ -172,22 +242,34 @@ impl FlvTag {
         }
     }
 
-    /// The sequence header of a track (avcC or AudioSpecificConfig).
+    /// The sequence header of a track (avcC, hvcC or AudioSpecificConfig).
     pub fn config(track: &TrackInfo, timestamp: u32) -> Self {
-        match track.kind() {
-            TrackKind::Video => {
-                Self::video(timestamp, video_header(true, true, 0), track.config.clone())
+        match track.codec {
+            Codec::H264 => {
+                Self::video5(timestamp, video_header(true, true, 0), track.config.clone())
             }
-            TrackKind::Audio => Self::audio(timestamp, audio_header(true), track.config.clone()),
+            Codec::H265 => {
+                let mut h = [0u8; 8];
+                h[0] = EX_HEADER | (1 << 4) | ex::SEQUENCE_START;
+                h[1..5].copy_from_slice(&FOURCC_HEVC);
+                Self::video(timestamp, h, 5, track.config.clone())
+            }
+            Codec::Aac => Self::audio(timestamp, audio_header(true), track.config.clone()),
         }
     }
 
-    fn video(timestamp: u32, header: [u8; 5], payload: Bytes) -> Self {
+    fn video5(timestamp: u32, header: [u8; 5], payload: Bytes) -> Self {
+        let mut h = [0u8; 8];
+        h[..5].copy_from_slice(&header);
+        Self::video(timestamp, h, 5, payload)
+    }
+
+    fn video(timestamp: u32, header: [u8; 8], len: u8, payload: Bytes) -> Self {
         Self {
             kind: TrackKind::Video,
             timestamp,
             header,
-            header_len: 5,
+            header_len: len,
             payload,
         }
     }
@@ -196,7 +278,7 @@ impl FlvTag {
         Self {
             kind: TrackKind::Audio,
             timestamp,
-            header: [header[0], header[1], 0, 0, 0],
+            header: [header[0], header[1], 0, 0, 0, 0, 0, 0],
             header_len: 2,
             payload,
         }
@@ -305,8 +387,59 @@ mod tests {
             Ok(VideoTag::Unsupported(2))
         );
         assert_eq!(
-            parse_video(&Bytes::from_static(&[0x90, 0, 0])),
+            parse_video(&Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1'])),
             Ok(VideoTag::Unsupported(0x90))
         );
+        assert!(parse_video(&Bytes::from_static(&[0x90, 0, 0])).is_err());
+    }
+
+    #[test]
+    fn enhanced_rtmp_hevc_round_trips() {
+        let hvcc = Bytes::from_static(b"hvcC record");
+        let track = TrackInfo {
+            codec: Codec::H265,
+            config: hvcc.clone(),
+        };
+        let c = FlvTag::config(&track, 0);
+        let mut body = c.header().to_vec();
+        body.extend_from_slice(&c.payload);
+        assert_eq!(
+            parse_video(&Bytes::from(body)),
+            Ok(VideoTag::HevcSequenceHeader(hvcc))
+        );
+        let p = Packet {
+            track: TrackKind::Video,
+            dts: Timestamp::from_millis(40),
+            pts: Timestamp::from_millis(0),
+            keyframe: false,
+            payload: Bytes::from_static(b"nals"),
+        };
+        let t = FlvTag::packet_in(&p, Codec::H265);
+        let mut body = t.header().to_vec();
+        body.extend_from_slice(&t.payload);
+        assert_eq!(
+            parse_video(&Bytes::from(body)),
+            Ok(VideoTag::Frame {
+                keyframe: false,
+                cts: -40,
+                data: Bytes::from_static(b"nals")
+            })
+        );
+        // CodedFramesX: no composition time field.
+        let mut x = vec![0x80 | (1 << 4) | 3];
+        x.extend_from_slice(&FOURCC_HEVC);
+        x.extend_from_slice(b"idr");
+        assert!(matches!(
+            parse_video(&Bytes::from(x)),
+            Ok(VideoTag::Frame {
+                keyframe: true,
+                cts: 0,
+                ..
+            })
+        ));
+        // A CodedFrames tag too short for its composition time.
+        let mut short = vec![0x80 | (2 << 4) | 1];
+        short.extend_from_slice(&FOURCC_HEVC);
+        assert!(parse_video(&Bytes::from(short)).is_err());
     }
 }

@@ -70,6 +70,12 @@ impl Ingest {
                 self.has_video_config = true;
                 Some(Ingested::Track(track))
             }
+            VideoTag::HevcSequenceHeader(hvcc) => {
+                let track =
+                    TrackInfo::h265(hvcc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
+                self.has_video_config = true;
+                Some(Ingested::Track(track))
+            }
             VideoTag::Frame {
                 keyframe,
                 cts,
@@ -130,7 +136,7 @@ impl Ingest {
                 stream = name,
                 kind,
                 codec_id = id,
-                "dropping a track in a codec Ferry does not carry yet (only H.264 and AAC)"
+                "dropping a track in a codec Ferry does not carry yet (H.264, HEVC over Enhanced RTMP, AAC)"
             );
         }
     }

@@ -106,7 +106,8 @@ impl Drop for AddressGuard {
 
 enum Role {
     Publish(media_core::Publisher, u32),
-    Play(media_core::Subscriber, u32),
+    /// A player, its stream id, and whether it reads HEVC (Enhanced RTMP).
+    Play(media_core::Subscriber, u32, bool),
     Done,
 }
 
@@ -281,10 +282,10 @@ impl Server {
                 info!(stream = publisher.name(), "publisher left");
                 r
             }
-            Role::Play(subscriber, stream_id) => {
+            Role::Play(subscriber, stream_id, hevc) => {
                 self.metrics.players.inc();
                 let r = self
-                    .playing(&mut t, subscriber, stream_id, tick.as_deref())
+                    .playing(&mut t, subscriber, stream_id, hevc, tick.as_deref())
                     .await;
                 self.metrics.players.dec();
                 r

@@ -161,6 +161,9 @@ impl State<'_> {
                 self.each_rung(|| RungInput::AudioTrack((**track).clone()));
             }
             Codec::H264 => self.video_config(track.config.clone()),
+            Codec::H265 => {
+                tracing::warn!("HEVC sources are not transcoded yet: the ladder gets no video")
+            }
         }
     }
 

@@ -25,6 +25,8 @@ impl Server {
         publish_only: bool,
     ) -> Result<Role, RtmpError> {
         let mut app: Option<String> = None;
+        // Enhanced RTMP: the codecs the client announced it reads.
+        let mut enhanced = false;
         // `live/STREAM` as the app (what ffmpeg sends for
         // rtmp://HOST/live/STREAM/RUNG): the play path names a stream below it.
         let mut below: Option<String> = None;
@@ -41,6 +43,7 @@ impl Server {
                         .and_then(|o| o.get("app"))
                         .and_then(Amf0Value::as_str)
                         .unwrap_or_default();
+                    enhanced = reads_hevc(cmd.args.first());
                     let requested = match check_name(raw) {
                         Ok(()) => app_name(raw),
                         Err(why) => {
@@ -162,7 +165,7 @@ impl Server {
                     return if publish {
                         self.start_publish(t, peer, app, &name, stream_id).await
                     } else {
-                        self.start_play(t, &name, stream_id).await
+                        self.start_play(t, &name, stream_id, enhanced).await
                     };
                 }
                 other => debug!(command = other, "ignoring command before publish/play"),
@@ -221,6 +224,7 @@ impl Server {
         t: &mut Transport<S>,
         name: &str,
         stream_id: u32,
+        hevc: bool,
     ) -> Result<Role, RtmpError> {
         let subscriber = self.hub.subscribe_as(name, "rtmp");
         t.queue_control(
@@ -247,7 +251,19 @@ impl Server {
         t.queue(csid::DATA, 0, type_id::DATA_AMF0, stream_id, &access);
         t.flush().await?;
         info!(stream = %name, live = subscriber.is_live(), "playing");
-        Ok(Role::Play(subscriber, stream_id))
+        Ok(Role::Play(subscriber, stream_id, hevc))
+    }
+}
+
+/// Whether a `connect` command object announces Enhanced RTMP HEVC
+/// (`fourCcList` with `hvc1`, or `*`).
+fn reads_hevc(object: Option<&Amf0Value>) -> bool {
+    match object.and_then(|o| o.get("fourCcList")) {
+        Some(Amf0Value::StrictArray(list)) => list
+            .iter()
+            .filter_map(Amf0Value::as_str)
+            .any(|c| c == "hvc1" || c == "*"),
+        _ => false,
     }
 }
 

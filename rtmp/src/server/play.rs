@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use media_core::{Event, MetaValue};
+use media_core::{Codec, Event, MetaValue, TrackKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::timeout;
@@ -26,12 +26,16 @@ impl Server {
         t: &mut Transport<S>,
         mut sub: media_core::Subscriber,
         stream_id: u32,
+        hevc: bool,
         tick: Option<&Notify>,
     ) -> Result<(), RtmpError> {
         let mut out = PlayWriter {
             stream_id,
             last_ts: 0,
             initial_start: sub.is_live(),
+            reads_hevc: hevc,
+            video: Codec::H264,
+            video_withheld: false,
         };
         // Writes are paced on a shared grid of `write_interval` slots: while
         // packets keep coming, a player wakes once per slot, drains what arrived and
@@ -166,6 +170,13 @@ struct PlayWriter {
     stream_id: u32,
     last_ts: u32,
     initial_start: bool,
+    /// The player announced Enhanced RTMP HEVC in `connect`.
+    reads_hevc: bool,
+    /// The codec of the stream's video track now.
+    video: Codec,
+    /// The video is in a codec this player did not say it reads: it gets
+    /// the audio only (a legacy player fed HEVC would show garbage).
+    video_withheld: bool,
 }
 
 impl PlayWriter {
@@ -221,9 +232,35 @@ impl PlayWriter {
                 ]);
                 t.queue(csid::DATA, self.last_ts, type_id::DATA_AMF0, sid, &body);
             }
-            Event::Track(track) => t.queue_tag(sid, &FlvTag::config(&track, self.last_ts)),
+            Event::Track(track) => {
+                if track.kind() == TrackKind::Video {
+                    self.video = track.codec;
+                    let withhold = track.codec == Codec::H265 && !self.reads_hevc;
+                    if withhold && !self.video_withheld {
+                        info!(
+                            "video withheld: HEVC, and the player did not announce Enhanced RTMP"
+                        );
+                        t.queue_command(
+                            sid,
+                            &on_status(
+                                "warning",
+                                "NetStream.Play.VideoUnsupported",
+                                "the video is HEVC: connect with fourCcList [\"hvc1\"] (Enhanced RTMP) to get it; audio only",
+                            ),
+                        );
+                    }
+                    self.video_withheld = withhold;
+                    if withhold {
+                        return;
+                    }
+                }
+                t.queue_tag(sid, &FlvTag::config(&track, self.last_ts));
+            }
             Event::Packet(p) => {
-                let tag = FlvTag::packet(&p);
+                if p.track == TrackKind::Video && self.video_withheld {
+                    return;
+                }
+                let tag = FlvTag::packet_in(&p, self.video);
                 self.last_ts = tag.timestamp;
                 t.queue_tag(sid, &tag);
             }

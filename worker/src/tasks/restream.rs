@@ -137,6 +137,8 @@ async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
     let (mut client, addr) = connect(target).await?;
     info!(stream = %ctx.stream, receiver = %addr, "restreaming");
     let mut started = false;
+    // HEVC goes out as Enhanced RTMP (what YouTube and Twitch take).
+    let mut video = media_core::Codec::H264;
     while let Some(event) = sub.recv().await {
         let sent = match event {
             Event::Started => {
@@ -145,8 +147,13 @@ async fn push(ctx: &TaskContext, target: &Target) -> Result<(), String> {
             }
             Event::Stopped if started => break,
             Event::Stopped | Event::Metadata(_) => Ok(()),
-            Event::Track(t) => client.send_tag(&FlvTag::config(&t, 0)).await,
-            Event::Packet(p) => client.send_tag(&FlvTag::packet(&p)).await,
+            Event::Track(t) => {
+                if t.kind() == media_core::TrackKind::Video {
+                    video = t.codec;
+                }
+                client.send_tag(&FlvTag::config(&t, 0)).await
+            }
+            Event::Packet(p) => client.send_tag(&FlvTag::packet_in(&p, video)).await,
         };
         sent.map_err(|e| format!("receiver {addr} dropped: {e}"))?;
     }

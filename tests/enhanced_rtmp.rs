@@ -1,0 +1,275 @@
+//! HEVC over Enhanced RTMP. Debian's ffmpeg 5.1 cannot publish it (6.1+
+//! can), so the stream is made here: `ffmpeg -c:v libx265` writes an HEVC
+//! elementary stream, this test turns it into an hvcC and length-prefixed
+//! frames, and Ferry's own RTMP client publishes them with Enhanced RTMP's
+//! extended video header (audio from the AAC sample). A player that
+//! announces `hvc1` in `fourCcList` gets every frame byte for byte; a legacy
+//! player (rtmpdump) gets the audio only, never a broken video track.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use rtmp::flv::{FOURCC_HEVC, VideoTag};
+use rtmp::message::Message;
+
+/// NAL units of an Annex B stream, emulation prevention left in.
+fn nal_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let mut end = starts.get(k + 1).map_or(data.len(), |n| n - 3);
+            while end > s && data[end - 1] == 0 {
+                end -= 1;
+            }
+            &data[s..end]
+        })
+        .collect()
+}
+
+fn nal_type(nal: &[u8]) -> u8 {
+    (nal[0] >> 1) & 0x3f
+}
+
+/// The SPS's bytes with emulation prevention removed.
+fn unescape(nal: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(nal.len());
+    let mut zeros = 0;
+    for &b in nal {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// An hvcC from the parameter sets (profile, tier, level from the SPS).
+fn hvcc(vps: &[u8], sps: &[u8], pps: &[u8]) -> Vec<u8> {
+    let s = unescape(sps);
+    // NAL header (2), then vps id / max sub layers / nesting (1), then
+    // profile_tier_level: space/tier/profile (1), compat (4), constraints (6), level (1).
+    let mut r = vec![1u8];
+    r.extend_from_slice(&s[3..15]);
+    r.extend_from_slice(&[0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 3]);
+    for (kind, nal) in [(32u8, vps), (33, sps), (34, pps)] {
+        r.extend_from_slice(&[0x80 | kind, 0, 1]);
+        r.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+        r.extend_from_slice(nal);
+    }
+    r
+}
+
+/// An HEVC access unit: its length-prefixed NAL units and whether it is a keyframe.
+struct Frame {
+    data: Bytes,
+    keyframe: bool,
+}
+
+/// Encodes `seconds` of 25 fps test video with libx265 and returns the hvcC
+/// and the frames.
+fn hevc_stream(dir: &std::path::Path, seconds: u32) -> (Bytes, Vec<Frame>) {
+    let out = dir.join("v.hevc");
+    let ok = std::process::Command::new(ffmpeg())
+        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x240:rate=25:duration={seconds}"))
+        .args([
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "aud=1:bframes=0:keyint=25:log-level=error",
+            "-f",
+            "hevc",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ffmpeg with libx265");
+    let data = std::fs::read(&out).unwrap();
+    let nals = nal_units(&data);
+    let find = |t: u8| *nals.iter().find(|n| nal_type(n) == t).unwrap();
+    let config = hvcc(find(32), find(33), find(34));
+    let mut frames = Vec::new();
+    let mut current: Option<(Vec<u8>, bool)> = None;
+    for nal in nals {
+        match nal_type(nal) {
+            35 => {
+                // An access unit delimiter starts the next picture.
+                if let Some((d, k)) = current.take()
+                    && !d.is_empty()
+                {
+                    frames.push(Frame {
+                        data: d.into(),
+                        keyframe: k,
+                    });
+                }
+                current = Some((Vec::new(), false));
+            }
+            32..=34 => {} // in the hvcC
+            t => {
+                let (d, k) = current.get_or_insert_with(|| (Vec::new(), false));
+                d.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                d.extend_from_slice(nal);
+                *k |= (16..=21).contains(&t);
+            }
+        }
+    }
+    if let Some((d, k)) = current
+        && !d.is_empty()
+    {
+        frames.push(Frame {
+            data: d.into(),
+            keyframe: k,
+        });
+    }
+    (Bytes::from(config), frames)
+}
+
+fn enhanced(first: u8, rest: &[u8]) -> Bytes {
+    let mut b = vec![first];
+    b.extend_from_slice(&FOURCC_HEVC);
+    b.extend_from_slice(rest);
+    b.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_over_enhanced_rtmp_reaches_players_that_ask_and_only_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, frames) = hevc_stream(dir.path(), 4);
+    assert!(
+        frames.len() >= 90 && frames[0].keyframe,
+        "{} frames",
+        frames.len()
+    );
+    let s = start_with(|c| c.hls.enabled = false).await;
+
+    // An Enhanced RTMP player (Ferry's client announces hvc1) and a legacy
+    // one (rtmpdump), both before the publisher.
+    let mut player = rtmp::Client::connect(s.running.rtmp_addr, "live")
+        .await
+        .unwrap();
+    player.play(STREAM).await.unwrap();
+    let legacy_out = dir.path().join("legacy.flv");
+    // rtmpdump does not announce Enhanced RTMP and writes what it gets.
+    let mut legacy = tokio::process::Command::new("rtmpdump")
+        .args([
+            "-q",
+            "--live",
+            "--stop",
+            "3",
+            "-r",
+            &s.rtmp_url(STREAM),
+            "-o",
+        ])
+        .arg(&legacy_out)
+        .stderr(std::fs::File::create(dir.path().join("legacy.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let audio: Vec<_> = flv_tags(&sample("h264-aac-240p25.flv"))
+        .into_iter()
+        .filter(|t| t.0 == 8)
+        .collect();
+    let mut publisher = synthetic_publisher_with_key(s.running.rtmp_addr).await;
+    let started = Instant::now();
+    let sent_frames = frames.len();
+    let publish = tokio::spawn(async move {
+        publisher
+            .send_video(0, &enhanced(0x80 | (1 << 4), &config))
+            .await
+            .unwrap();
+        let mut audio = audio.into_iter().peekable();
+        for (i, f) in frames.iter().enumerate() {
+            let ts = (i as u32) * 40;
+            while let Some(a) = audio.next_if(|a| a.1 <= ts) {
+                publisher.send_audio(a.1, &a.2).await.unwrap();
+            }
+            let first = 0x80 | (if f.keyframe { 1 } else { 2 } << 4) | 1;
+            // CodedFrames: a zero composition time (no B-frames), then the NAL units.
+            let mut body = vec![0u8, 0, 0];
+            body.extend_from_slice(&f.data);
+            publisher
+                .send_video(ts, &enhanced(first, &body))
+                .await
+                .unwrap();
+            tokio::time::sleep_until((started + Duration::from_millis(u64::from(ts))).into()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (publisher, frames)
+    });
+
+    // The Enhanced RTMP player: the hvcC, then every frame, bytes intact.
+    let mut got_config = None;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < sent_frames && Instant::now() < deadline {
+        let msg = tokio::time::timeout(Duration::from_secs(5), player.read()).await;
+        let Ok(Ok(Message::Video { data, .. })) = msg else {
+            continue;
+        };
+        match rtmp::flv::parse_video(&data).unwrap() {
+            VideoTag::HevcSequenceHeader(c) => got_config = Some(c),
+            VideoTag::Frame { keyframe, data, .. } => got.push((keyframe, data)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (_publisher, frames) = publish.await.unwrap();
+    assert!(got_config.is_some(), "no HEVC sequence start");
+    assert_eq!(got.len(), frames.len(), "every HEVC frame arrived");
+    for (i, ((k, d), f)) in got.iter().zip(&frames).enumerate() {
+        assert_eq!((*k, d), (f.keyframe, &f.data), "frame {i}");
+    }
+    let info = s.running.hub.info(STREAM).unwrap();
+    let codec = info.video.unwrap_or_default();
+    assert!(codec.starts_with("hvc1.1."), "{codec}");
+
+    // The legacy player: audio only (and a NetStream.Play.VideoUnsupported warning).
+    let _ = tokio::time::timeout(Duration::from_secs(8), legacy.wait()).await;
+    let streams = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&legacy_out)
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&streams.stdout);
+    let log = std::fs::read_to_string(dir.path().join("legacy.log")).unwrap_or_default();
+    assert_eq!(
+        streams.trim(),
+        "aac",
+        "a legacy player gets the audio only; rtmpdump said: {log}"
+    );
+}
+
+/// A publisher on the test stream's key, past `publish`.
+async fn synthetic_publisher_with_key(addr: std::net::SocketAddr) -> rtmp::Client {
+    let mut c = rtmp::Client::connect(addr, "live").await.unwrap();
+    c.publish(KEY).await.unwrap();
+    c
+}
