@@ -1,10 +1,11 @@
-//! FLV tag bodies, aggregate messages, avcC and AudioSpecificConfig parsers on
-//! arbitrary bytes: errors allowed, panics not.
+//! FLV tag bodies (Enhanced RTMP's extended video header too), aggregate
+//! messages, avcC, hvcC and AudioSpecificConfig parsers on arbitrary bytes:
+//! errors allowed, panics not.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use media_core::codec::{AacConfig, AvcConfig, sps_resolution};
+use media_core::codec::{AacConfig, AvcConfig, HevcConfig, sps_resolution};
 use rtmp::chunk::RawMessage;
 use rtmp::message::{Message, split_aggregate};
 
@@ -14,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = rtmp::flv::parse_audio(&body);
     let _ = AvcConfig::parse(data);
     let _ = AacConfig::parse(data);
+    if let Ok(hevc) = HevcConfig::parse(data) {
+        assert!(hevc.codec_string().starts_with("hvc1."));
+    }
     let _ = sps_resolution(data);
     for type_id in [1, 2, 3, 4, 5, 6, 15, 17, 18, 20, 22] {
         let raw = RawMessage {
