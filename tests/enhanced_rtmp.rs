@@ -187,37 +187,8 @@ async fn hevc_over_enhanced_rtmp_reaches_players_that_ask_and_only_them() {
         .spawn()
         .unwrap();
 
-    let audio: Vec<_> = flv_tags(&sample("h264-aac-240p25.flv"))
-        .into_iter()
-        .filter(|t| t.0 == 8)
-        .collect();
-    let mut publisher = synthetic_publisher_with_key(s.running.rtmp_addr).await;
-    let started = Instant::now();
     let sent_frames = frames.len();
-    let publish = tokio::spawn(async move {
-        publisher
-            .send_video(0, &enhanced(0x80 | (1 << 4), &config))
-            .await
-            .unwrap();
-        let mut audio = audio.into_iter().peekable();
-        for (i, f) in frames.iter().enumerate() {
-            let ts = (i as u32) * 40;
-            while let Some(a) = audio.next_if(|a| a.1 <= ts) {
-                publisher.send_audio(a.1, &a.2).await.unwrap();
-            }
-            let first = 0x80 | (if f.keyframe { 1 } else { 2 } << 4) | 1;
-            // CodedFrames: a zero composition time (no B-frames), then the NAL units.
-            let mut body = vec![0u8, 0, 0];
-            body.extend_from_slice(&f.data);
-            publisher
-                .send_video(ts, &enhanced(first, &body))
-                .await
-                .unwrap();
-            tokio::time::sleep_until((started + Duration::from_millis(u64::from(ts))).into()).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        (publisher, frames)
-    });
+    let publish = publish_hevc(s.running.rtmp_addr, config, frames).await;
 
     // The Enhanced RTMP player: the hvcC, then every frame, bytes intact.
     let mut got_config = None;
@@ -264,6 +235,105 @@ async fn hevc_over_enhanced_rtmp_reaches_players_that_ask_and_only_them() {
         streams.trim(),
         "aac",
         "a legacy player gets the audio only; rtmpdump said: {log}"
+    );
+}
+
+/// Publishes the HEVC frames (25 fps, in real time) with the AAC sample's
+/// audio, over Enhanced RTMP; returns the frames when done.
+async fn publish_hevc(
+    addr: std::net::SocketAddr,
+    config: Bytes,
+    frames: Vec<Frame>,
+) -> tokio::task::JoinHandle<(rtmp::Client, Vec<Frame>)> {
+    let audio: Vec<_> = flv_tags(&sample("h264-aac-240p25.flv"))
+        .into_iter()
+        .filter(|t| t.0 == 8)
+        .collect();
+    let mut publisher = synthetic_publisher_with_key(addr).await;
+    let started = Instant::now();
+    tokio::spawn(async move {
+        publisher
+            .send_video(0, &enhanced(0x80 | (1 << 4), &config))
+            .await
+            .unwrap();
+        let mut audio = audio.into_iter().peekable();
+        for (i, f) in frames.iter().enumerate() {
+            let ts = (i as u32) * 40;
+            while let Some(a) = audio.next_if(|a| a.1 <= ts) {
+                publisher.send_audio(a.1, &a.2).await.unwrap();
+            }
+            let first = 0x80 | (if f.keyframe { 1 } else { 2 } << 4) | 1;
+            // CodedFrames: a zero composition time (no B-frames), then the NAL units.
+            let mut body = vec![0u8, 0, 0];
+            body.extend_from_slice(&f.data);
+            publisher
+                .send_video(ts, &enhanced(first, &body))
+                .await
+                .unwrap();
+            tokio::time::sleep_until((started + Duration::from_millis(u64::from(ts))).into()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (publisher, frames)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hevc_source_is_transcoded_to_h264_rungs_every_player_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, frames) = hevc_stream(dir.path(), 8);
+    // The ladder runs with HLS packaging (its rungs are HLS variants).
+    let s = start_with(|c| {
+        c.streams[0].transcode = Some(true);
+        c.streams[0].rungs = Some(vec![transcode::RungConfig {
+            name: "180p".into(),
+            height: 180,
+            video_kbps: 300,
+        }]);
+    })
+    .await;
+    let _publish = publish_hevc(s.running.rtmp_addr, config, frames).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rung = loop {
+        let live = s.running.hub.live_streams();
+        if let Some(r) = live
+            .into_iter()
+            .find(|n| n.starts_with(&format!("{STREAM}/")))
+        {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rung went live for the HEVC source"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The rung's video track comes with its first encoded frame.
+    let video = loop {
+        if let Some(v) = s.running.hub.info(&rung).and_then(|i| i.video) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{rung} has no video track");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(video.starts_with("avc1."), "{rung}: {video}");
+    // A legacy player (ffprobe 5.1) reads the rung: H.264 at the source's size.
+    let out = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("rtmp://{}/live/{rung}", s.running.rtmp_addr))
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&out.stdout);
+    println!("rung {rung}: {streams}");
+    assert!(
+        streams.contains("h264,320,240") || streams.contains("h264,"),
+        "{streams}"
     );
 }
 

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use media_core::codec::{AacConfig, AvcConfig, HevcConfig, sps_resolution};
+use media_core::codec::{AacConfig, AvcConfig, HevcConfig, hevc_sps_resolution, sps_resolution};
 use rtmp::chunk::RawMessage;
 use rtmp::message::{Message, split_aggregate};
 
@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(hevc.codec_string().starts_with("hvc1."));
     }
     let _ = sps_resolution(data);
+    let _ = hevc_sps_resolution(data);
     for type_id in [1, 2, 3, 4, 5, 6, 15, 17, 18, 20, 22] {
         let raw = RawMessage {
             csid: 3,

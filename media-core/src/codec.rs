@@ -9,7 +9,7 @@ mod sps;
 pub use aac::AacConfig;
 pub use avc::AvcConfig;
 pub use hevc::HevcConfig;
-pub use sps::sps_resolution;
+pub use sps::{hevc_sps_resolution, sps_resolution};
 
 /// A decoder config that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,27 +1,31 @@
-//! The source decoder: AVCC packets in (with the avcC as extradata), frames out.
+//! The source decoder: length-prefixed H.264 or HEVC packets in (with the
+//! avcC or hvcC as extradata), frames out.
 
 use bytes::Bytes;
 use ffmpeg::{codec, decoder, frame};
 use ffmpeg_next as ffmpeg;
-use media_core::Packet;
+use media_core::{Codec, Packet};
 
 use crate::TranscodeError;
 use crate::ffi::set_extradata;
 
-/// An H.264 decoder opened for one avcC.
+/// A decoder opened for one decoder config (avcC or hvcC).
 pub struct Decoder {
     inner: decoder::Video,
-    /// The avcC it was opened with.
+    /// The config it was opened with.
     pub config: Bytes,
 }
 
 impl Decoder {
-    /// Opens a decoder for streams described by `avcc`.
-    pub fn open(avcc: Bytes) -> Result<Self, TranscodeError> {
-        let codec =
-            decoder::find(codec::Id::H264).ok_or(TranscodeError::NoCodec("h264 decoder"))?;
+    /// Opens a decoder for `kind` streams described by `config` (avcC, hvcC).
+    pub fn open(config: Bytes, kind: Codec) -> Result<Self, TranscodeError> {
+        let (id, name) = match kind {
+            Codec::H265 => (codec::Id::HEVC, "hevc decoder"),
+            _ => (codec::Id::H264, "h264 decoder"),
+        };
+        let codec = decoder::find(id).ok_or(TranscodeError::NoCodec(name))?;
         let mut ctx = codec::Context::new_with_codec(codec);
-        set_extradata(&mut ctx, &avcc)?;
+        set_extradata(&mut ctx, &config)?;
         // One thread: the decoder has its own OS thread and frame threading
         // would add a frame of latency per thread.
         ctx.set_threading(codec::threading::Config::count(1));
@@ -29,7 +33,7 @@ impl Decoder {
         video.set_packet_time_base((1, 1000));
         Ok(Self {
             inner: video,
-            config: avcc,
+            config,
         })
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ffmpeg_next::frame;
-use media_core::codec::{AvcConfig, sps_resolution};
+use media_core::codec::{AvcConfig, HevcConfig, hevc_sps_resolution, sps_resolution};
 use media_core::{Codec, Event, Packet, TrackInfo, TrackKind};
 use tracing::{info, warn};
 
@@ -160,22 +160,24 @@ impl State<'_> {
                 self.audio = Some((**track).clone());
                 self.each_rung(|| RungInput::AudioTrack((**track).clone()));
             }
-            Codec::H264 => self.video_config(track.config.clone()),
-            Codec::H265 => {
-                tracing::warn!("HEVC sources are not transcoded yet: the ladder gets no video")
-            }
+            Codec::H264 | Codec::H265 => self.video_config(track.config.clone(), track.codec),
         }
     }
 
-    fn video_config(&mut self, avcc: Bytes) {
-        if self.decoder.as_ref().is_some_and(|d| d.config == avcc) {
+    fn video_config(&mut self, config: Bytes, kind: Codec) {
+        if self.decoder.as_ref().is_some_and(|d| d.config == config) {
             return;
         }
-        let size = AvcConfig::parse(&avcc)
-            .ok()
-            .and_then(|c| c.sps.first().and_then(|sps| sps_resolution(sps)));
+        let size = match kind {
+            Codec::H265 => HevcConfig::parse(&config)
+                .ok()
+                .and_then(|c| c.sps.first().and_then(|sps| hevc_sps_resolution(sps))),
+            _ => AvcConfig::parse(&config)
+                .ok()
+                .and_then(|c| c.sps.first().and_then(|sps| sps_resolution(sps))),
+        };
         // The decoder follows the new config at once (from the next keyframe).
-        match Decoder::open(avcc) {
+        match Decoder::open(config, kind) {
             Ok(d) => self.decoder = Some(d),
             Err(e) => {
                 warn!(error = %e, "cannot open the source decoder");

@@ -105,6 +105,63 @@ pub fn sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
     (width <= MAX_DIMENSION && height <= MAX_DIMENSION).then_some((width, height))
 }
 
+/// Picture size from an HEVC sequence parameter set (ITU-T H.265 7.3.2.2.1),
+/// NAL header included, for `RESOLUTION` and the ladder. `None` if it cannot
+/// be read.
+pub fn hevc_sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
+    // Two bytes of NAL header, then the RBSP without emulation prevention.
+    let mut rbsp = Vec::with_capacity(sps.len());
+    let mut zeros = 0;
+    for &b in sps.get(2..)? {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        rbsp.push(b);
+    }
+    let mut r = Bits { data: &rbsp, at: 0 };
+    r.bits(4)?; // sps_video_parameter_set_id
+    let sub_layers = r.bits(3)?; // sps_max_sub_layers_minus1
+    r.bits(1)?; // temporal_id_nesting
+    // profile_tier_level: general profile (88 bits) and level (8).
+    r.skip(96)?;
+    let mut present = Vec::new();
+    for _ in 0..sub_layers {
+        present.push((r.bits(1)?, r.bits(1)?));
+    }
+    if sub_layers > 0 {
+        for _ in sub_layers..8 {
+            r.bits(2)?;
+        }
+    }
+    for (profile, level) in present {
+        r.skip(88 * profile + 8 * level)?;
+    }
+    r.ue()?; // sps_seq_parameter_set_id
+    let chroma_format = r.ue()?;
+    if chroma_format == 3 {
+        r.bits(1)?; // separate_colour_plane_flag
+    }
+    let width = r.ue()?;
+    let height = r.ue()?;
+    let (sub_w, sub_h) = match chroma_format {
+        1 => (2, 2),
+        2 => (2, 1),
+        _ => (1, 1),
+    };
+    let (mut crop_x, mut crop_y) = (0u32, 0u32);
+    if r.bits(1)? == 1 {
+        let (l, rt, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        crop_x = l.checked_add(rt)?.checked_mul(sub_w)?;
+        crop_y = t.checked_add(b)?.checked_mul(sub_h)?;
+    }
+    let width = width.checked_sub(crop_x)?;
+    let height = height.checked_sub(crop_y)?;
+    (width > 0 && height > 0 && width <= MAX_DIMENSION && height <= MAX_DIMENSION)
+        .then_some((width, height))
+}
+
 struct Bits<'a> {
     data: &'a [u8],
     at: usize,
@@ -119,6 +176,11 @@ impl Bits<'_> {
             self.at += 1;
         }
         Some(v)
+    }
+
+    fn skip(&mut self, n: u32) -> Option<()> {
+        let end = self.at.checked_add(n as usize)?;
+        (end <= self.data.len() * 8).then(|| self.at = end)
     }
 
     fn ue(&mut self) -> Option<u32> {
