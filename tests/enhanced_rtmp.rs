@@ -343,3 +343,54 @@ async fn synthetic_publisher_with_key(addr: std::net::SocketAddr) -> rtmp::Clien
     c.publish(KEY).await.unwrap();
     c
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_is_packaged_to_fmp4_hls_with_its_codec_and_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, frames) = hevc_stream(dir.path(), 8);
+    let s =
+        start_with(|c| c.streams[0].hls_container = Some(ferry::config::HlsContainer::Fmp4)).await;
+    let _publish = publish_hevc(s.running.rtmp_addr, config, frames).await;
+    let http = s.running.http_addr;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let master = loop {
+        let m = http_get(http, &format!("/hls/{STREAM}/master.m3u8")).await;
+        if m.contains("hvc1.") {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no master playlist naming hvc1: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("{master}");
+    assert!(master.contains("RESOLUTION=320x240"), "{master}");
+    assert!(master.contains("mp4a.40.2"), "{master}");
+    // ffprobe reads the fMP4 media playlist: HEVC 320x240 and AAC.
+    let out = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("http://{http}/hls/{STREAM}/source/index.m3u8"))
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        streams.contains("hevc,320,240") && streams.contains("aac"),
+        "{streams}"
+    );
+    // And ffmpeg decodes 3 s of it (HEVC and AAC) without an error.
+    let url = format!("http://{http}/hls/{STREAM}/master.m3u8");
+    let (ok, err) = run_ffmpeg(
+        &["-xerror", "-i", &url, "-t", "3", "-f", "null", "-"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(ok, "{err}");
+}

@@ -3,8 +3,10 @@
 //! MP4 stores it, so video payloads are copied once into `mdat`.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use media_core::codec::{AacConfig, AvcConfig, sps_resolution};
+use media_core::codec::AacConfig;
 use media_core::{Packet, Timebase, TrackKind};
+
+use crate::VideoConfig;
 
 const VIDEO_TIMESCALE: u32 = 90_000;
 /// Samples per AAC frame, the duration of every audio sample.
@@ -13,8 +15,8 @@ const AAC_FRAME: u32 = 1024;
 /// The tracks of an fMP4 stream and their raw decoder configs.
 #[derive(Clone, Debug)]
 pub struct Fmp4Tracks {
-    /// H.264: parsed config and the avcC bytes as received.
-    pub video: Option<(AvcConfig, Bytes)>,
+    /// H.264 or HEVC: parsed config and the avcC/hvcC bytes as received.
+    pub video: Option<(VideoConfig, Bytes)>,
     /// AAC: parsed config and the AudioSpecificConfig bytes as received.
     pub audio: Option<(AacConfig, Bytes)>,
 }
@@ -76,12 +78,9 @@ pub fn init_segment(tracks: &Fmp4Tracks) -> Bytes {
             o.put_slice(&[0; 24]);
             o.put_u32(3);
         });
-        if let Some((avc, avcc)) = &tracks.video {
-            let (w, h) = avc
-                .sps
-                .first()
-                .and_then(|s| sps_resolution(s))
-                .unwrap_or((0, 0));
+        if let Some((video, record)) = &tracks.video {
+            let (w, h) = video.resolution().unwrap_or((0, 0));
+            let (entry, config_box) = video.mp4_boxes();
             trak(
                 o,
                 tracks.video_id(),
@@ -92,7 +91,7 @@ pub fn init_segment(tracks: &Fmp4Tracks) -> Bytes {
                     full(o, b"vmhd", 0, 1, |o| o.put_slice(&[0; 8]));
                 },
                 |o| {
-                    bx(o, b"avc1", |o| {
+                    bx(o, entry, |o| {
                         o.put_slice(&[0; 6]);
                         o.put_u16(1);
                         o.put_slice(&[0; 16]);
@@ -105,7 +104,7 @@ pub fn init_segment(tracks: &Fmp4Tracks) -> Bytes {
                         o.put_slice(&[0; 32]);
                         o.put_u16(0x0018);
                         o.put_i16(-1);
-                        bx(o, b"avcC", |o| o.put_slice(avcc));
+                        bx(o, config_box, |o| o.put_slice(record));
                     });
                 },
             );

@@ -6,6 +6,9 @@ pub mod fmp4;
 mod packager;
 pub mod playlist;
 pub mod ts;
+mod video;
+
+pub use video::VideoConfig;
 
 pub use packager::{
     Container, MAX_SEGMENT_BYTES, MAX_SEGMENT_TARGETS, Output, Packager, PackagerConfig,

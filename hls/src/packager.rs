@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use media_core::codec::{AacConfig, AvcConfig, sps_resolution};
+use media_core::codec::{AacConfig, AvcConfig, HevcConfig};
 use media_core::{Codec, Event, Packet, Timestamp, TrackKind};
 
 use crate::fmp4;
@@ -112,7 +112,7 @@ struct Open {
 /// Packages one stream.
 pub struct Packager {
     config: PackagerConfig,
-    video: Option<AvcConfig>,
+    video: Option<crate::VideoConfig>,
     audio: Option<AacConfig>,
     muxer: Option<TsMuxer>,
     open: Option<Open>,
@@ -203,17 +203,27 @@ impl Packager {
             Event::Track(track) => {
                 match track.codec {
                     Codec::H264 => {
-                        self.video = AvcConfig::parse(&track.config).ok();
+                        self.video = AvcConfig::parse(&track.config)
+                            .ok()
+                            .map(crate::VideoConfig::Avc);
+                        self.video_raw = Some(track.config.clone());
+                        self.video_unpackaged = false;
+                    }
+                    Codec::H265 if self.config.container == Container::Fmp4 => {
+                        self.video = HevcConfig::parse(&track.config)
+                            .ok()
+                            .map(crate::VideoConfig::Hevc);
                         self.video_raw = Some(track.config.clone());
                         self.video_unpackaged = false;
                     }
                     Codec::H265 => {
-                        // Not packaged yet: the HLS of an HEVC stream has its
-                        // audio only (said once per stream).
+                        // HEVC goes in fMP4 only (as Apple's authoring spec
+                        // has it): in MPEG-TS the playlist has audio only
+                        // (said once per stream).
                         if !self.video_unpackaged {
                             tracing::warn!(
                                 variant = %self.config.variant,
-                                "HEVC video is not packaged to HLS yet: the playlist has audio only"
+                                "HEVC video is packaged to fMP4 only: this MPEG-TS playlist has audio only (set the stream's hls_container to fmp4)"
                             );
                         }
                         self.video = None;
@@ -267,7 +277,11 @@ impl Packager {
             self.close(Some(p.dts), out);
             let mut muxer = self.muxer.take().unwrap_or_else(|| {
                 TsMuxer::new(TsTracks {
-                    video: self.video.clone(),
+                    video: self
+                        .video
+                        .as_ref()
+                        .and_then(crate::VideoConfig::avc)
+                        .cloned(),
                     audio: self.audio,
                 })
             });
@@ -454,11 +468,7 @@ impl Packager {
                 0
             },
             codecs,
-            resolution: self
-                .video
-                .as_ref()
-                .and_then(|v| v.sps.first())
-                .and_then(|sps| sps_resolution(sps)),
+            resolution: self.video.as_ref().and_then(crate::VideoConfig::resolution),
             frame_rate: (self.video_secs > 0.0)
                 .then(|| (self.video_frames as f64 / self.video_secs * 1000.0).round() / 1000.0),
         })
