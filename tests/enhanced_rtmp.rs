@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use rtmp::flv::{FOURCC_HEVC, VideoTag};
+use rtmp::flv::{FOURCC_AV1, FOURCC_HEVC, VideoTag};
 use rtmp::message::Message;
 
 /// NAL units of an Annex B stream, emulation prevention left in.
@@ -145,9 +145,9 @@ fn hevc_stream(dir: &std::path::Path, seconds: u32) -> (Bytes, Vec<Frame>) {
     (Bytes::from(config), frames)
 }
 
-fn enhanced(first: u8, rest: &[u8]) -> Bytes {
+fn tagged(fourcc: [u8; 4], first: u8, rest: &[u8]) -> Bytes {
     let mut b = vec![first];
-    b.extend_from_slice(&FOURCC_HEVC);
+    b.extend_from_slice(&fourcc);
     b.extend_from_slice(rest);
     b.into()
 }
@@ -245,6 +245,17 @@ async fn publish_hevc(
     config: Bytes,
     frames: Vec<Frame>,
 ) -> tokio::task::JoinHandle<(rtmp::Client, Vec<Frame>)> {
+    publish_enhanced(addr, FOURCC_HEVC, config, frames).await
+}
+
+/// Publishes `frames` of the codec `fourcc` like [`publish_hevc`] (HEVC
+/// frames carry a composition time, AV1 frames none).
+async fn publish_enhanced(
+    addr: std::net::SocketAddr,
+    fourcc: [u8; 4],
+    config: Bytes,
+    frames: Vec<Frame>,
+) -> tokio::task::JoinHandle<(rtmp::Client, Vec<Frame>)> {
     let audio: Vec<_> = flv_tags(&sample("h264-aac-240p25.flv"))
         .into_iter()
         .filter(|t| t.0 == 8)
@@ -253,7 +264,7 @@ async fn publish_hevc(
     let started = Instant::now();
     tokio::spawn(async move {
         publisher
-            .send_video(0, &enhanced(0x80 | (1 << 4), &config))
+            .send_video(0, &tagged(fourcc, 0x80 | (1 << 4), &config))
             .await
             .unwrap();
         let mut audio = audio.into_iter().peekable();
@@ -263,11 +274,15 @@ async fn publish_hevc(
                 publisher.send_audio(a.1, &a.2).await.unwrap();
             }
             let first = 0x80 | (if f.keyframe { 1 } else { 2 } << 4) | 1;
-            // CodedFrames: a zero composition time (no B-frames), then the NAL units.
-            let mut body = vec![0u8, 0, 0];
+            // CodedFrames: HEVC has a composition time (zero: no B-frames), AV1 none.
+            let mut body = if fourcc == FOURCC_HEVC {
+                vec![0u8, 0, 0]
+            } else {
+                Vec::new()
+            };
             body.extend_from_slice(&f.data);
             publisher
-                .send_video(ts, &enhanced(first, &body))
+                .send_video(ts, &tagged(fourcc, first, &body))
                 .await
                 .unwrap();
             tokio::time::sleep_until((started + Duration::from_millis(u64::from(ts))).into()).await;
@@ -393,4 +408,220 @@ async fn hevc_is_packaged_to_fmp4_hls_with_its_codec_and_resolution() {
     )
     .await;
     assert!(ok, "{err}");
+}
+
+/// Encodes `seconds` of 25 fps test video with SVT-AV1 into IVF and returns
+/// an av1C (profile 0, level 4.0, 8-bit 4:2:0 and the sequence header OBU)
+/// and the temporal units (temporal delimiters dropped, as ISOBMFF has it).
+fn av1_stream(dir: &std::path::Path, seconds: u32) -> (Bytes, Vec<Frame>) {
+    let out = dir.join("v.ivf");
+    let ok = std::process::Command::new(ffmpeg())
+        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x240:rate=25:duration={seconds}"))
+        .args([
+            "-c:v",
+            "libsvtav1",
+            "-preset",
+            "12",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "ivf",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ffmpeg with libsvtav1");
+    let data = std::fs::read(&out).unwrap();
+    let header = usize::from(u16::from_le_bytes([data[6], data[7]]));
+    let mut at = header;
+    let mut frames = Vec::new();
+    let mut sequence_header = None;
+    while at + 12 <= data.len() {
+        let size = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        let tu = &data[at + 12..at + 12 + size];
+        at += 12 + size;
+        // Walk the OBUs (each with a size field, as IVF from ffmpeg has them).
+        let (mut kept, mut keyframe, mut i) = (Vec::new(), false, 0);
+        while i < tu.len() {
+            let h = tu[i];
+            let kind = (h >> 3) & 0x0f;
+            let ext = usize::from(h & 0x04 != 0);
+            let (mut len, mut used, mut shift) = (0usize, 0usize, 0);
+            loop {
+                let b = tu[i + 1 + ext + used];
+                len |= usize::from(b & 0x7f) << shift;
+                used += 1;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            let end = i + 1 + ext + used + len;
+            let payload = &tu[i + 1 + ext + used..end];
+            match kind {
+                2 => {} // temporal delimiter
+                1 => {
+                    sequence_header.get_or_insert_with(|| tu[i..end].to_vec());
+                    kept.extend_from_slice(&tu[i..end]);
+                }
+                3 | 6 => {
+                    // show_existing_frame = 0 and frame_type = KEY_FRAME
+                    keyframe |= payload.first().is_some_and(|b| b & 0xe0 == 0);
+                    kept.extend_from_slice(&tu[i..end]);
+                }
+                _ => kept.extend_from_slice(&tu[i..end]),
+            }
+            i = end;
+        }
+        frames.push(Frame {
+            data: kept.into(),
+            keyframe,
+        });
+    }
+    let mut config = vec![0x81, 0x08, 0x0c, 0x00];
+    config.extend_from_slice(&sequence_header.expect("a sequence header OBU"));
+    (config.into(), frames)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av1_over_enhanced_rtmp_plays_packages_to_fmp4_and_spares_legacy_players() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, frames) = av1_stream(dir.path(), 6);
+    assert!(
+        frames.len() >= 140 && frames[0].keyframe,
+        "{} frames",
+        frames.len()
+    );
+    let s =
+        start_with(|c| c.streams[0].hls_container = Some(ferry::config::HlsContainer::Fmp4)).await;
+    let mut player = rtmp::Client::connect(s.running.rtmp_addr, "live")
+        .await
+        .unwrap();
+    player.play(STREAM).await.unwrap();
+    let legacy_out = dir.path().join("legacy.flv");
+    let mut legacy = tokio::process::Command::new("rtmpdump")
+        .args([
+            "-q",
+            "--live",
+            "--stop",
+            "3",
+            "-r",
+            &s.rtmp_url(STREAM),
+            "-o",
+        ])
+        .arg(&legacy_out)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let sent = frames.len();
+    let publish = publish_enhanced(s.running.rtmp_addr, FOURCC_AV1, config, frames).await;
+    let mut got_config = None;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < sent && Instant::now() < deadline {
+        let msg = tokio::time::timeout(Duration::from_secs(5), player.read()).await;
+        let Ok(Ok(Message::Video { data, .. })) = msg else {
+            continue;
+        };
+        match rtmp::flv::parse_video(&data).unwrap() {
+            VideoTag::Av1SequenceHeader(c) => got_config = Some(c),
+            VideoTag::Frame { keyframe, data, .. } => got.push((keyframe, data)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // HLS while the stream is live: fMP4 with av01, AV1 320x240 by ffprobe.
+    let http = s.running.http_addr;
+    let master = http_get(http, &format!("/hls/{STREAM}/master.m3u8")).await;
+    assert!(
+        master.contains("av01.0.") && master.contains("RESOLUTION=320x240"),
+        "{master}"
+    );
+    let out = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("http://{http}/hls/{STREAM}/source/index.m3u8"))
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        streams.contains("av1,320,240") && streams.contains("aac"),
+        "{streams}"
+    );
+    let (_publisher, frames) = publish.await.unwrap();
+    assert!(got_config.is_some(), "no AV1 sequence start");
+    assert_eq!(got.len(), frames.len(), "every AV1 temporal unit arrived");
+    for (i, ((k, d), f)) in got.iter().zip(&frames).enumerate() {
+        assert_eq!((*k, d), (f.keyframe, &f.data), "temporal unit {i}");
+    }
+    let codec = s
+        .running
+        .hub
+        .info(STREAM)
+        .and_then(|i| i.video)
+        .unwrap_or_default();
+    assert!(codec.starts_with("av01.0.08M.08"), "{codec}");
+    let _ = tokio::time::timeout(Duration::from_secs(8), legacy.wait()).await;
+    let streams = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&legacy_out)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&streams.stdout).trim(), "aac");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_av1_source_is_transcoded_to_h264_rungs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, frames) = av1_stream(dir.path(), 8);
+    let s = start_with(|c| {
+        c.streams[0].transcode = Some(true);
+        c.streams[0].rungs = Some(vec![transcode::RungConfig {
+            name: "180p".into(),
+            height: 180,
+            video_kbps: 300,
+        }]);
+    })
+    .await;
+    let _publish = publish_enhanced(s.running.rtmp_addr, FOURCC_AV1, config, frames).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rung = format!("{STREAM}/180p");
+    let video = loop {
+        if let Some(v) = s.running.hub.info(&rung).and_then(|i| i.video) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{rung} has no video track");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(video.starts_with("avc1."), "{video}");
+    let out = std::process::Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("rtmp://{}/live/{rung}", s.running.rtmp_addr))
+        .output()
+        .unwrap();
+    let streams = String::from_utf8_lossy(&out.stdout);
+    assert!(streams.contains("h264,240,180"), "{streams}");
 }

@@ -1,11 +1,13 @@
 //! FLV tag bodies (Enhanced RTMP's extended video header too), aggregate
-//! messages, avcC, hvcC and AudioSpecificConfig parsers on arbitrary bytes:
+//! messages, avcC, hvcC, av1C (and its sequence header OBU) and AudioSpecificConfig parsers on arbitrary bytes:
 //! errors allowed, panics not.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use media_core::codec::{AacConfig, AvcConfig, HevcConfig, hevc_sps_resolution, sps_resolution};
+use media_core::codec::{
+    AacConfig, Av1Config, AvcConfig, HevcConfig, hevc_sps_resolution, sps_resolution,
+};
 use rtmp::chunk::RawMessage;
 use rtmp::message::{Message, split_aggregate};
 
@@ -15,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = rtmp::flv::parse_audio(&body);
     let _ = AvcConfig::parse(data);
     let _ = AacConfig::parse(data);
+    if let Ok(av1) = Av1Config::parse(data) {
+        assert!(av1.codec_string().starts_with("av01."));
+        let _ = av1.resolution();
+    }
     if let Ok(hevc) = HevcConfig::parse(data) {
         assert!(hevc.codec_string().starts_with("hvc1."));
     }

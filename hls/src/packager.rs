@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use media_core::codec::{AacConfig, AvcConfig, HevcConfig};
+use media_core::codec::{AacConfig, Av1Config, AvcConfig, HevcConfig};
 use media_core::{Codec, Event, Packet, Timestamp, TrackKind};
 
 use crate::fmp4;
@@ -209,21 +209,27 @@ impl Packager {
                         self.video_raw = Some(track.config.clone());
                         self.video_unpackaged = false;
                     }
-                    Codec::H265 if self.config.container == Container::Fmp4 => {
-                        self.video = HevcConfig::parse(&track.config)
-                            .ok()
-                            .map(crate::VideoConfig::Hevc);
+                    Codec::H265 | Codec::Av1 if self.config.container == Container::Fmp4 => {
+                        self.video = match track.codec {
+                            Codec::Av1 => Av1Config::parse(&track.config)
+                                .ok()
+                                .map(crate::VideoConfig::Av1),
+                            _ => HevcConfig::parse(&track.config)
+                                .ok()
+                                .map(crate::VideoConfig::Hevc),
+                        };
                         self.video_raw = Some(track.config.clone());
                         self.video_unpackaged = false;
                     }
-                    Codec::H265 => {
-                        // HEVC goes in fMP4 only (as Apple's authoring spec
-                        // has it): in MPEG-TS the playlist has audio only
-                        // (said once per stream).
+                    Codec::H265 | Codec::Av1 => {
+                        // HEVC and AV1 go in fMP4 only (as Apple's authoring
+                        // spec has it): in MPEG-TS the playlist has audio
+                        // only (said once per stream).
                         if !self.video_unpackaged {
                             tracing::warn!(
                                 variant = %self.config.variant,
-                                "HEVC video is packaged to fMP4 only: this MPEG-TS playlist has audio only (set the stream's hls_container to fmp4)"
+                                codec = ?track.codec,
+                                "HEVC and AV1 video are packaged to fMP4 only: this MPEG-TS playlist has audio only (set the stream's hls_container to fmp4)"
                             );
                         }
                         self.video = None;

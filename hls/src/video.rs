@@ -1,7 +1,7 @@
-//! The video codecs HLS carries: H.264 (TS and fMP4) and HEVC (fMP4 only, as
-//! Apple's HLS authoring spec has it).
+//! The video codecs HLS carries: H.264 (TS and fMP4), HEVC and AV1 (fMP4
+//! only, as Apple's HLS authoring spec has it).
 
-use media_core::codec::{AvcConfig, HevcConfig, hevc_sps_resolution, sps_resolution};
+use media_core::codec::{Av1Config, AvcConfig, HevcConfig, hevc_sps_resolution, sps_resolution};
 
 /// A video track's parsed decoder config.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,6 +10,8 @@ pub enum VideoConfig {
     Avc(AvcConfig),
     /// HEVC (hvcC).
     Hevc(HevcConfig),
+    /// AV1 (av1C).
+    Av1(Av1Config),
 }
 
 impl VideoConfig {
@@ -18,6 +20,7 @@ impl VideoConfig {
         match self {
             VideoConfig::Avc(c) => c.codec_string(),
             VideoConfig::Hevc(c) => c.codec_string(),
+            VideoConfig::Av1(c) => c.codec_string(),
         }
     }
 
@@ -26,6 +29,7 @@ impl VideoConfig {
         match self {
             VideoConfig::Avc(c) => c.sps.first().and_then(|s| sps_resolution(s)),
             VideoConfig::Hevc(c) => c.sps.first().and_then(|s| hevc_sps_resolution(s)),
+            VideoConfig::Av1(c) => c.resolution(),
         }
     }
 
@@ -33,15 +37,17 @@ impl VideoConfig {
     pub fn avc(&self) -> Option<&AvcConfig> {
         match self {
             VideoConfig::Avc(c) => Some(c),
-            VideoConfig::Hevc(_) => None,
+            VideoConfig::Hevc(_) | VideoConfig::Av1(_) => None,
         }
     }
 
-    /// The MP4 sample entry and config box types: `avc1`/`avcC`, `hvc1`/`hvcC`.
+    /// The MP4 sample entry and config box types: `avc1`/`avcC`,
+    /// `hvc1`/`hvcC`, `av01`/`av1C`.
     pub fn mp4_boxes(&self) -> (&'static [u8; 4], &'static [u8; 4]) {
         match self {
             VideoConfig::Avc(_) => (b"avc1", b"avcC"),
             VideoConfig::Hevc(_) => (b"hvc1", b"hvcC"),
+            VideoConfig::Av1(_) => (b"av01", b"av1C"),
         }
     }
 }

@@ -2,11 +2,13 @@
 //! every length is checked and every failure is an error, never a panic.
 
 mod aac;
+mod av1;
 mod avc;
 mod hevc;
 mod sps;
 
 pub use aac::AacConfig;
+pub use av1::Av1Config;
 pub use avc::AvcConfig;
 pub use hevc::HevcConfig;
 pub use sps::{hevc_sps_resolution, sps_resolution};

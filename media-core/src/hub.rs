@@ -338,6 +338,9 @@ impl Hub {
                 crate::Codec::H264 => crate::codec::AvcConfig::parse(&t.config)
                     .ok()
                     .map(|c| c.codec_string()),
+                crate::Codec::Av1 => crate::codec::Av1Config::parse(&t.config)
+                    .ok()
+                    .map(|c| c.codec_string()),
                 crate::Codec::H265 => crate::codec::HevcConfig::parse(&t.config)
                     .ok()
                     .map(|c| c.codec_string()),

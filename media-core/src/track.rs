@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::TrackKind;
-use crate::codec::{AacConfig, AvcConfig, CodecError, HevcConfig};
+use crate::codec::{AacConfig, Av1Config, AvcConfig, CodecError, HevcConfig};
 
 /// The codecs Ferry carries end to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -12,6 +12,8 @@ pub enum Codec {
     H264,
     /// H.265 / HEVC in length-prefixed form (Enhanced RTMP `hvc1`).
     H265,
+    /// AV1, low-overhead OBUs as in ISOBMFF (Enhanced RTMP `av01`).
+    Av1,
     /// AAC, raw access units (no ADTS headers).
     Aac,
 }
@@ -20,7 +22,7 @@ impl Codec {
     /// The track kind this codec belongs on.
     pub fn kind(self) -> TrackKind {
         match self {
-            Codec::H264 | Codec::H265 => TrackKind::Video,
+            Codec::H264 | Codec::H265 | Codec::Av1 => TrackKind::Video,
             Codec::Aac => TrackKind::Audio,
         }
     }
@@ -53,6 +55,15 @@ impl TrackInfo {
         Ok(Self {
             codec: Codec::H265,
             config: hvcc,
+        })
+    }
+
+    /// An AV1 track; refuses an av1C that does not parse.
+    pub fn av1(av1c: Bytes) -> Result<Self, CodecError> {
+        Av1Config::parse(&av1c)?;
+        Ok(Self {
+            codec: Codec::Av1,
+            config: av1c,
         })
     }
 

@@ -104,6 +104,7 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) {
                         Codec::H264 => 1,
                         Codec::Aac => 2,
                         Codec::H265 => 3,
+                        Codec::Av1 => 4,
                     });
                     body.extend_from_slice(&t.config);
                     kind::TRACK
@@ -225,6 +226,7 @@ fn parse_body(t: u8, mut body: Bytes) -> Result<Frame, FrameError> {
                 1 => TrackInfo::h264(body),
                 2 => TrackInfo::aac(body),
                 3 => TrackInfo::h265(body),
+                4 => TrackInfo::av1(body),
                 _ => return Err(FrameError::Malformed("unknown codec")),
             };
             track

@@ -85,10 +85,13 @@ impl Client {
                 ("app".into(), Amf0Value::String(app.into())),
                 ("type".into(), Amf0Value::String("nonprivate".into())),
                 ("tcUrl".into(), Amf0Value::String(tc_url)),
-                // Enhanced RTMP: this client reads (and relays) HEVC.
+                // Enhanced RTMP: this client reads (and relays) HEVC and AV1.
                 (
                     "fourCcList".into(),
-                    Amf0Value::StrictArray(vec![Amf0Value::String("hvc1".into())]),
+                    Amf0Value::StrictArray(vec![
+                        Amf0Value::String("hvc1".into()),
+                        Amf0Value::String("av01".into()),
+                    ]),
                 ),
             ])],
         );

@@ -10,6 +10,8 @@ const CODEC_AVC: u8 = 7;
 const EX_HEADER: u8 = 0x80;
 /// Enhanced RTMP FourCC of HEVC.
 pub const FOURCC_HEVC: [u8; 4] = *b"hvc1";
+/// Enhanced RTMP FourCC of AV1.
+pub const FOURCC_AV1: [u8; 4] = *b"av01";
 /// Enhanced RTMP video packet types.
 mod ex {
     pub const SEQUENCE_START: u8 = 0;
@@ -41,6 +43,9 @@ pub enum VideoTag {
     /// Enhanced RTMP `hvc1` sequence start: the HEVC decoder configuration
     /// record (hvcC). Frames after it are HEVC.
     HevcSequenceHeader(Bytes),
+    /// Enhanced RTMP `av01` sequence start: the AV1 codec configuration
+    /// record (av1C). Frames after it are AV1.
+    Av1SequenceHeader(Bytes),
     /// One coded picture, length-prefixed NAL units (of the codec of the last
     /// sequence header).
     Frame {
@@ -118,7 +123,8 @@ fn parse_extended(first: u8, body: &Bytes) -> Result<VideoTag, FlvError> {
     if body.len() < 5 {
         return Err(short());
     }
-    if body[1..5] != FOURCC_HEVC {
+    let av1 = body[1..5] == FOURCC_AV1;
+    if body[1..5] != FOURCC_HEVC && !av1 {
         return Ok(VideoTag::Unsupported(first));
     }
     let frame_type = (first >> 4) & 0x07;
@@ -127,7 +133,14 @@ fn parse_extended(first: u8, body: &Bytes) -> Result<VideoTag, FlvError> {
     }
     let keyframe = frame_type == 1;
     Ok(match first & 0x0f {
+        ex::SEQUENCE_START if av1 => VideoTag::Av1SequenceHeader(body.slice(5..)),
         ex::SEQUENCE_START => VideoTag::HevcSequenceHeader(body.slice(5..)),
+        // AV1 frames carry no composition time (no reordering on the wire).
+        ex::CODED_FRAMES | ex::CODED_FRAMES_X if av1 => VideoTag::Frame {
+            keyframe,
+            cts: 0,
+            data: body.slice(5..),
+        },
         ex::CODED_FRAMES => {
             if body.len() < 8 {
                 return Err(short());
@@ -223,6 +236,13 @@ impl FlvTag {
             TrackKind::Video => {
                 let cts = p.pts.checked_sub(p.dts).unwrap_or(0);
                 let cts = cts.clamp(-(1 << 23), (1 << 23) - 1) as i32;
+                if video == Codec::Av1 {
+                    let frame_type: u8 = if p.keyframe { 1 } else { 2 };
+                    let mut h = [0u8; 8];
+                    h[0] = EX_HEADER | (frame_type << 4) | ex::CODED_FRAMES;
+                    h[1..5].copy_from_slice(&FOURCC_AV1);
+                    return Self::video(timestamp, h, 5, p.payload.clone());
+                }
                 if video == Codec::H265 {
                     let frame_type: u8 = if p.keyframe { 1 } else { 2 };
                     let c = cts.to_be_bytes();
@@ -248,10 +268,14 @@ impl FlvTag {
             Codec::H264 => {
                 Self::video5(timestamp, video_header(true, true, 0), track.config.clone())
             }
-            Codec::H265 => {
+            Codec::H265 | Codec::Av1 => {
                 let mut h = [0u8; 8];
                 h[0] = EX_HEADER | (1 << 4) | ex::SEQUENCE_START;
-                h[1..5].copy_from_slice(&FOURCC_HEVC);
+                h[1..5].copy_from_slice(if track.codec == Codec::Av1 {
+                    &FOURCC_AV1
+                } else {
+                    &FOURCC_HEVC
+                });
                 Self::video(timestamp, h, 5, track.config.clone())
             }
             Codec::Aac => Self::audio(timestamp, audio_header(true), track.config.clone()),
@@ -387,7 +411,7 @@ mod tests {
             Ok(VideoTag::Unsupported(2))
         );
         assert_eq!(
-            parse_video(&Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1'])),
+            parse_video(&Bytes::from_static(&[0x90, b'v', b'p', b'0', b'9'])),
             Ok(VideoTag::Unsupported(0x90))
         );
         assert!(parse_video(&Bytes::from_static(&[0x90, 0, 0])).is_err());
@@ -437,6 +461,37 @@ mod tests {
                 ..
             })
         ));
+        // AV1: no composition time, and the sequence start names its record.
+        let av1 = TrackInfo {
+            codec: Codec::Av1,
+            config: Bytes::from_static(b"av1C record"),
+        };
+        let c = FlvTag::config(&av1, 0);
+        let mut body = c.header().to_vec();
+        body.extend_from_slice(&c.payload);
+        assert_eq!(
+            parse_video(&Bytes::from(body)),
+            Ok(VideoTag::Av1SequenceHeader(Bytes::from_static(
+                b"av1C record"
+            )))
+        );
+        let t = FlvTag::packet_in(
+            &Packet {
+                keyframe: true,
+                ..p.clone()
+            },
+            Codec::Av1,
+        );
+        let mut body = t.header().to_vec();
+        body.extend_from_slice(&t.payload);
+        assert_eq!(
+            parse_video(&Bytes::from(body)),
+            Ok(VideoTag::Frame {
+                keyframe: true,
+                cts: 0,
+                data: Bytes::from_static(b"nals")
+            })
+        );
         // A CodedFrames tag too short for its composition time.
         let mut short = vec![0x80 | (2 << 4) | 1];
         short.extend_from_slice(&FOURCC_HEVC);

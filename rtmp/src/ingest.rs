@@ -70,6 +70,11 @@ impl Ingest {
                 self.has_video_config = true;
                 Some(Ingested::Track(track))
             }
+            VideoTag::Av1SequenceHeader(av1c) => {
+                let track = TrackInfo::av1(av1c).map_err(|e| RtmpError::Protocol(e.to_string()))?;
+                self.has_video_config = true;
+                Some(Ingested::Track(track))
+            }
             VideoTag::HevcSequenceHeader(hvcc) => {
                 let track =
                     TrackInfo::h265(hvcc).map_err(|e| RtmpError::Protocol(e.to_string()))?;
@@ -136,7 +141,7 @@ impl Ingest {
                 stream = name,
                 kind,
                 codec_id = id,
-                "dropping a track in a codec Ferry does not carry yet (H.264, HEVC over Enhanced RTMP, AAC)"
+                "dropping a track in a codec Ferry does not carry yet (H.264, HEVC and AV1 over Enhanced RTMP, AAC)"
             );
         }
     }

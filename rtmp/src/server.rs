@@ -106,8 +106,8 @@ impl Drop for AddressGuard {
 
 enum Role {
     Publish(media_core::Publisher, u32),
-    /// A player, its stream id, and whether it reads HEVC (Enhanced RTMP).
-    Play(media_core::Subscriber, u32, bool),
+    /// A player, its stream id, and the Enhanced RTMP codecs it reads.
+    Play(media_core::Subscriber, u32, negotiate::Reads),
     Done,
 }
 
@@ -282,10 +282,10 @@ impl Server {
                 info!(stream = publisher.name(), "publisher left");
                 r
             }
-            Role::Play(subscriber, stream_id, hevc) => {
+            Role::Play(subscriber, stream_id, reads) => {
                 self.metrics.players.inc();
                 let r = self
-                    .playing(&mut t, subscriber, stream_id, hevc, tick.as_deref())
+                    .playing(&mut t, subscriber, stream_id, reads, tick.as_deref())
                     .await;
                 self.metrics.players.dec();
                 r

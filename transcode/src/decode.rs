@@ -21,6 +21,7 @@ impl Decoder {
     pub fn open(config: Bytes, kind: Codec) -> Result<Self, TranscodeError> {
         let (id, name) = match kind {
             Codec::H265 => (codec::Id::HEVC, "hevc decoder"),
+            Codec::Av1 => (codec::Id::AV1, "av1 decoder"),
             _ => (codec::Id::H264, "h264 decoder"),
         };
         let codec = decoder::find(id).ok_or(TranscodeError::NoCodec(name))?;

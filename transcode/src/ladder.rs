@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ffmpeg_next::frame;
-use media_core::codec::{AvcConfig, HevcConfig, hevc_sps_resolution, sps_resolution};
+use media_core::codec::{Av1Config, AvcConfig, HevcConfig, hevc_sps_resolution, sps_resolution};
 use media_core::{Codec, Event, Packet, TrackInfo, TrackKind};
 use tracing::{info, warn};
 
@@ -160,7 +160,9 @@ impl State<'_> {
                 self.audio = Some((**track).clone());
                 self.each_rung(|| RungInput::AudioTrack((**track).clone()));
             }
-            Codec::H264 | Codec::H265 => self.video_config(track.config.clone(), track.codec),
+            Codec::H264 | Codec::H265 | Codec::Av1 => {
+                self.video_config(track.config.clone(), track.codec)
+            }
         }
     }
 
@@ -172,6 +174,7 @@ impl State<'_> {
             Codec::H265 => HevcConfig::parse(&config)
                 .ok()
                 .and_then(|c| c.sps.first().and_then(|sps| hevc_sps_resolution(sps))),
+            Codec::Av1 => Av1Config::parse(&config).ok().and_then(|c| c.resolution()),
             _ => AvcConfig::parse(&config)
                 .ok()
                 .and_then(|c| c.sps.first().and_then(|sps| sps_resolution(sps))),

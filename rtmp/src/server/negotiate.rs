@@ -26,7 +26,7 @@ impl Server {
     ) -> Result<Role, RtmpError> {
         let mut app: Option<String> = None;
         // Enhanced RTMP: the codecs the client announced it reads.
-        let mut enhanced = false;
+        let mut enhanced = Reads::default();
         // `live/STREAM` as the app (what ffmpeg sends for
         // rtmp://HOST/live/STREAM/RUNG): the play path names a stream below it.
         let mut below: Option<String> = None;
@@ -43,7 +43,7 @@ impl Server {
                         .and_then(|o| o.get("app"))
                         .and_then(Amf0Value::as_str)
                         .unwrap_or_default();
-                    enhanced = reads_hevc(cmd.args.first());
+                    enhanced = Reads::announced(cmd.args.first());
                     let requested = match check_name(raw) {
                         Ok(()) => app_name(raw),
                         Err(why) => {
@@ -224,7 +224,7 @@ impl Server {
         t: &mut Transport<S>,
         name: &str,
         stream_id: u32,
-        hevc: bool,
+        reads: Reads,
     ) -> Result<Role, RtmpError> {
         let subscriber = self.hub.subscribe_as(name, "rtmp");
         t.queue_control(
@@ -251,19 +251,43 @@ impl Server {
         t.queue(csid::DATA, 0, type_id::DATA_AMF0, stream_id, &access);
         t.flush().await?;
         info!(stream = %name, live = subscriber.is_live(), "playing");
-        Ok(Role::Play(subscriber, stream_id, hevc))
+        Ok(Role::Play(subscriber, stream_id, reads))
     }
 }
 
-/// Whether a `connect` command object announces Enhanced RTMP HEVC
-/// (`fourCcList` with `hvc1`, or `*`).
-fn reads_hevc(object: Option<&Amf0Value>) -> bool {
-    match object.and_then(|o| o.get("fourCcList")) {
-        Some(Amf0Value::StrictArray(list)) => list
-            .iter()
-            .filter_map(Amf0Value::as_str)
-            .any(|c| c == "hvc1" || c == "*"),
-        _ => false,
+/// The Enhanced RTMP video codecs a player announced in `connect`
+/// (`fourCcList`; `*` is every codec).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Reads {
+    /// `hvc1`.
+    pub hevc: bool,
+    /// `av01`.
+    pub av1: bool,
+}
+
+impl Reads {
+    fn announced(object: Option<&Amf0Value>) -> Self {
+        let Some(Amf0Value::StrictArray(list)) = object.and_then(|o| o.get("fourCcList")) else {
+            return Self::default();
+        };
+        let has = |want: &str| {
+            list.iter()
+                .filter_map(Amf0Value::as_str)
+                .any(|c| c == want || c == "*")
+        };
+        Self {
+            hevc: has("hvc1"),
+            av1: has("av01"),
+        }
+    }
+
+    /// Whether a player reads `codec` (H.264 needs no announcement).
+    pub fn reads(self, codec: media_core::Codec) -> bool {
+        match codec {
+            media_core::Codec::H265 => self.hevc,
+            media_core::Codec::Av1 => self.av1,
+            _ => true,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::Server;
-use super::negotiate::on_status;
+use super::negotiate::{Reads, on_status};
 use crate::RtmpError;
 use crate::amf0::{self, Amf0Value};
 use crate::flv::FlvTag;
@@ -26,14 +26,14 @@ impl Server {
         t: &mut Transport<S>,
         mut sub: media_core::Subscriber,
         stream_id: u32,
-        hevc: bool,
+        reads: Reads,
         tick: Option<&Notify>,
     ) -> Result<(), RtmpError> {
         let mut out = PlayWriter {
             stream_id,
             last_ts: 0,
             initial_start: sub.is_live(),
-            reads_hevc: hevc,
+            reads,
             video: Codec::H264,
             video_withheld: false,
         };
@@ -170,8 +170,8 @@ struct PlayWriter {
     stream_id: u32,
     last_ts: u32,
     initial_start: bool,
-    /// The player announced Enhanced RTMP HEVC in `connect`.
-    reads_hevc: bool,
+    /// The Enhanced RTMP codecs the player announced in `connect`.
+    reads: Reads,
     /// The codec of the stream's video track now.
     video: Codec,
     /// The video is in a codec this player did not say it reads: it gets
@@ -235,17 +235,15 @@ impl PlayWriter {
             Event::Track(track) => {
                 if track.kind() == TrackKind::Video {
                     self.video = track.codec;
-                    let withhold = track.codec == Codec::H265 && !self.reads_hevc;
+                    let withhold = !self.reads.reads(track.codec);
                     if withhold && !self.video_withheld {
-                        info!(
-                            "video withheld: HEVC, and the player did not announce Enhanced RTMP"
-                        );
+                        info!(codec = ?track.codec, "video withheld: the player did not announce it (Enhanced RTMP fourCcList)");
                         t.queue_command(
                             sid,
                             &on_status(
                                 "warning",
                                 "NetStream.Play.VideoUnsupported",
-                                "the video is HEVC: connect with fourCcList [\"hvc1\"] (Enhanced RTMP) to get it; audio only",
+                                "the video is HEVC or AV1: connect with fourCcList [\"hvc1\", \"av01\"] (Enhanced RTMP) to get it; audio only",
                             ),
                         );
                     }
