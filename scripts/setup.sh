@@ -15,9 +15,10 @@ $sudo apt-get install -y -q --no-install-recommends \
   libavfilter-dev libavdevice-dev \
   ffmpeg rtmpdump python3 python3-librtmp
 # nginx with the RTMP module: a restream receiver in tests and the fan-out
-# bench's peer. Installed as a test peer only, so Debian must not start a
+# bench's peer; with the stream module, a TLS terminator in front of it (an
+# RTMPS receiver). Installed as a test peer only, so Debian must not start a
 # system nginx on port 80 (policy-rc.d 101 = "do not start services").
-if [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
+if [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || [ ! -f /usr/lib/nginx/modules/ngx_stream_module.so ]; then
   policy=/usr/sbin/policy-rc.d
   made_policy=""
   if [ ! -e "$policy" ]; then
@@ -25,7 +26,7 @@ if [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
     $sudo chmod +x "$policy"
     made_policy=1
   fi
-  $sudo apt-get install -y -q --no-install-recommends nginx-light libnginx-mod-rtmp
+  $sudo apt-get install -y -q --no-install-recommends nginx-light libnginx-mod-rtmp libnginx-mod-stream
   [ -z "$made_policy" ] || $sudo rm -f "$policy"
 fi
 # The web UI's browser test: Debian's Chromium, and Node.js for playwright-core.

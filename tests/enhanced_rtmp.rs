@@ -589,7 +589,7 @@ async fn av1_over_enhanced_rtmp_plays_packages_to_fmp4_and_spares_legacy_players
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_av1_source_is_transcoded_to_h264_rungs() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, frames) = av1_stream(dir.path(), 8);
+    let (config, frames) = av1_stream(dir.path(), 20);
     let s = start_with(|c| {
         c.streams[0].transcode = Some(true);
         c.streams[0].rungs = Some(vec![transcode::RungConfig {
@@ -624,4 +624,9 @@ async fn an_av1_source_is_transcoded_to_h264_rungs() {
         .unwrap();
     let streams = String::from_utf8_lossy(&out.stdout);
     assert!(streams.contains("h264,240,180"), "{streams}");
+    // hls.js in Chromium plays the rung's HLS (while the source is live).
+    let url = format!("http://{}/hls/{rung}/index.m3u8", s.running.http_addr);
+    let p = common::player::play(&url, 4, || async {}).await;
+    println!("hls.js on the H.264 rung of an AV1 source: {}", p.summary);
+    assert!(p.played >= 2.0, "{}", p.summary);
 }

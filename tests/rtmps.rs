@@ -1,8 +1,9 @@
 //! RTMPS both ways: ffmpeg publishes over `rtmps://` to Ferry's TLS listener
 //! (a self-signed certificate made here) and the stream plays; a restream
 //! task pushes to an RTMPS receiver whose certificate the sender trusts
-//! (`SSL_CERT_FILE`), and one to a receiver it does not trust fails with a
-//! clear error; a plain RTMP client on the TLS port is closed without harm.
+//! (`SSL_CERT_FILE`) and to nginx-rtmp behind nginx's TLS terminator, and
+//! one to a receiver it does not trust fails with a clear error; a plain
+//! RTMP client on the TLS port is closed without harm.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::cluster::start_node;
+use common::nginx::Nginx;
 use common::*;
 
 /// A self-signed certificate for 127.0.0.1 and localhost, as PEM files in `dir`.
@@ -129,8 +131,14 @@ async fn restream_over_rtmps_verifies_the_receiver() {
     };
     let (trusted, trusted_tls) = tls_server(dir.path(), "trusted", mirror).await;
     let (untrusted, untrusted_tls) = tls_server(dir.path(), "untrusted", mirror).await;
-    // The sender trusts the first receiver's certificate only.
-    let roots = dir.path().join("trusted.crt");
+    // nginx-rtmp behind nginx's TLS terminator, with a certificate of its own.
+    let (nginx_cert, nginx_key) = self_signed(dir.path(), "nginx");
+    let (nginx, nginx_tls) = Nginx::start_tls(&nginx_cert, &nginx_key);
+    // The sender trusts the first receiver's and nginx's certificates only.
+    let roots = dir.path().join("roots.pem");
+    let mut bundle = std::fs::read(dir.path().join("trusted.crt")).unwrap();
+    bundle.extend(std::fs::read(&nginx_cert).unwrap());
+    std::fs::write(&roots, bundle).unwrap();
     let sender = start_node(&[("SSL_CERT_FILE", roots.display().to_string())], |data| {
         let config = data.join("ferry.toml");
         std::fs::write(
@@ -157,6 +165,12 @@ async fn restream_over_rtmps_verifies_the_receiver() {
         &format!("rtmps://127.0.0.1:{}/live/mirrorkey", untrusted_tls.port()),
     )
     .await;
+    let to_nginx = add_restream_task(
+        sender.http,
+        STREAM,
+        &format!("rtmps://127.0.0.1:{nginx_tls}/live/fromferry"),
+    )
+    .await;
     let _publisher = publish_background(&format!("rtmp://{}/live/{KEY}", sender.rtmp), 10);
     wait_for(
         "the restream to arrive over rtmps",
@@ -166,6 +180,9 @@ async fn restream_over_rtmps_verifies_the_receiver() {
     .await;
     let got = codecs(&trusted.rtmp_url("mirror"));
     assert!(got.contains("h264") && got.contains("aac"), "{got}");
+    // nginx-rtmp got it through its TLS terminator.
+    let got = codecs(&format!("rtmp://127.0.0.1:{}/live/fromferry", nginx.port));
+    assert!(got.contains("h264") && got.contains("aac"), "nginx: {got}");
     // The untrusted receiver never gets the stream, and the task says why.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let error = loop {
@@ -203,6 +220,13 @@ async fn restream_over_rtmps_verifies_the_receiver() {
         .find(|t| t["id"].as_i64() == Some(good))
         .unwrap();
     assert!(good_row["last_error"].is_null(), "{good_row}");
+    let nginx_row = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"].as_i64() == Some(to_nginx))
+        .unwrap();
+    assert!(nginx_row["last_error"].is_null(), "{nginx_row}");
 }
 
 /// SHA-256 fingerprint of the certificate a TLS listener serves now.
