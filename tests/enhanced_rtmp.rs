@@ -217,19 +217,7 @@ async fn hevc_over_enhanced_rtmp_reaches_players_that_ask_and_only_them() {
 
     // The legacy player: audio only (and a NetStream.Play.VideoUnsupported warning).
     let _ = tokio::time::timeout(Duration::from_secs(8), legacy.wait()).await;
-    let streams = std::process::Command::new(ffprobe())
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&legacy_out)
-        .output()
-        .unwrap();
-    let streams = String::from_utf8_lossy(&streams.stdout);
+    let streams = probe_streams(&legacy_out.display().to_string(), "codec_name");
     let log = std::fs::read_to_string(dir.path().join("legacy.log")).unwrap_or_default();
     assert_eq!(
         streams.trim(),
@@ -296,8 +284,15 @@ async fn publish_enhanced(
 async fn an_hevc_source_is_transcoded_to_h264_rungs_every_player_reads() {
     let dir = tempfile::tempdir().unwrap();
     let (config, frames) = hevc_stream(dir.path(), 8);
-    // The ladder runs with HLS packaging (its rungs are HLS variants).
-    let s = start_with(|c| {
+    let s = with_180p_rung().await;
+    let _publish = publish_hevc(s.running.rtmp_addr, config, frames).await;
+    assert_h264_rung(&s).await;
+}
+
+/// A server whose stream gets one 180p rung (the ladder runs with HLS
+/// packaging: its rungs are HLS variants).
+async fn with_180p_rung() -> TestServer {
+    start_with(|c| {
         c.streams[0].transcode = Some(true);
         c.streams[0].rungs = Some(vec![transcode::RungConfig {
             name: "180p".into(),
@@ -305,24 +300,15 @@ async fn an_hevc_source_is_transcoded_to_h264_rungs_every_player_reads() {
             video_kbps: 300,
         }]);
     })
-    .await;
-    let _publish = publish_hevc(s.running.rtmp_addr, config, frames).await;
+    .await
+}
+
+/// Waits for the 180p rung's H.264 track (it comes with the first encoded
+/// frame) and has a legacy player (ffprobe 5.1) read it: H.264, 240x180.
+/// Returns the rung's name.
+async fn assert_h264_rung(s: &TestServer) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let rung = loop {
-        let live = s.running.hub.live_streams();
-        if let Some(r) = live
-            .into_iter()
-            .find(|n| n.starts_with(&format!("{STREAM}/")))
-        {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no rung went live for the HEVC source"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    // The rung's video track comes with its first encoded frame.
+    let rung = format!("{STREAM}/180p");
     let video = loop {
         if let Some(v) = s.running.hub.info(&rung).and_then(|i| i.video) {
             break v;
@@ -331,25 +317,12 @@ async fn an_hevc_source_is_transcoded_to_h264_rungs_every_player_reads() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(video.starts_with("avc1."), "{rung}: {video}");
-    // A legacy player (ffprobe 5.1) reads the rung: H.264 at the source's size.
-    let out = std::process::Command::new(ffprobe())
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(format!("rtmp://{}/live/{rung}", s.running.rtmp_addr))
-        .output()
-        .unwrap();
-    let streams = String::from_utf8_lossy(&out.stdout);
-    println!("rung {rung}: {streams}");
-    assert!(
-        streams.contains("h264,320,240") || streams.contains("h264,"),
-        "{streams}"
+    let streams = probe_streams(
+        &format!("rtmp://{}/live/{rung}", s.running.rtmp_addr),
+        "codec_name,width,height",
     );
+    assert!(streams.contains("h264,240,180"), "{streams}");
+    rung
 }
 
 /// A publisher on the test stream's key, past `publish`.
@@ -383,19 +356,10 @@ async fn hevc_is_packaged_to_fmp4_hls_with_its_codec_and_resolution() {
     assert!(master.contains("RESOLUTION=320x240"), "{master}");
     assert!(master.contains("mp4a.40.2"), "{master}");
     // ffprobe reads the fMP4 media playlist: HEVC 320x240 and AAC.
-    let out = std::process::Command::new(ffprobe())
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(format!("http://{http}/hls/{STREAM}/source/index.m3u8"))
-        .output()
-        .unwrap();
-    let streams = String::from_utf8_lossy(&out.stdout);
+    let streams = probe_streams(
+        &format!("http://{http}/hls/{STREAM}/source/index.m3u8"),
+        "codec_name,width,height",
+    );
     assert!(
         streams.contains("hevc,320,240") && streams.contains("aac"),
         "{streams}"
@@ -540,19 +504,10 @@ async fn av1_over_enhanced_rtmp_plays_packages_to_fmp4_and_spares_legacy_players
         master.contains("av01.0.") && master.contains("RESOLUTION=320x240"),
         "{master}"
     );
-    let out = std::process::Command::new(ffprobe())
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(format!("http://{http}/hls/{STREAM}/source/index.m3u8"))
-        .output()
-        .unwrap();
-    let streams = String::from_utf8_lossy(&out.stdout);
+    let streams = probe_streams(
+        &format!("http://{http}/hls/{STREAM}/source/index.m3u8"),
+        "codec_name,width,height",
+    );
     assert!(
         streams.contains("av1,320,240") && streams.contains("aac"),
         "{streams}"
@@ -571,59 +526,17 @@ async fn av1_over_enhanced_rtmp_plays_packages_to_fmp4_and_spares_legacy_players
         .unwrap_or_default();
     assert!(codec.starts_with("av01.0.08M.08"), "{codec}");
     let _ = tokio::time::timeout(Duration::from_secs(8), legacy.wait()).await;
-    let streams = std::process::Command::new(ffprobe())
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&legacy_out)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&streams.stdout).trim(), "aac");
+    let streams = probe_streams(&legacy_out.display().to_string(), "codec_name");
+    assert_eq!(streams.trim(), "aac");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_av1_source_is_transcoded_to_h264_rungs() {
     let dir = tempfile::tempdir().unwrap();
     let (config, frames) = av1_stream(dir.path(), 20);
-    let s = start_with(|c| {
-        c.streams[0].transcode = Some(true);
-        c.streams[0].rungs = Some(vec![transcode::RungConfig {
-            name: "180p".into(),
-            height: 180,
-            video_kbps: 300,
-        }]);
-    })
-    .await;
+    let s = with_180p_rung().await;
     let _publish = publish_enhanced(s.running.rtmp_addr, FOURCC_AV1, config, frames).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let rung = format!("{STREAM}/180p");
-    let video = loop {
-        if let Some(v) = s.running.hub.info(&rung).and_then(|i| i.video) {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "{rung} has no video track");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(video.starts_with("avc1."), "{video}");
-    let out = std::process::Command::new(ffprobe())
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(format!("rtmp://{}/live/{rung}", s.running.rtmp_addr))
-        .output()
-        .unwrap();
-    let streams = String::from_utf8_lossy(&out.stdout);
-    assert!(streams.contains("h264,240,180"), "{streams}");
+    let rung = assert_h264_rung(&s).await;
     // hls.js in Chromium plays the rung's HLS (while the source is live).
     let url = format!("http://{}/hls/{rung}/index.m3u8", s.running.http_addr);
     let p = common::player::play(&url, 4, || async {}).await;

@@ -48,19 +48,7 @@ async fn tls_server(
 }
 
 fn codecs(url: &str) -> String {
-    let out = std::process::Command::new(ffprobe())
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-            url,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    probe_streams(url, "codec_name")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

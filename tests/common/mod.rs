@@ -236,6 +236,18 @@ pub async fn read_hls(http: std::net::SocketAddr, stream: &str) -> (bool, String
     .await
 }
 
+/// What ffprobe says of `target`'s streams: `entries` (e.g.
+/// `codec_name,width,height`) as CSV lines, one per stream.
+pub fn probe_streams(target: &str, entries: &str) -> String {
+    let out = std::process::Command::new(ffprobe())
+        .args(["-v", "error", "-show_entries"])
+        .arg(format!("stream={entries}"))
+        .args(["-of", "csv=p=0", target])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The sequence number in a segment name: `12` of `SESSION-12.ts` (or `12.ts`).
 pub fn segment_number(name: &str) -> Option<u64> {
     let stem = name

@@ -8,17 +8,7 @@ pub const MAX_DIMENSION: u32 = 16_384;
 /// Picture size from a sequence parameter set (ITU-T H.264 7.3.2.1.1), for the
 /// `RESOLUTION` of a multivariant playlist. `None` if the SPS cannot be read.
 pub fn sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
-    // Drop emulation-prevention bytes (00 00 03 -> 00 00).
-    let mut rbsp = Vec::with_capacity(sps.len());
-    let mut zeros = 0;
-    for &b in sps.get(1..)? {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        rbsp.push(b);
-    }
+    let rbsp = rbsp(sps.get(1..)?);
     let mut r = Bits { data: &rbsp, at: 0 };
     let profile = r.bits(8)?;
     r.bits(16)?; // constraint flags, level
@@ -109,17 +99,8 @@ pub fn sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
 /// NAL header included, for `RESOLUTION` and the ladder. `None` if it cannot
 /// be read.
 pub fn hevc_sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
-    // Two bytes of NAL header, then the RBSP without emulation prevention.
-    let mut rbsp = Vec::with_capacity(sps.len());
-    let mut zeros = 0;
-    for &b in sps.get(2..)? {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        rbsp.push(b);
-    }
+    // Two bytes of NAL header, then the RBSP.
+    let rbsp = rbsp(sps.get(2..)?);
     let mut r = Bits { data: &rbsp, at: 0 };
     r.bits(4)?; // sps_video_parameter_set_id
     let sub_layers = r.bits(3)?; // sps_max_sub_layers_minus1
@@ -160,6 +141,21 @@ pub fn hevc_sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
     let height = height.checked_sub(crop_y)?;
     (width > 0 && height > 0 && width <= MAX_DIMENSION && height <= MAX_DIMENSION)
         .then_some((width, height))
+}
+
+/// A NAL unit's payload without emulation-prevention bytes (00 00 03 -> 00 00).
+fn rbsp(nal: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(nal.len());
+    let mut zeros = 0;
+    for &b in nal {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
 }
 
 struct Bits<'a> {
