@@ -77,7 +77,8 @@ async fn live_edges(control: SocketAddr) -> Vec<serde_json::Value> {
 }
 
 async fn wait_for_edges(control: SocketAddr, n: usize) {
-    wait_for("live edges", Duration::from_secs(15), || async {
+    // Edge processes start slowly while other tests encode video (2 cores).
+    wait_for("live edges", Duration::from_secs(30), || async {
         live_edges(control).await.len() >= n
     })
     .await;
