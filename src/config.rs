@@ -110,6 +110,14 @@ pub struct HlsConfig {
     /// a keyframe at least once per segment duration. Off: names carry a
     /// per-session id instead (never reused across restarts).
     pub aligned_segments: bool,
+    /// Low-Latency HLS for streams that do not choose (`low_latency` in a
+    /// `[[streams]]` entry or the stream's settings): partial segments,
+    /// blocking playlist reloads and delta updates, served from the origin's
+    /// memory (segments still go to the store). Implies fMP4 segments.
+    pub low_latency: bool,
+    /// The LL-HLS part target, seconds (clamped to 0.1..=2, and to half a
+    /// segment).
+    pub part_seconds: f64,
 }
 
 impl Default for HlsConfig {
@@ -121,6 +129,8 @@ impl Default for HlsConfig {
             upload_queue_segments: 30,
             container: HlsContainer::Ts,
             aligned_segments: false,
+            low_latency: false,
+            part_seconds: 0.5,
         }
     }
 }
@@ -188,6 +198,28 @@ impl Config {
             })
             .unwrap_or(self.hls.container)
             .into()
+    }
+
+    /// Stream `name`'s LL-HLS part target, `None` when LL-HLS is off for it:
+    /// `settings` (from the API) over its `[[streams]]` entry over `[hls]`.
+    pub fn part_target_with(
+        &self,
+        name: &str,
+        settings: &StreamSettings,
+    ) -> Option<std::time::Duration> {
+        let on = settings
+            .low_latency
+            .or_else(|| {
+                self.streams
+                    .iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.low_latency)
+            })
+            .unwrap_or(self.hls.low_latency);
+        on.then(|| {
+            let most = (self.segment_duration().as_secs_f64() / 2.0).max(0.1);
+            std::time::Duration::from_secs_f64(self.hls.part_seconds.clamp(0.1, 2.0).min(most))
+        })
     }
 
     /// Checks what the types cannot: names that become paths and hub names.
@@ -305,6 +337,9 @@ pub struct StreamConfig {
     /// Transcode this stream (overrides `[transcode] enabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcode: Option<bool>,
+    /// Low-Latency HLS for this stream (overrides `[hls] low_latency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_latency: Option<bool>,
     /// This stream's rungs, if not `[transcode.ladder] rungs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rungs: Option<Vec<transcode::RungConfig>>,

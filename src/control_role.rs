@@ -102,7 +102,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     let api = control::api::router(control);
     let http_task = spawn_http(
         http_listener,
-        http::router(http_state, store, api),
+        http::router(http_state, store, origin::LiveHls::default(), api),
         config,
         http_cap,
         http_metrics,

@@ -4,10 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use origin::{LiveAnswer, LiveHls};
 use origin_store::{Kind, OriginStore, StoreError};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -77,21 +78,36 @@ pub fn ops_router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-pub fn router(state: Arc<HttpState>, store: OriginStore, api: Router) -> Router {
+pub fn router(state: Arc<HttpState>, store: OriginStore, live: LiveHls, api: Router) -> Router {
     let hls = Router::new()
         .route("/hls/{*key}", get(hls_object))
-        .with_state(store);
+        .with_state(HlsState { store, live });
     ops_router(state)
         .merge(hls)
         .merge(crate::ui::router())
         .nest("/api/v1", api)
 }
 
+/// What the HLS routes read: the store, and the low-latency streams' memory.
+#[derive(Clone)]
+struct HlsState {
+    store: OriginStore,
+    live: LiveHls,
+}
+
 /// `GET /hls/STREAM/...`: playlists and segments from the origin store, with the
-/// headers browser players need.
-async fn hls_object(State(store): State<OriginStore>, Path(key): Path<String>) -> Response {
+/// headers browser players need; a stream with Low-Latency HLS has its media
+/// playlists (blocking reloads, delta updates) and parts served from memory.
+async fn hls_object(
+    State(HlsState { store, live }): State<HlsState>,
+    Path(key): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let kind = Kind::of(&key);
     let cors = (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    if let Some(answer) = low_latency(&live, &key, query.as_deref().unwrap_or("")).await {
+        return answer;
+    }
     match store.get(&key).await {
         Ok(body) => (
             StatusCode::OK,
@@ -116,6 +132,78 @@ async fn hls_object(State(store): State<OriginStore>, Path(key): Path<String>) -
                 .into_response()
         }
     }
+}
+
+/// The low-latency answer for `key`, or `None` to serve it from the store.
+async fn low_latency(live: &LiveHls, key: &str, query: &str) -> Option<Response> {
+    let mut parts = key.split('/');
+    let (Some(stream), Some(variant), Some(file), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if !live.is_live(stream, variant) {
+        return None;
+    }
+    let answer = if file == "index.m3u8" {
+        live.playlist(stream, variant, query).await
+    } else if is_part_name(file) {
+        live.part(stream, variant, file).await
+    } else {
+        return None;
+    };
+    let cors = (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    Some(match answer {
+        LiveAnswer::NotLive => return None,
+        LiveAnswer::Playlist { body, blocking } => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+                // An answer to a blocking reload stays right (it holds at
+                // least the part asked for): caches keep it, so every viewer
+                // behind an edge waiting on the same part costs one request.
+                // A plain reload changes with every part.
+                (
+                    header::CACHE_CONTROL,
+                    if blocking {
+                        "public, max-age=6"
+                    } else {
+                        "max-age=0, no-cache"
+                    },
+                ),
+                cors,
+            ],
+            body,
+        )
+            .into_response(),
+        LiveAnswer::Part(bytes) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "video/iso.segment"),
+                (header::CACHE_CONTROL, "public, max-age=60, immutable"),
+                cors,
+            ],
+            bytes,
+        )
+            .into_response(),
+        LiveAnswer::BadRequest(why) => {
+            (StatusCode::BAD_REQUEST, [cors], why + "\n").into_response()
+        }
+        LiveAnswer::NotFound => (StatusCode::NOT_FOUND, [cors], "not found\n").into_response(),
+        LiveAnswer::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [cors],
+            "the part did not come in time\n",
+        )
+            .into_response(),
+    })
+}
+
+/// `SESSION-12.3.m4s`: a part (segments are `SESSION-12.m4s`).
+fn is_part_name(file: &str) -> bool {
+    file.strip_suffix(".m4s")
+        .and_then(|stem| stem.rsplit_once('.'))
+        .is_some_and(|(_, index)| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {

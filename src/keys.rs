@@ -62,6 +62,7 @@ pub fn streams_or_generated(
                     name: "demo".into(),
                     key: Alphanumeric.sample_string(&mut rand::rng(), 20),
                     hls_container: None,
+                    low_latency: None,
                     transcode: None,
                     rungs: None,
                 }],
@@ -105,6 +106,7 @@ mod tests {
             name: "a".into(),
             key: "b".into(),
             hls_container: None,
+            low_latency: None,
             transcode: None,
             rungs: None,
         }];

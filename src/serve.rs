@@ -55,6 +55,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     rtmp_metrics.register(&mut registry);
     let hls_metrics = origin::HlsMetrics::default();
     hls_metrics.register(&mut registry);
+    let live_metrics = origin::LiveMetrics::default();
+    live_metrics.register(&mut registry);
+    let live = origin::LiveHls::new(live_metrics);
     let ladder_metrics = transcode::LadderMetrics::default();
     ladder_metrics.register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
@@ -113,6 +116,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let (config, settings_of) = (config.clone(), settings_of.clone());
         Arc::new(move |name: &str| config.container_with(name, &settings_of(name)))
     };
+    let low_latency: origin::LowLatencyLookup = {
+        let (config, settings_of) = (config.clone(), settings_of.clone());
+        Arc::new(move |name: &str| config.part_target_with(name, &settings_of(name)))
+    };
     let auth: Arc<dyn rtmp::auth::PublishAuthorizer> = match (&local, &remote) {
         (Some(control), _) => Arc::new(control.auth.clone()),
         (None, Some(client)) => Arc::new(control::ControlAuth::with_lookup(client.clone())),
@@ -170,6 +177,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             metrics: hls_metrics,
             max_queued: config.hls.upload_queue_segments,
             containers,
+            low_latency,
+            live: live.clone(),
             ladders: ladders.clone(),
             cancel: cancel.clone(),
         })));
@@ -238,7 +247,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     tasks.extend(relay_task);
     let http_task = spawn_http(
         http_listener,
-        http::router(http_state, store, api).merge(relay_route),
+        http::router(http_state, store, live, api).merge(relay_route),
         config,
         http_cap,
         http_metrics,

@@ -37,6 +37,9 @@ pub struct StreamSettings {
     /// Transcode this stream (the ladder of `[transcode.ladder]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcode: Option<bool>,
+    /// Low-Latency HLS (parts, blocking reloads; fMP4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_latency: Option<bool>,
     /// This stream's rungs instead of the configured ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rungs: Option<Vec<transcode::RungConfig>>,
@@ -81,6 +84,7 @@ impl StreamSettings {
             "properties": {
                 "hls_container": {"type": "string", "enum": ["ts", "fmp4"], "description": "HLS segment format"},
                 "transcode": {"type": "boolean", "description": "Transcode to the HLS ladder"},
+                "low_latency": {"type": "boolean", "description": "Low-Latency HLS: partial segments and blocking reloads (fMP4)"},
                 "rungs": {
                     "type": "array",
                     "maxItems": MAX_RUNGS,

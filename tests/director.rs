@@ -307,6 +307,7 @@ async fn bounded_loads_keep_streams_on_few_edges_and_edges_within_bound() {
                 name: n.into(),
                 key: format!("key-of-{n}"),
                 hls_container: None,
+                low_latency: None,
                 transcode: None,
                 rungs: None,
             });

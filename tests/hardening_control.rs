@@ -70,6 +70,7 @@ async fn weak_secrets_are_refused_at_start() {
         name: "s".into(),
         key: String::new(),
         hls_container: None,
+        low_latency: None,
         transcode: None,
         rungs: None,
     }];

@@ -113,6 +113,7 @@ async fn restream_over_rtmps_verifies_the_receiver() {
             name: "mirror".into(),
             key: "mirrorkey".into(),
             hls_container: None,
+            low_latency: None,
             transcode: None,
             rungs: None,
         }];

@@ -13,6 +13,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+/// How long an edge may take to answer a playlist request.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an edge may hold an LL-HLS blocking reload (the origin holds it
+/// at most three target durations).
+const BLOCKING_TIMEOUT: Duration = Duration::from_secs(10);
 use tracing::{info, warn};
 
 use crate::assign::{Assignments, Policy};
@@ -221,7 +227,7 @@ impl Director {
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(3))
+            .timeout(BLOCKING_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
@@ -428,7 +434,13 @@ impl Director {
         for k in 0..n.min(3) {
             let i = (first + k) % n;
             let url = format!("{}{path}", set.urls[i]);
-            match self.inner.http.get(&url).send().await {
+            // A blocking reload is held by the edge until its part exists.
+            let timeout = if path.contains("_HLS_msn=") {
+                BLOCKING_TIMEOUT
+            } else {
+                FETCH_TIMEOUT
+            };
+            match self.inner.http.get(&url).timeout(timeout).send().await {
                 Ok(r) if r.status() == 404 => return Err(DirectorError::NotFound),
                 Ok(r) if r.status().is_success() => match r.bytes().await {
                     Ok(body) => {
@@ -482,10 +494,13 @@ impl Director {
 
     /// The media playlist at `path` for viewer `token` of `stream`, with its
     /// media URIs on the viewer's edge.
+    /// `ll_query` is the LL-HLS blocking-reload query (`_HLS_msn=...`), passed
+    /// on to the edge, or empty.
     pub async fn media(
         &self,
         stream: &str,
         path: &str,
+        ll_query: &str,
         token: &str,
         pool: Option<&str>,
     ) -> Result<Served, DirectorError> {
@@ -504,7 +519,12 @@ impl Director {
                 return Err(DirectorError::NoEdge);
             };
             let i = assigned.index;
-            let fetched = match self.fetch(&set, i, path).await {
+            let target = if ll_query.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}?{ll_query}")
+            };
+            let fetched = match self.fetch(&set, i, &target).await {
                 Ok(f) => f,
                 Err(DirectorError::Fetch(e)) => {
                     // The assigned edge failed: re-assign among the others.

@@ -54,18 +54,27 @@ fn new_token() -> String {
 }
 
 async fn hls(State(director): State<Director>, uri: Uri) -> Response {
-    let key = match CacheKey::parse(uri.path(), None) {
+    // The LL-HLS parameters (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) are kept:
+    // a blocking reload is passed on to the viewer's edge, which holds it.
+    let key = match CacheKey::parse(uri.path(), uri.query()) {
         Ok(k) => k,
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let path = key.origin_target();
+    let path = format!("{}{}", edge_cache::request::HLS_PREFIX, key.path());
+    let ll_query = key.query().to_owned();
     let stream = key.stream().to_owned();
     let answer = if key.path().ends_with("master.m3u8") {
         director.multivariant(&stream, &path, &new_token()).await
     } else if key.path().ends_with(".m3u8") {
         let token = token(uri.query()).unwrap_or_else(new_token);
         director
-            .media(&stream, &path, &token, pool(uri.query()).as_deref())
+            .media(
+                &stream,
+                &path,
+                &ll_query,
+                &token,
+                pool(uri.query()).as_deref(),
+            )
             .await
     } else if key.path().ends_with("steering.json") {
         let token = token(uri.query()).unwrap_or_else(new_token);

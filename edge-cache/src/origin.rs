@@ -133,6 +133,11 @@ impl Body {
     }
 }
 
+/// How long an origin may hold an LL-HLS blocking reload before its answer
+/// starts: above the spec's hold limit of three target durations for the
+/// usual 1–3 s targets.
+pub const BLOCKING_FIRST_BYTE: Duration = Duration::from_secs(10);
+
 /// The configured origins, in order of preference.
 pub struct Origins {
     list: Vec<Origin>,
@@ -186,7 +191,14 @@ impl Origins {
         for i in order {
             let origin = &self.list[i];
             let started = Instant::now();
-            let attempt = tokio::time::timeout(self.first_byte, fetch_one(origin, key)).await;
+            // An LL-HLS blocking reload is held by the origin until its part
+            // exists (at most three target durations): its head comes late.
+            let first_byte = if key.is_blocking() {
+                self.first_byte.max(BLOCKING_FIRST_BYTE)
+            } else {
+                self.first_byte
+            };
+            let attempt = tokio::time::timeout(first_byte, fetch_one(origin, key)).await;
             let result = match attempt {
                 Err(_) => Err((FillError::Timeout, "timeout")),
                 Ok(Err(e)) => Err((e, "error")),

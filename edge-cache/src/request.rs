@@ -85,6 +85,12 @@ impl CacheKey {
         &self.query
     }
 
+    /// An LL-HLS blocking playlist reload (`_HLS_msn`): the origin holds it
+    /// until the part it names exists.
+    pub fn is_blocking(&self) -> bool {
+        self.query.starts_with("_HLS_msn=")
+    }
+
     /// The first path segment: the stream (what a purge names).
     pub fn stream(&self) -> &str {
         self.path.split('/').next().unwrap_or("")

@@ -252,11 +252,13 @@ struct Sample {
     cts: i32,
 }
 
-/// A media segment (`moof` + `mdat`) of `packets`, which start with a sync point;
-/// `end_ms` is where the segment ends (the next segment's first decode time).
+/// A media segment or partial segment (`moof` + `mdat`) of `packets`;
+/// `fragment` is its `mfhd` sequence number (increasing along the stream);
+/// `end_ms` is where it ends (the next one's first decode time). A track with
+/// no sample here gets no `traf`.
 pub fn media_segment(
     tracks: &Fmp4Tracks,
-    sequence: u64,
+    fragment: u32,
     packets: &[Packet],
     end_ms: Option<i64>,
 ) -> Bytes {
@@ -309,10 +311,11 @@ pub fn media_segment(
         runs.push((tracks.audio_id(), base, samples, audio));
     }
 
+    runs.retain(|(_, _, samples, _)| !samples.is_empty());
     let mut out = BytesMut::new();
     let mut offsets = Vec::new();
     bx(&mut out, b"moof", |o| {
-        full(o, b"mfhd", 0, 0, |o| o.put_u32(sequence as u32 + 1));
+        full(o, b"mfhd", 0, 0, |o| o.put_u32(fragment));
         for (id, base, samples, _) in &runs {
             bx(o, b"traf", |o| {
                 full(o, b"tfhd", 0, 0x02_0000, |o| o.put_u32(*id));

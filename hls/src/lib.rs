@@ -3,6 +3,7 @@
 //! supplies the wall clock.
 
 pub mod fmp4;
+pub mod low_latency;
 mod packager;
 pub mod playlist;
 pub mod ts;

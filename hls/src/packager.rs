@@ -9,6 +9,7 @@ use media_core::codec::{AacConfig, Av1Config, AvcConfig, HevcConfig};
 use media_core::{Codec, Event, Packet, Timestamp, TrackKind};
 
 use crate::fmp4;
+use crate::low_latency::{LiveView, OpenSegment, PartEntry};
 use crate::playlist::{self, SegmentEntry, Variant};
 use crate::ts::{TsMuxer, TsTracks};
 
@@ -42,6 +43,10 @@ pub struct PackagerConfig {
     /// however late each joined (as long as keyframes come at least once per
     /// target duration). Numbers still only go up.
     pub aligned: bool,
+    /// Low-Latency HLS (fMP4 only): cut each segment into partial segments
+    /// of at most this duration, emitted as [`Output::Part`] as soon as each
+    /// is complete; the segment is then exactly its parts end to end.
+    pub part_target: Option<Duration>,
 }
 
 /// The segment format.
@@ -64,6 +69,7 @@ impl Default for PackagerConfig {
             cut_every_keyframe: false,
             session: String::new(),
             aligned: false,
+            part_target: None,
         }
     }
 }
@@ -84,6 +90,15 @@ pub enum Output {
         /// `source/index.m3u8`: the variant's media playlist.
         path: String,
         /// Its text.
+        data: Bytes,
+    },
+    /// A partial segment (Low-Latency HLS): served from the origin's
+    /// memory, never stored; the segment that holds it follows as
+    /// [`Output::Segment`].
+    Part {
+        /// Path below the stream, e.g. `source/s-12.3.m4s`.
+        path: String,
+        /// Its bytes (`moof` + `mdat`).
         data: Bytes,
     },
     /// Delete an object.
@@ -107,6 +122,12 @@ struct Open {
     map: Option<String>,
     wall: SystemTime,
     discontinuity: bool,
+    /// Low-latency HLS: the parts written so far, their bytes end to end, and
+    /// where the part being collected starts.
+    parts: Vec<PartEntry>,
+    part_bytes: BytesMut,
+    part_first: usize,
+    part_start: Timestamp,
 }
 
 /// Packages one stream.
@@ -314,8 +335,22 @@ impl Packager {
                 map,
                 wall: now,
                 discontinuity: std::mem::take(&mut self.pending_discontinuity),
+                parts: Vec::new(),
+                part_bytes: BytesMut::new(),
+                part_first: 0,
+                part_start: p.dts,
             });
             self.next_sequence = sequence + 1;
+        }
+        if let Some(target) = self.part_target()
+            && (p.track == TrackKind::Video || !has_video)
+            && self.open.as_ref().is_some_and(|o| part_due(o, p, target))
+        {
+            let tracks = self.fmp4_tracks();
+            let uri = self.part_uri_fn();
+            if let Some(open) = self.open.as_mut() {
+                cut_part(open, &tracks, &uri, p.dts, out);
+            }
         }
         let (Some(open), Some(muxer)) = (self.open.as_mut(), self.muxer.as_mut()) else {
             // Before the first keyframe, video cannot start a segment; audio is held
@@ -356,7 +391,9 @@ impl Packager {
     /// Closes the open segment at `end` (the next segment's start), or after its
     /// last frame when the stream stops.
     fn close(&mut self, end: Option<Timestamp>, out: &mut Vec<Output>) {
-        let Some(open) = self.open.take() else { return };
+        let Some(mut open) = self.open.take() else {
+            return;
+        };
         let end = end.unwrap_or_else(|| {
             open.last_dts
                 .checked_add_ticks(open.last_delta)
@@ -369,9 +406,20 @@ impl Packager {
         let path = self.segment_path(open.sequence);
         let data = match self.config.container {
             Container::Ts => open.data.freeze(),
+            Container::Fmp4 if self.part_target().is_some() => {
+                // The last part, then the segment: its parts end to end.
+                cut_part(
+                    &mut open,
+                    &self.fmp4_tracks(),
+                    &self.part_uri_fn(),
+                    end,
+                    out,
+                );
+                std::mem::take(&mut open.part_bytes).freeze()
+            }
             Container::Fmp4 => fmp4::media_segment(
                 &self.fmp4_tracks(),
-                open.sequence,
+                open.sequence as u32 + 1,
                 &open.samples,
                 Some(end.as_millis()),
             ),
@@ -400,7 +448,14 @@ impl Packager {
             map: open.map,
             discontinuity: open.discontinuity,
             program_date_time: open.wall,
+            parts: std::mem::take(&mut open.parts),
         });
+        // Parts are listed for the newest segments only; older ones drop them.
+        let keep = PARTS_KEPT_SEGMENTS.min(self.window.len());
+        let old = self.window.len() - keep;
+        for s in self.window.iter_mut().take(old) {
+            s.parts = Vec::new();
+        }
         while self.window.len() > self.config.window {
             if let Some(old) = self.window.pop_front() {
                 if old.discontinuity {
@@ -563,4 +618,133 @@ impl Packager {
         self.map = Some((self.generation, uri.clone()));
         Some(uri)
     }
+
+    /// The part duration, when Low-Latency HLS is on (fMP4 only).
+    fn part_target(&self) -> Option<Duration> {
+        self.config
+            .part_target
+            .filter(|_| self.config.container == Container::Fmp4)
+    }
+
+    /// Names part `index` of segment `sequence`: `SESSION-12.3.m4s`.
+    fn part_uri_fn(&self) -> PartUri {
+        PartUri {
+            variant: self.config.variant.clone(),
+            prefix: self.session_prefix(),
+        }
+    }
+
+    /// The low-latency view of this variant now: complete segments with
+    /// their parts, the segment being built and the next part's name.
+    /// `None` unless Low-Latency HLS is on.
+    pub fn live_view(&self) -> Option<LiveView> {
+        let part_target = self.part_target()?;
+        let uri = self.part_uri_fn();
+        let open = self.open.as_ref().map(|o| OpenSegment {
+            sequence: o.sequence,
+            program_date_time: o.wall,
+            map: o.map.clone(),
+            discontinuity: o.discontinuity,
+            parts: o.parts.clone(),
+        });
+        let next_part_uri = (!self.ended).then(|| match &open {
+            Some(o) => uri.name(o.sequence, o.parts.len()),
+            None => uri.name(self.next_sequence, 0),
+        });
+        Some(LiveView {
+            target: self.target,
+            part_target: part_target.as_secs_f64(),
+            discontinuity_sequence: self.discontinuity_sequence,
+            segments: self.window.iter().cloned().collect(),
+            open,
+            next_part_uri,
+            ended: self.ended,
+        })
+    }
+}
+
+/// Complete segments whose parts stay listed (and whose part bytes the
+/// origin keeps): the spec asks for the last three target durations.
+pub const PARTS_KEPT_SEGMENTS: usize = 3;
+
+/// A part may run this much over its target (timestamp rounding) before the
+/// frame that would take it further starts the next part.
+const PART_SLACK: Duration = Duration::from_millis(2);
+
+/// How parts are named.
+struct PartUri {
+    variant: String,
+    prefix: String,
+}
+
+impl PartUri {
+    fn name(&self, sequence: u64, index: usize) -> String {
+        format!("{}{sequence}.{index}.m4s", self.prefix)
+    }
+}
+
+/// The `mfhd` sequence number of fragment `part` of segment `sequence`: the
+/// same on every origin cutting the same segments, increasing along the stream.
+fn fragment_number(sequence: u64, part: usize) -> u32 {
+    (sequence as u32)
+        .wrapping_mul(4096)
+        .wrapping_add(part as u32 + 1)
+}
+
+/// Whether the timing-track packet `p` starts a new part of `open`: a frame
+/// that would take the part past its target, or a keyframe (so a player can
+/// start there).
+fn part_due(open: &Open, p: &Packet, target: Duration) -> bool {
+    if p.dts == open.part_start || open.samples.len() == open.part_first {
+        return false;
+    }
+    let span = p
+        .dts
+        .checked_add_ticks(open.last_delta)
+        .and_then(|t| t.duration_since(open.part_start))
+        .unwrap_or_default();
+    span > target + PART_SLACK || (p.keyframe && p.track == TrackKind::Video)
+}
+
+/// Closes the part being collected at `end` (the next part's first decode
+/// time): its fragment goes out as [`Output::Part`] and onto the segment.
+fn cut_part(
+    open: &mut Open,
+    tracks: &fmp4::Fmp4Tracks,
+    uri: &PartUri,
+    end: Timestamp,
+    out: &mut Vec<Output>,
+) {
+    let samples = &open.samples[open.part_first..];
+    if samples.is_empty() {
+        return;
+    }
+    let index = open.parts.len();
+    let independent = samples
+        .iter()
+        .find(|s| s.track == TrackKind::Video)
+        .is_none_or(|s| s.keyframe);
+    let data = fmp4::media_segment(
+        tracks,
+        fragment_number(open.sequence, index),
+        samples,
+        Some(end.as_millis()),
+    );
+    let duration = end
+        .duration_since(open.part_start)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let name = uri.name(open.sequence, index);
+    open.part_bytes.extend_from_slice(&data);
+    open.parts.push(PartEntry {
+        duration,
+        uri: name.clone(),
+        independent,
+    });
+    open.part_first = open.samples.len();
+    open.part_start = end;
+    out.push(Output::Part {
+        path: format!("{}/{name}", uri.variant),
+        data,
+    });
 }

@@ -19,6 +19,8 @@ pub struct SegmentEntry {
     pub program_date_time: SystemTime,
     /// fMP4: the init segment it needs (`EXT-X-MAP`).
     pub map: Option<String>,
+    /// Low-latency HLS: its partial segments, while they are kept.
+    pub parts: Vec<crate::low_latency::PartEntry>,
 }
 
 /// Renders a media playlist of `segments` (the sliding window, oldest first);
@@ -163,6 +165,7 @@ mod tests {
             discontinuity,
             program_date_time: t0 + Duration::from_secs(sequence * 2),
             map: None,
+            parts: Vec::new(),
         };
         let text = media_playlist(3, 0, &[seg(7, 2.0, false), seg(8, 2.5, true)], true);
         assert_eq!(

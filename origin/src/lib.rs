@@ -9,6 +9,7 @@
 //! stream on OS threads.
 
 pub mod ladders;
+pub mod live;
 pub mod master;
 mod metrics;
 mod packaging;
@@ -16,5 +17,8 @@ pub mod session;
 pub mod upload;
 
 pub use ladders::{LadderLookup, Transcoding};
+pub use live::{LiveAnswer, LiveHls, LiveMetrics};
 pub use metrics::HlsMetrics;
-pub use packaging::{ContainerLookup, HlsOrigin, RECONNECT_GRACE, SHUTDOWN_FLUSH, run};
+pub use packaging::{
+    ContainerLookup, HlsOrigin, LowLatencyLookup, RECONNECT_GRACE, SHUTDOWN_FLUSH, run,
+};

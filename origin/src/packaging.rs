@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::ladders::LadderLookup;
+use crate::live::{LiveHls, LivePublisher};
 use crate::master::{Master, VariantState};
 use crate::metrics::HlsMetrics;
 use crate::session::{remove_stale, session_id};
@@ -35,6 +36,10 @@ type Active = Arc<Mutex<HashSet<String>>>;
 /// A stream's HLS segment format, asked when it goes live.
 pub type ContainerLookup = Arc<dyn Fn(&str) -> hls::Container + Send + Sync>;
 
+/// A stream's Low-Latency HLS part target, `None` when it is off; asked when
+/// it goes live. On, the stream is packaged to fMP4 whatever its container.
+pub type LowLatencyLookup = Arc<dyn Fn(&str) -> Option<Duration> + Send + Sync>;
+
 /// What every packager task of the origin shares.
 #[derive(Clone)]
 pub struct HlsOrigin {
@@ -52,6 +57,10 @@ pub struct HlsOrigin {
     pub containers: ContainerLookup,
     /// Transcoded streams: their rungs (hub streams `NAME/RUNG`) become variants.
     pub ladders: LadderLookup,
+    /// Each stream's Low-Latency HLS setting (asked when it goes live).
+    pub low_latency: LowLatencyLookup,
+    /// Where streams with Low-Latency HLS publish their parts and live views.
+    pub live: LiveHls,
     /// Stops everything.
     pub cancel: CancellationToken,
 }
@@ -91,6 +100,27 @@ fn spawn_packager(origin: &HlsOrigin, active: &Active, tracker: &TaskTracker, na
             }
         }
     });
+}
+
+/// Hands a variant's new parts, then its view, to the low-latency origin.
+fn publish_live(
+    live: &LivePublisher,
+    variant: usize,
+    packager: &Packager,
+    out: &[hls::Output],
+    since: std::time::Instant,
+) {
+    if out.is_empty() {
+        return;
+    }
+    for o in out {
+        if let hls::Output::Part { path, data } = o {
+            live.part(variant, path, data.clone(), since);
+        }
+    }
+    if let Some(view) = packager.live_view() {
+        live.publish(variant, view);
+    }
 }
 
 /// The hub name of rung `rung` of source `source`.
@@ -154,6 +184,11 @@ async fn package(origin: &HlsOrigin, name: &str) {
     } = origin;
     let mut base = config.clone();
     base.container = (origin.containers)(name);
+    base.part_target = (origin.low_latency)(name);
+    if base.part_target.is_some() {
+        // Parts are CMAF fragments.
+        base.container = hls::Container::Fmp4;
+    }
     // Aligned segments are named alike on every origin of one encoder: one
     // fixed session for all (their numbers come from the encoder's clock).
     base.session = if base.aligned {
@@ -208,20 +243,30 @@ async fn package(origin: &HlsOrigin, name: &str) {
     ));
     let mut uploads = Uploads::start(store.clone(), name.to_owned(), *max_queued, metrics.clone());
     let mut master = Master::default();
+    let live: Option<LivePublisher> = base.part_target.is_some().then(|| {
+        let names: Vec<String> = variants
+            .iter()
+            .map(|v| v.packager.variant_name().to_owned())
+            .collect();
+        origin.live.open(name, &names)
+    });
+    // When each variant's previous event arrived: a part is cut when the frame
+    // after it comes, so its latency counts from the one before.
+    let mut last_event = vec![std::time::Instant::now(); variants.len()];
     info!(
         stream = name,
         variants = variants.len(),
         "hls packaging started"
     );
-    let mut live = true;
+    let mut on_air = true;
     loop {
         tokio::select! {
             got = events.recv() => {
                 let Some((i, event)) = got else { break };
                 if i == 0 {
                     match &event {
-                        Event::Started => live = true,
-                        Event::Stopped => live = false,
+                        Event::Started => on_air = true,
+                        Event::Stopped => on_air = false,
                         _ => {}
                     }
                 }
@@ -232,6 +277,10 @@ async fn package(origin: &HlsOrigin, name: &str) {
                 let forced = v.packager.forced_cuts();
                 let out = v.packager.handle(&event, SystemTime::now());
                 metrics.forced_cuts.inc_by(v.packager.forced_cuts() - forced);
+                if let Some(live) = &live {
+                    publish_live(live, i, &v.packager, &out, last_event[i]);
+                    last_event[i] = std::time::Instant::now();
+                }
                 let closed = out.iter().any(|o| matches!(o, hls::Output::Playlist { .. }));
                 uploads.push(out);
                 if closed {
@@ -241,9 +290,13 @@ async fn package(origin: &HlsOrigin, name: &str) {
             () = origin.cancel.cancelled() => {
                 // A clean stop: close what is open, so the store keeps a whole
                 // stream with EXT-X-ENDLIST rather than a cut-off live one.
-                if live {
-                    for v in variants.iter_mut().filter(|v| v.listed) {
-                        uploads.push(v.packager.handle(&Event::Stopped, SystemTime::now()));
+                if on_air {
+                    for (i, v) in variants.iter_mut().enumerate().filter(|(_, v)| v.listed) {
+                        let out = v.packager.handle(&Event::Stopped, SystemTime::now());
+                        if let Some(live) = &live {
+                            publish_live(live, i, &v.packager, &out, std::time::Instant::now());
+                        }
+                        uploads.push(out);
                     }
                     uploads.push(master.render(&states(hub, &variants)).into_iter().collect());
                 }
@@ -255,7 +308,7 @@ async fn package(origin: &HlsOrigin, name: &str) {
                     uploads.push(v.packager.segment_lost(&path));
                 }
             }
-            () = tokio::time::sleep(RECONNECT_GRACE), if !live => break,
+            () = tokio::time::sleep(RECONNECT_GRACE), if !on_air => break,
         }
     }
     for f in forwarders {

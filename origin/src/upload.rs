@@ -89,6 +89,10 @@ impl Uploads {
         let (state, notify) = &*self.state;
         let mut st = lock(state);
         for out in outputs {
+            // Parts live in the origin's memory (LL-HLS), never in the store.
+            if matches!(out, Output::Part { .. }) {
+                continue;
+            }
             if let Output::Playlist { path, .. } = &out {
                 st.queue
                     .retain(|(_, q)| !matches!(q, Output::Playlist { path: p, .. } if p == path));
@@ -156,6 +160,7 @@ async fn upload(
                 store.put(&format!("{name}/{path}"), data.clone()).await
             }
             Output::Delete { path } => store.delete(&format!("{name}/{path}")).await,
+            Output::Part { .. } => Ok(()),
         };
         match result {
             Ok(()) => {

@@ -101,6 +101,7 @@ pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
             name: STREAM.into(),
             key: KEY.into(),
             hls_container: None,
+            low_latency: None,
             transcode: None,
             rungs: None,
         }],
@@ -463,6 +464,7 @@ pub async fn receiver(port: u16) -> TestServer {
             name: "mirror".into(),
             key: "mirrorkey".into(),
             hls_container: None,
+            low_latency: None,
             transcode: None,
             rungs: None,
         }];

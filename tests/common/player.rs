@@ -11,6 +11,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub struct Playback {
     pub played: f64,
     pub max_stall_ms: f64,
+    /// Ingest-to-display latency, median and 95th percentile (ms; -1 when
+    /// the playlist had no EXT-X-PROGRAM-DATE-TIME).
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
     pub summary: String,
 }
 
@@ -21,11 +25,26 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    play_with(url, seconds, false, on_playing).await
+}
+
+/// [`play`], with hls.js in `lowLatencyMode` when `low_latency`.
+pub async fn play_with<F, Fut>(
+    url: &str,
+    seconds: u32,
+    low_latency: bool,
+    on_playing: F,
+) -> Playback
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut child = tokio::process::Command::new("node")
         .arg(root.join("tests/ui/play.cjs"))
         .env("PLAY_URL", url)
         .env("SECONDS", seconds.to_string())
+        .env("LOW_LATENCY", if low_latency { "1" } else { "0" })
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -69,6 +88,8 @@ where
     Playback {
         played: field("played"),
         max_stall_ms: field("max_stall_ms"),
+        latency_p50_ms: field("latency_p50_ms"),
+        latency_p95_ms: field("latency_p95_ms"),
         summary,
     }
 }

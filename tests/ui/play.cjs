@@ -3,7 +3,11 @@
 // "progress WALL_MS CURRENT_TIME" every 200 ms, and at the end
 // "summary {json}" with the time played and the longest stall (wall time
 // during which currentTime did not advance after playback started).
-//   PLAY_URL: the multivariant playlist; SECONDS: how long to watch.
+//   PLAY_URL: the multivariant playlist; SECONDS: how long to watch;
+//   LOW_LATENCY=1: hls.js in lowLatencyMode (LL-HLS parts, blocking reloads).
+// The summary also has the latency from ingest to display, sampled every
+// 200 ms after the first 5 s of playback: Date.now() - hls.playingDate (the
+// origin stamps EXT-X-PROGRAM-DATE-TIME from its ingest clock).
 "use strict";
 const path = require("path");
 const { launch } = require("./browser.cjs");
@@ -11,6 +15,7 @@ const hlsJs = path.join(__dirname, "../../ui/node_modules/hls.js/dist/hls.min.js
 
 const url = process.env.PLAY_URL;
 const seconds = Number(process.env.SECONDS || "10");
+const lowLatency = process.env.LOW_LATENCY === "1";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 (async () => {
@@ -21,13 +26,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     page.on("pageerror", (e) => errors.push(String(e)));
     await page.setContent('<video id="v" muted autoplay playsinline></video>');
     await page.addScriptTag({ path: hlsJs });
-    await page.evaluate((src) => {
+    await page.evaluate(([src, lowLatency]) => {
       window.fatal = [];
-      const hls = new Hls({ liveSyncDurationCount: 3 });
+      const hls = lowLatency
+        ? new Hls({ lowLatencyMode: true })
+        : new Hls({ liveSyncDurationCount: 3 });
+      window.hls = hls;
       hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.fatal.push(d.type + ":" + d.details); });
       hls.loadSource(src);
       hls.attachMedia(document.getElementById("v"));
-    }, url);
+    }, [url, lowLatency]);
     const started = Date.now();
     const current = () => page.evaluate(() => document.getElementById("v").currentTime);
     while ((await current()) <= 0.5) {
@@ -39,10 +47,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     let last = await current();
     let lastMove = Date.now();
     let maxStall = 0;
+    const latencies = [];
     while (Date.now() - t0 < seconds * 1000) {
       await sleep(200);
       const ct = await current();
       const now = Date.now();
+      const latency = await page.evaluate(() =>
+        window.hls.playingDate ? Date.now() - window.hls.playingDate.getTime() : null);
+      if (latency !== null && now - t0 > 5000) latencies.push(latency);
       if (ct > last + 0.01) {
         maxStall = Math.max(maxStall, now - lastMove);
         lastMove = now;
@@ -52,7 +64,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     }
     maxStall = Math.max(maxStall, Date.now() - lastMove);
     const fatal = await page.evaluate(() => window.fatal);
-    const summary = { startup_ms: t0 - started, played: last, max_stall_ms: maxStall, fatal, errors };
+    latencies.sort((a, b) => a - b);
+    const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] : -1);
+    const summary = {
+      startup_ms: t0 - started, played: last, max_stall_ms: maxStall,
+      latency_p50_ms: pct(0.5), latency_p95_ms: pct(0.95), latency_samples: latencies.length,
+      fatal, errors,
+    };
     console.log("summary " + JSON.stringify(summary));
   } catch (e) {
     console.error("play failed:", e.message);

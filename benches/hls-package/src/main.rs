@@ -26,6 +26,7 @@ fn store(out: &Path, outputs: Vec<Output>, bytes_out: &mut usize) -> anyhow::Res
             Output::Delete { path } => {
                 let _ = std::fs::remove_file(out.join(path));
             }
+            Output::Part { .. } => {}
         }
     }
     Ok(())

@@ -41,6 +41,7 @@ impl DiskSink {
                 Output::Delete { path } => {
                     let _ = std::fs::remove_file(self.dir.join(path));
                 }
+                Output::Part { .. } => {}
             }
         }
     }

@@ -1,0 +1,427 @@
+//! Low-Latency HLS end to end, with the real ffmpeg publishing: parts and
+//! blocking reloads at the origin (answered as soon as the part exists,
+//! refused when too far ahead, delta updates), a segment that is its parts
+//! end to end, independent parts that start with a keyframe, held requests
+//! answered when the publisher leaves, one origin request for 500 viewers
+//! blocked behind an edge, and hls.js in lowLatencyMode playing it.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::player::play_with;
+use common::*;
+use ferry::config::Config;
+
+const PLAYLIST: &str = "/hls/demo/source/index.m3u8";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap()
+}
+
+async fn ll_origin(edit: impl FnOnce(&mut Config)) -> TestServer {
+    start_with(|c| {
+        c.hls.low_latency = true;
+        c.hls.part_seconds = 0.5;
+        c.hls.window = 10;
+        edit(c);
+    })
+    .await
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, bytes::Bytes) {
+    let r = client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap())
+}
+
+async fn text(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, body) = get(addr, path).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `(msn, part)` of the preload hint (`...-12.3.m4s`): the next part.
+fn hinted(playlist: &str) -> Option<(String, u64, u64)> {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))?;
+    let uri = line.split("URI=\"").nth(1)?.split('"').next()?.to_owned();
+    let stem = uri.strip_suffix(".m4s")?;
+    let (seg, part) = stem.rsplit_once('.')?;
+    let msn = seg.rsplit(['-', '/']).next()?.parse().ok()?;
+    Some((uri.clone(), msn, part.parse().ok()?))
+}
+
+/// Waits until the origin lists parts for `demo`, with at least `segments`
+/// complete segments; the playlist.
+async fn wait_for_parts(addr: SocketAddr, segments: usize) -> String {
+    let mut last = String::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        let (status, body) = text(addr, PLAYLIST).await;
+        if status == 200
+            && body.contains("#EXT-X-PART:")
+            && body.matches("#EXTINF:").count() >= segments
+        {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no parts in time; last playlist:\n{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_reloads_wait_for_the_part_refuse_far_ahead_and_skip() {
+    let server = ll_origin(|_| {}).await;
+    let addr = server.running.http_addr;
+    let _publisher = publish_background(&server.rtmp_url(KEY), 20);
+    let playlist = wait_for_parts(addr, 1).await;
+    assert!(playlist.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500"));
+    assert!(playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.500"));
+    assert!(playlist.contains("#EXT-X-MAP:URI="));
+
+    // The next part: the answer comes when it exists, within about one part.
+    let (uri, msn, part) = hinted(&playlist).expect("a preload hint");
+    let asked = Instant::now();
+    let (status, body) = text(addr, &format!("{PLAYLIST}?_HLS_msn={msn}&_HLS_part={part}")).await;
+    let waited = asked.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("URI=\"{uri}\""))
+            && !body.contains(&format!("PRELOAD-HINT:TYPE=PART,URI=\"{uri}\"")),
+        "the answer lists part {uri}:\n{body}"
+    );
+    println!("blocking reload for the next part answered after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(1500),
+        "held {waited:?} for a 0.5 s part"
+    );
+
+    // The hinted part itself is held until complete, then served.
+    let (_, body) = text(addr, PLAYLIST).await;
+    let (uri, _, _) = hinted(&body).unwrap();
+    let (status, part_bytes) = get(addr, &format!("/hls/demo/source/{uri}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(&part_bytes[4..8], b"moof", "a part is a CMAF fragment");
+
+    // More than two segments ahead: 400 at once.
+    let asked = Instant::now();
+    let (status, _) = text(addr, &format!("{PLAYLIST}?_HLS_msn={}", msn + 3)).await;
+    assert_eq!(status, 400);
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    // _HLS_part without _HLS_msn, and nonsense: 400.
+    assert_eq!(text(addr, &format!("{PLAYLIST}?_HLS_part=1")).await.0, 400);
+    assert_eq!(text(addr, &format!("{PLAYLIST}?_HLS_msn=x")).await.0, 400);
+    // A part that never existed: 404.
+    assert_eq!(get(addr, "/hls/demo/source/nope-1.9.m4s").await.0, 404);
+
+    // Delta update: once more than 12 s (6 targets) are listed, older
+    // segments are skipped and the rest is the full playlist's tail.
+    wait_for_parts(addr, 8).await;
+    let (_, full) = text(addr, PLAYLIST).await;
+    let (status, delta) = text(addr, &format!("{PLAYLIST}?_HLS_skip=YES")).await;
+    assert_eq!(status, 200);
+    let skipped: usize = delta
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .expect("EXT-X-SKIP")
+        .parse()
+        .unwrap();
+    assert!(skipped >= 1, "{delta}");
+    assert!(delta.contains("#EXT-X-VERSION:9"));
+    let uris = |p: &str| -> Vec<String> {
+        p.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let (full_uris, delta_uris) = (uris(&full), uris(&delta));
+    let full_seq = full
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MEDIA-SEQUENCE:"));
+    let delta_seq = delta
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MEDIA-SEQUENCE:"));
+    if full_seq == delta_seq {
+        // The same window: the delta is the full list minus the skipped.
+        assert_eq!(
+            &full_uris[skipped..],
+            &delta_uris[..full_uris.len() - skipped]
+        );
+    }
+    assert!(
+        server.running.http_addr == addr,
+        "same server for both requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_make_up_their_segment_and_independent_parts_start_with_a_keyframe() {
+    let server = ll_origin(|_| {}).await;
+    let addr = server.running.http_addr;
+    let _publisher = publish_background(&server.rtmp_url(KEY), 20);
+    let playlist = wait_for_parts(addr, 2).await;
+    // The newest complete segment and its parts, listed before its EXTINF.
+    let lines: Vec<&str> = playlist.lines().collect();
+    let extinf = lines
+        .iter()
+        .rposition(|l| l.starts_with("#EXTINF:"))
+        .unwrap();
+    let segment = lines[extinf + 1];
+    let mut parts = Vec::new();
+    let mut i = extinf;
+    while i > 0 && lines[i - 1].starts_with("#EXT-X-PART:") {
+        i -= 1;
+        parts.insert(0, lines[i]);
+    }
+    assert!(
+        parts.len() >= 3,
+        "parts of {segment}: {parts:?}\n{playlist}"
+    );
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .unwrap()
+        .trim_end_matches('"');
+    let (_, init) = get(addr, &format!("/hls/demo/source/{map}")).await;
+    let mut joined = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    for (n, line) in parts.iter().enumerate() {
+        let uri = line
+            .split("URI=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let (status, bytes) = get(addr, &format!("/hls/demo/source/{uri}")).await;
+        assert_eq!(status, 200, "{uri}");
+        joined.extend_from_slice(&bytes);
+        let duration: f64 = line
+            .split("DURATION=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(duration <= 0.502, "{line}");
+        if line.contains("INDEPENDENT=YES") {
+            // init + this part alone decodes from a keyframe.
+            let file = dir.path().join(format!("part{n}.mp4"));
+            std::fs::write(&file, [&init[..], &bytes[..]].concat()).unwrap();
+            let out = std::process::Command::new(ffprobe())
+                .args([
+                    "-v",
+                    "error",
+                    "-select_streams",
+                    "v",
+                    "-show_entries",
+                    "frame=key_frame",
+                ])
+                .args(["-read_intervals", "%+#1", "-of", "csv=p=0"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            let first = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            assert_eq!(first.trim(), "1", "{uri} does not start with a keyframe");
+        }
+    }
+    assert!(
+        parts[0].contains("INDEPENDENT=YES"),
+        "a segment's first part is independent"
+    );
+    let (status, whole) = get(addr, &format!("/hls/demo/source/{segment}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(whole.len(), joined.len());
+    assert!(
+        whole[..] == joined[..],
+        "{segment} is not its parts end to end"
+    );
+
+    // ffmpeg reads the low-latency playlist as a plain one, without errors.
+    let (ok, log) = run_ffmpeg(
+        &[
+            "-v",
+            "error",
+            "-i",
+            &format!("http://{addr}{PLAYLIST}"),
+            "-t",
+            "3",
+            "-f",
+            "null",
+            "-",
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(ok && log.trim().is_empty(), "ffmpeg: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_requests_are_answered_when_the_publisher_leaves() {
+    let server = ll_origin(|_| {}).await;
+    let addr = server.running.http_addr;
+    let mut publisher = publish_background(&server.rtmp_url(KEY), 20);
+    let playlist = wait_for_parts(addr, 1).await;
+    let (_, msn, _) = hinted(&playlist).unwrap();
+    // Two segments ahead: held about 4 s; the publisher leaves meanwhile.
+    let asked = Instant::now();
+    let held = tokio::spawn(async move {
+        text(
+            addr,
+            &format!("{PLAYLIST}?_HLS_msn={}&_HLS_part=0", msn + 2),
+        )
+        .await
+    });
+    let part_held = tokio::spawn({
+        let (uri, _, _) = hinted(&playlist).unwrap();
+        async move {
+            // The hinted part may complete before the publisher leaves: 200
+            // then, else 503 at the hold limit; never a hang.
+            get(addr, &format!("/hls/demo/source/{uri}")).await.0
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publisher.kill().await.unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(8), held)
+        .await
+        .expect("a held request is answered within the hold limit")
+        .unwrap();
+    println!(
+        "held request answered after {:?}: {status}",
+        asked.elapsed()
+    );
+    assert!(
+        (status == 200 && body.contains("#EXT-X-ENDLIST")) || status == 503,
+        "{status}: {body}"
+    );
+    let part_status = tokio::time::timeout(Duration::from_secs(8), part_held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(part_status == 200 || part_status == 503, "{part_status}");
+    // The stored playlist and segments still work once the live one is gone.
+    let (status, body) = text(addr, PLAYLIST).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("#EXT-X-ENDLIST"), "{body}");
+}
+
+/// An edge in front of the origin, in this process.
+async fn edge_for(origin: SocketAddr) -> (ferry::serve::Running, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: data.path().to_owned(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.max_connections = 4096;
+    config.edge.origins = vec![format!("http://{origin}")];
+    let running = ferry::edge_role::start_edge(&config).await.unwrap();
+    (running, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_viewers_blocked_behind_an_edge_cost_one_origin_request() {
+    let server = ll_origin(|c| c.http.max_connections = 4096).await;
+    let addr = server.running.http_addr;
+    let _publisher = publish_background(&server.rtmp_url(KEY), 20);
+    let (edge, _data) = edge_for(addr).await;
+    let playlist = wait_for_parts(addr, 1).await;
+    let (uri, msn, part) = hinted(&playlist).unwrap();
+    // Ask two parts ahead, so every viewer is surely waiting before it exists.
+    let (msn, part) = if part >= 2 {
+        (msn + 1, 0)
+    } else {
+        (msn, part + 1)
+    };
+    let before = server.metric("ferry_llhls_blocking_requests_total").await;
+    let edge_addr = edge.http_addr;
+    let c = client();
+    let target = format!("http://{edge_addr}{PLAYLIST}?_HLS_msn={msn}&_HLS_part={part}");
+    let started = Instant::now();
+    let answers = futures_join(500, |_| {
+        let (c, target) = (c.clone(), target.clone());
+        async move {
+            let r = c.get(&target).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert!(body.contains("#EXT-X-PART:"), "{body}");
+    }
+    assert!(
+        answers.iter().all(|(_, b)| b == &answers[0].1),
+        "every viewer got the same playlist"
+    );
+    let after = server.metric("ferry_llhls_blocking_requests_total").await;
+    println!(
+        "500 blocked viewers answered in {elapsed:?}; origin blocking requests: {}",
+        after - before
+    );
+    assert_eq!(after - before, 1.0, "one origin request for 500 viewers");
+    // And the hinted part through the edge.
+    let (status, bytes) = get(edge_addr, &format!("/hls/demo/source/{uri}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(&bytes[4..8], b"moof");
+}
+
+/// Runs `n` futures made by `f` at once; their outputs in order.
+async fn futures_join<F, Fut, T>(n: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_low_latency_from_the_origin_and_through_an_edge() {
+    let server = ll_origin(|_| {}).await;
+    let addr = server.running.http_addr;
+    let _publisher = publish_background(&server.rtmp_url(KEY), 30);
+    let (edge, _data) = edge_for(addr).await;
+    wait_for_parts(addr, 2).await;
+    for (name, at) in [("origin", addr), ("edge", edge.http_addr)] {
+        let url = format!("http://{at}/hls/demo/master.m3u8");
+        let p = play_with(&url, 15, true, || async {}).await;
+        println!(
+            "LL-HLS via {name}: played {:.1} s, longest stall {:.0} ms, latency p50 {:.0} ms p95 {:.0} ms",
+            p.played, p.max_stall_ms, p.latency_p50_ms, p.latency_p95_ms
+        );
+        assert!(p.played > 10.0, "{name}: {}", p.summary);
+        assert!(
+            p.latency_p50_ms > 0.0,
+            "{name}: no latency samples: {}",
+            p.summary
+        );
+        // Generous here (two busy cores); the bench measures the target.
+        assert!(p.latency_p50_ms < 4000.0, "{name}: {}", p.summary);
+    }
+    assert!(server.metric("ferry_llhls_parts_total").await > 20.0);
+}
