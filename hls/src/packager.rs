@@ -161,6 +161,10 @@ pub struct Packager {
     forced_cuts: u64,
     /// The video track is in a codec not packaged yet (HEVC): its packets are dropped.
     video_unpackaged: bool,
+    /// The longest part cut so far (s): `PART-TARGET` never says less (a
+    /// keyframe that comes late, as at an encoder's loop, stretches the last
+    /// part of a segment), as `EXT-X-TARGETDURATION` grows with segments.
+    longest_part: f64,
 }
 
 /// Audio frames held while waiting for the first keyframe (about 2 s of AAC).
@@ -203,6 +207,7 @@ impl Packager {
             map: None,
             forced_cuts: 0,
             video_unpackaged: false,
+            longest_part: 0.0,
         }
     }
 
@@ -349,7 +354,8 @@ impl Packager {
             let tracks = self.fmp4_tracks();
             let uri = self.part_uri_fn();
             if let Some(open) = self.open.as_mut() {
-                cut_part(open, &tracks, &uri, p.dts, out);
+                let d = cut_part(open, &tracks, &uri, p.dts, out);
+                self.longest_part = self.longest_part.max(d);
             }
         }
         let (Some(open), Some(muxer)) = (self.open.as_mut(), self.muxer.as_mut()) else {
@@ -408,13 +414,14 @@ impl Packager {
             Container::Ts => open.data.freeze(),
             Container::Fmp4 if self.part_target().is_some() => {
                 // The last part, then the segment: its parts end to end.
-                cut_part(
+                let d = cut_part(
                     &mut open,
                     &self.fmp4_tracks(),
                     &self.part_uri_fn(),
                     end,
                     out,
                 );
+                self.longest_part = self.longest_part.max(d);
                 std::mem::take(&mut open.part_bytes).freeze()
             }
             Container::Fmp4 => fmp4::media_segment(
@@ -653,7 +660,9 @@ impl Packager {
         });
         Some(LiveView {
             target: self.target,
-            part_target: part_target.as_secs_f64(),
+            // Milliseconds up, so no part is listed longer than the target.
+            part_target: (part_target.as_secs_f64().max(self.longest_part) * 1000.0).ceil()
+                / 1000.0,
             discontinuity_sequence: self.discontinuity_sequence,
             segments: self.window.iter().cloned().collect(),
             open,
@@ -708,16 +717,17 @@ fn part_due(open: &Open, p: &Packet, target: Duration) -> bool {
 
 /// Closes the part being collected at `end` (the next part's first decode
 /// time): its fragment goes out as [`Output::Part`] and onto the segment.
+/// Returns its duration in seconds.
 fn cut_part(
     open: &mut Open,
     tracks: &fmp4::Fmp4Tracks,
     uri: &PartUri,
     end: Timestamp,
     out: &mut Vec<Output>,
-) {
+) -> f64 {
     let samples = &open.samples[open.part_first..];
     if samples.is_empty() {
-        return;
+        return 0.0;
     }
     let index = open.parts.len();
     let independent = samples
@@ -747,4 +757,5 @@ fn cut_part(
         path: format!("{}/{name}", uri.variant),
         data,
     });
+    duration
 }
