@@ -438,3 +438,100 @@ async fn hls_js_plays_low_latency_from_the_origin_and_through_an_edge() {
     }
     assert!(server.metric("ferry_llhls_parts_total").await > 20.0);
 }
+
+/// Parts (count and durations) of each complete segment listed with parts:
+/// `msn -> [durations]`.
+fn parts_by_segment(playlist: &str) -> std::collections::BTreeMap<u64, Vec<f64>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut pending = Vec::new();
+    for line in playlist.lines() {
+        if let Some(rest) = line.strip_prefix("#EXT-X-PART:DURATION=") {
+            pending.push(rest.split(',').next().unwrap().parse::<f64>().unwrap());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            if !pending.is_empty() {
+                out.insert(first, std::mem::take(&mut pending));
+            }
+            first += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_latency_through_the_api_with_a_ladder_keeps_parts_aligned_across_variants() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let settings = r#"{"settings":{"low_latency":true,"transcode":true,"rungs":[{"name":"144p","height":144,"video_kbps":200}]}}"#;
+    let (status, s) = api(
+        http,
+        "PATCH",
+        &format!("/streams/{STREAM}"),
+        Some(ADMIN),
+        Some(settings),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    let _publisher = tokio::process::Command::new(ffmpeg())
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "10",
+            "-i",
+        ])
+        .arg(sample("h264-aac-240p25.flv"))
+        .args(["-c", "copy", "-f", "flv", &server.rtmp_url(KEY)])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let rung = "/hls/demo/144p/index.m3u8";
+    let mut last = (String::new(), String::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no aligned parts in time:\n{}\n{}",
+            last.0,
+            last.1
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (a, source) = text(http, PLAYLIST).await;
+        let (b, ladder) = text(http, rung).await;
+        last = (source.clone(), ladder.clone());
+        if a != 200 || b != 200 {
+            continue;
+        }
+        let (x, y) = (parts_by_segment(&source), parts_by_segment(&ladder));
+        let common: Vec<_> = x.keys().filter(|k| y.contains_key(k)).collect();
+        if common.len() < 2 {
+            continue;
+        }
+        for msn in common {
+            let (p, q) = (&x[msn], &y[msn]);
+            assert_eq!(p.len(), q.len(), "segment {msn}: {p:?} vs {q:?}");
+            for (d, e) in p.iter().zip(q) {
+                // Within half a frame: a rung's segment ends on its own
+                // keyframe, which may be a rounded millisecond off the source's.
+                assert!((d - e).abs() < 0.02, "segment {msn}: {p:?} vs {q:?}");
+            }
+        }
+        // Each variant reports the other's newest part.
+        assert!(
+            source.contains("#EXT-X-RENDITION-REPORT:URI=\"../144p/index.m3u8\",LAST-MSN="),
+            "{source}"
+        );
+        assert!(
+            ladder.contains("#EXT-X-RENDITION-REPORT:URI=\"../source/index.m3u8\",LAST-MSN="),
+            "{ladder}"
+        );
+        break;
+    }
+}

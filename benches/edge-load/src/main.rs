@@ -40,6 +40,20 @@ enum Command {
         #[arg(long)]
         count: usize,
     },
+    /// VIEWERS LL-HLS viewers of the media playlist PLAYLIST for SECONDS: each
+    /// asks for the next part with a blocking reload (`_HLS_msn`,
+    /// `_HLS_part` from the preload hint), then fetches that part; prints
+    /// playlists and parts received per second and failures.
+    Ll {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        playlist: String,
+        #[arg(long, default_value_t = 1000)]
+        viewers: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// Opens CONNECTIONS keep-alive connections, one GET of PATH each, holds
     /// them idle for SECONDS and prints how many were still open.
     Idle {
@@ -90,6 +104,89 @@ async fn get(s: &mut TcpStream, path: &str) -> anyhow::Result<usize> {
     Ok(length)
 }
 
+/// Sends one GET on `s` and returns the status and body (Content-Length
+/// bodies only, which is what Ferry sends for playlists and parts).
+async fn get_body(s: &mut TcpStream, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = Vec::with_capacity(16 << 10);
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+            let status: u16 = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .context("no status")?;
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .context("no content-length")?;
+            let mut body = buf.split_off(p + 4);
+            while body.len() < length {
+                let n = s.read(&mut chunk).await?;
+                if n == 0 {
+                    bail!("closed mid-body");
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(length);
+            return Ok((status, body));
+        }
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("closed before the head");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The preload hint of an LL-HLS playlist: its URI, media sequence number
+/// and part index (`NAME-12.3.m4s`).
+fn preload_hint(playlist: &str) -> Option<(String, u64, u64)> {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))?;
+    let uri = line.split("URI=\"").nth(1)?.split('"').next()?.to_owned();
+    let (seg, part) = uri.strip_suffix(".m4s")?.rsplit_once('.')?;
+    let msn = seg.rsplit(['-', '/']).next()?.parse().ok()?;
+    Some((uri.clone(), msn, part.parse().ok()?))
+}
+
+/// One LL-HLS viewer until `until`: (playlists, parts) received.
+async fn ll_viewer(addr: SocketAddr, playlist: &str, until: Instant) -> anyhow::Result<(u64, u64)> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let dir = playlist.rsplit_once('/').map_or("", |(d, _)| d).to_owned();
+    let (status, body) = get_body(&mut s, playlist).await?;
+    if status != 200 {
+        bail!("playlist: status {status}");
+    }
+    let mut hint = preload_hint(&String::from_utf8_lossy(&body)).context("no preload hint")?;
+    let (mut playlists, mut parts) = (1, 0);
+    while Instant::now() < until {
+        let (uri, msn, part) = &hint;
+        let (status, body) = get_body(
+            &mut s,
+            &format!("{playlist}?_HLS_msn={msn}&_HLS_part={part}"),
+        )
+        .await?;
+        if status != 200 {
+            bail!("blocking reload: status {status}");
+        }
+        playlists += 1;
+        let (status, _) = get_body(&mut s, &format!("{dir}/{uri}")).await?;
+        if status != 200 {
+            bail!("part {uri}: status {status}");
+        }
+        parts += 1;
+        hint = preload_hint(&String::from_utf8_lossy(&body)).context("no preload hint")?;
+    }
+    Ok((playlists, parts))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -134,6 +231,42 @@ async fn main() -> anyhow::Result<()> {
                 percentile(&times, 0.5).as_secs_f64() * 1e3,
                 percentile(&times, 0.99).as_secs_f64() * 1e3,
                 times.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+            );
+        }
+        Command::Ll {
+            addr,
+            playlist,
+            viewers,
+            seconds,
+        } => {
+            let started = Instant::now();
+            let until = started + Duration::from_secs(seconds);
+            let tasks: Vec<_> = (0..viewers)
+                .map(|_| {
+                    let playlist = playlist.clone();
+                    tokio::spawn(async move { ll_viewer(addr, &playlist, until).await })
+                })
+                .collect();
+            let (mut playlists, mut parts, mut failed) = (0, 0, 0);
+            let mut first_error = None;
+            for t in tasks {
+                match t.await? {
+                    Ok((p, q)) => {
+                        playlists += p;
+                        parts += q;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        first_error.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "ll viewers={viewers} failed={failed} playlists_per_s={:.1} parts_per_s={:.1}{}",
+                playlists as f64 / secs,
+                parts as f64 / secs,
+                first_error.map_or(String::new(), |e| format!(" first_error={e:?}"))
             );
         }
         Command::Fill {
