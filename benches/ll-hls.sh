@@ -3,14 +3,15 @@
 # plain HLS and LL-HLS, from the origin and through a `ferry edge`; then the
 # origin requests per second that LL-HLS viewers behind one edge cost, for a
 # few viewers and for many (the target: independent of the number).
-#   usage: benches/ll-hls.sh     env: SECONDS_PER_RUN=60 PART=0.5 VIEWERS=1000
+#   usage: benches/ll-hls.sh
+#   env: SECONDS_PER_RUN=60 PART=0.25 VIEWERS=1000 STREAMS="plain ll" 
 # Latency is measured in the page as Date.now() - hls.playingDate, sampled
 # every 200 ms after 5 s of playback (the origin stamps
 # EXT-X-PROGRAM-DATE-TIME from its ingest clock); p50 and p95.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 per_run=${SECONDS_PER_RUN:-60}
-part=${PART:-0.5}
+part=${PART:-0.25}
 viewers=${VIEWERS:-1000}
 scripts/setup.sh >/dev/null
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
@@ -71,7 +72,7 @@ sleep 6
 
 echo "LL-HLS part target ${part} s, 2 s segments, ${per_run} s per run"
 printf '%-8s %-6s %10s %10s %8s\n' stream via p50_ms p95_ms stall_ms
-for s in plain ll; do
+for s in ${STREAMS:-plain ll}; do
   for via in origin edge; do
     port=18101; [ "$via" = edge ] && port=18102
     ll=0; [ "$s" = ll ] && ll=1

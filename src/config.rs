@@ -130,7 +130,7 @@ impl Default for HlsConfig {
             container: HlsContainer::Ts,
             aligned_segments: false,
             low_latency: false,
-            part_seconds: 0.5,
+            part_seconds: 0.25,
         }
     }
 }

@@ -232,7 +232,13 @@ impl Origins {
                 }
                 Err((e, _)) => {
                     tracing::debug!(origin = %origin.name, ?key, error = %e, "origin fetch failed, trying the next");
-                    if !matches!(e, FillError::BadResponse(_)) || is_server_error(&e) {
+                    // A blocking reload the origin gave up holding (503: the
+                    // stream stalled) says nothing about the origin's health.
+                    let held_too_long = key.is_blocking()
+                        && matches!(&e, FillError::BadResponse(m) if m.starts_with("status 503"));
+                    if (!matches!(e, FillError::BadResponse(_)) || is_server_error(&e))
+                        && !held_too_long
+                    {
                         origin.failed();
                     }
                     last = e;
