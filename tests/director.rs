@@ -194,6 +194,60 @@ async fn hls_js_plays_through_the_director_with_segments_from_edges() {
     origin.running.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ll_hls_plays_through_the_director_with_parts_from_the_edge() {
+    let origin = start_with(|c| c.hls.low_latency = true).await;
+    let o = origin.running.http_addr;
+    let _publisher = publish_background(&origin.rtmp_url(KEY), 20);
+    let (edge, _e) = edge(o, o).await;
+    let (dir, _d) = director(o, "bounded-load").await;
+    wait_for_edges(o, 1).await;
+    wait_for_segments(o, STREAM).await;
+    let media = viewer_playlist(dir.http_addr, STREAM).await;
+    let on_edge = format!("http://{}/hls/{STREAM}/source/", edge.http_addr);
+    let part = media
+        .lines()
+        .rfind(|l| l.starts_with("#EXT-X-PART:"))
+        .unwrap_or_else(|| panic!("no parts:\n{media}"));
+    assert!(part.contains(&format!("URI=\"{on_edge}")), "{part}");
+    let hint = media
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .unwrap();
+    assert!(hint.contains(&format!("URI=\"{on_edge}")), "{hint}");
+    // A blocking reload through the director is held (by the edge and the
+    // origin) until the hinted part exists, then lists it on the edge.
+    let uri = hint.split("URI=\"").nth(1).unwrap().trim_end_matches('"');
+    let stem = uri.rsplit('/').next().unwrap().trim_end_matches(".m4s");
+    let (seg, idx) = stem.rsplit_once('.').unwrap();
+    let msn = seg.rsplit('-').next().unwrap();
+    let variant = media.lines().count(); // any token works: a new viewer
+    let path =
+        format!("/hls/{STREAM}/source/index.m3u8?v=ab{variant:x}&_HLS_msn={msn}&_HLS_part={idx}");
+    let (status, _, body) = get_bytes(dir.http_addr, &path).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("#EXT-X-PART:DURATION=") && body.contains(&format!("URI=\"{uri}\"")),
+        "{uri} not listed:\n{body}"
+    );
+    let url = format!("http://{}/hls/{STREAM}/master.m3u8", dir.http_addr);
+    let p = common::player::play_with(&url, 10, true, || async {}).await;
+    println!(
+        "LL-HLS through the director: played {:.1} s, stall {:.0} ms, latency p50 {:.0} ms p95 {:.0} ms",
+        p.played, p.max_stall_ms, p.latency_p50_ms, p.latency_p95_ms
+    );
+    assert!(p.played > 6.0, "{}", p.summary);
+    assert!(
+        p.latency_p50_ms > 0.0 && p.latency_p50_ms < 4000.0,
+        "{}",
+        p.summary
+    );
+    dir.shutdown().await;
+    edge.shutdown().await;
+    origin.running.shutdown().await;
+}
+
 /// A viewer that follows playlists like a player: every `period` it reloads
 /// its media playlist through the director and fetches the newest segment
 /// it has not fetched yet, from wherever the playlist says.

@@ -98,6 +98,9 @@ pub fn sequence_span(playlist: &str) -> (u64, u64) {
     for line in playlist.lines() {
         if let Some(n) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
             first = n.trim().parse().unwrap_or(0);
+        } else if let Some(n) = skipped(line) {
+            // A delta update stands for the segments it skips.
+            count += n;
         } else if !line.starts_with('#') && !line.trim().is_empty() {
             count += 1;
         }
@@ -126,6 +129,9 @@ pub fn media_by_sequence<'a>(
             if let Some(n) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
                 msn = n.trim().parse().unwrap_or(0);
                 line.to_owned()
+            } else if let Some(n) = skipped(line) {
+                msn = msn.saturating_add(n);
+                line.to_owned()
             } else if MEDIA_URI_TAGS.iter().any(|t| line.starts_with(t)) {
                 // Maps, parts and hints belong to the segment being listed.
                 map_uri_attribute(line, |u| on_edge(u, msn))
@@ -143,6 +149,15 @@ pub fn media_by_sequence<'a>(
         out.push('\n');
     }
     out
+}
+
+/// `SKIPPED-SEGMENTS` of an `EXT-X-SKIP` line (an LL-HLS delta update).
+fn skipped(line: &str) -> Option<u64> {
+    let attrs = line.strip_prefix("#EXT-X-SKIP:")?;
+    attrs
+        .split(',')
+        .find_map(|a| a.strip_prefix("SKIPPED-SEGMENTS="))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// A tag line with its playlist `URI` (if it names one) carrying `token`.
@@ -277,6 +292,32 @@ mod tests {
         let again = steered(&out, "cd", &pools, "steering.json");
         assert_eq!(again.matches("PATHWAY-ID=\"west\"").count(), 2);
         assert!(!valid_pathway("a b") && !valid_pathway("") && valid_pathway("eu-1.a_b"));
+    }
+
+    #[test]
+    fn delta_updates_keep_sequence_numbers_and_parts_follow_their_segment() {
+        let p = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:10\n#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n\
+#EXTINF:2.0,\ns-13.m4s\n#EXT-X-PART:DURATION=0.25,URI=\"s-14.0.m4s\"\n\
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s-14.1.m4s\"\n";
+        assert_eq!(sequence_span(p), (10, 4));
+        let out = media_by_sequence(
+            p,
+            "/hls/demo/source/index.m3u8",
+            |msn| if msn < 14 { "http://old" } else { "http://new" },
+            "t",
+        );
+        assert!(
+            out.contains("\nhttp://old/hls/demo/source/s-13.m4s\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("URI=\"http://new/hls/demo/source/s-14.0.m4s\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("URI=\"http://new/hls/demo/source/s-14.1.m4s\""),
+            "{out}"
+        );
     }
 
     const TS: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:17\n\

@@ -131,8 +131,14 @@ impl FreshnessPolicy {
         let (revalidate_for, stale_if_error_for) = match kind {
             Kind::Playlist => {
                 let target = target.unwrap_or(self.playlist * 2);
+                // `no-cache` (an LL-HLS origin's live playlist, which changes
+                // with every part): never served stale while a refresh runs,
+                // or a player would start from a playlist a segment old and
+                // stay that far behind; concurrent requests still share one
+                // refresh.
+                let revalidate = if cc.no_cache { Duration::ZERO } else { target };
                 (
-                    fresh_for + target,
+                    fresh_for + revalidate,
                     fresh_for + target.mul_f64(self.playlist_stale_targets.max(0.0)),
                 )
             }
@@ -274,6 +280,20 @@ mod tests {
         let f = p.freshness(Kind::Segment, &head(200, None), b"");
         assert_eq!(f.fresh_for, Duration::from_secs(86_400));
         assert_eq!(f.revalidate_for, f.fresh_for);
+    }
+
+    #[test]
+    fn a_no_cache_playlist_is_never_served_stale_while_refreshing() {
+        let p = FreshnessPolicy::default();
+        let body = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n";
+        let f = p.freshness(
+            Kind::Playlist,
+            &head(200, Some("max-age=0, no-cache")),
+            body,
+        );
+        assert_eq!(f.fresh_for, Duration::ZERO);
+        assert_eq!(f.revalidate_for, Duration::ZERO);
+        assert_eq!(f.stale_if_error_for, Duration::from_secs(6));
     }
 
     #[test]
