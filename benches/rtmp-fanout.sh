@@ -9,6 +9,7 @@
 #          SRS_BIN=/path/to/srs (optional third peer; this script writes its config;
 #          never commit SRS or a script that builds it)
 #          FERRY_RTMP__WRITE_INTERVAL_MS=350 (Ferry at SRS's merged-write latency)
+#          PEER_FERRY_BIN=path (another build of Ferry, for before/after runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("${@:-100 200 400}")
@@ -69,7 +70,7 @@ rtmp {
 }
 CONF
 
-FERRY_WORKER_THREADS=${WORKERS:-0} target/release/ferry serve --config "$work/ferry.toml" & ferry_pid=$!; pids+=("$ferry_pid")
+FERRY_WORKER_THREADS=${WORKERS:-0} "${PEER_FERRY_BIN:-target/release/ferry}" serve --config "$work/ferry.toml" & ferry_pid=$!; pids+=("$ferry_pid")
 nginx -p "$work/nginx" -c "$work/nginx.conf" & nginx_master=$!; pids+=("$nginx_master")
 srs_pid=""
 if [ -n "${SRS_BIN:-}" ]; then

@@ -18,8 +18,14 @@ pub const MAX_MESSAGE_SIZE: u32 = 8 << 20;
 pub const MAX_CHUNK_STREAMS: usize = 64;
 /// Connections the server holds at once by default; more are closed on accept.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// The chunk size Ferry sends with (fewer headers and syscalls than the default 128).
+/// The chunk size Ferry's client sends with (fewer headers and syscalls than
+/// the default 128; what OBS uses, so every receiver takes it).
 pub const OUTGOING_CHUNK_SIZE: u32 = 4096;
+/// The chunk size the server sends to its clients with: most video frames go
+/// out as one chunk, so a player's write holds one chunk header and one
+/// slice of the shared payload per frame instead of one per 4 KiB (SRS
+/// sends with 60000 by default, and players of every kind read it).
+pub const SERVER_CHUNK_SIZE: u32 = 60_000;
 /// The acknowledgement window Ferry asks peers to use.
 pub const WINDOW_ACK_SIZE: u32 = 2_500_000;
 /// Bytes a player's write buffer collects before it is flushed.

@@ -76,7 +76,7 @@ impl Server {
                         type_id::SET_PEER_BANDWIDTH,
                         &message::peer_bandwidth_body(WINDOW_ACK_SIZE),
                     );
-                    t.set_chunk_size(OUTGOING_CHUNK_SIZE);
+                    t.set_chunk_size(SERVER_CHUNK_SIZE);
                     t.queue_command(0, &connect_result(cmd.transaction));
                     t.flush().await?;
                     app = Some(requested);
