@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use crate::playlist::{SegmentEntry, rfc3339};
+use crate::playlist::{SegmentEntry, segment_head};
 
 /// A partial segment as a playlist lists it.
 #[derive(Clone, Debug, PartialEq)]
@@ -261,19 +261,12 @@ pub fn render(view: &LiveView, skip: bool, reports: &[RenditionReport]) -> Strin
     let mut map: Option<&str> = None;
     let mut elapsed = start;
     for s in &view.segments[skipped..] {
-        if s.discontinuity {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        if let Some(m) = s.map.as_deref()
-            && map != Some(m)
-        {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{m}\"");
-            map = Some(m);
-        }
-        let _ = writeln!(
-            out,
-            "#EXT-X-PROGRAM-DATE-TIME:{}",
-            rfc3339(s.program_date_time)
+        segment_head(
+            &mut out,
+            s.discontinuity,
+            s.map.as_deref(),
+            &mut map,
+            s.program_date_time,
         );
         elapsed += s.duration;
         if total - elapsed < view.target as f64 * PART_LISTED_TARGETS {
@@ -282,18 +275,12 @@ pub fn render(view: &LiveView, skip: bool, reports: &[RenditionReport]) -> Strin
         let _ = write!(out, "#EXTINF:{:.5},\n{}\n", s.duration, s.uri);
     }
     if let Some(open) = &view.open {
-        if open.discontinuity {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        if let Some(m) = open.map.as_deref()
-            && map != Some(m)
-        {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{m}\"");
-        }
-        let _ = writeln!(
-            out,
-            "#EXT-X-PROGRAM-DATE-TIME:{}",
-            rfc3339(open.program_date_time)
+        segment_head(
+            &mut out,
+            open.discontinuity,
+            open.map.as_deref(),
+            &mut map,
+            open.program_date_time,
         );
         parts(&mut out, &open.parts);
     }

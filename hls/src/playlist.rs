@@ -51,27 +51,41 @@ pub fn media_playlist(
         );
     }
     for s in segments {
-        if s.discontinuity {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        if let Some(m) = s.map.as_deref()
-            && map != Some(m)
-        {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{m}\"");
-            map = Some(m);
-        }
-        let _ = write!(
-            out,
-            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\n{}\n",
-            rfc3339(s.program_date_time),
-            s.duration,
-            s.uri
+        segment_head(
+            &mut out,
+            s.discontinuity,
+            s.map.as_deref(),
+            &mut map,
+            s.program_date_time,
         );
+        let _ = write!(out, "#EXTINF:{:.3},\n{}\n", s.duration, s.uri);
     }
     if ended {
         out.push_str("#EXT-X-ENDLIST\n");
     }
     out
+}
+
+/// The tags before a segment (or the parts of the one being built): a
+/// discontinuity, its init segment when it differs from the one before
+/// (`map` tracks it), and its date.
+pub(crate) fn segment_head<'a>(
+    out: &mut String,
+    discontinuity: bool,
+    init: Option<&'a str>,
+    map: &mut Option<&'a str>,
+    date: SystemTime,
+) {
+    if discontinuity {
+        out.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    if let Some(m) = init
+        && *map != Some(m)
+    {
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{m}\"");
+        *map = Some(m);
+    }
+    let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(date));
 }
 
 /// One variant of a multivariant playlist.
