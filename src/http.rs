@@ -142,9 +142,6 @@ async fn low_latency(live: &LiveHls, key: &str, query: &str) -> Option<Response>
     else {
         return None;
     };
-    if !live.is_live(stream, variant) {
-        return None;
-    }
     let answer = if file == "index.m3u8" {
         live.playlist(stream, variant, query).await
     } else if is_part_name(file) {

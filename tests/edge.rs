@@ -58,14 +58,6 @@ async fn edge(origins: &[String], edit: impl FnOnce(&mut Config)) -> TestEdge {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .unwrap()
-}
-
 fn segment(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -92,7 +84,7 @@ async fn many_clients_one_origin_fetch_and_bytes_before_the_fill_ends() {
     })
     .await;
     let edge = edge(&[origin.url()], |_| {}).await;
-    let http = client();
+    let http = http_client();
     let url = edge.url("/hls/s/source/x-1.ts");
     let mut clients = Vec::new();
     for _ in 0..500 {
@@ -177,7 +169,7 @@ async fn a_polled_playlist_is_fetched_about_once_a_second() {
     })
     .await;
     let edge = edge(&[origin.url()], |_| {}).await;
-    let http = client();
+    let http = http_client();
     let url = edge.url("/hls/s/source/index.m3u8");
     let start = Instant::now();
     let seconds = 10;
@@ -347,7 +339,7 @@ async fn broken_origin_answers_reach_every_waiter_and_nothing_is_cached() {
     })
     .await;
     let edge = edge(&[origin.url()], |_| {}).await;
-    let http = client();
+    let http = http_client();
     let (status, _, _) = get(edge.addr(), "/hls/s/garbage.ts").await;
     assert!(status == 502 || status == 504, "garbage: {status}");
     // Cut mid-body: every waiter's body fails (no complete, wrong body).
@@ -547,7 +539,7 @@ async fn the_memory_tier_stays_within_its_budget() {
     })
     .await;
     let edge = edge(&[origin.url()], |c| c.edge.memory_bytes = BUDGET).await;
-    let http = client();
+    let http = http_client();
     let mut peak = 0.0f64;
     for i in 0..60 {
         let r = http
@@ -699,7 +691,7 @@ async fn segments_evicted_from_memory_come_back_from_disk() {
         c.edge.disk_bytes = DISK;
     })
     .await;
-    let http = client();
+    let http = http_client();
     let fetch = |i: usize| {
         let (http, url) = (http.clone(), edge.url(&format!("/hls/s/d/seg-{i}.ts")));
         async move {

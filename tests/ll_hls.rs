@@ -18,14 +18,6 @@ use ferry::config::Config;
 
 const PLAYLIST: &str = "/hls/demo/source/index.m3u8";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .unwrap()
-}
-
 async fn ll_origin(edit: impl FnOnce(&mut Config)) -> TestServer {
     start_with(|c| {
         c.hls.low_latency = true;
@@ -37,7 +29,7 @@ async fn ll_origin(edit: impl FnOnce(&mut Config)) -> TestServer {
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, bytes::Bytes) {
-    let r = client()
+    let r = http_client()
         .get(format!("http://{addr}{path}"))
         .send()
         .await
@@ -366,7 +358,7 @@ async fn five_hundred_viewers_blocked_behind_an_edge_cost_one_origin_request() {
     };
     let before = server.metric("ferry_llhls_blocking_requests_total").await;
     let edge_addr = edge.http_addr;
-    let c = client();
+    let c = http_client();
     let target = format!("http://{edge_addr}{PLAYLIST}?_HLS_msn={msn}&_HLS_part={part}");
     let started = Instant::now();
     let answers = futures_join(500, |_| {

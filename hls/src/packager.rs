@@ -352,7 +352,7 @@ impl Packager {
             && self.open.as_ref().is_some_and(|o| part_due(o, p, target))
         {
             let tracks = self.fmp4_tracks();
-            let uri = self.part_uri_fn();
+            let uri = self.part_names();
             if let Some(open) = self.open.as_mut() {
                 let d = cut_part(open, &tracks, &uri, p.dts, out);
                 self.longest_part = self.longest_part.max(d);
@@ -414,13 +414,7 @@ impl Packager {
             Container::Ts => open.data.freeze(),
             Container::Fmp4 if self.part_target().is_some() => {
                 // The last part, then the segment: its parts end to end.
-                let d = cut_part(
-                    &mut open,
-                    &self.fmp4_tracks(),
-                    &self.part_uri_fn(),
-                    end,
-                    out,
-                );
+                let d = cut_part(&mut open, &self.fmp4_tracks(), &self.part_names(), end, out);
                 self.longest_part = self.longest_part.max(d);
                 std::mem::take(&mut open.part_bytes).freeze()
             }
@@ -634,7 +628,7 @@ impl Packager {
     }
 
     /// Names part `index` of segment `sequence`: `SESSION-12.3.m4s`.
-    fn part_uri_fn(&self) -> PartUri {
+    fn part_names(&self) -> PartUri {
         PartUri {
             variant: self.config.variant.clone(),
             prefix: self.session_prefix(),
@@ -646,7 +640,7 @@ impl Packager {
     /// `None` unless Low-Latency HLS is on.
     pub fn live_view(&self) -> Option<LiveView> {
         let part_target = self.part_target()?;
-        let uri = self.part_uri_fn();
+        let uri = self.part_names();
         let open = self.open.as_ref().map(|o| OpenSegment {
             sequence: o.sequence,
             program_date_time: o.wall,

@@ -231,11 +231,6 @@ impl LiveHls {
             }
         }
     }
-
-    /// Whether `stream`/`variant` is served from memory.
-    pub fn is_live(&self, stream: &str, variant: &str) -> bool {
-        self.variant(stream, variant).is_some()
-    }
 }
 
 impl LiveStream {

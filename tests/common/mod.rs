@@ -115,6 +115,16 @@ pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
     TestServer { running, data }
 }
 
+/// An HTTP client for tests that need many connections at once: no proxy
+/// from the environment, up to 1024 idle connections per host.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap()
+}
+
 /// A minimal HTTP/1.0 GET, so tests depend on no HTTP client crate.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
