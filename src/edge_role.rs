@@ -36,6 +36,10 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         memory_bytes: e.memory_bytes,
         max_object_bytes: e.max_object_bytes,
         max_fills: e.max_fills,
+        max_blocking_fills: e.max_blocking_fills,
+        max_blocking_fills_per_stream: e.max_blocking_fills_per_stream,
+        max_fills_per_client: e.max_fills_per_client,
+        streaming_bytes: e.streaming_bytes,
         body_timeout: Duration::from_millis(e.body_timeout_ms),
         // Every origin in turn, plus a little for the answer to travel.
         head_wait: first_byte * u32::try_from(origins.len()).unwrap_or(u32::MAX)

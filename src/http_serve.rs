@@ -103,7 +103,16 @@ pub async fn serve(
             debug!(%peer, limit = limits.max_connections, "http connection cap reached, closing new connection");
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers see the client's address (`ConnectInfo`), for per-client bounds.
+        let router = router.clone();
+        let service = TowerToHyperService::new(tower::service_fn(
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut router = router.clone();
+                async move { tower::Service::call(&mut router, req).await }
+            },
+        ));
         let (metrics, cancel) = (metrics.clone(), cancel.clone());
         tokio::spawn(async move {
             metrics.connections.inc();

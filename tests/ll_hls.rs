@@ -330,6 +330,13 @@ async fn held_requests_are_answered_when_the_publisher_leaves() {
 
 /// An edge in front of the origin, in this process.
 async fn edge_for(origin: SocketAddr) -> (ferry::serve::Running, tempfile::TempDir) {
+    edge_with(origin, |_| {}).await
+}
+
+async fn edge_with(
+    origin: SocketAddr,
+    edit: impl FnOnce(&mut Config),
+) -> (ferry::serve::Running, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let mut config = Config {
         data_dir: data.path().to_owned(),
@@ -338,6 +345,7 @@ async fn edge_for(origin: SocketAddr) -> (ferry::serve::Running, tempfile::TempD
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.http.max_connections = 4096;
     config.edge.origins = vec![format!("http://{origin}")];
+    edit(&mut config);
     let running = ferry::edge_role::start_edge(&config).await.unwrap();
     (running, data)
 }
@@ -526,4 +534,164 @@ async fn low_latency_through_the_api_with_a_ladder_keeps_parts_aligned_across_va
         );
         break;
     }
+}
+
+/// `(media sequence of the open segment, hinted part)` from a playlist.
+fn open_segment(playlist: &str) -> (u64, u64) {
+    let (_, msn, part) = hinted(playlist).unwrap();
+    (msn, part)
+}
+
+/// Requests made-up blocking reloads (random parts, two segments ahead)
+/// and hangs up at once, as the probe did; `n` of them.
+async fn flood_made_up_parts(edge: SocketAddr, msn: u64, n: usize) {
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let c = c.clone();
+            // Spread over what a segment may hold and far past it.
+            let part = (i * 7919) % 5000;
+            let url = format!(
+                "http://{edge}{PLAYLIST}?_HLS_msn={}&_HLS_part={part}",
+                msn + 2
+            );
+            tokio::spawn(async move {
+                let _ = c.get(url).send().await;
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+/// A viewer through `edge` for `run`: plain reload, blocking reload for the
+/// hinted part, the hinted part; every answer must be a 200 that is not
+/// stale. Returns the failures.
+async fn viewer(edge: SocketAddr, run: Duration) -> Vec<String> {
+    let c = http_client();
+    let mut failures = Vec::new();
+    let until = Instant::now() + run;
+    while Instant::now() < until {
+        let r = c
+            .get(format!("http://{edge}{PLAYLIST}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let cs = r
+            .headers()
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let body = r.text().await.unwrap();
+        if status != 200 || cs.contains("stale") {
+            failures.push(format!("playlist {status} {cs}"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let Some((uri, msn, part)) = hinted(&body) else {
+            continue;
+        };
+        let (status, _) = text(edge, &format!("{PLAYLIST}?_HLS_msn={msn}&_HLS_part={part}")).await;
+        if status != 200 {
+            failures.push(format!("blocking reload {status}"));
+        }
+        let (status, _) = get(edge, &format!("/hls/demo/source/{uri}")).await;
+        if status != 200 {
+            failures.push(format!("part {uri} {status}"));
+        }
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_parts_cannot_take_an_edges_fills_from_a_viewer() {
+    let server = ll_origin(|c| c.http.max_connections = 4096).await;
+    let addr = server.running.http_addr;
+    let _publisher = publish_background(&server.rtmp_url(KEY), 20);
+    // A small fill table, so the flood would fill it many times over.
+    let (edge, _data) = edge_with(addr, |c| c.edge.max_fills = 64).await;
+    let playlist = wait_for_parts(addr, 1).await;
+    let (msn, _) = open_segment(&playlist);
+    let before = server.metric("ferry_llhls_blocking_requests_total").await;
+    let watching = tokio::spawn(viewer(edge.http_addr, Duration::from_secs(6)));
+    for _ in 0..3 {
+        flood_made_up_parts(edge.http_addr, msn, 300).await;
+    }
+    let failures = watching.await.unwrap();
+    assert!(failures.is_empty(), "the viewer was hurt: {failures:?}");
+    let held = server.metric("ferry_llhls_blocking_requests_total").await - before;
+    let metrics = http_get(edge.http_addr, "/metrics").await;
+    let refused = common::cluster::metric_sum(&metrics, "ferry_edge_ll_refused_total");
+    println!("900 made-up parts: {held} origin blocking requests, {refused} refused at the edge");
+    assert!(refused > 0.0, "parts past what a segment holds are refused");
+    assert!(
+        held < 120.0,
+        "made-up parts are bounded per playlist: {held}"
+    );
+    // A part index past what a segment holds is a 400 at once, not a wait.
+    let (status, _) = text(
+        edge.http_addr,
+        &format!("{PLAYLIST}?_HLS_msn={msn}&_HLS_part=4000"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = text(edge.http_addr, &format!("{PLAYLIST}?_HLS_msn={}", msn + 50)).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_variants_of_a_segment_and_long_names_cost_the_origin_nothing() {
+    let server = ll_origin(|_| {}).await;
+    let addr = server.running.http_addr;
+    let _publisher = publish_background(&server.rtmp_url(KEY), 20);
+    let (edge, _data) = edge_for(addr).await;
+    let playlist = wait_for_parts(addr, 2).await;
+    let segment = playlist
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .unwrap()
+        .to_owned();
+    let edge_addr = edge.http_addr;
+    let misses = || async {
+        common::cluster::metric_sum(
+            &http_get(edge_addr, "/metrics").await,
+            "ferry_edge_misses_total",
+        )
+    };
+    let before = misses().await;
+    for i in 0..50 {
+        let (status, _) = get(
+            edge_addr,
+            &format!("/hls/demo/source/{segment}?_HLS_msn={i}&_HLS_part={i}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        misses().await - before,
+        1.0,
+        "50 query variants are one object"
+    );
+    // A name longer than a file name: 400 at the edge, 404 at the origin
+    // (never a store failure that would put the origin in backoff).
+    let long = format!("/hls/demo/source/{}.m4s", "x".repeat(300));
+    assert_eq!(get(edge_addr, &long).await.0, 400);
+    assert_eq!(get(addr, &long).await.0, 404);
+    let failures = viewer(edge_addr, Duration::from_secs(2)).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    // A blocking reload for the next whole segment waits as long as the
+    // origin holds it (up to a segment and more), not the 1.5 s of a miss.
+    let (open, _) = open_segment(&text(addr, PLAYLIST).await.1);
+    let started = Instant::now();
+    let (status, body) = text(edge_addr, &format!("{PLAYLIST}?_HLS_msn={}", open + 1)).await;
+    println!(
+        "next-segment blocking reload through the edge: {status} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 200, "{body}");
 }

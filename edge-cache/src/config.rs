@@ -28,6 +28,16 @@ pub struct EdgeConfig {
     pub max_object_bytes: u64,
     /// Origin fetches in flight at once; more requests for uncached objects get 503.
     pub max_fills: usize,
+    /// LL-HLS blocking reloads in flight to the origins at once (a pool
+    /// apart from `max_fills`); more get 503.
+    pub max_blocking_fills: usize,
+    /// LL-HLS blocking reloads in flight for one stream; more get 503.
+    pub max_blocking_fills_per_stream: usize,
+    /// Origin fetches in flight that one client address started; more get 429.
+    pub max_fills_per_client: usize,
+    /// Bytes of fetched bodies held for clients still reading them; past
+    /// it, requests that need a new origin fetch get 503.
+    pub streaming_bytes: u64,
     /// Milliseconds an origin has to send its response head before the next is tried.
     pub first_byte_timeout_ms: u64,
     /// Milliseconds an origin body may stall before the fetch fails.
@@ -61,6 +71,10 @@ impl Default for EdgeConfig {
             disk_bytes: 0,
             max_object_bytes: 64 << 20,
             max_fills: 1024,
+            max_blocking_fills: 256,
+            max_blocking_fills_per_stream: 64,
+            max_fills_per_client: 128,
+            streaming_bytes: 256 << 20,
             first_byte_timeout_ms: 1000,
             body_timeout_ms: 10_000,
             not_found_ms: 1000,
@@ -100,9 +114,16 @@ impl EdgeConfig {
                 ));
             }
         }
-        if self.memory_bytes == 0 || self.max_object_bytes == 0 || self.max_fills == 0 {
+        if self.memory_bytes == 0
+            || self.max_object_bytes == 0
+            || self.max_fills == 0
+            || self.max_blocking_fills == 0
+            || self.max_blocking_fills_per_stream == 0
+            || self.max_fills_per_client == 0
+            || self.streaming_bytes == 0
+        {
             return Err(
-                "[edge] memory_bytes, max_object_bytes and max_fills must be above 0".into(),
+                "[edge] memory_bytes, max_object_bytes, streaming_bytes and the fill limits must be above 0".into(),
             );
         }
         if self.first_byte_timeout_ms == 0 || self.body_timeout_ms == 0 {

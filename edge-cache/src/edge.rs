@@ -2,8 +2,10 @@
 //! flight so that each object is fetched from the origins once at a time,
 //! whatever the number of clients asking for it.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -15,8 +17,14 @@ use crate::disk::DiskTier;
 use crate::fill::{Fill, FillError};
 use crate::metrics::EdgeMetrics;
 use crate::object::{FreshnessPolicy, Head, Kind, Object, Staleness, make_etag};
-use crate::origin::Origins;
+use crate::origin::{BLOCKING_FIRST_BYTE, Origins};
+use crate::reach::{Reach, TooFar};
 use crate::request::CacheKey;
+
+/// Media playlists whose reach is remembered (the newest of them).
+pub const MAX_REACH_ENTRIES: u64 = 10_000;
+/// A playlist's reach is forgotten after this long without a fetch.
+pub const REACH_TTL: Duration = Duration::from_secs(60);
 
 /// Bytes counted per cached object on top of its body and key (headers,
 /// bookkeeping), so that many tiny objects cannot exceed the budget.
@@ -29,8 +37,19 @@ pub struct EdgeLimits {
     pub memory_bytes: u64,
     /// The largest object fetched.
     pub max_object_bytes: u64,
-    /// Fills in flight at once.
+    /// Fills in flight at once (not counting blocking reloads).
     pub max_fills: usize,
+    /// LL-HLS blocking-reload fills in flight at once: a pool of their own,
+    /// so held requests never take a normal miss's slot.
+    pub max_blocking_fills: usize,
+    /// Blocking-reload fills in flight for one stream.
+    pub max_blocking_fills_per_stream: usize,
+    /// Fills in flight that one client address started.
+    pub max_fills_per_client: usize,
+    /// Bytes of fetched bodies held for clients still reading them (fills
+    /// in flight and done but not yet read by everyone); past it, new fills
+    /// are refused.
+    pub streaming_bytes: u64,
     /// Longest stall of an origin body (and of a waiter reading a fill).
     pub body_timeout: Duration,
     /// Longest wait for a response head (all origins tried in turn).
@@ -76,6 +95,25 @@ pub enum Answer {
     Failed(EdgeError),
 }
 
+/// Why a request was refused before any origin was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A blocking reload out of the playlist's reach (400).
+    #[error(transparent)]
+    TooFar(#[from] TooFar),
+    /// [`EdgeLimits::max_fills_per_client`] fills in flight for this
+    /// client (429).
+    #[error("too many origin fetches in flight for this client")]
+    Client,
+    /// [`EdgeLimits::max_blocking_fills_per_stream`] blocking reloads in
+    /// flight for this stream (503).
+    #[error("too many blocking reloads in flight for this stream")]
+    Stream,
+    /// [`EdgeLimits::streaming_bytes`] held for slow readers (503).
+    #[error("too many bytes held for slow readers")]
+    Memory,
+}
+
 /// Why no object could be served.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EdgeError {
@@ -85,6 +123,9 @@ pub enum EdgeError {
     /// [`EdgeLimits::max_fills`] fetches are in flight.
     #[error("too many origin fetches in flight")]
     Busy,
+    /// Refused before the origins were asked.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// The caching edge; cheap to clone.
@@ -97,6 +138,11 @@ struct Inner {
     memory: moka::sync::Cache<CacheKey, Arc<Object>>,
     fills: DashMap<CacheKey, Arc<Fill>>,
     fills_in_flight: AtomicUsize,
+    blocking_in_flight: AtomicUsize,
+    per_client: DashMap<IpAddr, usize>,
+    per_stream_blocking: DashMap<String, usize>,
+    streaming: Arc<AtomicU64>,
+    reach: moka::sync::Cache<String, Reach>,
     origins: Origins,
     policy: FreshnessPolicy,
     limits: EdgeLimits,
@@ -129,6 +175,14 @@ impl Edge {
                 memory,
                 fills: DashMap::new(),
                 fills_in_flight: AtomicUsize::new(0),
+                blocking_in_flight: AtomicUsize::new(0),
+                per_client: DashMap::new(),
+                per_stream_blocking: DashMap::new(),
+                streaming: Arc::new(AtomicU64::new(0)),
+                reach: moka::sync::Cache::builder()
+                    .max_capacity(MAX_REACH_ENTRIES)
+                    .time_to_live(REACH_TTL)
+                    .build(),
                 origins,
                 policy,
                 limits,
@@ -183,11 +237,12 @@ impl Edge {
         }
         let mut purged = keys.len();
         if let Some(disk) = &self.inner.disk {
+            let in_memory: HashSet<&CacheKey> = keys.iter().collect();
             let on_disk = disk.keys_of(stream);
             for k in &on_disk {
                 disk.remove(k);
             }
-            purged += on_disk.iter().filter(|k| !keys.contains(k)).count();
+            purged += on_disk.iter().filter(|k| !in_memory.contains(k)).count();
         }
         self.inner.memory.run_pending_tasks();
         self.update_memory_gauge();
@@ -195,6 +250,10 @@ impl Edge {
     }
 
     fn update_memory_gauge(&self) {
+        self.inner
+            .metrics
+            .streaming_bytes
+            .set(i64::try_from(self.inner.streaming.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         let bytes = self.inner.memory.weighted_size();
         self.inner
             .metrics
@@ -208,9 +267,48 @@ impl Edge {
         }
     }
 
-    /// What the edge has for `key`: from memory, from a fill in flight, or
-    /// from a new origin fetch.
-    pub async fn get(&self, key: &CacheKey) -> Answer {
+    /// What the edge has for `key` asked by `client`: from memory, from a
+    /// fill in flight, or from a new origin fetch. A blocking reload is first
+    /// checked against the playlist's reach (learnt from the plain playlist
+    /// when not known yet); on a playlist without parts its LL-HLS query is
+    /// dropped.
+    pub async fn get(&self, key: &CacheKey, client: Option<IpAddr>) -> Answer {
+        if key.ll().is_some() || key.is_skip_only() {
+            let plain = key.without_query();
+            let reach = match self.inner.reach.get(plain.path()) {
+                Some(r) => Some(r),
+                None => self.learn_reach(&plain, client).await,
+            };
+            let Some(reach) = reach else {
+                // Not an LL-HLS playlist (or not there): the query means nothing.
+                return self.lookup(&plain, client).await;
+            };
+            if let Some(q) = key.ll()
+                && let Err(e) = reach.check(q.msn, q.part)
+            {
+                self.inner.metrics.refused_ll.inc();
+                return Answer::Failed(EdgeError::Refused(e.into()));
+            }
+        }
+        self.lookup(key, client).await
+    }
+
+    /// The reach of the media playlist `plain`, read from it (fetched now
+    /// if it is not cached).
+    async fn learn_reach(&self, plain: &CacheKey, client: Option<IpAddr>) -> Option<Reach> {
+        let body = match self.lookup(plain, client).await {
+            Answer::Cached { object, .. } if object.head.status == 200 => object.body.clone(),
+            Answer::Streaming { head, fill, .. } if head.status == 200 => {
+                fill.complete(self.inner.limits.body_timeout).await.ok()?
+            }
+            _ => return None,
+        };
+        let reach = Reach::of(&body)?;
+        self.inner.reach.insert(plain.path().to_owned(), reach);
+        Some(reach)
+    }
+
+    async fn lookup(&self, key: &CacheKey, client: Option<IpAddr>) -> Answer {
         let m = &self.inner.metrics;
         let now = Instant::now();
         let cached = self.inner.memory.get(key);
@@ -240,7 +338,7 @@ impl Edge {
                 Staleness::Revalidate => {
                     // One background refresh; everyone gets the stale copy now.
                     if !self.inner.origins.all_in_backoff() {
-                        let _ = self.join_or_start(key);
+                        let _ = self.join_or_start(key, client);
                     }
                     m.stale.inc();
                     return Answer::Cached {
@@ -248,14 +346,20 @@ impl Edge {
                         status: CacheStatus::StaleWhileRevalidate,
                     };
                 }
-                Staleness::StaleIfError if self.inner.origins.all_in_backoff() => {
+                // A playlist is asked for before it is served stale: the
+                // origins may have recovered, and a live playlist frozen for
+                // a backoff period stalls every viewer.
+                Staleness::StaleIfError
+                    if self.inner.origins.all_in_backoff()
+                        && Kind::of(key.path()) != Kind::Playlist =>
+                {
                     return self.stale_or(Some(object), EdgeError::Busy);
                 }
                 Staleness::StaleIfError => fallback = Some(object),
                 Staleness::Expired => {}
             }
         }
-        let (fill, started) = match self.join_or_start(key) {
+        let (fill, started) = match self.join_or_start(key, client) {
             Ok(f) => f,
             Err(e) => return self.stale_or(fallback, e),
         };
@@ -264,7 +368,18 @@ impl Edge {
         } else {
             m.collapsed.inc();
         }
-        match fill.head(self.inner.limits.head_wait).await {
+        // The origin may hold a blocking reload or a hinted part: its waiter
+        // waits as long as the fetch may take.
+        let wait = if key.may_be_held() {
+            let origins = u32::try_from(self.inner.origins.len().max(1)).unwrap_or(u32::MAX);
+            self.inner
+                .limits
+                .head_wait
+                .max(BLOCKING_FIRST_BYTE * origins + Duration::from_millis(500))
+        } else {
+            self.inner.limits.head_wait
+        };
+        match fill.head(wait).await {
             Ok(head) => Answer::Streaming {
                 head,
                 fill,
@@ -291,35 +406,123 @@ impl Edge {
         }
     }
 
-    /// The fill in flight for `key`, or a new one (then `true`).
-    fn join_or_start(&self, key: &CacheKey) -> Result<(Arc<Fill>, bool), EdgeError> {
+    /// The fill in flight for `key`, or a new one (then `true`) if the
+    /// bounds allow: the pool of its kind, the client's and the stream's
+    /// share, the bytes held for slow readers.
+    fn join_or_start(
+        &self,
+        key: &CacheKey,
+        client: Option<IpAddr>,
+    ) -> Result<(Arc<Fill>, bool), EdgeError> {
         let inner = &self.inner;
         match inner.fills.entry(key.clone()) {
             Entry::Occupied(e) => Ok((e.get().clone(), false)),
             Entry::Vacant(e) => {
-                let in_flight = inner.fills_in_flight.fetch_add(1, Ordering::AcqRel);
-                if in_flight >= inner.limits.max_fills {
-                    inner.fills_in_flight.fetch_sub(1, Ordering::AcqRel);
+                let ticket = self.ticket(key, client).inspect_err(|_| {
                     inner.metrics.refused.inc();
-                    return Err(EdgeError::Busy);
-                }
-                let fill = Arc::new(Fill::default());
+                })?;
+                let fill = Arc::new(Fill::with_budget(inner.streaming.clone()));
                 e.insert(fill.clone());
                 inner.metrics.fills.inc();
                 // Detached: a client that goes away does not cancel the fetch
                 // the others wait on.
-                tokio::spawn(run_fill(self.clone(), key.clone(), fill.clone()));
+                tokio::spawn(run_fill(self.clone(), key.clone(), fill.clone(), ticket));
                 Ok((fill, true))
             }
         }
     }
+
+    /// Takes a slot for a new fill of `key` started by `client`.
+    fn ticket(&self, key: &CacheKey, client: Option<IpAddr>) -> Result<FillTicket, EdgeError> {
+        let inner = &self.inner;
+        let limits = &inner.limits;
+        if inner.streaming.load(Ordering::Relaxed) > limits.streaming_bytes {
+            return Err(Refusal::Memory.into());
+        }
+        let blocking = key.is_blocking();
+        let (pool, max) = if blocking {
+            (&inner.blocking_in_flight, limits.max_blocking_fills)
+        } else {
+            (&inner.fills_in_flight, limits.max_fills)
+        };
+        if pool.fetch_add(1, Ordering::AcqRel) >= max {
+            pool.fetch_sub(1, Ordering::AcqRel);
+            return Err(EdgeError::Busy);
+        }
+        // From here the ticket gives back what it took, also when refused.
+        let mut ticket = FillTicket {
+            edge: self.clone(),
+            blocking,
+            client: None,
+            stream: None,
+        };
+        if let Some(ip) = client {
+            let mut n = inner.per_client.entry(ip).or_insert(0);
+            if *n >= limits.max_fills_per_client {
+                return Err(Refusal::Client.into());
+            }
+            *n += 1;
+            ticket.client = Some(ip);
+        }
+        if blocking {
+            let mut n = inner
+                .per_stream_blocking
+                .entry(key.stream().to_owned())
+                .or_insert(0);
+            if *n >= limits.max_blocking_fills_per_stream {
+                return Err(Refusal::Stream.into());
+            }
+            *n += 1;
+            ticket.stream = Some(key.stream().to_owned());
+        }
+        Ok(ticket)
+    }
 }
 
-async fn run_fill(edge: Edge, key: CacheKey, fill: Arc<Fill>) {
+/// A fill's place in the bounds, given back when the fill ends (however it
+/// ends).
+struct FillTicket {
+    edge: Edge,
+    blocking: bool,
+    client: Option<IpAddr>,
+    stream: Option<String>,
+}
+
+impl Drop for FillTicket {
+    fn drop(&mut self) {
+        let inner = &self.edge.inner;
+        let pool = if self.blocking {
+            &inner.blocking_in_flight
+        } else {
+            &inner.fills_in_flight
+        };
+        pool.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.client {
+            inner.per_client.remove_if_mut(&ip, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+        }
+        if let Some(stream) = &self.stream {
+            inner.per_stream_blocking.remove_if_mut(stream, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+        }
+    }
+}
+
+async fn run_fill(edge: Edge, key: CacheKey, fill: Arc<Fill>, ticket: FillTicket) {
     let inner = &edge.inner;
     let result = fetch_into(inner, &key, &fill).await;
     if let Ok(head) = &result {
         let body = fill.body();
+        if head.status == 200
+            && crate::request::is_media_playlist(key.path())
+            && let Some(reach) = Reach::of(&body)
+        {
+            inner.reach.insert(key.path().to_owned(), reach);
+        }
         let freshness = inner.policy.freshness(Kind::of(key.path()), head, &body);
         if freshness.store {
             let etag = head.etag.clone().unwrap_or_else(|| make_etag(&body));
@@ -352,7 +555,7 @@ async fn run_fill(edge: Edge, key: CacheKey, fill: Arc<Fill>) {
         }
     }
     fill.finish(result.map(|_| ()));
-    inner.fills_in_flight.fetch_sub(1, Ordering::AcqRel);
+    drop(ticket);
     inner.metrics.fills.dec();
 }
 

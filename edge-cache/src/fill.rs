@@ -5,6 +5,7 @@
 //! mid-fill gets what has arrived at once and the rest as it comes, without
 //! waiting for the whole object. Chunks are `Bytes` received once and shared.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ struct State {
 pub struct Fill {
     state: Mutex<State>,
     changed: watch::Sender<()>,
+    /// Bytes held by every fill alive (in flight, or done and still read by
+    /// a slow client), shared with the edge's budget.
+    held: Option<Arc<AtomicU64>>,
 }
 
 impl Default for Fill {
@@ -56,11 +60,30 @@ impl Default for Fill {
         Self {
             state: Mutex::default(),
             changed: watch::channel(()).0,
+            held: None,
+        }
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        if let Some(held) = &self.held {
+            let received = self.state.get_mut().map_or(0, |s| s.received);
+            held.fetch_sub(received, Ordering::Relaxed);
         }
     }
 }
 
 impl Fill {
+    /// A fill whose bytes count in `held` for as long as it is alive.
+    pub fn with_budget(held: Arc<AtomicU64>) -> Self {
+        Self {
+            state: Mutex::default(),
+            changed: watch::channel(()).0,
+            held: Some(held),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -76,6 +99,9 @@ impl Fill {
         {
             let mut s = self.lock();
             s.received += chunk.len() as u64;
+            if let Some(held) = &self.held {
+                held.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
             s.chunks.push(chunk);
         }
         self.changed.send_replace(());
@@ -106,6 +132,28 @@ impl Fill {
                 all.into()
             }
         }
+    }
+
+    /// Waits for the whole body, at most `limit`.
+    pub async fn complete(&self, limit: Duration) -> Result<Bytes, FillError> {
+        let mut rx = self.changed.subscribe();
+        let wait = async {
+            loop {
+                rx.borrow_and_update();
+                match &self.lock().end {
+                    Some(Ok(())) => return Ok(()),
+                    Some(Err(e)) => return Err(e.clone()),
+                    None => {}
+                }
+                if rx.changed().await.is_err() {
+                    return Err(FillError::Body("fill dropped".into()));
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or(Err(FillError::WaitTimeout))?;
+        Ok(self.body())
     }
 
     /// Waits for the head, at most `limit`.

@@ -16,11 +16,12 @@ pub mod metrics;
 pub mod object;
 pub mod origin;
 pub mod range;
+pub mod reach;
 pub mod request;
 pub mod server;
 
 pub use config::EdgeConfig;
-pub use edge::{Answer, CacheStatus, Edge, EdgeError, EdgeLimits};
+pub use edge::{Answer, CacheStatus, Edge, EdgeError, EdgeLimits, Refusal};
 pub use metrics::EdgeMetrics;
 pub use origin::{Origin, Origins, Source};
 pub use request::CacheKey;

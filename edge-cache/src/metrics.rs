@@ -54,6 +54,10 @@ pub struct EdgeMetrics {
     pub fills: Gauge,
     /// Requests refused: bad path, too many fills.
     pub refused: Counter,
+    /// LL-HLS blocking reloads refused as out of the playlist's reach.
+    pub refused_ll: Counter,
+    /// Bytes of fetched bodies held for clients still reading them.
+    pub streaming_bytes: Gauge,
 }
 
 impl Default for EdgeMetrics {
@@ -79,6 +83,8 @@ impl Default for EdgeMetrics {
             evictions: Counter::default(),
             fills: Gauge::default(),
             refused: Counter::default(),
+            refused_ll: Counter::default(),
+            streaming_bytes: Gauge::default(),
         }
     }
 }
@@ -156,6 +162,16 @@ impl EdgeMetrics {
             "refused",
             "Requests refused (bad path, too many fetches in flight)",
             self.refused.clone(),
+        );
+        r.register(
+            "ll_refused",
+            "LL-HLS blocking reloads refused as out of the playlist's reach",
+            self.refused_ll.clone(),
+        );
+        r.register(
+            "streaming_bytes",
+            "Bytes of fetched bodies held for clients still reading them",
+            self.streaming_bytes.clone(),
         );
     }
 }

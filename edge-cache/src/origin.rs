@@ -193,7 +193,7 @@ impl Origins {
             let started = Instant::now();
             // An LL-HLS blocking reload is held by the origin until its part
             // exists (at most three target durations): its head comes late.
-            let first_byte = if key.is_blocking() {
+            let first_byte = if key.may_be_held() {
                 self.first_byte.max(BLOCKING_FIRST_BYTE)
             } else {
                 self.first_byte
@@ -232,9 +232,10 @@ impl Origins {
                 }
                 Err((e, _)) => {
                     tracing::debug!(origin = %origin.name, ?key, error = %e, "origin fetch failed, trying the next");
-                    // A blocking reload the origin gave up holding (503: the
-                    // stream stalled) says nothing about the origin's health.
-                    let held_too_long = key.is_blocking()
+                    // A blocking reload or hinted part the origin gave up
+                    // holding (503: the stream stalled) says nothing about the
+                    // origin's health.
+                    let held_too_long = key.may_be_held()
                         && matches!(&e, FillError::BadResponse(m) if m.starts_with("status 503"));
                     if (!matches!(e, FillError::BadResponse(_)) || is_server_error(&e))
                         && !held_too_long

@@ -3,9 +3,14 @@
 //! Paths are checked on the raw bytes of the request target, before any
 //! decoding: only `/hls/` followed by segments of letters, digits, `.`, `_`
 //! and `-` pass, so no encoding of a traversal (`%2e%2e`, `%252e`, `..\`,
-//! overlong UTF-8) reaches a cache key or an origin URL. The query is not part
-//! of the key, except the LL-HLS parameters (`_HLS_msn`, `_HLS_part`,
-//! `_HLS_skip`) that select a different playlist.
+//! overlong UTF-8) reaches a cache key or an origin URL; a segment longer
+//! than a file name can be ([`MAX_SEGMENT_LEN`]) is refused here rather than
+//! by the origin's file system. The query is not part of the key, except the
+//! LL-HLS parameters (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) of a media
+//! playlist, parsed as numbers and written back in one canonical form
+//! (`_HLS_msn=017` and `_HLS_msn=17` are one key); on anything else (a
+//! segment, a part, the multivariant playlist) they are dropped, so they
+//! cannot multiply one object into many cache entries.
 
 use std::fmt;
 
@@ -13,6 +18,11 @@ use std::fmt;
 pub const MAX_PATH_LEN: usize = 1024;
 /// The longest query accepted (longer gets 414).
 pub const MAX_QUERY_LEN: usize = 1024;
+/// The longest path segment accepted (a file name on every file system).
+pub const MAX_SEGMENT_LEN: usize = 255;
+/// The highest `_HLS_part` index accepted before the edge knows the
+/// playlist (the packager numbers at most 4096 parts per segment).
+pub const MAX_PART_INDEX: u64 = 4095;
 /// The prefix every cached path has.
 pub const HLS_PREFIX: &str = "/hls/";
 
@@ -25,9 +35,34 @@ pub enum BadTarget {
     /// Not under `/hls/`.
     #[error("not an HLS path")]
     NotHls,
-    /// A byte outside the allowed set, an empty, `.` or `..` segment.
+    /// A byte outside the allowed set, an empty, `.` or `..` segment, a
+    /// segment over [`MAX_SEGMENT_LEN`] bytes.
     #[error("invalid path")]
     Invalid,
+    /// LL-HLS parameters that are not numbers, `_HLS_part` without
+    /// `_HLS_msn`, or a part index over [`MAX_PART_INDEX`].
+    #[error("invalid LL-HLS query")]
+    BadQuery,
+}
+
+/// The LL-HLS blocking-reload parameters of a media playlist request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LlQuery {
+    /// `_HLS_msn`: the media sequence number waited for.
+    pub msn: u64,
+    /// `_HLS_part`: the part of that segment waited for.
+    pub part: Option<u64>,
+    /// `_HLS_skip`: a delta update (`YES`) or with date ranges (`v2`).
+    pub skip: Option<Skip>,
+}
+
+/// `_HLS_skip`'s two values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// `YES`.
+    Yes,
+    /// `v2`.
+    V2,
 }
 
 /// A validated object name: the path below `/hls/` plus the LL-HLS query
@@ -36,6 +71,8 @@ pub enum BadTarget {
 pub struct CacheKey {
     path: String,
     query: String,
+    ll: Option<LlQuery>,
+    skip_only: bool,
 }
 
 impl fmt::Debug for CacheKey {
@@ -60,6 +97,7 @@ impl CacheKey {
         }
         for segment in rest.split('/') {
             let ok = !segment.is_empty()
+                && segment.len() <= MAX_SEGMENT_LEN
                 && segment != "."
                 && segment != ".."
                 && segment
@@ -69,10 +107,55 @@ impl CacheKey {
                 return Err(BadTarget::Invalid);
             }
         }
-        Ok(CacheKey {
-            path: rest.to_owned(),
-            query: ll_hls_query(query.unwrap_or(""))?,
-        })
+        let (ll, skip) = if is_media_playlist(rest) {
+            ll_hls_query(query.unwrap_or(""))?
+        } else {
+            (None, None)
+        };
+        Ok(CacheKey::with_ll(rest.to_owned(), ll, skip))
+    }
+
+    fn with_ll(path: String, ll: Option<LlQuery>, skip: Option<Skip>) -> CacheKey {
+        let query = match (ll, skip) {
+            (Some(q), _) => canonical(&q),
+            // A delta update without a blocking reload (`_HLS_skip` alone).
+            (None, Some(s)) => format!("_HLS_skip={}", skip_text(s)),
+            (None, None) => String::new(),
+        };
+        CacheKey {
+            path,
+            query,
+            ll,
+            skip_only: ll.is_none() && skip.is_some(),
+        }
+    }
+
+    /// The same object without LL-HLS parameters: the plain playlist that
+    /// says how far a blocking reload may reach.
+    pub fn without_query(&self) -> CacheKey {
+        CacheKey::with_ll(self.path.clone(), None, None)
+    }
+
+    /// The blocking-reload parameters, if any.
+    pub fn ll(&self) -> Option<LlQuery> {
+        self.ll
+    }
+
+    /// An LL-HLS part (`NAME-12.3.m4s`): a hinted one is held by the origin
+    /// until it is complete, like a blocking reload.
+    pub fn is_part(&self) -> bool {
+        let file = self.path.rsplit('/').next().unwrap_or("");
+        file.strip_suffix(".m4s")
+            .and_then(|stem| stem.rsplit_once('.'))
+            .is_some_and(|(_, index)| {
+                !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit())
+            })
+    }
+
+    /// Whether the origin may hold the request (a blocking reload or a part):
+    /// its head comes late, and a 503 for it says nothing about the origin.
+    pub fn may_be_held(&self) -> bool {
+        self.is_blocking() || self.is_part()
     }
 
     /// The object's path below `/hls/` (the origin store's key).
@@ -88,7 +171,12 @@ impl CacheKey {
     /// An LL-HLS blocking playlist reload (`_HLS_msn`): the origin holds it
     /// until the part it names exists.
     pub fn is_blocking(&self) -> bool {
-        self.query.starts_with("_HLS_msn=")
+        self.ll.is_some()
+    }
+
+    /// A delta update without a blocking reload (`_HLS_skip` alone).
+    pub fn is_skip_only(&self) -> bool {
+        self.skip_only
     }
 
     /// The first path segment: the stream (what a purge names).
@@ -111,38 +199,64 @@ impl CacheKey {
     }
 }
 
-/// Keeps `_HLS_msn`, `_HLS_part` and `_HLS_skip` (checked: numbers, `YES` or
-/// `v2`), in that order; drops every other parameter.
-fn ll_hls_query(query: &str) -> Result<String, BadTarget> {
+/// Whether `path` (below `/hls/`) names a media playlist: the only object
+/// LL-HLS parameters select among.
+pub fn is_media_playlist(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or("");
+    file.ends_with(".m3u8") && file != "master.m3u8"
+}
+
+fn canonical(q: &LlQuery) -> String {
+    let mut out = format!("_HLS_msn={}", q.msn);
+    if let Some(p) = q.part {
+        out.push_str(&format!("&_HLS_part={p}"));
+    }
+    if let Some(s) = q.skip {
+        out.push_str(&format!("&_HLS_skip={}", skip_text(s)));
+    }
+    out
+}
+
+fn skip_text(s: Skip) -> &'static str {
+    match s {
+        Skip::Yes => "YES",
+        Skip::V2 => "v2",
+    }
+}
+
+/// Reads `_HLS_msn`, `_HLS_part` and `_HLS_skip` (numbers, `YES` or `v2`);
+/// every other parameter is dropped. `_HLS_part` needs `_HLS_msn` (the
+/// spec's 400).
+fn ll_hls_query(query: &str) -> Result<(Option<LlQuery>, Option<Skip>), BadTarget> {
     let mut msn = None;
     let mut part = None;
     let mut skip = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let number = || {
-            (!value.is_empty() && value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| value.to_owned())
-                .ok_or(BadTarget::Invalid)
+            (!value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| value.parse::<u64>().ok())
+                .flatten()
+                .filter(|n| *n <= u64::from(u32::MAX))
+                .ok_or(BadTarget::BadQuery)
         };
         match name {
             "_HLS_msn" => msn = Some(number()?),
             "_HLS_part" => part = Some(number()?),
-            "_HLS_skip" if value == "YES" || value == "v2" => skip = Some(value.to_owned()),
-            "_HLS_skip" => return Err(BadTarget::Invalid),
+            "_HLS_skip" if value == "YES" => skip = Some(Skip::Yes),
+            "_HLS_skip" if value == "v2" => skip = Some(Skip::V2),
+            "_HLS_skip" => return Err(BadTarget::BadQuery),
             _ => {}
         }
     }
-    let mut out = Vec::new();
-    if let Some(m) = msn {
-        out.push(format!("_HLS_msn={m}"));
+    if part.is_some_and(|p| p > MAX_PART_INDEX) {
+        return Err(BadTarget::BadQuery);
     }
-    if let Some(p) = part {
-        out.push(format!("_HLS_part={p}"));
+    match msn {
+        Some(msn) => Ok((Some(LlQuery { msn, part, skip }), None)),
+        None if part.is_some() => Err(BadTarget::BadQuery),
+        None => Ok((None, skip)),
     }
-    if let Some(s) = skip {
-        out.push(format!("_HLS_skip={s}"));
-    }
-    Ok(out.join("&"))
 }
 
 #[cfg(test)]
@@ -175,13 +289,64 @@ mod tests {
             k.origin_target(),
             "/hls/demo/source/index.m3u8?_HLS_msn=17&_HLS_part=2&_HLS_skip=YES"
         );
-        for bad in ["_HLS_msn=-1", "_HLS_msn=", "_HLS_part=1e3", "_HLS_skip=no"] {
+        for bad in [
+            "_HLS_msn=-1",
+            "_HLS_msn=",
+            "_HLS_msn=1&_HLS_part=1e3",
+            "_HLS_skip=no",
+            "_HLS_part=2",
+            "_HLS_msn=1&_HLS_part=4096",
+            "_HLS_msn=99999999999999999999",
+        ] {
             assert_eq!(
                 CacheKey::parse("/hls/a/b.m3u8", Some(bad)),
-                Err(BadTarget::Invalid),
+                Err(BadTarget::BadQuery),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn ll_hls_parameters_have_one_canonical_form_and_only_on_media_playlists() {
+        let a = CacheKey::parse("/hls/a/v/index.m3u8", Some("_HLS_msn=017&_HLS_part=03"))
+            .expect("valid");
+        let b =
+            CacheKey::parse("/hls/a/v/index.m3u8", Some("_HLS_part=3&_HLS_msn=17")).expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.query(), "_HLS_msn=17&_HLS_part=3");
+        assert!(a.is_blocking());
+        assert_eq!(a.without_query().query(), "");
+        // Segments, parts and the multivariant playlist: dropped, even when junk.
+        for path in [
+            "/hls/a/v/s-17.m4s",
+            "/hls/a/v/s-17.2.m4s",
+            "/hls/a/master.m3u8",
+        ] {
+            let k = CacheKey::parse(path, Some("_HLS_msn=5&_HLS_part=999999&_HLS_skip=no"))
+                .expect("valid");
+            assert_eq!(k.query(), "", "{path}");
+            assert!(!k.is_blocking());
+        }
+        let skip = CacheKey::parse("/hls/a/v/index.m3u8", Some("_HLS_skip=YES")).expect("ok");
+        assert!(skip.is_skip_only() && !skip.is_blocking());
+        assert!(
+            CacheKey::parse("/hls/a/v/s-17.2.m4s", None)
+                .expect("ok")
+                .is_part()
+        );
+        assert!(
+            !CacheKey::parse("/hls/a/v/s-17.m4s", None)
+                .expect("ok")
+                .is_part()
+        );
+    }
+
+    #[test]
+    fn a_path_segment_longer_than_a_file_name_is_refused() {
+        let ok = format!("/hls/a/{}.ts", "x".repeat(MAX_SEGMENT_LEN - 3));
+        assert!(CacheKey::parse(&ok, None).is_ok());
+        let long = format!("/hls/a/{}.ts", "x".repeat(MAX_SEGMENT_LEN));
+        assert_eq!(CacheKey::parse(&long, None), Err(BadTarget::Invalid));
     }
 
     #[test]

@@ -2,18 +2,20 @@
 //! `Age` and `Cache-Status` (RFC 9211), single ranges, `If-None-Match`, and
 //! an authenticated purge by stream.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::Extensions;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use futures::StreamExt;
 
-use crate::edge::{Answer, CacheStatus, Edge, EdgeError};
+use crate::edge::{Answer, CacheStatus, Edge, EdgeError, Refusal};
 use crate::fill::{Fill, FillError};
 use crate::object::{Head, Object};
 use crate::range::{self, RangeRequest};
@@ -46,7 +48,12 @@ async fn hls(
     version: Version,
     uri: Uri,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
+    // The client's address (set by the accept loop), for its share of fills.
+    let client = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     if method != Method::GET && method != Method::HEAD {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -67,12 +74,15 @@ async fn hls(
             let status = match e {
                 BadTarget::TooLong => StatusCode::URI_TOO_LONG,
                 BadTarget::NotHls | BadTarget::Invalid => StatusCode::BAD_REQUEST,
+                BadTarget::BadQuery => {
+                    return plain(StatusCode::BAD_REQUEST, "invalid LL-HLS query\n");
+                }
             };
             return plain(status, "invalid path\n");
         }
     };
     let head_only = method == Method::HEAD;
-    match front.edge.get(&key).await {
+    match front.edge.get(&key, client).await {
         Answer::Cached { object, status } => {
             cached(&front.edge, &object, status, &headers, head_only)
         }
@@ -97,7 +107,11 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
 
 fn failed(e: &EdgeError) -> Response {
     let status = match e {
-        EdgeError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        EdgeError::Refused(Refusal::TooFar(_)) => StatusCode::BAD_REQUEST,
+        EdgeError::Refused(Refusal::Client) => StatusCode::TOO_MANY_REQUESTS,
+        EdgeError::Busy | EdgeError::Refused(Refusal::Stream | Refusal::Memory) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         EdgeError::Fill(
             FillError::Timeout | FillError::Unreachable(_) | FillError::WaitTimeout,
         ) => StatusCode::GATEWAY_TIMEOUT,
@@ -111,6 +125,13 @@ fn failed(e: &EdgeError) -> Response {
     }
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     r
 }
 

@@ -1,5 +1,6 @@
 //! What a viewer controls at an edge: the request target, `Range`, and (from
-//! an origin) `Cache-Control` and a playlist's target duration. None may
+//! an origin) `Cache-Control`, a playlist's target duration and its reach for
+//! blocking reloads. None may
 //! panic; an accepted target never names anything outside `/hls/`; a range is
 //! always inside the object.
 #![no_main]
@@ -32,6 +33,20 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         assert!(!t.contains("//") && !t.contains('%') && !t.contains('\\'));
+        assert!(key.path().split('/').all(|s| s.len() <= 255));
+        // One canonical form: parsing what the key asks the origin for
+        // gives the same key.
+        let (p, q) = match t.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (t.as_str(), None),
+        };
+        assert_eq!(CacheKey::parse(p, q).ok().as_ref(), Some(&key));
+        if let Some(reach) = edge_cache::reach::Reach::of(rest.as_bytes())
+            && let Some(ll) = key.ll()
+        {
+            let _ = reach.check(ll.msn, ll.part);
+            assert!(reach.max_parts <= edge_cache::request::MAX_PART_INDEX + 1);
+        }
     }
     let len = u64::from(data.first().copied().unwrap_or(0)) * 1000;
     match range::parse(range_header, len) {

@@ -250,12 +250,18 @@ impl OriginStore {
     }
 }
 
+/// The longest part of a key: a file name on every file system (a longer
+/// one is a name the store cannot hold, answered as not found rather than
+/// as a store failure).
+pub const MAX_KEY_PART: usize = 255;
+
 /// Accepts only plain relative keys made of safe characters, so no request can
 /// reach outside the store.
 pub fn parse_key(key: &str) -> Result<Path, StoreError> {
     let ok = !key.is_empty()
         && key.split('/').all(|part| {
             !part.is_empty()
+                && part.len() <= MAX_KEY_PART
                 && part != "."
                 && part != ".."
                 && part
@@ -284,6 +290,7 @@ mod tests {
             "a\\b",
             "a b",
             "%2e%2e/x",
+            &format!("a/{}.ts", "x".repeat(MAX_KEY_PART)),
         ] {
             assert!(parse_key(bad).is_err(), "{bad:?} accepted");
         }
