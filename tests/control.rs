@@ -280,3 +280,87 @@ async fn state_survives_a_restart() {
     assert!(ok, "key lost across the restart: {err}");
     let _: Value = tasks;
 }
+
+/// A token of `role` made at `http`.
+async fn token_of(http: std::net::SocketAddr, role: &str) -> String {
+    let (status, made) = api(
+        http,
+        "POST",
+        "/tokens",
+        Some(ADMIN),
+        Some(&format!(r#"{{"role":"{role}"}}"#)),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    made["token"].as_str().unwrap().to_owned()
+}
+
+fn edge_beat(id: &str, address: &str) -> String {
+    serde_json::json!({
+        "id": id, "role": "edge", "address": address, "version": "1",
+        "edge": {"capacity": 5, "connections": 0, "egress_bps": 0, "hit_ratio": 1.0}
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_tokens_act_as_one_kind_and_a_node_id_belongs_to_its_first_token() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let beat = |token: String, body: String| async move {
+        api(http, "POST", "/nodes/heartbeat", Some(&token), Some(&body)).await
+    };
+    // A director's token reads the edge list and does nothing else: it
+    // cannot register an edge that the director would then send viewers to.
+    let director = token_of(http, "director").await;
+    assert_eq!(
+        api(http, "GET", "/edges", Some(&director), None).await.0,
+        200
+    );
+    assert_eq!(
+        api(http, "GET", "/streams", Some(&director), None).await.0,
+        403
+    );
+    let (status, body) = beat(director.clone(), edge_beat("rogue", "http://127.0.0.1:9")).await;
+    assert_eq!(status, 403, "{body}");
+    // Nor can a token for workers and origins.
+    let (_, node) = node_token(http).await;
+    assert_eq!(
+        beat(node, edge_beat("rogue", "http://127.0.0.1:9")).await.0,
+        403
+    );
+    // An edge token heartbeats as an edge only.
+    let a = token_of(http, "edge").await;
+    let (status, body) = beat(a.clone(), edge_beat("e1", "http://127.0.0.1:8081")).await;
+    assert_eq!(status, 200, "{body}");
+    let as_origin = r#"{"id":"e1","role":"origin","address":"http://x","version":"1"}"#;
+    assert_eq!(beat(a.clone(), as_origin.into()).await.0, 403);
+    assert_eq!(
+        api(http, "POST", "/auth/publish", Some(&a), Some("{}"))
+            .await
+            .0,
+        403
+    );
+    // The node id belongs to the token that first used it: a fresh edge
+    // token, or the admin's, cannot take over its URL.
+    let b = token_of(http, "edge").await;
+    let (status, body) = beat(b, edge_beat("e1", "http://127.0.0.1:6666")).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = beat(ADMIN.into(), edge_beat("e1", "http://127.0.0.1:6666")).await;
+    assert_eq!(status, 403);
+    let (_, edges) = api(http, "GET", "/edges", Some(ADMIN), None).await;
+    assert_eq!(edges[0]["url"], "http://127.0.0.1:8081", "{edges}");
+    // An edge's address goes into playlists: a plain URL or nothing.
+    for bad in [
+        "http://e1/\"><x",
+        "http://e1\r\n#EXT-X-ENDLIST",
+        "http://e 1",
+        "http://",
+        "http://user:pw@e1",
+        "http://e1/?a=1",
+        "javascript:alert(1)",
+    ] {
+        let (status, body) = beat(a.clone(), edge_beat("e1", bad)).await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+    }
+}

@@ -720,9 +720,16 @@ fn set_draining(c: &Control, id: &str, draining: bool) -> ApiResult<StatusCode> 
 async fn heartbeat(
     State(c): State<Arc<Control>>,
     Extension(caller): Extension<Caller>,
+    Extension(CallerRole(role)): Extension<CallerRole>,
     b: Body<Heartbeat>,
 ) -> ApiResult<Json<HeartbeatReply>> {
     let h = body(b)?;
+    if !role.may_be(&h.role) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("this token cannot act as a node of role {:?}", h.role),
+        ));
+    }
     check_name(&h.id)?;
     if h.address.len() > MAX_HEARTBEAT_TEXT || h.version.len() > MAX_HEARTBEAT_TEXT {
         return Err(ApiError::bad(format!(
@@ -763,9 +770,9 @@ async fn heartbeat(
                 "edge pool: 1-32 letters, digits, '.', '-' or '_'",
             ));
         }
-        if !(h.address.starts_with("http://") || h.address.starts_with("https://")) {
+        if !is_base_url(&h.address) {
             return Err(ApiError::bad(
-                "an edge's address is its public URL (http://...)",
+                "an edge's address is its public URL (http://HOST[:PORT][/PATH], no spaces, quotes or control characters)",
             ));
         }
     }
@@ -789,6 +796,29 @@ async fn heartbeat(
         .filter(|s| c.pending_kicks.remove(&(s.clone(), node.clone())).is_some())
         .collect();
     Ok(Json(HeartbeatReply { kick }))
+}
+
+/// Whether `s` is an absolute http(s) base URL that can go into a playlist
+/// as it is: a host, then only URL characters (no space, quote, control
+/// character, query or fragment).
+fn is_base_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    !host.is_empty()
+        && !host.starts_with(':')
+        && !host.contains('@')
+        && rest.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'.' | b'-' | b'_' | b'~' | b':' | b'/' | b'[' | b']' | b'%'
+                )
+        })
 }
 
 /// An origin asks whether a key may publish (origins that run apart from the
@@ -862,6 +892,10 @@ impl utoipa::Modify for BearerAuth {
 #[derive(Clone)]
 struct Caller(String);
 
+/// What the bearer token of the request may do.
+#[derive(Clone, Copy)]
+struct CallerRole(crate::db::TokenRole);
+
 /// A node token acts as one node: refuses `id` if the token belongs to
 /// another node that is alive.
 fn bind(c: &Control, caller: &Caller, id: &str) -> ApiResult<()> {
@@ -870,20 +904,8 @@ fn bind(c: &Control, caller: &Caller, id: &str) -> ApiResult<()> {
         .bind_node(&caller.0, id, |other| c.nodes.alive(other))?
     {
         Ok(()) => Ok(()),
-        Err(crate::db::BoundElsewhere(other)) => Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!("this token belongs to node {other:?}; give each node a token of its own"),
-        )),
+        Err(crate::db::BoundElsewhere(why)) => Err(ApiError(StatusCode::FORBIDDEN, why)),
     }
-}
-
-/// Routes a `node` token may call (workers and separate origins).
-fn node_may(path: &str) -> bool {
-    path.starts_with("/workers/")
-        || path == "/nodes/heartbeat"
-        || path == "/auth/publish"
-        // The director reads the edge list with a node token.
-        || path == "/edges"
 }
 
 async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) -> Response {
@@ -895,23 +917,23 @@ async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) 
         .map(str::trim);
     let caller = token.map(|t| Caller(t.to_owned()));
     match token.map(|t| c.db.token_role(t)) {
-        Some(Ok(Some(crate::db::TokenRole::Admin))) => {
+        Some(Ok(Some(role))) if role.may_call(req.uri().path()) => {
             let mut req = req;
             if let Some(caller) = caller {
+                req.extensions_mut().insert(CallerRole(role));
                 req.extensions_mut().insert(caller);
             }
             next.run(req).await
         }
-        Some(Ok(Some(crate::db::TokenRole::Node))) if node_may(req.uri().path()) => {
-            let mut req = req;
-            if let Some(caller) = caller {
-                req.extensions_mut().insert(caller);
-            }
-            next.run(req).await
-        }
-        Some(Ok(Some(crate::db::TokenRole::Node))) => ApiError(
+        Some(Ok(Some(role))) => ApiError(
             StatusCode::FORBIDDEN,
-            "this token is for workers and origins; use an admin token".into(),
+            format!(
+                "this is a {} token; it cannot call this route (use an admin token)",
+                serde_json::to_value(role)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
         )
         .into_response(),
         Some(Err(e)) => ApiError::from(e).into_response(),
@@ -934,7 +956,9 @@ async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    /// `admin` or `node` (workers and origins).
+    /// `admin`, or the one kind of node the token acts as: `origin`,
+    /// `edge`, `worker`, `director` (`node`: an origin or a worker, as
+    /// before kinds existed).
     role: crate::db::TokenRole,
 }
 
@@ -953,7 +977,7 @@ async fn list_tokens(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<crate:
     Ok(Json(c.db.tokens()?))
 }
 
-/// Makes a token (shown once): `node` tokens can only run workers and origins.
+/// Makes a token (shown once): a node token acts as one node of its kind.
 #[utoipa::path(post, path = "/tokens", request_body = NewToken,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody)))]
 async fn create_token(

@@ -90,15 +90,25 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug, PartialEq, Eq)]
 pub struct BoundElsewhere(pub String);
 
-/// What a token may do.
+/// What a token may do: everything (an operator), or act as one node of
+/// one kind, so a token handed to a director cannot register an edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenRole {
     /// Everything: operators and the web UI.
     Admin,
-    /// Only what workers and origins need: claim/renew/release tasks,
-    /// heartbeats, publish authorisation.
+    /// Any node but an edge (what earlier versions made): claim/renew/release
+    /// tasks, heartbeats as an origin or worker, publish authorisation, the
+    /// edge list.
     Node,
+    /// An origin: heartbeats as an origin, publish authorisation.
+    Origin,
+    /// An edge: heartbeats as an edge.
+    Edge,
+    /// A worker: tasks and heartbeats as a worker.
+    Worker,
+    /// A director: reads the edge list, nothing else.
+    Director,
 }
 
 impl TokenRole {
@@ -106,14 +116,50 @@ impl TokenRole {
         match self {
             TokenRole::Admin => "admin",
             TokenRole::Node => "node",
+            TokenRole::Origin => "origin",
+            TokenRole::Edge => "edge",
+            TokenRole::Worker => "worker",
+            TokenRole::Director => "director",
         }
     }
 
-    fn parse(s: &str) -> Self {
-        if s == "node" {
-            TokenRole::Node
-        } else {
-            TokenRole::Admin
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "admin" => TokenRole::Admin,
+            "node" => TokenRole::Node,
+            "origin" => TokenRole::Origin,
+            "edge" => TokenRole::Edge,
+            "worker" => TokenRole::Worker,
+            "director" => TokenRole::Director,
+            _ => return None,
+        })
+    }
+
+    /// Whether a token of this kind may call `path` (below `/api/v1`).
+    pub fn may_call(self, path: &str) -> bool {
+        let workers = path.starts_with("/workers/");
+        let beat = path == "/nodes/heartbeat";
+        let auth = path == "/auth/publish";
+        let edges = path == "/edges";
+        match self {
+            TokenRole::Admin => true,
+            TokenRole::Node => workers || beat || auth || edges,
+            TokenRole::Origin => beat || auth,
+            TokenRole::Edge => beat,
+            TokenRole::Worker => workers || beat,
+            TokenRole::Director => edges,
+        }
+    }
+
+    /// Whether a token of this kind may heartbeat as a node of `role`.
+    pub fn may_be(self, role: &str) -> bool {
+        match self {
+            TokenRole::Admin => true,
+            TokenRole::Node => role != "edge",
+            TokenRole::Origin => role == "origin",
+            TokenRole::Edge => role == "edge",
+            TokenRole::Worker => role == "worker",
+            TokenRole::Director => false,
         }
     }
 }
@@ -276,10 +322,11 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Binds a node token to the node id it acts as: the first id it uses is
-    /// its own; another id is refused while that node is alive (a heartbeat
-    /// per `alive`), and taken over once it is not (a node restarted under a
-    /// new id). Admin tokens are not bound.
+    /// Binds `node_id` to `token`: a node id belongs to the token that first
+    /// heartbeat as it (another token, an admin's too, gets
+    /// [`BoundElsewhere`] until that token is deleted), and a node token acts
+    /// as one node at a time (it moves to a new id only once its node is no
+    /// longer `alive`).
     pub fn bind_node(
         &self,
         token: &str,
@@ -288,6 +335,18 @@ impl Db {
     ) -> Result<Result<(), BoundElsewhere>, DbError> {
         let hash = secret::hash(token);
         let conn = self.conn();
+        let owner: Option<String> = conn
+            .query_row(
+                "SELECT hint FROM tokens WHERE node_id = ?1 AND hash != ?2",
+                params![node_id, hash],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(hint) = owner {
+            return Ok(Err(BoundElsewhere(format!(
+                "node {node_id:?} belongs to token {hint}"
+            ))));
+        }
         let bound: Option<(String, Option<String>)> = conn
             .query_row(
                 "SELECT role, node_id FROM tokens WHERE hash = ?1",
@@ -298,13 +357,15 @@ impl Db {
         let Some((role, bound)) = bound else {
             return Ok(Ok(()));
         };
-        if role != TokenRole::Node.as_str() || bound.as_deref() == Some(node_id) {
+        if role == TokenRole::Admin.as_str() || bound.as_deref() == Some(node_id) {
             return Ok(Ok(()));
         }
         if let Some(other) = bound
             && alive(&other)
         {
-            return Ok(Err(BoundElsewhere(other)));
+            return Ok(Err(BoundElsewhere(format!(
+                "this token belongs to node {other:?}; give each node a token of its own"
+            ))));
         }
         conn.execute(
             "UPDATE tokens SET node_id = ?2 WHERE hash = ?1",
@@ -328,7 +389,7 @@ impl Db {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(role.map(|r| TokenRole::parse(&r)))
+        Ok(role.and_then(|r| TokenRole::parse(&r)))
     }
 
     /// Every token (hints only), newest first.
