@@ -605,3 +605,73 @@ async fn ferry_serve_runs_a_director_on_its_own_listener() {
     e.shutdown().await;
     origin.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_forged_requests_place_no_viewer_and_new_viewers_are_rate_limited() {
+    let origin = start().await;
+    let o = origin.running.http_addr;
+    let _publisher = publish_background(&origin.rtmp_url(KEY), 20);
+    let (_edge, _e) = edge(o, o).await;
+    let (dir, _d) = role(
+        |c| {
+            c.control.url = format!("http://{o}");
+            c.director.poll_ms = 200;
+            c.director.new_viewers_per_second = 1.0;
+            c.director.new_viewers_burst = 300.0;
+        },
+        async |c| ferry::director_role::start_director(c).await.unwrap(),
+    )
+    .await;
+    wait_for_edges(o, 1).await;
+    wait_for_segments(o, STREAM).await;
+    let d = dir.http_addr;
+    let viewers = || async {
+        common::cluster::metric_sum(&http_get(d, "/metrics").await, "ferry_director_viewers")
+    };
+    // Requests for streams that do not exist: 404, and no viewer counted
+    // (they used to be placed before the fetch and pushed real viewers off
+    // their home edge).
+    for i in 0..200 {
+        let (status, _, _) = get_bytes(d, &format!("/hls/nosuch{i}/source/index.m3u8")).await;
+        assert_eq!(status, 404);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(viewers().await, 0.0, "failed requests placed viewers");
+    // A real viewer with its signed token is one viewer however often it reloads.
+    let (_, _, master) = get_bytes(d, &format!("/hls/{STREAM}/master.m3u8")).await;
+    let master = String::from_utf8_lossy(&master).into_owned();
+    let variant = master
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap()
+        .to_owned();
+    for _ in 0..5 {
+        let (status, _, _) = get_bytes(d, &format!("/hls/{STREAM}/{variant}")).await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(viewers().await, 1.0);
+    // A forged token (right shape, wrong signature) is a new viewer, never
+    // the viewer it names; the same forged token twice is two viewers.
+    let forged = format!("{:032x}", 0xdead_beef_u64);
+    let path = format!("/hls/{STREAM}/source/index.m3u8?v={forged}");
+    assert_eq!(get_bytes(d, &path).await.0, 200);
+    assert_eq!(get_bytes(d, &path).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(viewers().await, 3.0);
+    // One address starting viewers past its allowance gets 429 with Retry-After.
+    let mut limited = 0;
+    for _ in 0..400 {
+        let (status, _, _) = get_bytes(d, &format!("/hls/{STREAM}/master.m3u8")).await;
+        if status == 429 {
+            limited += 1;
+        }
+    }
+    println!("new viewers past the allowance: {limited} of 400 refused");
+    assert!(limited >= 50, "{limited}");
+    let limited_metric = common::cluster::metric_sum(
+        &http_get(d, "/metrics").await,
+        "ferry_director_new_viewers_limited_total",
+    );
+    assert!(limited_metric >= 50.0);
+}

@@ -111,6 +111,43 @@ impl Assignments {
         }
     }
 
+    /// The edge `viewer` keeps: its current one while that is on the ring
+    /// and within its bound.
+    fn kept(&self, viewer: &str, stream: &str, ring: &Ring) -> Option<usize> {
+        let v = self.get(viewer).filter(|v| v.stream == stream)?;
+        let i = ring.members().iter().position(|m| m.id == v.edge)?;
+        let within = match self.policy {
+            Policy::BoundedLoad => self.load(&v.edge) <= self.bound(ring, i, self.total()),
+            Policy::RoundRobin => true,
+        };
+        within.then_some(i)
+    }
+
+    /// Where `viewer` watching `stream` would go, without placing it: the
+    /// edge to fetch its playlist from before it counts anywhere (a request
+    /// that fails, or names no stream, places no viewer).
+    pub fn propose(&self, viewer: &str, stream: &str, ring: &Ring) -> Option<usize> {
+        if ring.is_empty() {
+            return None;
+        }
+        if let Some(i) = self.kept(viewer, stream, ring) {
+            return Some(i);
+        }
+        match self.policy {
+            Policy::BoundedLoad => {
+                let loads: Vec<u64> = ring.members().iter().map(|m| self.load(&m.id)).collect();
+                let total = self.total() + 1;
+                ring.choose(hash(stream), |i| loads[i], |i| self.bound(ring, i, total))
+            }
+            Policy::RoundRobin => Some(self.next.wrapping_add(1) % ring.members().len()),
+        }
+    }
+
+    /// Whether `viewer` is in the table.
+    pub fn knows(&self, viewer: &str) -> bool {
+        self.get(viewer).is_some()
+    }
+
     /// The edge (index into `ring`) for `viewer` watching `stream`, keeping
     /// its current edge while that one is on the ring and within its bound.
     pub fn assign(
@@ -123,24 +160,14 @@ impl Assignments {
         if ring.is_empty() {
             return None;
         }
-        let position = |id: &str| ring.members().iter().position(|m| m.id == id);
-        if let Some(v) = self.get(viewer)
-            && v.stream == stream
-            && let Some(i) = position(&v.edge)
-        {
-            let within = match self.policy {
-                Policy::BoundedLoad => self.load(&v.edge) <= self.bound(ring, i, self.total()),
-                Policy::RoundRobin => true,
-            };
-            if within {
-                if let Some(v) = self.get_mut(viewer) {
-                    v.seen = now;
-                }
-                return Some(Assigned {
-                    index: i,
-                    moved_from: None,
-                });
+        if let Some(i) = self.kept(viewer, stream, ring) {
+            if let Some(v) = self.get_mut(viewer) {
+                v.seen = now;
             }
+            return Some(Assigned {
+                index: i,
+                moved_from: None,
+            });
         }
         let moved_from = self
             .get(viewer)

@@ -48,6 +48,14 @@ pub struct DirectorConfig {
     /// `ferry serve` only: also run a director on this address (viewers
     /// use it like a director apart); empty: none.
     pub listen: String,
+    /// The key viewer tokens are signed with; directors behind one load
+    /// balancer share it. Empty: a random key per process.
+    pub token_secret: String,
+    /// New viewers (playlists without a valid token) one client address may
+    /// start per second; 0: no limit. More get 429.
+    pub new_viewers_per_second: f64,
+    /// New viewers one address may start at once before the rate applies.
+    pub new_viewers_burst: f64,
 }
 
 impl Default for DirectorConfig {
@@ -61,6 +69,9 @@ impl Default for DirectorConfig {
             suspect_ms: 3000,
             min_viewers_per_edge: 10,
             listen: String::new(),
+            token_secret: String::new(),
+            new_viewers_per_second: 100.0,
+            new_viewers_burst: 1000.0,
         }
     }
 }
@@ -87,6 +98,8 @@ pub struct DirectorMetrics {
     pub no_edge: Counter,
     /// Playlist fetches from edges that failed.
     pub fetch_failures: Counter,
+    /// New viewers refused for their address's rate.
+    pub new_viewers_limited: Counter,
 }
 
 impl DirectorMetrics {
@@ -114,6 +127,11 @@ impl DirectorMetrics {
             "fetch_failures",
             "Playlist fetches from edges that failed",
             self.fetch_failures.clone(),
+        );
+        r.register(
+            "new_viewers_limited",
+            "New viewers refused for their address's rate",
+            self.new_viewers_limited.clone(),
         );
     }
 }
@@ -166,6 +184,8 @@ pub enum DirectorError {
     NotFound,
 }
 
+/// A playlist read from an edge: the edge's URL and the path (with query).
+type FetchKey = (String, String);
 /// A rewritten playlist's key: its path and the edge id it names.
 type RewriteKey = (String, String);
 /// A rewritten playlist: the source's hash, the edge-set version, the text.
@@ -207,10 +227,12 @@ struct Inner {
     viewers: Mutex<Assignments>,
     suspects: Mutex<HashMap<String, Instant>>,
     last_sweep: Mutex<Instant>,
-    playlists: Mutex<HashMap<String, Arc<Fetched>>>,
+    playlists: Mutex<HashMap<FetchKey, Arc<Fetched>>>,
     rewritten: Mutex<HashMap<RewriteKey, Rewritten>>,
     http: reqwest::Client,
     metrics: DirectorMetrics,
+    tokens: crate::token::TokenKey,
+    new_viewers: crate::token::NewViewerLimit,
 }
 
 /// A playlist for a viewer.
@@ -238,6 +260,11 @@ impl Director {
                     config.epsilon,
                     config.min_viewers_per_edge,
                 )),
+                tokens: crate::token::TokenKey::new(&config.token_secret),
+                new_viewers: crate::token::NewViewerLimit::new(
+                    config.new_viewers_per_second,
+                    config.new_viewers_burst,
+                ),
                 config,
                 edges: RwLock::default(),
                 suspects: Mutex::default(),
@@ -253,6 +280,24 @@ impl Director {
     /// The counters.
     pub fn metrics(&self) -> &DirectorMetrics {
         &self.inner.metrics
+    }
+
+    /// The viewer's token if it is one this director (or one sharing its
+    /// secret) signed.
+    pub fn verified<'a>(&self, token: Option<&'a str>) -> Option<&'a str> {
+        token.filter(|t| self.inner.tokens.verify(t))
+    }
+
+    /// A token for a new viewer from `client`, or `None` when that address
+    /// starts new viewers faster than its allowance.
+    pub fn new_viewer(&self, client: Option<std::net::IpAddr>) -> Option<String> {
+        if let Some(ip) = client
+            && !self.inner.new_viewers.allow(ip, Instant::now())
+        {
+            self.inner.metrics.new_viewers_limited.inc();
+            return None;
+        }
+        Some(self.inner.tokens.issue())
     }
 
     /// The current edge sets, by pool.
@@ -419,12 +464,15 @@ impl Director {
         path: &str,
     ) -> Result<Arc<Fetched>, DirectorError> {
         let ttl = Duration::from_millis(self.inner.config.playlist_cache_ms);
-        if let Some(f) = self
-            .inner
-            .playlists
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(path)
+        // Keyed by the edge it came from: edges may differ for a moment (one
+        // a part behind), and a viewer must get its own edge's playlist.
+        if let Some(url) = set.urls.get(first)
+            && let Some(f) = self
+                .inner
+                .playlists
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(url.clone(), path.to_owned()))
             && f.at.elapsed() < ttl
         {
             return Ok(f.clone());
@@ -455,7 +503,7 @@ impl Director {
                             .playlists
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(path.to_owned(), fetched.clone());
+                            .insert((set.urls[i].clone(), path.to_owned()), fetched.clone());
                         return Ok(fetched);
                     }
                     Err(e) => last = e.to_string(),
@@ -509,22 +557,23 @@ impl Director {
         let viewer = format!("{token}@{pool}");
         let mut set = self.usable(&pool);
         for _ in 0..2 {
-            let assigned = self
+            // Fetched first, placed after: a request that fails (or names a
+            // stream that does not exist) counts as no viewer anywhere.
+            let proposed = self
                 .inner
                 .viewers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .assign(&viewer, stream, &set.ring, Instant::now());
-            let Some(assigned) = assigned else {
+                .propose(&viewer, stream, &set.ring);
+            let Some(proposed) = proposed else {
                 return Err(DirectorError::NoEdge);
             };
-            let i = assigned.index;
             let target = if ll_query.is_empty() {
                 path.to_owned()
             } else {
                 format!("{path}?{ll_query}")
             };
-            let fetched = match self.fetch(&set, i, &target).await {
+            let fetched = match self.fetch(&set, proposed, &target).await {
                 Ok(f) => f,
                 Err(DirectorError::Fetch(e)) => {
                     // The assigned edge failed: re-assign among the others.
@@ -537,6 +586,16 @@ impl Director {
                 }
                 Err(e) => return Err(e),
             };
+            let assigned = self
+                .inner
+                .viewers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .assign(&viewer, stream, &set.ring, Instant::now());
+            let Some(assigned) = assigned else {
+                return Err(DirectorError::NoEdge);
+            };
+            let i = assigned.index;
             let (first_msn, count) = fetched.span;
             let moved = {
                 let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());

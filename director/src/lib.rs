@@ -11,6 +11,7 @@ pub mod director;
 pub mod rewrite;
 pub mod ring;
 pub mod server;
+pub mod token;
 
 pub use assign::Policy;
 pub use director::{

@@ -3,7 +3,8 @@
 //! edge, and a redirect for anything else under `/hls/`.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use axum::http::Extensions;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,7 +32,8 @@ fn plain(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
-/// A viewer token from the query (`v=`): 1..=32 hex digits, else none.
+/// A viewer token from the query (`v=`): 1..=32 hex digits, else none
+/// (whether it is signed is the director's to check).
 fn token(query: Option<&str>) -> Option<String> {
     query?
         .split('&')
@@ -49,11 +51,26 @@ fn pool(query: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn new_token() -> String {
-    format!("{:016x}", rand::random::<u64>())
+fn too_many() -> Response {
+    let mut r = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many new viewers from this address\n".into(),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
-async fn hls(State(director): State<Director>, uri: Uri) -> Response {
+async fn hls(State(director): State<Director>, uri: Uri, extensions: Extensions) -> Response {
+    let client = extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    // The viewer's signed token, or a new one (a new viewer, within its
+    // address's allowance).
+    let viewer_token = || match director.verified(token(uri.query()).as_deref()) {
+        Some(t) => Some(t.to_owned()),
+        None => director.new_viewer(client),
+    };
     // The LL-HLS parameters (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) are kept:
     // a blocking reload is passed on to the viewer's edge, which holds it.
     let key = match CacheKey::parse(uri.path(), uri.query()) {
@@ -64,9 +81,14 @@ async fn hls(State(director): State<Director>, uri: Uri) -> Response {
     let ll_query = key.query().to_owned();
     let stream = key.stream().to_owned();
     let answer = if key.path().ends_with("master.m3u8") {
-        director.multivariant(&stream, &path, &new_token()).await
+        let Some(token) = director.new_viewer(client) else {
+            return too_many();
+        };
+        director.multivariant(&stream, &path, &token).await
     } else if key.path().ends_with(".m3u8") {
-        let token = token(uri.query()).unwrap_or_else(new_token);
+        let Some(token) = viewer_token() else {
+            return too_many();
+        };
         director
             .media(
                 &stream,
@@ -77,7 +99,9 @@ async fn hls(State(director): State<Director>, uri: Uri) -> Response {
             )
             .await
     } else if key.path().ends_with("steering.json") {
-        let token = token(uri.query()).unwrap_or_else(new_token);
+        let Some(token) = viewer_token() else {
+            return too_many();
+        };
         return match director.steering(&token) {
             Ok(json) => (
                 StatusCode::OK,
