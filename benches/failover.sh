@@ -52,6 +52,7 @@ TOML
 FERRY_ADMIN_TOKEN=failover-bench-admin-token target/release/ferry serve --config "$work/origin.toml" & origin_pid=$!; pids+=("$origin_pid")
 sleep 1
 ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$work/stream.flv" -c copy -f flv rtmp://127.0.0.1:27201/live/benchkey & pids+=($!)
+FERRY_ADMIN_TOKEN=failover-bench-admin-token FERRY_RELAY__TRUST_HTTP=true \
 FERRY_LOG=warn FERRY_RTMP__MAX_CONNECTIONS_PER_ADDRESS=100000 target/release/ferry edge --origins http://127.0.0.1:27202 \
   --data-dir "$work/edge" --rtmp-listen 127.0.0.1:27203 --http-listen 127.0.0.1:27204 & edge_pid=$!; pids+=("$edge_pid")
 sleep 3

@@ -94,6 +94,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
             role: "control",
             address: http_addr.to_string(),
             edge: None,
+            relay: None,
         },
         ControlPlane::Local(control.clone()),
         None,

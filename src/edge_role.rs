@@ -86,6 +86,14 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     let state = Arc::new(HttpState::new(registry));
     let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state.clone()));
     let (rtmp_cap, http_cap) = connection_caps(config, e.rtmp);
+    let control = if config.control.url.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            control_client::ControlClient::new(&config.control.url, &config.admin_token)
+                .map_err(|e| StartError::Config(format!("[control] url: {e}")))?,
+        ))
+    };
     let mut threads = Vec::new();
     let mut rtmp_addr = None;
     let mut tasks = Vec::new();
@@ -101,10 +109,11 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        tasks.push(crate::relay_role::pull_relay(
+        tasks.extend(crate::relay_role::pull_relay(
             config,
             &hub,
             relay_metrics,
+            control.clone(),
             &cancel,
         )?);
         // The puller listens for players (above) before the first one can come.
@@ -122,9 +131,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             &cancel,
         ),
     ]);
-    if !config.control.url.is_empty() {
-        let client = control_client::ControlClient::new(&config.control.url, &config.admin_token)
-            .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;
+    if let Some(client) = control {
         let address = if e.public_url.is_empty() {
             format!("http://{http_addr}")
         } else {
@@ -141,8 +148,9 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
                     metrics.clone(),
                     http_metrics.clone(),
                 )),
+                relay: None,
             },
-            ControlPlane::Remote(Arc::new(client)),
+            ControlPlane::Remote(client),
             None,
             cancel.clone(),
         )));

@@ -245,6 +245,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 role: "worker",
                 address: "-".into(),
                 edge: None,
+                relay: None,
             },
             ferry::node::ControlPlane::Remote(leases.clone()),
             None,

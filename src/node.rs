@@ -75,6 +75,29 @@ pub struct NodeInfo {
     /// An edge's load, sent with every beat (edges beat every
     /// [`EDGE_HEARTBEAT_INTERVAL`]; others every [`HEARTBEAT_INTERVAL`]).
     pub edge: Option<EdgeReport>,
+    /// An origin's relay, reported so that edges can pin it.
+    pub relay: Option<control_client::types::RelayAdvert>,
+}
+
+impl NodeInfo {
+    /// The heartbeat this node sends over HTTP, with `live` streams and an
+    /// edge's `edge` load.
+    fn beat(
+        &self,
+        live: Vec<String>,
+        edge: Option<control_client::types::EdgeLoad>,
+    ) -> control_client::types::Heartbeat {
+        control_client::types::Heartbeat {
+            id: self.id.clone(),
+            role: self.role.into(),
+            address: self.address.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            load: load_per_core(),
+            live,
+            edge,
+            relay: self.relay.clone(),
+        }
+    }
 }
 
 /// Reports `node` to `registry` every [`HEARTBEAT_INTERVAL`] until `cancel`.
@@ -100,7 +123,8 @@ pub async fn heartbeat(
                 if let (Some(report), ControlPlane::Remote(client)) = (&node.edge, &registry) {
                     let mut load = report();
                     load.draining = true;
-                    let last = client.heartbeat(&node.id, node.role, &node.address, load_per_core(), &[], Some(load));
+                    let beat = node.beat(Vec::new(), Some(load));
+                    let last = client.heartbeat(&beat);
                     let _ = tokio::time::timeout(Duration::from_secs(1), last).await;
                 }
                 return;
@@ -120,34 +144,23 @@ pub async fn heartbeat(
                     load: load_per_core(),
                     streams: live,
                     edge,
+                    relay: node.relay.clone(),
                 };
                 if let Err(e) = control.nodes.beat(&control.db, row) {
                     warn!(error = %e, "node heartbeat failed");
                 }
             }
-            ControlPlane::Remote(client) => {
-                match client
-                    .heartbeat(
-                        &node.id,
-                        node.role,
-                        &node.address,
-                        load_per_core(),
-                        &live,
-                        edge,
-                    )
-                    .await
-                {
-                    Ok(kicks) => {
-                        for name in kicks {
-                            info!(stream = %name, "kicked by the control plane");
-                            if let Some(hub) = &hub {
-                                hub.kick(&name);
-                            }
+            ControlPlane::Remote(client) => match client.heartbeat(&node.beat(live, edge)).await {
+                Ok(kicks) => {
+                    for name in kicks {
+                        info!(stream = %name, "kicked by the control plane");
+                        if let Some(hub) = &hub {
+                            hub.kick(&name);
                         }
                     }
-                    Err(e) => warn!(error = %e, "heartbeat to the control plane failed"),
                 }
-            }
+                Err(e) => warn!(error = %e, "heartbeat to the control plane failed"),
+            },
         }
     }
 }

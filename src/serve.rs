@@ -190,6 +190,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             cancel: cancel.clone(),
         })));
     }
+    // The relay serves the edges this process's control plane (or the
+    // remote one) knows; its pin goes out with the heartbeats.
+    let plane = match (&local, &remote) {
+        (Some(control), _) => Some(ControlPlane::Local(control.clone())),
+        (None, Some(client)) => Some(ControlPlane::Remote(client.clone())),
+        (None, None) => None,
+    };
+    let relay = crate::relay_role::serve_relay(config, &hub, relay_metrics, plane, &cancel)?;
+    tasks.extend(relay.task);
     let api = match (&local, &remote) {
         (Some(control), _) => {
             if config.control.local_worker {
@@ -212,6 +221,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     role: "all",
                     address: http_addr.to_string(),
                     edge: None,
+                    relay: relay.advert.clone(),
                 },
                 ControlPlane::Local(control.clone()),
                 None,
@@ -227,6 +237,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                         role: "origin",
                         address: http_addr.to_string(),
                         edge: None,
+                        relay: relay.advert.clone(),
                     },
                     ControlPlane::Remote(client.clone()),
                     Some(hub.clone()),
@@ -242,12 +253,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             })
         }
     };
-    let (relay_task, relay_route) =
-        crate::relay_role::serve_relay(config, &hub, relay_metrics, &cancel)?;
-    tasks.extend(relay_task);
     let http_task = spawn_http(
         http_listener,
-        http::router(http_state, store, live, api).merge(relay_route),
+        http::router(http_state, store, live, api).merge(relay.route),
         config,
         http_cap,
         http_metrics,

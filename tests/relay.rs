@@ -457,3 +457,69 @@ async fn redundant_origins_publish_interchangeable_segments() {
     println!("byte-identical segments: {identical} of {}", common.len());
     assert_eq!(identical, common.len(), "the muxer is deterministic");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edge_pins_origins_through_control_and_strangers_pull_nothing() {
+    let a = origin().await;
+    let _encoder = publish_tee(&[rtmp_publish_url(&a)], 20);
+    wait_for(
+        "the stream on the origin",
+        Duration::from_secs(20),
+        || async { live_on(&a).await },
+    )
+    .await;
+    // The origin's pin reaches edges through control's authenticated API,
+    // and is the certificate its relay really has.
+    let (status, made) = api(
+        a.http,
+        "POST",
+        "/tokens",
+        Some(ADMIN),
+        Some(r#"{"role":"edge"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let token = made["token"].as_str().unwrap().to_owned();
+    let info: serde_json::Value = serde_json::from_str(&http_get(a.http, "/relay").await).unwrap();
+    wait_for(
+        "the origin's pin in control",
+        Duration::from_secs(10),
+        || async {
+            let (_, pins) = api(a.http, "GET", "/relay/pins", Some(&token), None).await;
+            pins.as_array()
+                .is_some_and(|p| p.contains(&info["fingerprint"]))
+        },
+    )
+    .await;
+    let pinned = rtmp_edge(
+        &[a.url()],
+        &[
+            ("FERRY_RELAY__TRUST_HTTP", "false".into()),
+            ("FERRY_CONTROL__URL", a.url()),
+            ("FERRY_ADMIN_TOKEN", token.clone()),
+        ],
+    )
+    .await;
+    // No pin and no trust in plain HTTP: nothing is pulled.
+    let unpinned = rtmp_edge(&[a.url()], &[("FERRY_RELAY__TRUST_HTTP", "false".into())]).await;
+    // A certificate trusted, a token the origin does not know: refused.
+    let stranger = rtmp_edge(
+        &[a.url()],
+        &[("FERRY_ADMIN_TOKEN", "a-token-no-origin-knows".into())],
+    )
+    .await;
+    let good = Watcher::start(pinned.rtmp, STREAM).await;
+    let none = Watcher::start(unpinned.rtmp, STREAM).await;
+    let refused = Watcher::start(stranger.rtmp, STREAM).await;
+    wait_for(
+        "frames through the pinned edge",
+        Duration::from_secs(20),
+        || async { good.count() > 30 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(none.count(), 0, "an unpinned edge pulled");
+    assert_eq!(refused.count(), 0, "an unknown edge was served");
+    assert!(a.metric_sum("ferry_relay_refused_edges_total").await >= 1.0);
+    assert!(unpinned.log().contains("not pinned"), "{}", unpinned.log());
+}

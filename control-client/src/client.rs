@@ -8,8 +8,8 @@ use rtmp::auth::AuthError;
 use crate::auth::{KeyLookup, LookupFuture};
 use crate::leases::{LeaseFuture, Leases};
 use crate::types::{
-    DenyReason, EdgeLoad, EdgeRow, Heartbeat, HeartbeatReply, PublishCheck, PublishDenied,
-    PublishGrant, TaskReport, TaskRow,
+    DenyReason, EdgeRow, Heartbeat, HeartbeatReply, PublishCheck, PublishDenied, PublishGrant,
+    TaskReport, TaskRow,
 };
 
 /// How long one request to the control plane may take.
@@ -113,26 +113,9 @@ impl ControlClient {
 
     /// Reports this node to the registry (`POST /nodes/heartbeat`) with the
     /// streams live on it; returns the streams whose publisher must be kicked.
-    pub async fn heartbeat(
-        &self,
-        id: &str,
-        role: &str,
-        address: &str,
-        load: f64,
-        live: &[String],
-        edge: Option<EdgeLoad>,
-    ) -> Result<Vec<String>, ClientError> {
-        let beat = Heartbeat {
-            id: id.into(),
-            role: role.into(),
-            address: address.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            load,
-            live: live.to_vec(),
-            edge,
-        };
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<String>, ClientError> {
         Ok(self
-            .post::<_, HeartbeatReply>("/nodes/heartbeat", &beat)
+            .post::<_, HeartbeatReply>("/nodes/heartbeat", beat)
             .await?
             .map(|r| r.kick)
             .unwrap_or_default())
@@ -152,6 +135,35 @@ impl ControlClient {
             .json()
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// The certificate fingerprints of the live origins' relays (`GET
+    /// /relay/pins`): what an edge pins without hand copying.
+    pub async fn relay_pins(&self) -> Result<Vec<String>, ClientError> {
+        let res = self
+            .client
+            .get(format!("{}/api/v1/relay/pins", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        success(res)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Whether `token` is one an origin may serve over its relay (`POST
+    /// /relay/verify`).
+    pub async fn verify_edge(&self, token: &str) -> Result<bool, ClientError> {
+        let check = crate::types::EdgeTokenCheck {
+            token: token.to_owned(),
+        };
+        Ok(self
+            .post::<_, crate::types::EdgeTokenVerdict>("/relay/verify", &check)
+            .await?
+            .is_some_and(|v| v.edge))
     }
 
     /// The settings of `stream` as of its last publish grant (`Null` if none).

@@ -74,6 +74,50 @@ pub struct NodeRow {
     /// An edge's last load report (kept in memory, not in the database).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<EdgeLoad>,
+    /// An origin's relay (kept in memory, not in the database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayAdvert>,
+}
+
+/// An origin's relay as it reports it: what edges need to pin it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RelayAdvert {
+    /// The relay's UDP port.
+    pub port: u16,
+    /// SHA-256 of its certificate, 64 lowercase hex digits.
+    pub fingerprint: String,
+}
+
+impl RelayAdvert {
+    /// Whether the fields are what an origin can send (a port, a SHA-256).
+    pub fn is_valid(&self) -> bool {
+        self.port != 0
+            && self.fingerprint.len() == 64
+            && self
+                .fingerprint
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+}
+
+/// `POST /relay/verify`: an origin asks whether an edge's token is one it
+/// may serve.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EdgeTokenCheck {
+    /// The token the edge sent over the relay.
+    pub token: String,
+}
+
+/// The answer to [`EdgeTokenCheck`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EdgeTokenVerdict {
+    /// Whether it is an edge's (or an admin's) token.
+    pub edge: bool,
 }
 
 /// `POST /nodes/heartbeat`: a node says it is alive.
@@ -99,6 +143,9 @@ pub struct Heartbeat {
     /// What an edge serves (edges only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<EdgeLoad>,
+    /// An origin's relay, for edges to pin (origins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayAdvert>,
 }
 
 /// An edge's load, sent with each heartbeat: what the director weighs edges by

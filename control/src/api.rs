@@ -751,6 +751,16 @@ async fn heartbeat(
     if !h.load.is_finite() || h.load < 0.0 {
         return Err(ApiError::bad("load must be a non-negative number"));
     }
+    if let Some(r) = &h.relay {
+        if h.role != "origin" && h.role != "all" {
+            return Err(ApiError::bad("only an origin reports a relay"));
+        }
+        if !r.is_valid() {
+            return Err(ApiError::bad(
+                "relay: a port and a SHA-256 fingerprint (64 lowercase hex digits)",
+            ));
+        }
+    }
     if let Some(e) = &h.edge {
         if h.role != "edge" {
             return Err(ApiError::bad("only an edge reports edge load"));
@@ -788,6 +798,7 @@ async fn heartbeat(
             load: h.load,
             streams: h.live.clone(),
             edge: h.edge,
+            relay: h.relay,
         },
     )?;
     let kick = h
@@ -819,6 +830,27 @@ fn is_base_url(s: &str) -> bool {
                     b'.' | b'-' | b'_' | b'~' | b':' | b'/' | b'[' | b']' | b'%'
                 )
         })
+}
+
+/// The certificate fingerprints of the live origins' relays: what edges pin
+/// (they learn them here, over this authenticated API, never from an
+/// origin's plain-HTTP `GET /relay`).
+#[utoipa::path(get, path = "/relay/pins", responses((status = 200, body = [String])))]
+async fn relay_pins(State(c): State<Arc<Control>>) -> Json<Vec<String>> {
+    Json(c.nodes.relay_pins())
+}
+
+/// An origin asks whether an edge's relay token is one it may serve: an
+/// edge's token, or an admin's.
+#[utoipa::path(post, path = "/relay/verify", request_body = control_client::types::EdgeTokenCheck,
+    responses((status = 200, body = control_client::types::EdgeTokenVerdict), (status = 400, body = ErrorBody)))]
+async fn relay_verify(
+    State(c): State<Arc<Control>>,
+    b: Body<control_client::types::EdgeTokenCheck>,
+) -> ApiResult<Json<control_client::types::EdgeTokenVerdict>> {
+    let check = body(b)?;
+    let edge = c.may_relay(&check.token)?;
+    Ok(Json(control_client::types::EdgeTokenVerdict { edge }))
 }
 
 /// An origin asks whether a key may publish (origins that run apart from the
@@ -869,7 +901,7 @@ async fn auth_publish(
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat, edges, drain_edge, undrain_edge, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
+          nodes, heartbeat, edges, relay_pins, relay_verify, drain_edge, undrain_edge, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -1038,6 +1070,8 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/task-types", get(task_types))
         .route("/nodes", get(nodes))
         .route("/edges", get(edges))
+        .route("/relay/pins", get(relay_pins))
+        .route("/relay/verify", post(relay_verify))
         .route("/edges/{id}/drain", post(drain_edge))
         .route("/edges/{id}/undrain", post(undrain_edge))
         .route("/server", get(server_info))

@@ -139,13 +139,14 @@ impl TokenRole {
     pub fn may_call(self, path: &str) -> bool {
         let workers = path.starts_with("/workers/");
         let beat = path == "/nodes/heartbeat";
-        let auth = path == "/auth/publish";
+        let auth = path == "/auth/publish" || path == "/relay/verify";
         let edges = path == "/edges";
+        let pins = path == "/relay/pins";
         match self {
             TokenRole::Admin => true,
-            TokenRole::Node => workers || beat || auth || edges,
+            TokenRole::Node => workers || beat || auth || edges || pins,
             TokenRole::Origin => beat || auth,
-            TokenRole::Edge => beat,
+            TokenRole::Edge => beat || pins,
             TokenRole::Worker => workers || beat,
             TokenRole::Director => edges,
         }
@@ -771,6 +772,7 @@ impl Db {
                     load: r.get(5)?,
                     streams: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
                     edge: None,
+                    relay: None,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -900,6 +902,7 @@ mod node_tests {
             load: 0.5,
             streams: vec!["s".into()],
             edge: None,
+            relay: None,
         };
         db.heartbeat(&node).unwrap();
         db.heartbeat(&node).unwrap();

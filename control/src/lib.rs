@@ -110,6 +110,15 @@ pub struct ServerInfo {
 }
 
 impl Control {
+    /// Whether `token` may pull over an origin's relay: an edge's token or
+    /// an admin's.
+    pub fn may_relay(&self, token: &str) -> Result<bool, db::DbError> {
+        Ok(matches!(
+            self.db.token_role(token)?,
+            Some(db::TokenRole::Admin | db::TokenRole::Edge)
+        ))
+    }
+
     /// Wires the control plane to `db` and `hub`.
     pub fn new(db: Arc<Db>, hub: Hub) -> Self {
         Self {

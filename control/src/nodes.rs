@@ -109,6 +109,21 @@ impl Nodes {
         Ok(())
     }
 
+    /// The relay certificate fingerprints of the nodes alive now: what
+    /// edges pin.
+    pub fn relay_pins(&self) -> Vec<String> {
+        let now = now_ms();
+        let mut pins: Vec<String> = self
+            .live
+            .iter()
+            .filter(|n| now - n.last_heartbeat_ms <= NODE_FRESH_MS)
+            .filter_map(|n| n.relay.as_ref().map(|r| r.fingerprint.clone()))
+            .collect();
+        pins.sort();
+        pins.dedup();
+        pins
+    }
+
     /// Whether `id` sent a heartbeat within [`NODE_FRESH_MS`].
     pub fn alive(&self, id: &str) -> bool {
         self.live
@@ -182,6 +197,7 @@ mod tests {
             load: 0.5,
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
             edge: None,
+            relay: None,
         }
     }
 

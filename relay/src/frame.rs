@@ -3,7 +3,8 @@
 //! tested without a network.
 //!
 //! Every frame is `type: u8 | length: u32 BE | body`. The edge sends one
-//! `Request`; the origin answers `Live` or `NotLive`, then (when live) the
+//! `Request` (with its credential: the origin serves only edges it knows);
+//! the origin answers `Forbidden`, `Live` or `NotLive`, then (when live) the
 //! hub's events in order: `Started`, `Metadata`, `Track`, `Packet`…,
 //! `Stopped`. A packet's payload is sent as its own chunk after a small
 //! header, so the origin never copies it.
@@ -11,8 +12,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use media_core::{Codec, MetaValue, Metadata, Packet, Timebase, Timestamp, TrackInfo, TrackKind};
 
-/// The protocol version an edge asks for; an origin refuses others.
-pub const VERSION: u8 = 1;
+/// The protocol version an edge asks for; an origin refuses others (2: the
+/// request carries the edge's token).
+pub const VERSION: u8 = 2;
 /// Bytes of a frame header (type and length).
 pub const HEADER_LEN: usize = 5;
 /// The largest frame body accepted: far above any coded frame a live encoder
@@ -20,6 +22,10 @@ pub const HEADER_LEN: usize = 5;
 pub const MAX_BODY: usize = 16 << 20;
 /// The longest stream name a request may carry.
 pub const MAX_NAME: usize = 512;
+/// The longest token a request may carry.
+pub const MAX_TOKEN: usize = 128;
+/// The largest request body: version, token length, token, name.
+pub const MAX_REQUEST: usize = 2 + MAX_TOKEN + MAX_NAME;
 
 mod kind {
     pub const REQUEST: u8 = 1;
@@ -30,6 +36,7 @@ mod kind {
     pub const METADATA: u8 = 6;
     pub const TRACK: u8 = 7;
     pub const PACKET: u8 = 8;
+    pub const FORBIDDEN: u8 = 9;
 }
 
 /// One unit of the relay protocol.
@@ -39,9 +46,13 @@ pub enum Frame {
     Request {
         /// Protocol version.
         version: u8,
+        /// The edge's credential (its control token, or `[relay] token`).
+        token: String,
         /// Stream name as in the hub (`demo`, `demo/720p`).
         name: String,
     },
+    /// The origin does not know the edge's token; the connection closes.
+    Forbidden,
     /// The origin has the stream live; its events follow.
     Live,
     /// The origin does not have the stream live; the stream ends.
@@ -86,11 +97,19 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) {
         other => {
             let mut body = BytesMut::new();
             let t = match other {
-                Frame::Request { version, name } => {
+                Frame::Request {
+                    version,
+                    token,
+                    name,
+                } => {
                     body.put_u8(*version);
+                    let token = &token.as_bytes()[..token.len().min(MAX_TOKEN)];
+                    body.put_u8(token.len() as u8);
+                    body.extend_from_slice(token);
                     body.extend_from_slice(name.as_bytes());
                     kind::REQUEST
                 }
+                Frame::Forbidden => kind::FORBIDDEN,
                 Frame::Live => kind::LIVE,
                 Frame::NotLive => kind::NOT_LIVE,
                 Frame::Started => kind::STARTED,
@@ -174,7 +193,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         return Ok(None);
     }
     let t = buf[0];
-    if !(kind::REQUEST..=kind::PACKET).contains(&t) {
+    if !(kind::REQUEST..=kind::FORBIDDEN).contains(&t) {
         return Err(FrameError::UnknownType(t));
     }
     let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
@@ -204,16 +223,40 @@ fn parse_body(t: u8, mut body: Bytes) -> Result<Frame, FrameError> {
                 return Err(FrameError::Malformed("request without version"));
             }
             let version = body.get_u8();
+            if version != VERSION {
+                // An older edge: answered with a version error, not parsed.
+                return Ok(Frame::Request {
+                    version,
+                    token: String::new(),
+                    name: String::new(),
+                });
+            }
+            if body.is_empty() {
+                return Err(FrameError::Malformed("request without token"));
+            }
+            let token_len = usize::from(body.get_u8());
+            if token_len > MAX_TOKEN || body.len() < token_len {
+                return Err(FrameError::Malformed("bad token length"));
+            }
+            let token = body.split_to(token_len);
+            let token = std::str::from_utf8(&token)
+                .map_err(|_| FrameError::Malformed("token is not UTF-8"))?
+                .to_owned();
             if body.len() > MAX_NAME {
                 return Err(FrameError::Malformed("stream name too long"));
             }
             let name = std::str::from_utf8(&body)
                 .map_err(|_| FrameError::Malformed("stream name is not UTF-8"))?
                 .to_owned();
-            Ok(Frame::Request { version, name })
+            Ok(Frame::Request {
+                version,
+                token,
+                name,
+            })
         }
         kind::LIVE => empty(Frame::Live, &body),
         kind::NOT_LIVE => empty(Frame::NotLive, &body),
+        kind::FORBIDDEN => empty(Frame::Forbidden, &body),
         kind::STARTED => empty(Frame::Started, &body),
         kind::STOPPED => empty(Frame::Stopped, &body),
         kind::METADATA => parse_metadata(&mut body).map(Frame::Metadata),
@@ -337,8 +380,10 @@ mod tests {
         for f in [
             Frame::Request {
                 version: VERSION,
+                token: "edge-token".into(),
                 name: "demo/720p".into(),
             },
+            Frame::Forbidden,
             Frame::Live,
             Frame::NotLive,
             Frame::Started,

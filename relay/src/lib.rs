@@ -21,11 +21,11 @@ pub mod tls;
 
 pub use config::RelayConfig;
 pub use foreign::ForeignOrigin;
-pub use link::{OriginLink, RelayInfo};
+pub use link::{LinkError, OriginLink, RelayInfo, Trust};
 pub use metrics::RelayMetrics;
 pub use origin::{Origin, origins};
 pub use pull::{PullConfig, Puller};
-pub use serve::{RelayServer, ServeError};
+pub use serve::{RelayAuth, RelayLimits, RelayServer, ServeError};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,14 +36,16 @@ pub const KEEP_ALIVE: Duration = Duration::from_millis(100);
 /// A connection with nothing heard for this long is dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// The transport settings both ends use.
+/// The edge's side of the transport (the origin's is in [`serve`]): media in.
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
     t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok());
     // Many streams per edge; a stream's window fits a burst of a few
     // seconds of a high bit rate stream (the GOP on join).
-    t.max_concurrent_bidi_streams(4096u32.into());
+    // The origin opens no stream towards an edge.
+    t.max_concurrent_bidi_streams(0u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
     t.stream_receive_window((8u32 << 20).into());
     t.receive_window((64u32 << 20).into());
     t.send_window(64 << 20);

@@ -46,8 +46,11 @@ pub enum LinkError {
     #[error("relay info: {0}")]
     Info(String),
     /// The origin's certificate is not one the cluster pins.
-    #[error("origin certificate {0} is not pinned in [relay] pins")]
+    #[error("origin certificate {0} is not pinned (in [relay] pins or by the control plane)")]
     NotPinned(String),
+    /// The origin does not know this edge's token.
+    #[error("the origin refused this edge's token")]
+    Forbidden,
     /// The QUIC connection failed.
     #[error("connect: {0}")]
     Connect(String),
@@ -62,6 +65,48 @@ pub enum LinkError {
     Timeout,
 }
 
+/// What an edge trusts and proves: the origin certificates it accepts and
+/// the token it shows origins.
+pub struct Trust {
+    /// Fingerprints from `[relay] pins`.
+    pub fixed: Vec<String>,
+    /// Fingerprints the control plane lists (its live origins'), replaced
+    /// as they change.
+    pub learned: std::sync::RwLock<Vec<String>>,
+    /// With no pin at all, trust the certificate an origin's HTTP URL hands
+    /// out (`[relay] trust_http`; off by default: plain HTTP is no proof).
+    pub trust_http: bool,
+    /// The token sent with every request.
+    pub token: String,
+}
+
+impl Trust {
+    /// Whether an origin certificate with `fingerprint` is trusted.
+    pub fn accepts(&self, fingerprint: &str) -> Result<(), LinkError> {
+        let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
+        let mut pins = self.fixed.iter().chain(learned.iter()).peekable();
+        if pins.peek().is_none() {
+            return if self.trust_http {
+                Ok(())
+            } else {
+                Err(LinkError::NotPinned(format!(
+                    "{fingerprint} (no pins: set [control] url, [relay] pins or [relay] trust_http)"
+                )))
+            };
+        }
+        if pins.any(|p| p.eq_ignore_ascii_case(fingerprint)) {
+            Ok(())
+        } else {
+            Err(LinkError::NotPinned(fingerprint.to_owned()))
+        }
+    }
+
+    /// Replaces the fingerprints learnt from the control plane.
+    pub fn learn(&self, pins: Vec<String>) {
+        *self.learned.write().unwrap_or_else(|e| e.into_inner()) = pins;
+    }
+}
+
 /// One origin as an edge sees it.
 pub struct OriginLink {
     /// As configured (`http://HOST:8080`); names the origin in logs and metrics.
@@ -69,7 +114,7 @@ pub struct OriginLink {
     base: String,
     http: reqwest::Client,
     endpoint: quinn::Endpoint,
-    pins: Arc<Vec<String>>,
+    trust: Arc<Trust>,
     conn: tokio::sync::Mutex<Option<quinn::Connection>>,
     backoff: std::sync::Mutex<(Option<Instant>, Duration)>,
 }
@@ -80,14 +125,14 @@ impl OriginLink {
         base: &str,
         http: reqwest::Client,
         endpoint: quinn::Endpoint,
-        pins: Arc<Vec<String>>,
+        trust: Arc<Trust>,
     ) -> Self {
         Self {
             name: base.to_owned(),
             base: base.trim_end_matches('/').to_owned(),
             http,
             endpoint,
-            pins,
+            trust,
             conn: tokio::sync::Mutex::new(None),
             backoff: std::sync::Mutex::new((None, BACKOFF_MIN)),
         }
@@ -134,15 +179,7 @@ impl OriginLink {
         .map_err(|e| LinkError::Info(e.to_string()))?;
         let cert =
             decode_hex(&info.cert).ok_or_else(|| LinkError::Info("bad certificate".into()))?;
-        let fingerprint = tls::fingerprint(&cert);
-        if !self.pins.is_empty()
-            && !self
-                .pins
-                .iter()
-                .any(|p| p.eq_ignore_ascii_case(&fingerprint))
-        {
-            return Err(LinkError::NotPinned(fingerprint));
-        }
+        self.trust.accepts(&tls::fingerprint(&cert))?;
         let addr = self.relay_addr(info.port).await?;
         let config = tls::client_config(CertificateDer::from(cert), transport())
             .map_err(|e| LinkError::Connect(e.to_string()))?;
@@ -188,6 +225,7 @@ impl OriginLink {
             frame::encode(
                 &Frame::Request {
                     version: frame::VERSION,
+                    token: self.trust.token.clone(),
                     name: name.to_owned(),
                 },
                 &mut req,
@@ -203,6 +241,7 @@ impl OriginLink {
             };
             match reader.next().await? {
                 Some(Frame::Live) => Ok(reader),
+                Some(Frame::Forbidden) => Err(LinkError::Forbidden),
                 Some(Frame::NotLive) | None => Err(LinkError::NotLive),
                 Some(_) => Err(LinkError::Stream("unexpected answer".into())),
             }
@@ -243,16 +282,18 @@ impl FrameReader {
 }
 
 /// Links to `origins` (HTTP base URLs, in order of preference) sharing one
-/// QUIC endpoint and one HTTP client; `pins` as in `[relay] pins`.
-pub(crate) fn links(origins: &[String], pins: Vec<String>) -> std::io::Result<Vec<OriginLink>> {
+/// QUIC endpoint and one HTTP client (no proxy from the environment, no
+/// redirects: the URL an operator wrote is the origin asked).
+pub(crate) fn links(origins: &[String], trust: Arc<Trust>) -> std::io::Result<Vec<OriginLink>> {
     let endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
     let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(std::io::Error::other)?;
-    let pins = Arc::new(pins);
     Ok(origins
         .iter()
-        .map(|o| OriginLink::new(o, http.clone(), endpoint.clone(), pins.clone()))
+        .map(|o| OriginLink::new(o, http.clone(), endpoint.clone(), trust.clone()))
         .collect())
 }
 

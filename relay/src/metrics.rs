@@ -30,6 +30,10 @@ pub struct RelayMetrics {
     pub served_streams: Gauge,
     /// Origin side: bytes sent to edges.
     pub bytes_out: Counter,
+    /// Origin side: connections refused at the total or per-address cap.
+    pub refused_connections: Counter,
+    /// Origin side: requests whose token the origin does not know.
+    pub refused_edges: Counter,
     /// Edge side: streams being pulled now.
     pub pulls: Gauge,
     /// Edge side: pulls started (one per stream however many players).
@@ -49,6 +53,8 @@ impl Default for RelayMetrics {
         Self {
             served_streams: Gauge::default(),
             bytes_out: Counter::default(),
+            refused_connections: Counter::default(),
+            refused_edges: Counter::default(),
             pulls: Gauge::default(),
             pulls_started: Counter::default(),
             bytes_in: Counter::default(),
@@ -69,6 +75,16 @@ impl RelayMetrics {
             self.served_streams.clone(),
         );
         r.register("sent_bytes", "Bytes sent to edges", self.bytes_out.clone());
+        r.register(
+            "refused_connections",
+            "Relay connections refused at the total or per-address cap",
+            self.refused_connections.clone(),
+        );
+        r.register(
+            "refused_edges",
+            "Relay requests with a token this origin does not know",
+            self.refused_edges.clone(),
+        );
         r.register(
             "pulls",
             "Streams pulled from origins now",

@@ -58,14 +58,15 @@ impl Reader {
 
 /// Origins from `[edge] origins`: `http(s)://` Ferry origins (sharing one
 /// QUIC endpoint and HTTP client) and `rtmp://` foreign ones; others (the
-/// edge's `s3://` HLS origins) are skipped. `pins` as in `[relay] pins`.
-pub fn origins(urls: &[String], pins: Vec<String>) -> std::io::Result<Vec<Arc<Origin>>> {
+/// edge's `s3://` HLS origins) are skipped. `trust`: what the edge accepts
+/// and proves.
+pub fn origins(urls: &[String], trust: Arc<crate::Trust>) -> std::io::Result<Vec<Arc<Origin>>> {
     let relay: Vec<String> = urls
         .iter()
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
         .cloned()
         .collect();
-    let mut links = crate::link::links(&relay, pins)?.into_iter();
+    let mut links = crate::link::links(&relay, trust)?.into_iter();
     Ok(urls
         .iter()
         .filter_map(|u| {

@@ -80,6 +80,9 @@ fn spawn(
     cmd.args(args)
         .env("FERRY_LOG", "info,relay=debug")
         .env("FERRY_ADMIN_TOKEN", ADMIN)
+        // Edges without a control plane pin what the origins' HTTP URLs
+        // hand out (the relay test that pins through control overrides it).
+        .env("FERRY_RELAY__TRUST_HTTP", "true")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .kill_on_drop(true);

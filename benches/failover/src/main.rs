@@ -228,6 +228,8 @@ fn start(ferry: &Path, args: &[String], log: &Path) -> anyhow::Result<tokio::pro
             std::env::var("FERRY_LOG").unwrap_or_else(|_| "info".into()),
         )
         .env("FERRY_ADMIN_TOKEN", "failover-bench-admin-token")
+        // The edge pins what the origins' HTTP URLs hand out (loopback, no control).
+        .env("FERRY_RELAY__TRUST_HTTP", "true")
         .stdout(out.try_clone()?)
         .stderr(out)
         .kill_on_drop(true)
