@@ -118,6 +118,11 @@ pub struct HlsConfig {
     /// The LL-HLS part target, seconds (clamped to 0.1..=2, and to half a
     /// segment).
     pub part_seconds: f64,
+    /// LL-HLS requests (blocking reloads, hinted parts) held at once; more
+    /// get 503 with `Retry-After`.
+    pub max_held_requests: usize,
+    /// LL-HLS requests held at once for one client address.
+    pub max_held_per_address: usize,
 }
 
 impl Default for HlsConfig {
@@ -131,6 +136,8 @@ impl Default for HlsConfig {
             aligned_segments: false,
             low_latency: false,
             part_seconds: 0.25,
+            max_held_requests: 8192,
+            max_held_per_address: 256,
         }
     }
 }

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::Extensions;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -102,10 +103,14 @@ async fn hls_object(
     State(HlsState { store, live }): State<HlsState>,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
+    extensions: Extensions,
 ) -> Response {
     let kind = Kind::of(&key);
     let cors = (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-    if let Some(answer) = low_latency(&live, &key, query.as_deref().unwrap_or("")).await {
+    let client = extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(answer) = low_latency(&live, &key, query.as_deref().unwrap_or(""), client).await {
         return answer;
     }
     match store.get(&key).await {
@@ -135,7 +140,12 @@ async fn hls_object(
 }
 
 /// The low-latency answer for `key`, or `None` to serve it from the store.
-async fn low_latency(live: &LiveHls, key: &str, query: &str) -> Option<Response> {
+async fn low_latency(
+    live: &LiveHls,
+    key: &str,
+    query: &str,
+    client: Option<std::net::IpAddr>,
+) -> Option<Response> {
     let mut parts = key.split('/');
     let (Some(stream), Some(variant), Some(file), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -143,9 +153,9 @@ async fn low_latency(live: &LiveHls, key: &str, query: &str) -> Option<Response>
         return None;
     };
     let answer = if file == "index.m3u8" {
-        live.playlist(stream, variant, query).await
+        live.playlist(stream, variant, query, client).await
     } else if is_part_name(file) {
-        live.part(stream, variant, file).await
+        live.part(stream, variant, file, client).await
     } else {
         return None;
     };
@@ -187,6 +197,12 @@ async fn low_latency(live: &LiveHls, key: &str, query: &str) -> Option<Response>
             (StatusCode::BAD_REQUEST, [cors], why + "\n").into_response()
         }
         LiveAnswer::NotFound => (StatusCode::NOT_FOUND, [cors], "not found\n").into_response(),
+        LiveAnswer::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [cors, (header::RETRY_AFTER, "1")],
+            "too many requests held\n",
+        )
+            .into_response(),
         LiveAnswer::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             [cors],

@@ -57,7 +57,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     hls_metrics.register(&mut registry);
     let live_metrics = origin::LiveMetrics::default();
     live_metrics.register(&mut registry);
-    let live = origin::LiveHls::new(live_metrics);
+    let live = origin::LiveHls::new(
+        live_metrics,
+        origin::HoldLimits {
+            total: config.hls.max_held_requests.max(1),
+            per_address: config.hls.max_held_per_address.max(1),
+        },
+    );
     let ladder_metrics = transcode::LadderMetrics::default();
     ladder_metrics.register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();

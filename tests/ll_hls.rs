@@ -695,3 +695,51 @@ async fn query_variants_of_a_segment_and_long_names_cost_the_origin_nothing() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_requests_are_bounded_per_address_and_share_one_render() {
+    let server = ll_origin(|c| c.hls.max_held_per_address = 40).await;
+    let addr = server.running.http_addr;
+    let _publisher = publish_background(&server.rtmp_url(KEY), 20);
+    let playlist = wait_for_parts(addr, 1).await;
+    let (_, msn, part) = hinted(&playlist).unwrap();
+    let (msn, part) = if part >= 2 {
+        (msn + 1, 0)
+    } else {
+        (msn, part + 1)
+    };
+    let renders = || async { server.metric("ferry_llhls_renders_total").await };
+    let before = renders().await;
+    let c = http_client();
+    let target = format!("http://{addr}{PLAYLIST}?_HLS_msn={msn}&_HLS_part={part}");
+    let answers = futures_join(60, |_| {
+        let (c, target) = (c.clone(), target.clone());
+        async move {
+            let r = c.get(&target).send().await.unwrap();
+            let retry = r.headers().contains_key("retry-after");
+            (r.status().as_u16(), retry, r.text().await.unwrap())
+        }
+    })
+    .await;
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    let refused = answers.iter().filter(|a| a.0 == 503 && a.1).count();
+    let rendered = renders().await - before;
+    println!("60 held from one address: {ok} answered, {refused} refused, {rendered} renders");
+    assert_eq!(ok + refused, 60, "{answers:?}");
+    assert!(
+        refused >= 15,
+        "the per-address bound held {} requests",
+        60 - refused
+    );
+    assert!(
+        rendered <= 4.0,
+        "each held request rendered its own playlist: {rendered}"
+    );
+    let bodies: std::collections::HashSet<&str> = answers
+        .iter()
+        .filter(|a| a.0 == 200)
+        .map(|a| a.2.as_str())
+        .collect();
+    assert!(bodies.len() <= 2, "one playlist for the same view");
+    assert!(server.metric("ferry_llhls_held_refused_total").await >= 15.0);
+}

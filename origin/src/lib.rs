@@ -17,7 +17,7 @@ pub mod session;
 pub mod upload;
 
 pub use ladders::{LadderLookup, Transcoding};
-pub use live::{LiveAnswer, LiveHls, LiveMetrics};
+pub use live::{HoldLimits, LiveAnswer, LiveHls, LiveMetrics};
 pub use metrics::HlsMetrics;
 pub use packaging::{
     ContainerLookup, HlsOrigin, LowLatencyLookup, RECONNECT_GRACE, SHUTDOWN_FLUSH, run,

@@ -5,9 +5,13 @@
 //!
 //! Blocking reloads (`_HLS_msn`, `_HLS_part`) and requests for the hinted
 //! next part wait on a `watch` channel of the variant's view, at most the
-//! view's hold limit (three target durations), then get 503.
+//! view's hold limit (three target durations), then get 503. Held requests
+//! are bounded in total and per client address ([`HoldLimits`]; beyond,
+//! 503 at once), and every held request woken by the same view gets the same
+//! rendered playlist (rendered once per view, delta or not).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,13 +31,16 @@ pub enum LiveAnswer {
     /// A media playlist; `blocking` when it answered `_HLS_msn` (such an
     /// answer stays right, so caches may keep it longer).
     Playlist {
-        /// The playlist text.
-        body: String,
+        /// The playlist text (shared by every request for the same view).
+        body: Bytes,
         /// Whether it answered a blocking reload.
         blocking: bool,
     },
     /// A part's bytes.
     Part(Bytes),
+    /// Too many requests held already, in total or from this address (503
+    /// with `Retry-After`).
+    Busy,
     /// A query the spec says to refuse (400), or a request too far ahead.
     BadRequest(String),
     /// No such part (any more).
@@ -55,6 +62,10 @@ pub struct LiveMetrics {
     /// Blocking playlist requests answered (one per edge, however many
     /// viewers wait behind it).
     pub blocking_requests: Counter,
+    /// Requests refused because too many were held already.
+    pub refused: Counter,
+    /// Playlists rendered (once per view and form, not per request).
+    pub renders: Counter,
 }
 
 impl Default for LiveMetrics {
@@ -64,6 +75,8 @@ impl Default for LiveMetrics {
             parts: Counter::default(),
             part_latency: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
             blocking_requests: Counter::default(),
+            refused: Counter::default(),
+            renders: Counter::default(),
         }
     }
 }
@@ -92,7 +105,43 @@ impl LiveMetrics {
             "LL-HLS blocking playlist requests answered",
             self.blocking_requests.clone(),
         );
+        r.register(
+            "held_refused",
+            "LL-HLS requests refused because too many were held (total or per address)",
+            self.refused.clone(),
+        );
+        r.register(
+            "renders",
+            "LL-HLS playlists rendered (once per view and form)",
+            self.renders.clone(),
+        );
     }
+}
+
+/// How many requests the origin holds at once.
+#[derive(Clone, Copy, Debug)]
+pub struct HoldLimits {
+    /// In total.
+    pub total: usize,
+    /// From one client address (an edge holds one request per distinct
+    /// blocking reload, however many viewers wait behind it).
+    pub per_address: usize,
+}
+
+impl Default for HoldLimits {
+    fn default() -> Self {
+        Self {
+            total: 8192,
+            per_address: 256,
+        }
+    }
+}
+
+/// Requests held now, in total and by address.
+#[derive(Default)]
+struct Holds {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
 }
 
 /// Every stream packaged with parts on this origin.
@@ -100,6 +149,8 @@ impl LiveMetrics {
 pub struct LiveHls {
     streams: Arc<Mutex<HashMap<String, Arc<LiveStream>>>>,
     metrics: LiveMetrics,
+    limits: HoldLimits,
+    holds: Arc<Mutex<Holds>>,
 }
 
 /// One stream's variants, in the packager's order.
@@ -110,15 +161,69 @@ pub struct LiveStream {
 struct LiveVariant {
     view: watch::Sender<Option<Arc<LiveView>>>,
     parts: Mutex<HashMap<String, Bytes>>,
+    /// The last playlists rendered, full and delta: every request for the
+    /// same view (and the same rendition reports) shares them.
+    rendered: Mutex<[Option<Rendered>; 2]>,
+}
+
+/// A rendered playlist and what it was rendered from.
+struct Rendered {
+    view: Arc<LiveView>,
+    reports: Vec<RenditionReport>,
+    body: Bytes,
+}
+
+/// A held request's place in [`Holds`], given back when it is answered.
+struct HoldPermit {
+    holds: Arc<Mutex<Holds>>,
+    ip: Option<IpAddr>,
+    _held: Held,
+}
+
+impl Drop for HoldPermit {
+    fn drop(&mut self) {
+        let mut h = lock(&self.holds);
+        h.total = h.total.saturating_sub(1);
+        if let Some(ip) = self.ip
+            && let Some(n) = h.by_address.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                h.by_address.remove(&ip);
+            }
+        }
+    }
 }
 
 impl LiveHls {
-    /// A registry reporting to `metrics`.
-    pub fn new(metrics: LiveMetrics) -> Self {
+    /// A registry reporting to `metrics`, holding at most `limits` requests.
+    pub fn new(metrics: LiveMetrics, limits: HoldLimits) -> Self {
         Self {
             streams: Arc::default(),
             metrics,
+            limits,
+            holds: Arc::default(),
         }
+    }
+
+    /// A place for one more held request from `client`, or `None` at a bound.
+    fn hold(&self, client: Option<IpAddr>) -> Option<HoldPermit> {
+        let mut h = lock(&self.holds);
+        let here = client.map_or(0, |ip| h.by_address.get(&ip).copied().unwrap_or(0));
+        if h.total >= self.limits.total || here >= self.limits.per_address {
+            drop(h);
+            self.metrics.refused.inc();
+            return None;
+        }
+        h.total += 1;
+        if let Some(ip) = client {
+            *h.by_address.entry(ip).or_insert(0) += 1;
+        }
+        Some(HoldPermit {
+            holds: self.holds.clone(),
+            ip: client,
+            _held: Held::new(&self.metrics.held),
+        })
     }
 
     /// Starts serving `stream` with these variants (directory names);
@@ -133,6 +238,7 @@ impl LiveHls {
                         LiveVariant {
                             view: watch::channel(None).0,
                             parts: Mutex::default(),
+                            rendered: Mutex::default(),
                         },
                     )
                 })
@@ -152,8 +258,14 @@ impl LiveHls {
         Some((s, i))
     }
 
-    /// `GET STREAM/VARIANT/index.m3u8?QUERY`.
-    pub async fn playlist(&self, stream: &str, variant: &str, query: &str) -> LiveAnswer {
+    /// `GET STREAM/VARIANT/index.m3u8?QUERY` from `client`.
+    pub async fn playlist(
+        &self,
+        stream: &str,
+        variant: &str,
+        query: &str,
+        client: Option<IpAddr>,
+    ) -> LiveAnswer {
         let Some((live, i)) = self.variant(stream, variant) else {
             return LiveAnswer::NotLive;
         };
@@ -176,9 +288,15 @@ impl LiveHls {
                     ));
                 }
                 let deadline = tokio::time::Instant::now() + view.hold_limit();
-                let _held = Held::new(&self.metrics.held);
                 let mut view = view;
+                let mut permit = None;
                 while !view.satisfies(&want) {
+                    if permit.is_none() {
+                        permit = self.hold(client);
+                        if permit.is_none() {
+                            return LiveAnswer::Busy;
+                        }
+                    }
                     match tokio::time::timeout_at(deadline, rx.changed()).await {
                         Ok(Ok(())) => {}
                         // The stream's packager left, or the hold limit passed.
@@ -195,20 +313,54 @@ impl LiveHls {
         };
         let reports = live.reports(i);
         LiveAnswer::Playlist {
-            body: render(&view, query.skip, &reports),
+            body: self.rendered(v, &view, query.skip, reports),
             blocking: query.blocking.is_some(),
         }
     }
 
-    /// `GET STREAM/VARIANT/NAME` for a part: from memory; the hinted next part
-    /// is waited for.
-    pub async fn part(&self, stream: &str, variant: &str, name: &str) -> LiveAnswer {
+    /// `view` rendered (a delta update when `skip`), once for every request
+    /// that asks for the same view with the same reports.
+    fn rendered(
+        &self,
+        v: &LiveVariant,
+        view: &Arc<LiveView>,
+        skip: bool,
+        reports: Vec<RenditionReport>,
+    ) -> Bytes {
+        let mut cache = lock(&v.rendered);
+        let slot = &mut cache[usize::from(skip)];
+        if let Some(r) = slot
+            && Arc::ptr_eq(&r.view, view)
+            && r.reports == reports
+        {
+            return r.body.clone();
+        }
+        self.metrics.renders.inc();
+        let body = Bytes::from(render(view, skip, &reports));
+        *slot = Some(Rendered {
+            view: view.clone(),
+            reports,
+            body: body.clone(),
+        });
+        body
+    }
+
+    /// `GET STREAM/VARIANT/NAME` for a part from `client`: from memory; the
+    /// hinted next part is waited for.
+    pub async fn part(
+        &self,
+        stream: &str,
+        variant: &str,
+        name: &str,
+        client: Option<IpAddr>,
+    ) -> LiveAnswer {
         let Some((live, i)) = self.variant(stream, variant) else {
             return LiveAnswer::NotLive;
         };
         let v = &live.variants[i].1;
         let mut rx = v.view.subscribe();
         let mut deadline = None;
+        let mut permit = None;
         loop {
             if let Some(bytes) = lock(&v.parts).get(name) {
                 return LiveAnswer::Part(bytes.clone());
@@ -224,7 +376,12 @@ impl LiveHls {
                 .as_ref()
                 .map_or(Duration::from_secs(6), |v| v.hold_limit());
             let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limit);
-            let _held = Held::new(&self.metrics.held);
+            if permit.is_none() {
+                permit = self.hold(client);
+                if permit.is_none() {
+                    return LiveAnswer::Busy;
+                }
+            }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return LiveAnswer::Unavailable,
