@@ -328,6 +328,8 @@ pub struct HttpConfig {
     pub header_read_timeout_seconds: u64,
     /// Seconds a connection may move no byte before it is closed.
     pub idle_timeout_seconds: u64,
+    /// A bearer token `GET /metrics` needs; empty: metrics are public.
+    pub metrics_token: String,
 }
 
 /// A publishable stream: encoders publish to `KEY`, players play `NAME`.
@@ -397,6 +399,7 @@ impl Default for HttpConfig {
             max_connections: 8192,
             header_read_timeout_seconds: 10,
             idle_timeout_seconds: 60,
+            metrics_token: String::new(),
         }
     }
 }

@@ -84,7 +84,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     hub.metrics().register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
-    let http_state = Arc::new(HttpState::new(registry));
+    let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let (_, http_cap) = connection_caps(config, false);
     let store = OriginStore::memory();
     let cancel = CancellationToken::new();

@@ -62,7 +62,7 @@ pub(crate) fn serve_director(
     metrics.register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
-    let state = Arc::new(HttpState::new(registry));
+    let state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let router = director::router(director.clone()).merge(http::ops_router(state));
     let (_, http_cap) = connection_caps(config, false);
     Ok(vec![

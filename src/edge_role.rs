@@ -83,7 +83,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     } else {
         None
     };
-    let state = Arc::new(HttpState::new(registry));
+    let state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state.clone()));
     let (rtmp_cap, http_cap) = connection_caps(config, e.rtmp);
     let control = if config.control.url.is_empty() {
@@ -197,7 +197,8 @@ fn origins(config: &Config) -> Result<Origins, StartError> {
                 client: client.clone(),
             },
         };
-        list.push(Origin::new(url.clone(), source));
+        // Named without credentials: the name is a public metric label.
+        list.push(Origin::new(relay::redacted(url), source));
     }
     Ok(Origins::new(list, first_byte))
 }

@@ -42,14 +42,17 @@ impl Runtimes {
 /// What the HTTP handlers share.
 pub struct HttpState {
     pub registry: Registry,
+    /// The bearer token `/metrics` needs (empty: none).
+    pub metrics_token: String,
     pub runtimes: Runtimes,
     pub alive_tasks: Gauge,
     pub resident_bytes: Gauge,
 }
 
 impl HttpState {
-    /// A registry with the process gauges added; the caller registers the rest.
-    pub fn new(mut registry: Registry) -> Self {
+    /// A registry with the process gauges added; the caller registers the
+    /// rest. `/metrics` needs `metrics_token` when it is not empty.
+    pub fn new(mut registry: Registry, metrics_token: &str) -> Self {
         let alive_tasks = Gauge::default();
         let resident_bytes = Gauge::default();
         registry.register(
@@ -64,6 +67,7 @@ impl HttpState {
         );
         Self {
             registry,
+            metrics_token: metrics_token.to_owned(),
             runtimes: Runtimes::default(),
             alive_tasks,
             resident_bytes,
@@ -219,7 +223,22 @@ fn is_part_name(file: &str) -> bool {
         .is_some_and(|(_, index)| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
 }
 
-async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<HttpState>>, headers: axum::http::HeaderMap) -> Response {
+    if !state.metrics_token.is_empty() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.as_bytes(), state.metrics_token.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the bearer token ([http] metrics_token)\n",
+            )
+                .into_response();
+        }
+    }
     let tasks = state.runtimes.alive_tasks();
     state
         .alive_tasks
@@ -241,6 +260,12 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
             "metrics could not be encoded\n".to_owned(),
         ),
     }
+    .into_response()
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Resident set size from `/proc/self/statm` (Linux); `None` elsewhere.

@@ -70,7 +70,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     http_metrics.register(&mut registry);
     let relay_metrics = relay::RelayMetrics::default();
     relay_metrics.register(&mut registry);
-    let http_state = Arc::new(HttpState::new(registry));
+    let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let (rtmp_cap, http_cap) = connection_caps(config, true);
 
     // The control plane: in this process, or another one's over HTTP.

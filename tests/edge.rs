@@ -764,3 +764,33 @@ async fn http2_with_prior_knowledge_is_served() {
     assert_eq!(origin.requests("/hls/s/h2-0.ts"), 1);
     edge.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_need_a_token_and_never_show_origin_credentials() {
+    let e = edge(&["http://fetcher:s3cr3t-pw@127.0.0.1:9".to_owned()], |c| {
+        c.http.metrics_token = "metrics-token-for-tests".into();
+    })
+    .await;
+    // An origin fetch, so the origin is named in a label.
+    let _ = get(e.addr(), "/hls/demo/index.m3u8").await;
+    let c = http_client();
+    let r = c.get(e.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(e.url("/metrics"))
+        .bearer_auth("wrong-token-of-same-size!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(e.url("/metrics"))
+        .bearer_auth("metrics-token-for-tests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("origin=\"http://127.0.0.1:9\""), "{text}");
+    assert!(!text.contains("s3cr3t"), "credentials in a label");
+}

@@ -19,7 +19,7 @@ const READ_AHEAD: usize = 1024;
 
 /// An RTMP server named by `rtmp://HOST[:PORT]/APP`.
 pub struct ForeignOrigin {
-    /// As configured.
+    /// As configured, without credentials (a log and metric name).
     pub name: String,
     host: String,
     port: u16,
@@ -42,7 +42,7 @@ impl ForeignOrigin {
             _ => (authority.to_owned(), 1935),
         };
         Some(Self {
-            name: url.to_owned(),
+            name: crate::redacted(url),
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')

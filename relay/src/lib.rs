@@ -30,11 +30,41 @@ pub use serve::{RelayAuth, RelayLimits, RelayServer, ServeError};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `url` as logs and metric labels may show it: without credentials
+/// (`user:password@`), query or fragment.
+pub fn redacted(url: &str) -> String {
+    let cut = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..cut];
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// QUIC keep-alives: often enough that a silent peer is noticed within a few
 /// hundred milliseconds (quinn sends none by default).
 pub const KEEP_ALIVE: Duration = Duration::from_millis(100);
 /// A connection with nothing heard for this long is dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_never_reach_a_name() {
+        assert_eq!(
+            super::redacted("http://user:pw@origin:8080/base?token=x#f"),
+            "http://origin:8080/base"
+        );
+        assert_eq!(super::redacted("http://origin:8080"), "http://origin:8080");
+        assert_eq!(super::redacted("s3://bucket"), "s3://bucket");
+        assert_eq!(super::redacted("rtmp://a:b@h/live"), "rtmp://h/live");
+    }
+}
 
 /// The edge's side of the transport (the origin's is in [`serve`]): media in.
 fn transport() -> Arc<quinn::TransportConfig> {

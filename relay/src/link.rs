@@ -128,7 +128,7 @@ impl OriginLink {
         trust: Arc<Trust>,
     ) -> Self {
         Self {
-            name: base.to_owned(),
+            name: crate::redacted(base),
             base: base.trim_end_matches('/').to_owned(),
             http,
             endpoint,
