@@ -52,20 +52,6 @@ pub const KEEP_ALIVE: Duration = Duration::from_millis(100);
 /// A connection with nothing heard for this long is dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn credentials_never_reach_a_name() {
-        assert_eq!(
-            super::redacted("http://user:pw@origin:8080/base?token=x#f"),
-            "http://origin:8080/base"
-        );
-        assert_eq!(super::redacted("http://origin:8080"), "http://origin:8080");
-        assert_eq!(super::redacted("s3://bucket"), "s3://bucket");
-        assert_eq!(super::redacted("rtmp://a:b@h/live"), "rtmp://h/live");
-    }
-}
-
 /// The edge's side of the transport (the origin's is in [`serve`]): media in.
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -80,4 +66,18 @@ fn transport() -> Arc<quinn::TransportConfig> {
     t.receive_window((64u32 << 20).into());
     t.send_window(64 << 20);
     Arc::new(t)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_never_reach_a_name() {
+        assert_eq!(
+            super::redacted("http://user:pw@origin:8080/base?token=x#f"),
+            "http://origin:8080/base"
+        );
+        assert_eq!(super::redacted("http://origin:8080"), "http://origin:8080");
+        assert_eq!(super::redacted("s3://bucket"), "s3://bucket");
+        assert_eq!(super::redacted("rtmp://a:b@h/live"), "rtmp://h/live");
+    }
 }
