@@ -314,6 +314,9 @@ pub struct RtmpConfig {
     pub tls_cert: PathBuf,
     /// RTMPS: the private key (PEM); re-read when it changes.
     pub tls_key: PathBuf,
+    /// RTMPS handshakes started per second (bursts of twice that); more
+    /// connections are closed before theirs. 0: no limit.
+    pub tls_handshakes_per_second: f64,
 }
 
 /// The HTTP listener.
@@ -388,6 +391,7 @@ impl Default for RtmpConfig {
             tls_listen: String::new(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            tls_handshakes_per_second: 100.0,
         }
     }
 }

@@ -117,7 +117,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             &cancel,
         )?);
         // The puller listens for players (above) before the first one can come.
-        threads = spawn_rtmp_threads(&server, listener, count, &cancel, &state.runtimes)?;
+        threads = spawn_rtmp_threads(&server, listener, None, count, &cancel, &state.runtimes)?;
         rtmp_addr = Some(addr);
     }
     tasks.extend([

@@ -1,5 +1,5 @@
 //! The RTMP server's threads: one single-threaded runtime per core, all
-//! accepting on one socket.
+//! accepting on one socket (and on the RTMPS socket, when there is one).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::http;
+use crate::rtmps::RtmpsListener;
 use crate::running::StartError;
 
 /// Serves RTMP on `count` threads, each with its own single-threaded runtime
@@ -20,6 +21,7 @@ use crate::running::StartError;
 pub(crate) fn spawn_rtmp_threads(
     server: &Arc<Server>,
     listener: TcpListener,
+    rtmps: Option<RtmpsListener>,
     count: usize,
     cancel: &CancellationToken,
     runtimes: &http::Runtimes,
@@ -31,9 +33,25 @@ pub(crate) fn spawn_rtmp_threads(
         source,
     };
     let listener = listener.into_std().map_err(bind_error)?;
+    let rtmps = match rtmps {
+        Some(r) => Some((
+            r.listener.into_std().map_err(bind_error)?,
+            r.acceptor,
+            r.rate,
+        )),
+        None => None,
+    };
     let mut threads = Vec::with_capacity(count);
     for i in 0..count.max(1) {
         let listener = listener.try_clone().map_err(bind_error)?;
+        let rtmps = match &rtmps {
+            Some((l, acceptor, rate)) => Some((
+                l.try_clone().map_err(bind_error)?,
+                acceptor.clone(),
+                rate.clone(),
+            )),
+            None => None,
+        };
         let server = server.clone();
         let cancel = cancel.clone();
         let runtimes = runtimes.clone();
@@ -52,10 +70,27 @@ pub(crate) fn spawn_rtmp_threads(
                 };
                 runtimes.add(runtime.handle().clone());
                 runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => server.run(listener, cancel).await,
-                        Err(e) => warn!(error = %e, "cannot serve rtmp on this thread"),
-                    }
+                    let tls = async {
+                        let Some((l, acceptor, rate)) = rtmps else {
+                            return;
+                        };
+                        match TcpListener::from_std(l) {
+                            Ok(l) => {
+                                server
+                                    .clone()
+                                    .run_tls(l, acceptor, rate, cancel.clone())
+                                    .await
+                            }
+                            Err(e) => warn!(error = %e, "cannot serve rtmps on this thread"),
+                        }
+                    };
+                    let plain = async {
+                        match TcpListener::from_std(listener) {
+                            Ok(listener) => server.clone().run(listener, cancel.clone()).await,
+                            Err(e) => warn!(error = %e, "cannot serve rtmp on this thread"),
+                        }
+                    };
+                    tokio::join!(plain, tls);
                 });
             })
             .map_err(bind_error)?;

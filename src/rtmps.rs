@@ -1,24 +1,27 @@
 //! `[rtmp] tls_listen`: RTMPS ingest (and play) on a listener of its own,
-//! served by the same RTMP server, so auth, caps and limits are the same.
+//! served by the same RTMP server on the RTMP threads (never on the runtime
+//! that serves HTTP, the API and packaging), so auth, caps and limits are the
+//! same, with TLS handshakes started at a bounded rate.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rtmp::Server;
-use rtmp::tls::CertFiles;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use rtmp::tls::{CertFiles, HandshakeRate};
 use tracing::info;
 
 use crate::config::Config;
 use crate::running::{StartError, bind};
 
-/// Starts the RTMPS listener if one is configured; its task and address.
-pub(crate) async fn listen(
-    config: &Config,
-    server: &Arc<Server>,
-    cancel: &CancellationToken,
-) -> Result<Option<(JoinHandle<()>, SocketAddr)>, StartError> {
+/// What the RTMP threads need to serve RTMPS too.
+pub(crate) struct RtmpsListener {
+    pub listener: tokio::net::TcpListener,
+    pub acceptor: rtmp::tls::TlsAcceptor,
+    pub rate: Arc<HandshakeRate>,
+    pub addr: SocketAddr,
+}
+
+/// Binds the RTMPS listener if one is configured.
+pub(crate) async fn listen(config: &Config) -> Result<Option<RtmpsListener>, StartError> {
     let r = &config.rtmp;
     if r.tls_listen.is_empty() {
         return Ok(None);
@@ -36,10 +39,10 @@ pub(crate) async fn listen(
         .map_err(|e| StartError::Config(format!("[rtmp] tls: {e}")))?;
     let (listener, bound) = bind("rtmps", addr).await?;
     info!(rtmps = %bound, "rtmps is serving");
-    let task = tokio::spawn(
-        server
-            .clone()
-            .run_tls(listener, files.acceptor(), cancel.clone()),
-    );
-    Ok(Some((task, bound)))
+    Ok(Some(RtmpsListener {
+        listener,
+        acceptor: files.acceptor(),
+        rate: Arc::new(HandshakeRate::new(r.tls_handshakes_per_second)),
+        addr: bound,
+    }))
 }

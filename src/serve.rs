@@ -142,21 +142,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
+    let rtmps = crate::rtmps::listen(config).await?;
+    let rtmps_addr = rtmps.as_ref().map(|r| r.addr);
     let rtmp_threads = spawn_rtmp_threads(
         &server,
         rtmp_listener,
+        rtmps,
         threads,
         &cancel,
         &http_state.runtimes,
     )?;
     let mut tasks = Vec::new();
-    let rtmps_addr = match crate::rtmps::listen(config, &server, &cancel).await? {
-        Some((task, addr)) => {
-            tasks.push(task);
-            Some(addr)
-        }
-        None => None,
-    };
     let store = match config.store.kind {
         StoreKind::Local => OriginStore::local(&config.data_dir.join("hls")),
         StoreKind::S3 => OriginStore::s3(&S3Config {

@@ -262,3 +262,35 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     }
     assert!(s.running.rtmps_addr.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_tls_handshakes_is_cut_at_the_rate_and_ingest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, tls) = tls_server(dir.path(), "rate", |c| {
+        c.rtmp.tls_handshakes_per_second = 2.0
+    })
+    .await;
+    // Forty connections at once, each starting a handshake: past the
+    // burst (twice the rate), they are closed before theirs.
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        flood.push(tokio::spawn(async move {
+            let _ = tokio::task::spawn_blocking(move || served_fingerprint(tls)).await;
+        }));
+    }
+    for f in flood {
+        let _ = f.await;
+    }
+    let refused = s.metric("ferry_rtmp_tls_handshakes_refused_total").await;
+    println!("40 handshakes at once at 2/s: {refused} refused");
+    assert!(refused >= 30.0, "{refused}");
+    // The rate refills: a real encoder gets in a moment later.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _publisher = publish_background(&format!("rtmps://127.0.0.1:{}/live/{KEY}", tls.port()), 5);
+    wait_for(
+        "the stream live over rtmps",
+        Duration::from_secs(15),
+        || async { s.running.hub.is_live(STREAM) },
+    )
+    .await;
+}

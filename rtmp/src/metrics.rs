@@ -30,6 +30,9 @@ pub struct RtmpMetrics {
     pub bytes_in: Counter,
     /// Bytes written to sockets.
     pub bytes_out: Counter,
+    /// RTMPS connections closed before their TLS handshake for coming
+    /// faster than the handshake rate.
+    pub tls_handshakes_refused: Counter,
 }
 
 impl RtmpMetrics {
@@ -55,6 +58,11 @@ impl RtmpMetrics {
             "connections_rejected_address",
             "RTMP connections refused at the per-address limit",
             self.connections_rejected_address.clone(),
+        );
+        r.register(
+            "tls_handshakes_refused",
+            "RTMPS connections closed before their TLS handshake at the handshake rate",
+            self.tls_handshakes_refused.clone(),
         );
         r.register(
             "bad_names",

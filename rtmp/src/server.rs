@@ -143,16 +143,26 @@ impl Server {
     }
 
     /// Like [`Server::run`] for RTMPS: each connection's TLS handshake (bounded
-    /// like RTMP's) comes first; the same caps, auth and limits apply.
+    /// like RTMP's, and started at most at `rate`) comes first; the same
+    /// caps, auth and limits apply.
     pub async fn run_tls(
         self: Arc<Self>,
         listener: TcpListener,
         acceptor: tokio_rustls::TlsAcceptor,
+        rate: Arc<crate::tls::HandshakeRate>,
         cancel: CancellationToken,
     ) {
+        let refused = self.metrics.tls_handshakes_refused.clone();
         self.accept_loop(listener, cancel, move |tcp| {
             let acceptor = acceptor.clone();
+            let allowed = rate.allow();
+            if !allowed {
+                refused.inc();
+            }
             async move {
+                if !allowed {
+                    return Err(RtmpError::Tls("over the TLS handshake rate".into()));
+                }
                 match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Err(_) => Err(RtmpError::Timeout("tls handshake")),
                     Ok(Err(e)) => Err(RtmpError::Tls(e.to_string())),

@@ -17,9 +17,49 @@ use tracing::{info, warn};
 
 use crate::RtmpError;
 
+/// The acceptor an RTMPS listener hands each connection to.
+pub use tokio_rustls::TlsAcceptor;
+
 /// A byte stream a session runs on: TCP, or TLS over TCP.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// TLS handshakes an RTMPS listener starts per second (a handshake costs
+/// the server a signature: a flood of them must not take the cores that
+/// serve live streams); connections past the rate are closed before it.
+pub struct HandshakeRate {
+    per_second: f64,
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl HandshakeRate {
+    /// `per_second` handshakes, bursts of twice that; 0: no limit.
+    pub fn new(per_second: f64) -> Self {
+        Self {
+            per_second,
+            bucket: Mutex::new((per_second * 2.0, Instant::now())),
+        }
+    }
+
+    /// Whether one more handshake may start now.
+    pub fn allow(&self) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = &mut *b;
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
+            .min(self.per_second * 2.0);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// How often a listener looks at its certificate files for a renewal.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(5);

@@ -11,6 +11,13 @@ const VPS: u8 = 32;
 const SPS: u8 = 33;
 const PPS: u8 = 34;
 
+/// The most parameter sets of one kind an hvcC may list (the spec allows
+/// 16 VPS, 16 SPS and 64 PPS): a record of zero-length entries must not turn
+/// a few megabytes into millions of allocations.
+pub const MAX_PARAMETER_SETS: usize = 64;
+/// The most NAL entries an hvcC may list in all (SEI and others included).
+pub const MAX_NAL_ENTRIES: usize = 256;
+
 /// The parts of an hvcC that packagers and players need: the profile, tier
 /// and level for the `CODECS` string, the NAL length size, the parameter sets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,24 +82,40 @@ impl HevcConfig {
         let arrays = data[22];
         let mut at = 23;
         let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
+        let mut entries = 0usize;
+        let too_many = |why: &str| CodecError::Invalid {
+            what: WHAT,
+            why: why.into(),
+        };
         for _ in 0..arrays {
             need(at + 3)?;
             let kind = data[at] & 0x3f;
             let count = u16::from_be_bytes([data[at + 1], data[at + 2]]);
             at += 3;
             for _ in 0..count {
+                entries += 1;
+                if entries > MAX_NAL_ENTRIES {
+                    return Err(too_many("more NAL entries than a configuration holds"));
+                }
                 need(at + 2)?;
                 let len = usize::from(u16::from_be_bytes([data[at], data[at + 1]]));
                 at += 2;
+                if len == 0 {
+                    return Err(too_many("an empty parameter set"));
+                }
                 need(at + len)?;
                 let nal = bytes.slice(at..at + len);
                 at += len;
-                match kind {
-                    VPS => vps.push(nal),
-                    SPS => sps.push(nal),
-                    PPS => pps.push(nal),
-                    _ => {}
+                let list = match kind {
+                    VPS => &mut vps,
+                    SPS => &mut sps,
+                    PPS => &mut pps,
+                    _ => continue,
+                };
+                if list.len() >= MAX_PARAMETER_SETS {
+                    return Err(too_many("more parameter sets of one kind than allowed"));
                 }
+                list.push(nal);
             }
         }
         if vps.is_empty() || sps.is_empty() || pps.is_empty() {
@@ -177,6 +200,24 @@ mod tests {
         assert_eq!((c.profile, c.level, c.nal_length_size), (1, 93, 4));
         assert_eq!((c.vps.len(), c.sps.len(), c.pps.len()), (1, 1, 1));
         assert_eq!(c.codec_string(), "hvc1.1.6.L93.90");
+    }
+
+    #[test]
+    fn a_flood_of_empty_or_many_parameter_sets_is_refused() {
+        // 8 MiB of zero-length entries once became 128-256 MiB of allocations.
+        let mut r = record();
+        r[22] = 4;
+        r.extend_from_slice(&[0x80 | PPS, 0xff, 0xff]);
+        r.extend(std::iter::repeat_n(0u8, 2 * 0xffff));
+        assert!(HevcConfig::parse(&r).is_err());
+        let mut r = record();
+        r[22] = 4;
+        r.extend_from_slice(&[0x80 | PPS, 0, 65]);
+        for _ in 0..65 {
+            r.extend_from_slice(&[0, 3, 0x44, 1, 0xc1]);
+        }
+        let e = HevcConfig::parse(&r).expect_err("65 PPS");
+        assert!(e.to_string().contains("parameter sets"), "{e}");
     }
 
     #[test]
