@@ -1,6 +1,19 @@
-//! Which edge each viewer uses: sticky while its edge is live and within its
-//! bound, chosen on the ring (or round robin, for comparison) otherwise.
-//! Loads are the director's own count of viewers seen recently per edge.
+//! Which edge each viewer uses: chosen on the ring (or round robin, for
+//! comparison), then sticky.
+//!
+//! The bound of bounded-load hashing is `(1 + ε)` times an edge's share of
+//! the viewers placed *so far*: in a burst of arrivals it starts tiny, and the
+//! first viewers of a big stream spill over every edge before the audience is
+//! all there. So a viewer is only *settling* for its first `settle` period:
+//! on each reload it moves towards the front of its stream's ring walk when
+//! an edge there has room under the bound as it is now (consolidation: each
+//! move goes strictly forward, so it ends). A *settled* viewer stays on its
+//! edge unless that edge left the ring (dead or draining) or is over its
+//! bound by more than another ε (so departures that shrink the bound a little
+//! reshuffle nobody). Loads are the director's own count of viewers seen
+//! recently per edge, or, with the farm's load given ([`Assignments::set_farm`]),
+//! the larger of that and what the edges report, so that several directors
+//! behind one load balancer bound the same loads.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -25,6 +38,8 @@ struct Viewer {
     edge: String,
     url: String,
     seen: Instant,
+    /// When it was first placed: it settles `settle` later.
+    placed: Instant,
     /// After a move: the edge URL of segments before this sequence number.
     moved: Option<(String, u64)>,
     /// The newest media sequence number this viewer has been given.
@@ -39,7 +54,83 @@ pub struct Assigned {
     /// The URL of the edge it was on, when it was just moved from one, and
     /// the newest sequence number the viewer had been given there.
     pub moved_from: Option<(String, Option<u64>)>,
+    /// Why it is there.
+    pub reason: Reason,
 }
+
+/// Why a viewer is on its edge: what the director's metrics count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// It stays where it was.
+    Kept,
+    /// A new viewer, on its stream's home edge.
+    Home,
+    /// A new viewer, past edges at their bound (or floor).
+    Spilled,
+    /// A settling viewer moved forward on its stream's walk (room appeared).
+    Consolidated,
+    /// Its edge left the ring (dead, draining or suspected).
+    EdgeGone,
+    /// Its edge was over its bound by more than ε.
+    Overloaded,
+}
+
+impl Reason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Kept => "kept",
+            Reason::Home => "home",
+            Reason::Spilled => "spilled",
+            Reason::Consolidated => "consolidated",
+            Reason::EdgeGone => "edge_gone",
+            Reason::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// What a viewer's current placement calls for.
+enum Verdict {
+    Stay(usize),
+    MoveTo(usize, Reason),
+    Place(Reason),
+}
+
+/// Where streams sit, for operators (`GET /director/placement`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PlacementReport {
+    /// Viewers counted (at least what the farm reports).
+    pub total: u64,
+    /// Each edge's viewers and bound now.
+    pub edges: Vec<EdgeReport>,
+    /// Each stream's viewers per edge, and the packing's plan.
+    pub streams: std::collections::BTreeMap<String, Vec<StreamOnEdge>>,
+}
+
+/// One edge in a [`PlacementReport`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EdgeReport {
+    /// Node id.
+    pub id: String,
+    /// Viewers on it (at least what it reports).
+    pub viewers: u64,
+    /// How many it may take: (1 + ε) × its share, at least the floor.
+    pub bound: u64,
+}
+
+/// One stream on one edge in a [`PlacementReport`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StreamOnEdge {
+    /// Edge node id.
+    pub edge: String,
+    /// Its viewers there.
+    pub viewers: u64,
+    /// What the packing gives it there (settling viewers move to match).
+    pub planned: u64,
+}
+
+/// How often the packing is made again (and whenever the edges change).
+pub const PLAN_EVERY: Duration = Duration::from_millis(250);
 
 /// Shards of the viewer table: a map that grows rehashes a 64th of it at
 /// a time (one map of a million viewers stalled every request behind it for
@@ -51,10 +142,20 @@ pub struct Assignments {
     viewers: Vec<HashMap<String, Viewer>>,
     count: u64,
     load: HashMap<String, u64>,
+    /// Viewers per (stream, edge): where each stream sits.
+    placement: HashMap<(String, String), u64>,
+    /// The farm's load per edge as the edges report it (several directors).
+    farm: HashMap<String, u64>,
+    farm_total: u64,
+    /// The packing viewers settle towards: viewers per (stream, edge id).
+    plan: HashMap<(String, String), u64>,
+    /// When the plan was made, and over which edges.
+    planned: Option<(Instant, Vec<String>)>,
     next: usize,
     policy: Policy,
     epsilon: f64,
     floor: u64,
+    settle: Duration,
 }
 
 impl Assignments {
@@ -66,11 +167,31 @@ impl Assignments {
             viewers: (0..SHARDS).map(|_| HashMap::new()).collect(),
             count: 0,
             load: HashMap::new(),
+            placement: HashMap::new(),
+            farm: HashMap::new(),
+            farm_total: 0,
+            plan: HashMap::new(),
+            planned: None,
             next: 0,
             policy,
             epsilon,
             floor,
+            settle: Duration::ZERO,
         }
+    }
+
+    /// Viewers settle this long after they are first placed (until then
+    /// they may move forward on their stream's walk); zero: at once.
+    pub fn with_settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// The farm's load per edge id, as the edges report it (viewers placed
+    /// by every director); loads and the total are then at least these.
+    pub fn set_farm(&mut self, loads: HashMap<String, u64>) {
+        self.farm_total = loads.values().sum();
+        self.farm = loads;
     }
 
     fn shard(&self, viewer: &str) -> usize {
@@ -91,36 +212,219 @@ impl Assignments {
         ring.bound(i, total, self.epsilon).max(self.floor)
     }
 
-    /// Viewers counted now.
+    /// Viewers counted now (at least what the farm reports).
     pub fn total(&self) -> u64 {
-        self.count
+        self.count.max(self.farm_total)
     }
 
-    /// Viewers on edge `id`.
+    /// Viewers on edge `id` (at least what the farm reports).
     pub fn load(&self, id: &str) -> u64 {
+        let own = self.load.get(id).copied().unwrap_or(0);
+        own.max(self.farm.get(id).copied().unwrap_or(0))
+    }
+
+    /// This director's own viewers on edge `id`.
+    pub fn own_load(&self, id: &str) -> u64 {
         self.load.get(id).copied().unwrap_or(0)
     }
 
-    fn remove(&mut self, viewer: &str) {
-        let i = self.shard(viewer);
-        if let Some(v) = self.viewers[i].remove(viewer) {
-            self.count = self.count.saturating_sub(1);
-            if let Some(n) = self.load.get_mut(&v.edge) {
-                *n = n.saturating_sub(1);
+    /// Viewers per (stream, edge id).
+    pub fn placement(&self) -> impl Iterator<Item = (&(String, String), &u64)> {
+        self.placement.iter()
+    }
+
+    fn count_in(&mut self, stream: &str, edge: &str) {
+        *self.load.entry(edge.to_owned()).or_default() += 1;
+        *self
+            .placement
+            .entry((stream.to_owned(), edge.to_owned()))
+            .or_default() += 1;
+        self.count += 1;
+    }
+
+    fn count_out(
+        load: &mut HashMap<String, u64>,
+        placement: &mut HashMap<(String, String), u64>,
+        v: &Viewer,
+    ) {
+        if let Some(n) = load.get_mut(&v.edge) {
+            *n = n.saturating_sub(1);
+        }
+        let key = (v.stream.clone(), v.edge.clone());
+        if let Some(n) = placement.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                placement.remove(&key);
             }
         }
     }
 
-    /// The edge `viewer` keeps: its current one while that is on the ring
-    /// and within its bound.
-    fn kept(&self, viewer: &str, stream: &str, ring: &Ring) -> Option<usize> {
-        let v = self.get(viewer).filter(|v| v.stream == stream)?;
-        let i = ring.members().iter().position(|m| m.id == v.edge)?;
-        let within = match self.policy {
-            Policy::BoundedLoad => self.load(&v.edge) <= self.bound(ring, i, self.total()),
-            Policy::RoundRobin => true,
+    fn remove(&mut self, viewer: &str) -> Option<Instant> {
+        let i = self.shard(viewer);
+        let v = self.viewers[i].remove(viewer)?;
+        self.count = self.count.saturating_sub(1);
+        Self::count_out(&mut self.load, &mut self.placement, &v);
+        Some(v.placed)
+    }
+
+    /// What `viewer`'s placement calls for at `now`.
+    fn verdict(&self, viewer: &str, stream: &str, ring: &Ring, now: Instant) -> Verdict {
+        let Some(v) = self.get(viewer).filter(|v| v.stream == stream) else {
+            return Verdict::Place(Reason::Home);
         };
-        within.then_some(i)
+        let Some(i) = ring.members().iter().position(|m| m.id == v.edge) else {
+            return Verdict::Place(Reason::EdgeGone);
+        };
+        if self.policy == Policy::RoundRobin {
+            return Verdict::Stay(i);
+        }
+        let total = self.total();
+        let bound = self.bound(ring, i, total);
+        let settling = now.duration_since(v.placed) < self.settle;
+        if settling {
+            // Over the plan here and short of it elsewhere: move there, so
+            // the stream ends on the edges the packing gives it.
+            // The target may be over its bound by up to another ε for a
+            // moment: the plan keeps every edge within it, and the
+            // over-plan viewers there are leaving (else two full edges
+            // holding each other's viewers would never swap).
+            if self.viewers_of(stream, &v.edge) > self.planned_for(stream, &v.edge)
+                && let Some(e) = self.short_of_plan(stream, ring, total, self.epsilon)
+                && e != i
+            {
+                return Verdict::MoveTo(e, Reason::Consolidated);
+            }
+            if self.load(&v.edge) <= bound {
+                return Verdict::Stay(i);
+            }
+            return Verdict::Place(Reason::Overloaded);
+        }
+        let slack = (bound as f64 * (1.0 + self.epsilon.max(0.0))).ceil() as u64;
+        if self.load(&v.edge) <= slack {
+            Verdict::Stay(i)
+        } else {
+            Verdict::Place(Reason::Overloaded)
+        }
+    }
+
+    /// Viewers of `stream` the plan puts on edge `id`.
+    fn planned_for(&self, stream: &str, id: &str) -> u64 {
+        self.plan
+            .get(&(stream.to_owned(), id.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The first edge on `stream`'s walk that has fewer of its viewers than
+    /// the plan gives it and room under the bound with `total` viewers
+    /// (raised by `slack`, a fraction).
+    fn short_of_plan(&self, stream: &str, ring: &Ring, total: u64, slack: f64) -> Option<usize> {
+        ring.walk(hash(stream)).find(|&e| {
+            let id = &ring.members()[e].id;
+            let limit = (self.bound(ring, e, total) as f64 * (1.0 + slack.max(0.0))).ceil() as u64;
+            self.viewers_of(stream, id) < self.planned_for(stream, id) && self.load(id) < limit
+        })
+    }
+
+    /// Packs the streams onto the edges as they are now: the largest first,
+    /// each on the first edge of its walk with room for all of it, else
+    /// over the edges of its walk in order, up to each edge's bound. Settling
+    /// viewers then move to match; a stream of any size ends on the fewest
+    /// edges the bound allows, and small streams fill what the large ones
+    /// leave.
+    fn replan(&mut self, ring: &Ring, now: Instant) {
+        let ids: Vec<String> = ring.members().iter().map(|m| m.id.clone()).collect();
+        let fresh = self
+            .planned
+            .as_ref()
+            .is_some_and(|(at, members)| now.duration_since(*at) < PLAN_EVERY && *members == ids);
+        if fresh || self.policy != Policy::BoundedLoad {
+            return;
+        }
+        let mut streams: HashMap<&str, u64> = HashMap::new();
+        for ((stream, _), n) in &self.placement {
+            *streams.entry(stream.as_str()).or_default() += n;
+        }
+        let mut order: Vec<(&str, u64)> = streams.into_iter().collect();
+        order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let total = self.total();
+        let mut room: Vec<u64> = (0..ids.len()).map(|e| self.bound(ring, e, total)).collect();
+        let mut plan = HashMap::new();
+        for (stream, n) in order {
+            let walk: Vec<usize> = ring.walk(hash(stream)).collect();
+            if let Some(&e) = walk.iter().find(|&&e| room[e] >= n) {
+                room[e] -= n;
+                plan.insert((stream.to_owned(), ids[e].clone()), n);
+                continue;
+            }
+            let mut left = n;
+            for &e in &walk {
+                let take = left.min(room[e]);
+                if take > 0 {
+                    room[e] -= take;
+                    left -= take;
+                    *plan.entry((stream.to_owned(), ids[e].clone())).or_default() += take;
+                }
+                if left == 0 {
+                    break;
+                }
+            }
+            if left > 0
+                && let Some(&home) = walk.first()
+            {
+                *plan
+                    .entry((stream.to_owned(), ids[home].clone()))
+                    .or_default() += left;
+            }
+        }
+        self.plan = plan;
+        self.planned = Some((now, ids));
+    }
+
+    /// Viewers of `stream` on edge `id`.
+    fn viewers_of(&self, stream: &str, id: &str) -> u64 {
+        self.placement
+            .get(&(stream.to_owned(), id.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Of the edges that hold `stream` and have room under the bound with
+    /// `total` viewers, the one holding most of its viewers (ties: the first
+    /// on the stream's walk).
+    fn fullest_with_room(&self, stream: &str, ring: &Ring, total: u64) -> Option<usize> {
+        let mut best: Option<(u64, usize)> = None;
+        for e in ring.walk(hash(stream)) {
+            let id = &ring.members()[e].id;
+            let n = self.viewers_of(stream, id);
+            if n > 0
+                && self.load(id) < self.bound(ring, e, total)
+                && best.is_none_or(|(m, _)| n > m)
+            {
+                best = Some((n, e));
+            }
+        }
+        best.map(|(_, e)| e)
+    }
+
+    /// Where a new viewer of `stream` goes: an edge that holds the stream
+    /// already and has room (the one with most of its viewers), else the
+    /// first edge with room on the stream's walk (its home first).
+    fn choose(&self, stream: &str, ring: &Ring) -> Option<usize> {
+        match self.policy {
+            Policy::BoundedLoad => {
+                let total = self.total() + 1;
+                if let Some(e) = self.short_of_plan(stream, ring, total, 0.0) {
+                    return Some(e);
+                }
+                if let Some(e) = self.fullest_with_room(stream, ring, total) {
+                    return Some(e);
+                }
+                let loads: Vec<u64> = ring.members().iter().map(|m| self.load(&m.id)).collect();
+                ring.choose(hash(stream), |i| loads[i], |i| self.bound(ring, i, total))
+            }
+            Policy::RoundRobin => Some(self.next.wrapping_add(1) % ring.members().len()),
+        }
     }
 
     /// Where `viewer` watching `stream` would go, without placing it: the
@@ -130,16 +434,9 @@ impl Assignments {
         if ring.is_empty() {
             return None;
         }
-        if let Some(i) = self.kept(viewer, stream, ring) {
-            return Some(i);
-        }
-        match self.policy {
-            Policy::BoundedLoad => {
-                let loads: Vec<u64> = ring.members().iter().map(|m| self.load(&m.id)).collect();
-                let total = self.total() + 1;
-                ring.choose(hash(stream), |i| loads[i], |i| self.bound(ring, i, total))
-            }
-            Policy::RoundRobin => Some(self.next.wrapping_add(1) % ring.members().len()),
+        match self.verdict(viewer, stream, ring, Instant::now()) {
+            Verdict::Stay(i) | Verdict::MoveTo(i, _) => Some(i),
+            Verdict::Place(_) => self.choose(stream, ring),
         }
     }
 
@@ -148,8 +445,9 @@ impl Assignments {
         self.get(viewer).is_some()
     }
 
-    /// The edge (index into `ring`) for `viewer` watching `stream`, keeping
-    /// its current edge while that one is on the ring and within its bound.
+    /// The edge (index into `ring`) for `viewer` watching `stream` at `now`:
+    /// its current edge while that stays right (see the module), else a
+    /// new one.
     pub fn assign(
         &mut self,
         viewer: &str,
@@ -160,34 +458,45 @@ impl Assignments {
         if ring.is_empty() {
             return None;
         }
-        if let Some(i) = self.kept(viewer, stream, ring) {
-            if let Some(v) = self.get_mut(viewer) {
-                v.seen = now;
+        self.replan(ring, now);
+        let (target, reason) = match self.verdict(viewer, stream, ring, now) {
+            Verdict::Stay(i) => {
+                if let Some(v) = self.get_mut(viewer) {
+                    v.seen = now;
+                }
+                return Some(Assigned {
+                    index: i,
+                    moved_from: None,
+                    reason: Reason::Kept,
+                });
             }
-            return Some(Assigned {
-                index: i,
-                moved_from: None,
-            });
-        }
+            Verdict::MoveTo(i, reason) => (Some(i), reason),
+            Verdict::Place(reason) => (None, reason),
+        };
         let moved_from = self
             .get(viewer)
             .filter(|v| v.stream == stream)
             .map(|v| (v.url.clone(), v.last_msn));
-        self.remove(viewer);
-        let i = match self.policy {
-            Policy::BoundedLoad => {
-                let loads: Vec<u64> = ring.members().iter().map(|m| self.load(&m.id)).collect();
-                let total = self.total() + 1;
-                ring.choose(hash(stream), |i| loads[i], |i| self.bound(ring, i, total))?
-            }
-            Policy::RoundRobin => {
-                self.next = self.next.wrapping_add(1);
-                self.next % ring.members().len()
+        let placed = self
+            .remove(viewer)
+            .filter(|_| moved_from.is_some())
+            .unwrap_or(now);
+        let i = match target {
+            Some(i) => i,
+            None => {
+                let i = self.choose(stream, ring)?;
+                if self.policy == Policy::RoundRobin {
+                    self.next = self.next.wrapping_add(1);
+                }
+                i
             }
         };
+        let reason = match reason {
+            Reason::Home if ring.walk(hash(stream)).next() != Some(i) => Reason::Spilled,
+            r => r,
+        };
         let edge = ring.members()[i].id.clone();
-        *self.load.entry(edge.clone()).or_default() += 1;
-        self.count += 1;
+        self.count_in(stream, &edge);
         let shard = self.shard(viewer);
         self.viewers[shard].insert(
             viewer.to_owned(),
@@ -196,6 +505,7 @@ impl Assignments {
                 edge,
                 url: ring.members()[i].url.clone(),
                 seen: now,
+                placed,
                 moved: None,
                 last_msn: None,
             },
@@ -203,6 +513,7 @@ impl Assignments {
         Some(Assigned {
             index: i,
             moved_from,
+            reason,
         })
     }
 
@@ -230,15 +541,49 @@ impl Assignments {
         v.moved.clone()
     }
 
+    /// Where streams sit on the edges of `rings`.
+    pub fn report<'a>(&self, rings: impl Iterator<Item = &'a Ring>) -> PlacementReport {
+        let total = self.total();
+        let mut report = PlacementReport {
+            total,
+            ..PlacementReport::default()
+        };
+        for ring in rings {
+            for (i, m) in ring.members().iter().enumerate() {
+                report.edges.push(EdgeReport {
+                    id: m.id.clone(),
+                    viewers: self.load(&m.id),
+                    bound: self.bound(ring, i, total),
+                });
+            }
+        }
+        let mut keys: Vec<&(String, String)> =
+            self.placement.keys().chain(self.plan.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for (stream, edge) in keys {
+            report
+                .streams
+                .entry(stream.clone())
+                .or_default()
+                .push(StreamOnEdge {
+                    edge: edge.clone(),
+                    viewers: self.viewers_of(stream, edge),
+                    planned: self.planned_for(stream, edge),
+                });
+        }
+        report
+    }
+
     /// Forgets viewers not seen for `timeout` (one pass over the table).
     pub fn expire(&mut self, now: Instant, timeout: Duration) {
-        let load = &mut self.load;
+        let (load, placement) = (&mut self.load, &mut self.placement);
         let mut count = 0;
         for shard in &mut self.viewers {
             shard.retain(|_, v| {
                 let keep = now.duration_since(v.seen) <= timeout;
-                if !keep && let Some(n) = load.get_mut(&v.edge) {
-                    *n = n.saturating_sub(1);
+                if !keep {
+                    Self::count_out(load, placement, v);
                 }
                 keep
             });
@@ -291,7 +636,8 @@ mod tests {
                 t.assign(&format!("v{v}"), &s, &r3, now),
                 Some(Assigned {
                     index: first[&v],
-                    moved_from: None
+                    moved_from: None,
+                    reason: Reason::Kept,
                 }),
                 "viewer {v} moved"
             );
@@ -326,5 +672,128 @@ mod tests {
             edges.insert(t.assign(&format!("v{v}"), "one", &r, now).map(|a| a.index));
         }
         assert_eq!(edges.len(), 3);
+    }
+
+    /// Result of a simulated audience on virtual time.
+    struct Sim {
+        /// Mean over streams of the edges each one sits on at the end.
+        edges_per_stream: f64,
+        /// Viewers per edge at the end.
+        loads: Vec<u64>,
+        /// Moves of settled viewers.
+        settled_moves: usize,
+        /// Mean over streams of the edges each sat on during the last 10 s.
+        late_edges_per_stream: f64,
+    }
+
+    /// `audiences` arrive interleaved within one second (a burst), then
+    /// reload every 2 s for 40 s, on `edges` edges named from `seed`.
+    fn simulate(audiences: &[u64], edges: usize, seed: u64, settle: Duration) -> Sim {
+        simulate_arrivals(audiences, edges, seed, settle, true)
+    }
+
+    /// As [`simulate`]; `shuffled` false: the streams' audiences arrive one
+    /// stream after another (still within the second).
+    fn simulate_arrivals(
+        audiences: &[u64],
+        edges: usize,
+        seed: u64,
+        settle: Duration,
+        shuffled: bool,
+    ) -> Sim {
+        let ids: Vec<String> = (0..edges).map(|i| format!("edge-{seed}-{i}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let r = ring(&refs);
+        let mut t = Assignments::new(Policy::BoundedLoad, 0.25, 10).with_settle(settle);
+        let start = Instant::now();
+        // Interleaved arrival order, shuffled deterministically.
+        let mut viewers: Vec<(String, usize)> = audiences
+            .iter()
+            .enumerate()
+            .flat_map(|(s, &n)| (0..n).map(move |k| (format!("s{s}v{k}"), s)))
+            .collect();
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        for i in (1..viewers.len()).rev().filter(|_| shuffled) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            viewers.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let n = viewers.len() as u64;
+        let mut edge_of: HashMap<String, usize> = HashMap::new();
+        let mut settled_moves = 0;
+        let mut late: HashMap<usize, std::collections::HashSet<usize>> = HashMap::new();
+        for step in 0..=40_000u64 / 50 {
+            let ms = step * 50;
+            let now = start + Duration::from_millis(ms);
+            for (k, (v, s)) in viewers.iter().enumerate() {
+                // Arrival spread over the first second; reloads every 2 s.
+                let arrive = k as u64 * 1000 / n;
+                if ms < arrive || (ms - arrive) % 2000 >= 50 {
+                    continue;
+                }
+                let stream = format!("stream-{s}");
+                let a = t.assign(v, &stream, &r, now).expect("edge");
+                if let Some(old) = edge_of.insert(v.clone(), a.index)
+                    && old != a.index
+                    && ms - arrive >= settle.as_millis() as u64
+                {
+                    settled_moves += 1;
+                }
+                if ms >= 30_000 {
+                    late.entry(*s).or_default().insert(a.index);
+                }
+            }
+        }
+        let mut per_stream: HashMap<usize, std::collections::HashSet<usize>> = HashMap::new();
+        for (v, s) in &viewers {
+            per_stream.entry(*s).or_default().insert(edge_of[v]);
+        }
+        let mean = |m: &HashMap<usize, std::collections::HashSet<usize>>| {
+            m.values().map(|e| e.len()).sum::<usize>() as f64 / m.len().max(1) as f64
+        };
+        Sim {
+            edges_per_stream: mean(&per_stream),
+            loads: ids.iter().map(|id| t.own_load(id)).collect(),
+            settled_moves,
+            late_edges_per_stream: mean(&late),
+        }
+    }
+
+    #[test]
+    fn a_burst_settles_each_stream_on_few_edges_within_the_bound() {
+        for audiences in [
+            &[45u64, 25, 10, 10][..],
+            &[30, 15, 8, 4],
+            &[100, 50, 25, 15, 10],
+            &[25, 12, 8, 5],
+        ] {
+            let total: u64 = audiences.iter().sum();
+            let bound = (1.25 * total as f64 / 3.0).ceil() as u64 + 1;
+            let (mut with, mut without) = (0.0, 0.0);
+            let seeds = 20;
+            for (seed, shuffled) in (0..seeds).flat_map(|s| [(s, true), (s, false)]) {
+                let s = simulate_arrivals(audiences, 3, seed, Duration::from_secs(10), shuffled);
+                with += s.late_edges_per_stream;
+                without += simulate(audiences, 3, seed, Duration::ZERO).edges_per_stream;
+                assert_eq!(s.settled_moves, 0, "{audiences:?} seed {seed}");
+                assert!(
+                    s.loads.iter().all(|&l| l <= bound.max(10)),
+                    "{audiences:?} seed {seed}: loads {:?}, bound {bound}",
+                    s.loads
+                );
+                assert!(
+                    s.late_edges_per_stream <= 1.5,
+                    "{audiences:?} seed {seed}: {:.2} edges per stream, loads {:?}",
+                    s.late_edges_per_stream,
+                    s.loads
+                );
+            }
+            let (with, without) = (with / (2 * seeds) as f64, without / (2 * seeds) as f64);
+            println!(
+                "{audiences:?}: edges per stream {with:.2} settling, {without:.2} placed once"
+            );
+            assert!(with <= 1.5, "{audiences:?}: {with:.2} edges per stream");
+        }
     }
 }

@@ -56,6 +56,15 @@ pub struct DirectorConfig {
     pub new_viewers_per_second: f64,
     /// New viewers one address may start at once before the rate applies.
     pub new_viewers_burst: f64,
+    /// Seconds a new viewer is settling: until then it may move to the edge
+    /// the packing gives its stream (a burst of arrivals then ends with each
+    /// stream on as few edges as it needs); afterwards it stays unless its
+    /// edge goes or is over its bound by more than ε.
+    pub settle_seconds: u64,
+    /// Bound edges by the farm's load as the edges report it (open
+    /// connections) as well as by this director's own viewers: for several
+    /// directors behind one load balancer.
+    pub farm_load: bool,
 }
 
 impl Default for DirectorConfig {
@@ -72,6 +81,8 @@ impl Default for DirectorConfig {
             token_secret: String::new(),
             new_viewers_per_second: 100.0,
             new_viewers_burst: 1000.0,
+            settle_seconds: 10,
+            farm_load: false,
         }
     }
 }
@@ -81,6 +92,22 @@ impl Default for DirectorConfig {
 pub struct EdgeLabel {
     /// Node id.
     pub edge: String,
+}
+
+/// One stream on one edge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlacementLabel {
+    /// Stream name.
+    pub stream: String,
+    /// Edge node id.
+    pub edge: String,
+}
+
+/// Why a viewer was placed where it is.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `home`, `spilled`, `consolidated`, `edge_gone`, `overloaded`.
+    pub reason: &'static str,
 }
 
 /// What the director counts.
@@ -100,6 +127,10 @@ pub struct DirectorMetrics {
     pub fetch_failures: Counter,
     /// New viewers refused for their address's rate.
     pub new_viewers_limited: Counter,
+    /// Viewers per stream and edge now: where each stream sits.
+    pub stream_viewers: Family<PlacementLabel, Gauge>,
+    /// Placements and moves by why they happened.
+    pub placements: Family<ReasonLabel, Counter>,
 }
 
 impl DirectorMetrics {
@@ -132,6 +163,16 @@ impl DirectorMetrics {
             "new_viewers_limited",
             "New viewers refused for their address's rate",
             self.new_viewers_limited.clone(),
+        );
+        r.register(
+            "stream_viewers",
+            "Viewers per stream and edge: the edges each stream sits on",
+            self.stream_viewers.clone(),
+        );
+        r.register(
+            "placements",
+            "Viewers placed or moved, by reason (home, spilled, consolidated, edge_gone, overloaded)",
+            self.placements.clone(),
         );
     }
 }
@@ -255,11 +296,10 @@ impl Director {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             inner: Arc::new(Inner {
-                viewers: Mutex::new(Assignments::new(
-                    config.policy,
-                    config.epsilon,
-                    config.min_viewers_per_edge,
-                )),
+                viewers: Mutex::new(
+                    Assignments::new(config.policy, config.epsilon, config.min_viewers_per_edge)
+                        .with_settle(Duration::from_secs(config.settle_seconds)),
+                ),
                 tokens: crate::token::TokenKey::new(&config.token_secret),
                 new_viewers: crate::token::NewViewerLimit::new(
                     config.new_viewers_per_second,
@@ -309,9 +349,29 @@ impl Director {
             .clone()
     }
 
+    /// Where each stream sits now: per edge its viewers and bound, per
+    /// stream its viewers on each edge and what the packing plans there.
+    pub fn placement(&self) -> crate::assign::PlacementReport {
+        let pools = self.edges();
+        let viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        viewers.report(pools.sets.values().map(|s| &s.ring))
+    }
+
     /// Replaces the edge sets with the live, non-draining edges of `rows`
     /// (a no-op when nothing changed).
     pub fn set_edges(&self, rows: &[control_client::types::EdgeRow]) {
+        if self.inner.config.farm_load {
+            let farm = rows
+                .iter()
+                .filter(|r| r.state == "live")
+                .map(|r| (r.id.clone(), r.load.connections))
+                .collect();
+            self.inner
+                .viewers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_farm(farm);
+        }
         let mut signature: Vec<(String, String, String, u32)> = rows
             .iter()
             .filter(|r| r.state == "live")
@@ -596,6 +656,15 @@ impl Director {
                 return Err(DirectorError::NoEdge);
             };
             let i = assigned.index;
+            if assigned.reason != crate::assign::Reason::Kept {
+                self.inner
+                    .metrics
+                    .placements
+                    .get_or_create(&ReasonLabel {
+                        reason: assigned.reason.as_str(),
+                    })
+                    .inc();
+            }
             let (first_msn, count) = fetched.span;
             let moved = {
                 let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
@@ -711,6 +780,17 @@ impl Director {
                 .metrics
                 .viewers
                 .get_or_create(&EdgeLabel { edge: edge.clone() })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        self.inner.metrics.stream_viewers.clear();
+        for ((stream, edge), n) in viewers.placement() {
+            self.inner
+                .metrics
+                .stream_viewers
+                .get_or_create(&PlacementLabel {
+                    stream: stream.clone(),
+                    edge: edge.clone(),
+                })
                 .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
         drop(viewers);

@@ -16,7 +16,15 @@ use crate::director::{Director, DirectorError};
 pub fn router(director: Director) -> Router {
     Router::new()
         .route("/hls/{*rest}", get(hls))
+        .route("/director/placement", get(placement))
         .with_state(director)
+}
+
+/// Where each stream sits and why: edges with their viewers and bound,
+/// streams with their viewers and planned share per edge.
+async fn placement(State(director): State<Director>) -> Response {
+    let report = director.placement();
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(report)).into_response()
 }
 
 fn plain(status: StatusCode, text: String) -> Response {
