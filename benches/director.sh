@@ -32,7 +32,9 @@ sleep 1
 ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$work/stream.flv" -c copy -f flv rtmp://127.0.0.1:19381/live/bench-key-123 & pids+=($!)
 FERRY_ADMIN_TOKEN=$token FERRY_LOG=warn FERRY_CONTROL__URL=http://127.0.0.1:$origin \
   $ferry edge --origins http://127.0.0.1:$origin --http-listen 127.0.0.1:$edge --data-dir "$work/edge" & pids+=($!)
-FERRY_LOG=warn $ferry director --control http://127.0.0.1:$origin --token $token \
+# New viewers are rate-limited per address by default (100/s); wrk's "new
+# viewer each time" run comes from one address, so the limit is off here.
+FERRY_LOG=warn FERRY_DIRECTOR__NEW_VIEWERS_PER_SECOND=0 $ferry director --control http://127.0.0.1:$origin --token $token \
   --http-listen 127.0.0.1:$director --data-dir "$work/director" & director_pid=$!; pids+=($director_pid)
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$director/hls/bench/master.m3u8" >/dev/null 2>&1 && break; sleep 0.2
@@ -64,6 +66,8 @@ run() { # label url [script]
 }
 echo "== media playlist, wrk -t2 -c64 ${duration}s =="
 run "from the edge directly" "http://127.0.0.1:$edge$playlist"
-run "through the director, returning viewer" "http://127.0.0.1:$director$playlist?v=00000001"
+# A returning viewer carries the signed token its master playlist gave it.
+viewer=$(curl -s "http://127.0.0.1:$director/hls/bench/master.m3u8" | grep -o 'v=[0-9a-f]*' | head -1)
+run "through the director, returning viewer" "http://127.0.0.1:$director$playlist?$viewer"
 run "through the director, a new viewer each time" "http://127.0.0.1:$director$playlist" "$work/new-viewer.lua"
 curl -s "http://127.0.0.1:$director/metrics" | grep -E "^ferry_director_(playlists|edge_set|no_edge|fetch)" || true

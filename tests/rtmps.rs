@@ -47,6 +47,18 @@ async fn tls_server(
     (s, addr)
 }
 
+/// ffmpeg publishing over RTMPS to `tls`, once the stream is live on `s`.
+async fn publish_over_rtmps(s: &TestServer, tls: SocketAddr) -> tokio::process::Child {
+    let publisher = publish_background(&format!("rtmps://127.0.0.1:{}/live/{KEY}", tls.port()), 5);
+    wait_for(
+        "the stream live over rtmps",
+        Duration::from_secs(15),
+        || async { s.running.hub.is_live(STREAM) },
+    )
+    .await;
+    publisher
+}
+
 fn codecs(url: &str) -> String {
     probe_streams(url, "codec_name")
 }
@@ -62,13 +74,7 @@ async fn ffmpeg_publishes_over_rtmps_and_the_stream_plays() {
     )
     .await;
     assert!(!ok && err.contains("unknown stream key"), "{err}");
-    let _publisher = publish_background(&format!("rtmps://127.0.0.1:{}/live/{KEY}", tls.port()), 5);
-    wait_for(
-        "the stream live over rtmps",
-        Duration::from_secs(15),
-        || async { s.running.hub.is_live(STREAM) },
-    )
-    .await;
+    let _publisher = publish_over_rtmps(&s, tls).await;
     let info = s.running.hub.info(STREAM).unwrap();
     assert!(info.source.is_some());
     let got = codecs(&s.rtmp_url(STREAM));
@@ -286,11 +292,5 @@ async fn a_flood_of_tls_handshakes_is_cut_at_the_rate_and_ingest_goes_on() {
     assert!(refused >= 30.0, "{refused}");
     // The rate refills: a real encoder gets in a moment later.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _publisher = publish_background(&format!("rtmps://127.0.0.1:{}/live/{KEY}", tls.port()), 5);
-    wait_for(
-        "the stream live over rtmps",
-        Duration::from_secs(15),
-        || async { s.running.hub.is_live(STREAM) },
-    )
-    .await;
+    let _publisher = publish_over_rtmps(&s, tls).await;
 }

@@ -121,11 +121,10 @@ impl ControlClient {
             .unwrap_or_default())
     }
 
-    /// The edges of the cluster and their state (`GET /edges`).
-    pub async fn edges(&self) -> Result<Vec<EdgeRow>, ClientError> {
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let res = self
             .client
-            .get(format!("{}/api/v1/edges", self.base))
+            .get(format!("{}/api/v1{path}", self.base))
             .bearer_auth(&self.token)
             .send()
             .await
@@ -137,21 +136,15 @@ impl ControlClient {
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// The edges of the cluster and their state (`GET /edges`).
+    pub async fn edges(&self) -> Result<Vec<EdgeRow>, ClientError> {
+        self.get("/edges").await
+    }
+
     /// The certificate fingerprints of the live origins' relays (`GET
     /// /relay/pins`): what an edge pins without hand copying.
     pub async fn relay_pins(&self) -> Result<Vec<String>, ClientError> {
-        let res = self
-            .client
-            .get(format!("{}/api/v1/relay/pins", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        success(res)
-            .await?
-            .json()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))
+        self.get("/relay/pins").await
     }
 
     /// Whether `token` is one an origin may serve over its relay (`POST

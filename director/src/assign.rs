@@ -129,6 +129,23 @@ pub struct StreamOnEdge {
     pub planned: u64,
 }
 
+/// Viewers by stream, then edge id (looked up without allocating).
+type Nested = HashMap<String, HashMap<String, u64>>;
+
+fn nested_get(m: &Nested, stream: &str, edge: &str) -> u64 {
+    m.get(stream)
+        .and_then(|e| e.get(edge))
+        .copied()
+        .unwrap_or(0)
+}
+
+fn nested_add(m: &mut Nested, stream: &str, edge: &str, n: u64) {
+    *m.entry(stream.to_owned())
+        .or_default()
+        .entry(edge.to_owned())
+        .or_default() += n;
+}
+
 /// How often the packing is made again (and whenever the edges change).
 pub const PLAN_EVERY: Duration = Duration::from_millis(250);
 
@@ -143,12 +160,12 @@ pub struct Assignments {
     count: u64,
     load: HashMap<String, u64>,
     /// Viewers per (stream, edge): where each stream sits.
-    placement: HashMap<(String, String), u64>,
+    placement: Nested,
     /// The farm's load per edge as the edges report it (several directors).
     farm: HashMap<String, u64>,
     farm_total: u64,
     /// The packing viewers settle towards: viewers per (stream, edge id).
-    plan: HashMap<(String, String), u64>,
+    plan: Nested,
     /// When the plan was made, and over which edges.
     planned: Option<(Instant, Vec<String>)>,
     next: usize,
@@ -228,33 +245,32 @@ impl Assignments {
         self.load.get(id).copied().unwrap_or(0)
     }
 
-    /// Viewers per (stream, edge id).
-    pub fn placement(&self) -> impl Iterator<Item = (&(String, String), &u64)> {
-        self.placement.iter()
+    /// Viewers per stream and edge id.
+    pub fn placement(&self) -> impl Iterator<Item = (&String, &String, u64)> {
+        self.placement
+            .iter()
+            .flat_map(|(s, edges)| edges.iter().map(move |(e, n)| (s, e, *n)))
     }
 
     fn count_in(&mut self, stream: &str, edge: &str) {
         *self.load.entry(edge.to_owned()).or_default() += 1;
-        *self
-            .placement
-            .entry((stream.to_owned(), edge.to_owned()))
-            .or_default() += 1;
+        nested_add(&mut self.placement, stream, edge, 1);
         self.count += 1;
     }
 
-    fn count_out(
-        load: &mut HashMap<String, u64>,
-        placement: &mut HashMap<(String, String), u64>,
-        v: &Viewer,
-    ) {
+    fn count_out(load: &mut HashMap<String, u64>, placement: &mut Nested, v: &Viewer) {
         if let Some(n) = load.get_mut(&v.edge) {
             *n = n.saturating_sub(1);
         }
-        let key = (v.stream.clone(), v.edge.clone());
-        if let Some(n) = placement.get_mut(&key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                placement.remove(&key);
+        if let Some(edges) = placement.get_mut(&v.stream) {
+            if let Some(n) = edges.get_mut(&v.edge) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    edges.remove(&v.edge);
+                }
+            }
+            if edges.is_empty() {
+                placement.remove(&v.stream);
             }
         }
     }
@@ -309,10 +325,7 @@ impl Assignments {
 
     /// Viewers of `stream` the plan puts on edge `id`.
     fn planned_for(&self, stream: &str, id: &str) -> u64 {
-        self.plan
-            .get(&(stream.to_owned(), id.to_owned()))
-            .copied()
-            .unwrap_or(0)
+        nested_get(&self.plan, stream, id)
     }
 
     /// The first edge on `stream`'s walk that has fewer of its viewers than
@@ -333,28 +346,31 @@ impl Assignments {
     /// edges the bound allows, and small streams fill what the large ones
     /// leave.
     fn replan(&mut self, ring: &Ring, now: Instant) {
-        let ids: Vec<String> = ring.members().iter().map(|m| m.id.clone()).collect();
-        let fresh = self
-            .planned
-            .as_ref()
-            .is_some_and(|(at, members)| now.duration_since(*at) < PLAN_EVERY && *members == ids);
-        if fresh || self.policy != Policy::BoundedLoad {
+        if self.policy != Policy::BoundedLoad {
             return;
         }
-        let mut streams: HashMap<&str, u64> = HashMap::new();
-        for ((stream, _), n) in &self.placement {
-            *streams.entry(stream.as_str()).or_default() += n;
+        let fresh = self.planned.as_ref().is_some_and(|(at, members)| {
+            now.duration_since(*at) < PLAN_EVERY
+                && members.iter().eq(ring.members().iter().map(|m| &m.id))
+        });
+        if fresh {
+            return;
         }
-        let mut order: Vec<(&str, u64)> = streams.into_iter().collect();
+        let ids: Vec<String> = ring.members().iter().map(|m| m.id.clone()).collect();
+        let mut order: Vec<(&str, u64)> = self
+            .placement
+            .iter()
+            .map(|(s, edges)| (s.as_str(), edges.values().sum()))
+            .collect();
         order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         let total = self.total();
         let mut room: Vec<u64> = (0..ids.len()).map(|e| self.bound(ring, e, total)).collect();
-        let mut plan = HashMap::new();
+        let mut plan = Nested::new();
         for (stream, n) in order {
             let walk: Vec<usize> = ring.walk(hash(stream)).collect();
             if let Some(&e) = walk.iter().find(|&&e| room[e] >= n) {
                 room[e] -= n;
-                plan.insert((stream.to_owned(), ids[e].clone()), n);
+                nested_add(&mut plan, stream, &ids[e], n);
                 continue;
             }
             let mut left = n;
@@ -363,7 +379,7 @@ impl Assignments {
                 if take > 0 {
                     room[e] -= take;
                     left -= take;
-                    *plan.entry((stream.to_owned(), ids[e].clone())).or_default() += take;
+                    nested_add(&mut plan, stream, &ids[e], take);
                 }
                 if left == 0 {
                     break;
@@ -372,9 +388,7 @@ impl Assignments {
             if left > 0
                 && let Some(&home) = walk.first()
             {
-                *plan
-                    .entry((stream.to_owned(), ids[home].clone()))
-                    .or_default() += left;
+                nested_add(&mut plan, stream, &ids[home], left);
             }
         }
         self.plan = plan;
@@ -383,10 +397,7 @@ impl Assignments {
 
     /// Viewers of `stream` on edge `id`.
     fn viewers_of(&self, stream: &str, id: &str) -> u64 {
-        self.placement
-            .get(&(stream.to_owned(), id.to_owned()))
-            .copied()
-            .unwrap_or(0)
+        nested_get(&self.placement, stream, id)
     }
 
     /// Of the edges that hold `stream` and have room under the bound with
@@ -557,8 +568,12 @@ impl Assignments {
                 });
             }
         }
-        let mut keys: Vec<&(String, String)> =
-            self.placement.keys().chain(self.plan.keys()).collect();
+        let mut keys: Vec<(&String, &String)> = self
+            .placement
+            .iter()
+            .chain(self.plan.iter())
+            .flat_map(|(s, edges)| edges.keys().map(move |e| (s, e)))
+            .collect();
         keys.sort();
         keys.dedup();
         for (stream, edge) in keys {
@@ -795,5 +810,38 @@ mod tests {
             );
             assert!(with <= 1.5, "{audiences:?}: {with:.2} edges per stream");
         }
+    }
+
+    #[test]
+    fn two_directors_bound_the_farm_not_their_own_share() {
+        let now = Instant::now();
+        let r = ring(&["a", "b", "c"]);
+        let farm = |x: &Assignments, y: &Assignments| -> HashMap<String, u64> {
+            ["a", "b", "c"]
+                .iter()
+                .map(|id| ((*id).to_owned(), x.own_load(id) + y.own_load(id)))
+                .collect()
+        };
+        // Two directors behind one load balancer, viewers of one stream
+        // alternating between them; the edges' reports (both directors'
+        // viewers) reach each every ten placements.
+        let mut one = Assignments::new(Policy::BoundedLoad, 0.25, 1);
+        let mut two = Assignments::new(Policy::BoundedLoad, 0.25, 1);
+        for v in 0..120 {
+            if v % 10 == 0 {
+                let f = farm(&one, &two);
+                one.set_farm(f.clone());
+                two.set_farm(f);
+            }
+            let t = if v % 2 == 0 { &mut one } else { &mut two };
+            t.assign(&format!("v{v}"), "s", &r, now).expect("edge");
+        }
+        // 120 viewers, bound 50 per edge; a report's lag (ten placements
+        // here) lets at most that many past it.
+        let f = farm(&one, &two);
+        for id in ["a", "b", "c"] {
+            assert!(f[id] <= 60, "edge {id}: {} viewers", f[id]);
+        }
+        assert_eq!(f.values().sum::<u64>(), 120);
     }
 }

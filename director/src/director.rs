@@ -225,8 +225,6 @@ pub enum DirectorError {
     NotFound,
 }
 
-/// A playlist read from an edge: the edge's URL and the path (with query).
-type FetchKey = (String, String);
 /// A rewritten playlist's key: its path and the edge id it names.
 type RewriteKey = (String, String);
 /// A rewritten playlist: the source's hash, the edge-set version, the text.
@@ -268,7 +266,8 @@ struct Inner {
     viewers: Mutex<Assignments>,
     suspects: Mutex<HashMap<String, Instant>>,
     last_sweep: Mutex<Instant>,
-    playlists: Mutex<HashMap<FetchKey, Arc<Fetched>>>,
+    /// Playlists read from edges: by edge URL, then path (with query).
+    playlists: Mutex<HashMap<String, HashMap<String, Arc<Fetched>>>>,
     rewritten: Mutex<HashMap<RewriteKey, Rewritten>>,
     http: reqwest::Client,
     metrics: DirectorMetrics,
@@ -532,7 +531,8 @@ impl Director {
                 .playlists
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&(url.clone(), path.to_owned()))
+                .get(url)
+                .and_then(|by_path| by_path.get(path))
             && f.at.elapsed() < ttl
         {
             return Ok(f.clone());
@@ -563,7 +563,9 @@ impl Director {
                             .playlists
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert((set.urls[i].clone(), path.to_owned()), fetched.clone());
+                            .entry(set.urls[i].clone())
+                            .or_default()
+                            .insert(path.to_owned(), fetched.clone());
                         return Ok(fetched);
                     }
                     Err(e) => last = e.to_string(),
@@ -783,7 +785,7 @@ impl Director {
                 .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
         self.inner.metrics.stream_viewers.clear();
-        for ((stream, edge), n) in viewers.placement() {
+        for (stream, edge, n) in viewers.placement() {
             self.inner
                 .metrics
                 .stream_viewers
@@ -791,7 +793,7 @@ impl Director {
                     stream: stream.clone(),
                     edge: edge.clone(),
                 })
-                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         drop(viewers);
         let ttl = Duration::from_millis(self.inner.config.playlist_cache_ms);
@@ -799,7 +801,10 @@ impl Director {
             .playlists
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, f| f.at.elapsed() < ttl * 10);
+            .retain(|_, by_path| {
+                by_path.retain(|_, f| f.at.elapsed() < ttl * 10);
+                !by_path.is_empty()
+            });
         let version = self.edges().version;
         self.inner
             .rewritten

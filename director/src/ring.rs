@@ -91,13 +91,25 @@ impl Ring {
         ((1.0 + epsilon.max(0.0)) * share).ceil().max(1.0) as u64
     }
 
-    /// Members in ring order from `key`'s point, each once.
+    /// Members in ring order from `key`'s point, each once; it stops as soon
+    /// as every member was named (a ring has 64 points per unit of weight:
+    /// thousands per edge).
     pub fn walk(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
         let start = self.points.partition_point(|&(p, _)| p < key);
         let mut seen = vec![false; self.members.len()];
-        (0..self.points.len())
-            .map(move |k| self.points[(start + k) % self.points.len()].1)
-            .filter(move |&i| !std::mem::replace(&mut seen[i], true))
+        let mut left = self.members.len();
+        let mut k = 0;
+        std::iter::from_fn(move || {
+            while left > 0 && k < self.points.len() {
+                let i = self.points[(start + k) % self.points.len()].1;
+                k += 1;
+                if !std::mem::replace(&mut seen[i], true) {
+                    left -= 1;
+                    return Some(i);
+                }
+            }
+            None
+        })
     }
 
     /// The first member from `key` whose `load` is under its `bound`; the
