@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::Extensions;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -107,13 +106,11 @@ async fn hls_object(
     State(HlsState { store, live }): State<HlsState>,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
-    extensions: Extensions,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
 ) -> Response {
     let kind = Kind::of(&key);
     let cors = (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-    let client = extensions
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+    let client = peer.map(|p| p.0.0.ip());
     if let Some(answer) = low_latency(&live, &key, query.as_deref().unwrap_or(""), client).await {
         return answer;
     }

@@ -89,6 +89,15 @@ impl Reason {
     }
 }
 
+/// What [`Assignments::propose`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Proposal {
+    /// The viewer stays where it is (already counted there).
+    Kept(Assigned),
+    /// Fetch from this edge, then place the viewer.
+    Try(usize),
+}
+
 /// What a viewer's current placement calls for.
 enum Verdict {
     Stay(usize),
@@ -438,16 +447,34 @@ impl Assignments {
         }
     }
 
-    /// Where `viewer` watching `stream` would go, without placing it: the
-    /// edge to fetch its playlist from before it counts anywhere (a request
-    /// that fails, or names no stream, places no viewer).
-    pub fn propose(&self, viewer: &str, stream: &str, ring: &Ring) -> Option<usize> {
+    /// Where `viewer` watching `stream` goes at `now`: a viewer that stays
+    /// where it is is settled here and then (`Kept`, one lock for a
+    /// returning viewer); otherwise the edge to fetch its playlist from
+    /// before it counts anywhere (`Try`: a request that fails, or names no
+    /// stream, places no viewer; [`Assignments::assign`] places it after).
+    pub fn propose(
+        &mut self,
+        viewer: &str,
+        stream: &str,
+        ring: &Ring,
+        now: Instant,
+    ) -> Option<Proposal> {
         if ring.is_empty() {
             return None;
         }
-        match self.verdict(viewer, stream, ring, Instant::now()) {
-            Verdict::Stay(i) | Verdict::MoveTo(i, _) => Some(i),
-            Verdict::Place(_) => self.choose(stream, ring),
+        match self.verdict(viewer, stream, ring, now) {
+            Verdict::Stay(i) => {
+                if let Some(v) = self.get_mut(viewer) {
+                    v.seen = now;
+                }
+                Some(Proposal::Kept(Assigned {
+                    index: i,
+                    moved_from: None,
+                    reason: Reason::Kept,
+                }))
+            }
+            Verdict::MoveTo(i, _) => Some(Proposal::Try(i)),
+            Verdict::Place(_) => self.choose(stream, ring).map(Proposal::Try),
         }
     }
 

@@ -621,14 +621,16 @@ impl Director {
         for _ in 0..2 {
             // Fetched first, placed after: a request that fails (or names a
             // stream that does not exist) counts as no viewer anywhere.
-            let proposed = self
+            let proposal = self
                 .inner
                 .viewers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .propose(&viewer, stream, &set.ring);
-            let Some(proposed) = proposed else {
-                return Err(DirectorError::NoEdge);
+                .propose(&viewer, stream, &set.ring, Instant::now());
+            let (proposed, kept) = match proposal {
+                None => return Err(DirectorError::NoEdge),
+                Some(crate::assign::Proposal::Kept(a)) => (a.index, Some(a)),
+                Some(crate::assign::Proposal::Try(i)) => (i, None),
             };
             let target = if ll_query.is_empty() {
                 path.to_owned()
@@ -648,14 +650,20 @@ impl Director {
                 }
                 Err(e) => return Err(e),
             };
-            let assigned = self
-                .inner
-                .viewers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .assign(&viewer, stream, &set.ring, Instant::now());
-            let Some(assigned) = assigned else {
-                return Err(DirectorError::NoEdge);
+            let assigned = match kept {
+                Some(a) => a,
+                None => {
+                    let placed = self
+                        .inner
+                        .viewers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .assign(&viewer, stream, &set.ring, Instant::now());
+                    let Some(a) = placed else {
+                        return Err(DirectorError::NoEdge);
+                    };
+                    a
+                }
             };
             let i = assigned.index;
             if assigned.reason != crate::assign::Reason::Kept {

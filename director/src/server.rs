@@ -4,7 +4,6 @@
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::Extensions;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -69,10 +68,12 @@ fn too_many() -> Response {
     r
 }
 
-async fn hls(State(director): State<Director>, uri: Uri, extensions: Extensions) -> Response {
-    let client = extensions
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+async fn hls(
+    State(director): State<Director>,
+    uri: Uri,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
+) -> Response {
+    let client = peer.map(|p| p.0.0.ip());
     // The viewer's signed token, or a new one (a new viewer, within its
     // address's allowance).
     let viewer_token = || match director.verified(token(uri.query()).as_deref()) {

@@ -9,7 +9,6 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::Extensions;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -48,12 +47,10 @@ async fn hls(
     version: Version,
     uri: Uri,
     headers: HeaderMap,
-    extensions: Extensions,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
 ) -> Response {
     // The client's address (set by the accept loop), for its share of fills.
-    let client = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let client = peer.map(|p| p.0.0.ip());
     if method != Method::GET && method != Method::HEAD {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
