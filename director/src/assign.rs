@@ -462,6 +462,9 @@ impl Assignments {
         if ring.is_empty() {
             return None;
         }
+        // Returning viewers must keep the plan current too: after a burst
+        // they are the only callers.
+        self.replan(ring, now);
         match self.verdict(viewer, stream, ring, now) {
             Verdict::Stay(i) => {
                 if let Some(v) = self.get_mut(viewer) {
@@ -775,7 +778,11 @@ mod tests {
                     continue;
                 }
                 let stream = format!("stream-{s}");
-                let a = t.assign(v, &stream, &r, now).expect("edge");
+                // As the director does: propose, then place after the fetch.
+                let a = match t.propose(v, &stream, &r, now).expect("edge") {
+                    Proposal::Kept(a) => a,
+                    Proposal::Try(_) => t.assign(v, &stream, &r, now).expect("edge"),
+                };
                 if let Some(old) = edge_of.insert(v.clone(), a.index)
                     && old != a.index
                     && ms - arrive >= settle.as_millis() as u64
