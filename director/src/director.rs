@@ -840,3 +840,52 @@ impl Director {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An HTTP server on loopback answering every path with `body`.
+    async fn edge_answering(body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(move || async move { body });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_playlist_read_from_one_edge_is_never_served_for_another() {
+        let a = edge_answering("#EXTM3U\n#from-a\n").await;
+        let b = edge_answering("#EXTM3U\n#from-b\n").await;
+        let members: Vec<Member> = [("a", &a), ("b", &b)]
+            .iter()
+            .map(|(id, url)| Member {
+                id: (*id).into(),
+                url: (*url).clone(),
+                weight: 1,
+            })
+            .collect();
+        let set = EdgeSet {
+            version: 1,
+            urls: members.iter().map(|m| m.url.clone()).collect(),
+            ring: Ring::new(members),
+        };
+        let d =
+            Director::new(DirectorConfig::default(), DirectorMetrics::default()).expect("director");
+        let path = "/hls/s/source/index.m3u8";
+        let ia = set.urls.iter().position(|u| *u == a).expect("a");
+        let ib = set.urls.iter().position(|u| *u == b).expect("b");
+        // Within the cache's lifetime, each edge's viewers get that edge's copy.
+        let from_a = d.fetch(&set, ia, path).await.expect("a answers");
+        let from_b = d.fetch(&set, ib, path).await.expect("b answers");
+        assert!(from_a.text.contains("#from-a"), "{}", from_a.text);
+        assert!(from_b.text.contains("#from-b"), "{}", from_b.text);
+        let again = d.fetch(&set, ia, path).await.expect("cached");
+        assert!(Arc::ptr_eq(&again, &from_a), "a cache hit, from a");
+    }
+}
