@@ -45,7 +45,12 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         head_wait: first_byte * u32::try_from(origins.len()).unwrap_or(u32::MAX)
             + Duration::from_millis(500),
     };
-    let mut edge = Edge::new(origins, e.freshness(), limits, metrics.clone());
+    let trusted = e
+        .trusted_clients
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let mut edge = Edge::new(origins, e.freshness(), limits, metrics.clone()).with_trusted(trusted);
     if e.disk_bytes > 0 {
         let dir = config.data_dir.join("edge-cache");
         let disk = edge_cache::disk::DiskTier::open(&dir, e.disk_bytes, metrics.evictions.clone())

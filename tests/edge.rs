@@ -794,3 +794,31 @@ async fn metrics_can_need_a_token_and_never_show_origin_credentials() {
     assert!(text.contains("origin=\"http://127.0.0.1:9\""), "{text}");
     assert!(!text.contains("s3cr3t"), "credentials in a label");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_at_most_its_share_of_fills_unless_trusted() {
+    // A hung origin: every fill waits for its first-byte time.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    for (trusted, want) in [(false, 429), (true, 504)] {
+        let e = edge(std::slice::from_ref(&hung_url), |c| {
+            c.edge.first_byte_timeout_ms = 1500;
+            c.edge.max_fills_per_client = 1;
+            if trusted {
+                c.edge.trusted_clients = vec!["127.0.0.1".into()];
+            }
+        })
+        .await;
+        let addr = e.addr();
+        let first = tokio::spawn(async move { get(addr, "/hls/s/a.ts").await.0 });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (status, headers, _) = get(addr, "/hls/s/b.ts").await;
+        assert_eq!(status, want, "trusted {trusted}");
+        if status == 429 {
+            assert_eq!(header(&headers, "retry-after"), "1");
+        }
+        assert_eq!(first.await.unwrap(), 504);
+        e.running.shutdown().await;
+    }
+    drop(hung);
+}

@@ -35,6 +35,10 @@ pub struct EdgeConfig {
     pub max_blocking_fills_per_stream: usize,
     /// Origin fetches in flight that one client address started; more get 429.
     pub max_fills_per_client: usize,
+    /// Client addresses exempt from `max_fills_per_client`: the directors
+    /// (each reads every viewer's playlists from one address) and other
+    /// nodes of the farm.
+    pub trusted_clients: Vec<String>,
     /// Bytes of fetched bodies held for clients still reading them; past
     /// it, requests that need a new origin fetch get 503.
     pub streaming_bytes: u64,
@@ -74,6 +78,7 @@ impl Default for EdgeConfig {
             max_blocking_fills: 256,
             max_blocking_fills_per_stream: 64,
             max_fills_per_client: 128,
+            trusted_clients: Vec::new(),
             streaming_bytes: 256 << 20,
             first_byte_timeout_ms: 1000,
             body_timeout_ms: 10_000,
@@ -136,6 +141,15 @@ impl EdgeConfig {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
         if !pool_ok {
             return Err("[edge] pool: 1-32 letters, digits, '.', '-' or '_'".into());
+        }
+        if let Some(bad) = self
+            .trusted_clients
+            .iter()
+            .find(|a| a.parse::<std::net::IpAddr>().is_err())
+        {
+            return Err(format!(
+                "[edge] trusted_clients: {bad:?} is not an IP address"
+            ));
         }
         if !(1..=1_000_000).contains(&self.capacity) {
             return Err("[edge] capacity must be within 1..=1000000".into());
