@@ -155,7 +155,7 @@ async fn low_latency(
     };
     let answer = if file == "index.m3u8" {
         live.playlist(stream, variant, query, client).await
-    } else if is_part_name(file) {
+    } else if edge_cache::request::is_part_name(file) {
         live.part(stream, variant, file, client).await
     } else {
         return None;
@@ -213,13 +213,6 @@ async fn low_latency(
     })
 }
 
-/// `SESSION-12.3.m4s`: a part (segments are `SESSION-12.m4s`).
-fn is_part_name(file: &str) -> bool {
-    file.strip_suffix(".m4s")
-        .and_then(|stem| stem.rsplit_once('.'))
-        .is_some_and(|(_, index)| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
-}
-
 async fn metrics(State(state): State<Arc<HttpState>>, headers: axum::http::HeaderMap) -> Response {
     if !state.metrics_token.is_empty() {
         let given = headers
@@ -227,7 +220,7 @@ async fn metrics(State(state): State<Arc<HttpState>>, headers: axum::http::Heade
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !same_secret(given.as_bytes(), state.metrics_token.as_bytes()) {
+        if !rtmp::auth::constant_time_eq(given.as_bytes(), state.metrics_token.as_bytes()) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -258,11 +251,6 @@ async fn metrics(State(state): State<Arc<HttpState>>, headers: axum::http::Heade
         ),
     }
     .into_response()
-}
-
-/// Compares secrets in time independent of where they differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Resident set size from `/proc/self/statm` (Linux); `None` elsewhere.

@@ -99,11 +99,6 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Compares digests in time independent of where they differ.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Accepts a token in `fixed` (compared by digest, in constant time), or one
 /// the control plane calls an edge's (or an admin's), asked at most once per
 /// [`VERDICT_TTL`].
@@ -117,7 +112,10 @@ fn edge_auth(fixed: &[String], control: Option<ControlPlane>) -> RelayAuth {
                 return false;
             }
             let d = digest(&token);
-            if fixed.iter().fold(false, |hit, f| hit | same(f, &d)) {
+            if fixed
+                .iter()
+                .fold(false, |hit, f| hit | rtmp::auth::constant_time_eq(f, &d))
+            {
                 return true;
             }
             {

@@ -134,45 +134,19 @@ impl Fill {
         }
     }
 
-    /// Waits for the whole body, at most `limit`.
-    pub async fn complete(&self, limit: Duration) -> Result<Bytes, FillError> {
+    /// Waits, at most `limit`, until `ready` says something of the state
+    /// (woken on every change of it).
+    async fn wait_until<T>(
+        &self,
+        limit: Duration,
+        ready: impl Fn(&State) -> Option<Result<T, FillError>>,
+    ) -> Result<T, FillError> {
         let mut rx = self.changed.subscribe();
         let wait = async {
             loop {
                 rx.borrow_and_update();
-                match &self.lock().end {
-                    Some(Ok(())) => return Ok(()),
-                    Some(Err(e)) => return Err(e.clone()),
-                    None => {}
-                }
-                if rx.changed().await.is_err() {
-                    return Err(FillError::Body("fill dropped".into()));
-                }
-            }
-        };
-        tokio::time::timeout(limit, wait)
-            .await
-            .unwrap_or(Err(FillError::WaitTimeout))?;
-        Ok(self.body())
-    }
-
-    /// Waits for the head, at most `limit`.
-    pub async fn head(&self, limit: Duration) -> Result<Arc<Head>, FillError> {
-        let mut rx = self.changed.subscribe();
-        let wait = async {
-            loop {
-                rx.borrow_and_update();
-                {
-                    let s = self.lock();
-                    if let Some(h) = &s.head {
-                        return Ok(h.clone());
-                    }
-                    if let Some(Err(e)) = &s.end {
-                        return Err(e.clone());
-                    }
-                    if let Some(Ok(())) = &s.end {
-                        return Err(FillError::BadResponse("ended without a head".into()));
-                    }
+                if let Some(r) = ready(&self.lock()) {
+                    return r;
                 }
                 if rx.changed().await.is_err() {
                     return Err(FillError::Body("fill dropped".into()));
@@ -182,6 +156,25 @@ impl Fill {
         tokio::time::timeout(limit, wait)
             .await
             .unwrap_or(Err(FillError::WaitTimeout))
+    }
+
+    /// Waits for the whole body, at most `limit`.
+    pub async fn complete(&self, limit: Duration) -> Result<Bytes, FillError> {
+        self.wait_until(limit, |s| s.end.clone()).await?;
+        Ok(self.body())
+    }
+
+    /// Waits for the head, at most `limit`.
+    pub async fn head(&self, limit: Duration) -> Result<Arc<Head>, FillError> {
+        self.wait_until(limit, |s| match (&s.head, &s.end) {
+            (Some(h), _) => Some(Ok(h.clone())),
+            (None, Some(Err(e))) => Some(Err(e.clone())),
+            (None, Some(Ok(()))) => {
+                Some(Err(FillError::BadResponse("ended without a head".into())))
+            }
+            (None, None) => None,
+        })
+        .await
     }
 
     /// The bytes `start..end` (`end` `None`: to the end) as they arrive; an

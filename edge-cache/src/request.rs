@@ -144,12 +144,7 @@ impl CacheKey {
     /// An LL-HLS part (`NAME-12.3.m4s`): a hinted one is held by the origin
     /// until it is complete, like a blocking reload.
     pub fn is_part(&self) -> bool {
-        let file = self.path.rsplit('/').next().unwrap_or("");
-        file.strip_suffix(".m4s")
-            .and_then(|stem| stem.rsplit_once('.'))
-            .is_some_and(|(_, index)| {
-                !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit())
-            })
+        is_part_name(self.path.rsplit('/').next().unwrap_or(""))
     }
 
     /// Whether the origin may hold the request (a blocking reload or a part):
@@ -197,6 +192,14 @@ impl CacheKey {
             format!("{HLS_PREFIX}{}?{}", self.path, self.query)
         }
     }
+}
+
+/// `SESSION-12.3.m4s`: an LL-HLS part (segments are `SESSION-12.m4s`); the
+/// rule the origin answers parts by and the edge holds them by.
+pub fn is_part_name(file: &str) -> bool {
+    file.strip_suffix(".m4s")
+        .and_then(|stem| stem.rsplit_once('.'))
+        .is_some_and(|(_, index)| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Whether `path` (below `/hls/`) names a media playlist: the only object
