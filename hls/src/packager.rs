@@ -320,6 +320,9 @@ impl Packager {
             // Sized like the last segment, so a segment is not reallocated as it grows.
             let mut data =
                 BytesMut::with_capacity(self.last_segment_bytes + self.last_segment_bytes / 8);
+            if self.config.aligned {
+                muxer.restart_counters();
+            }
             muxer.start_segment(&mut data);
             self.muxer = Some(muxer);
             let map = self.init_segment(out);

@@ -35,7 +35,8 @@ pub struct TsTracks {
 pub struct TsMuxer {
     tracks: TsTracks,
     /// Continuity counters of video, audio, PAT and PMT: one per PID, so each
-    /// PID counts on without a gap from segment to segment.
+    /// PID counts on without a gap from segment to segment (unless
+    /// [`TsMuxer::restart_counters`] is called).
     cc: [u8; 4],
 }
 
@@ -56,6 +57,18 @@ impl TsMuxer {
         } else {
             AUDIO_PID
         }
+    }
+
+    /// Counts every PID from 0 again, so the next segment's bytes depend on
+    /// its frames alone. Redundant origins with aligned segments call it at
+    /// every segment: one that joined late (or whose publisher reconnected)
+    /// has muxed a different number of packets, and its counters would make
+    /// the same segment differ by a nibble per packet. The cost is a counter
+    /// jump at segment boundaries, which HLS players ignore (each segment is
+    /// decodable alone) and ffmpeg notes at debug level only; an edge mixing
+    /// segments of two origins would see such jumps anyway.
+    pub fn restart_counters(&mut self) {
+        self.cc = [0; 4];
     }
 
     /// Writes PAT and PMT, so every segment can be decoded on its own.
