@@ -43,6 +43,8 @@ pub struct Config {
     pub director: director::DirectorConfig,
     /// Node-to-node media: origins' relay listener, edges' pulls.
     pub relay: relay::RelayConfig,
+    /// The edge farm's autoscaler (run by the control plane).
+    pub autoscale: autoscale::AutoscaleConfig,
     /// Streams that may be published, each with its secret key.
     pub streams: Vec<StreamConfig>,
 }
@@ -234,6 +236,9 @@ impl Config {
         if !self.admin_token.is_empty() {
             control::secret::check_token(&self.admin_token)?;
         }
+        if self.autoscale.enabled {
+            self.autoscale.validate()?;
+        }
         for s in &self.streams {
             control::secret::check_key(&s.key).map_err(|e| format!("stream {:?}: {e}", s.name))?;
             if !media_core::path::valid_name(&s.name) {
@@ -373,6 +378,7 @@ impl Default for Config {
             edge: edge_cache::EdgeConfig::default(),
             director: director::DirectorConfig::default(),
             relay: relay::RelayConfig::default(),
+            autoscale: autoscale::AutoscaleConfig::default(),
             streams: Vec::new(),
         }
     }

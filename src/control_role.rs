@@ -25,6 +25,8 @@ pub(crate) fn open_control(
     rtmp_port: u16,
     http_addr: SocketAddr,
     streams: &[crate::config::StreamConfig],
+    serves_hls: bool,
+    autoscale_metrics: control::autoscale::AutoscaleMetrics,
 ) -> Result<Arc<control::Control>, StartError> {
     let db_path = config.data_dir.join("control.db");
     let db = Arc::new(control::Db::open(&db_path).map_err(StartError::Control)?);
@@ -32,6 +34,26 @@ pub(crate) fn open_control(
     if let Err(e) = crate::state_files::make_private(&db_path) {
         warn!(error = %e, "cannot make the control database private");
     }
+    let nodes = Arc::new(
+        control::Nodes::new(std::time::Duration::from_secs(
+            config.control.node_prune_seconds,
+        ))
+        .with_edge_dead(std::time::Duration::from_millis(
+            config.control.edge_dead_ms.max(100),
+        )),
+    );
+    let autoscaler = if config.autoscale.enabled {
+        Some(autoscaler(
+            config,
+            &db,
+            &nodes,
+            http_addr,
+            serves_hls,
+            autoscale_metrics,
+        )?)
+    } else {
+        None
+    };
     let control = Arc::new(control::Control {
         server: control::ServerInfo {
             rtmp_port,
@@ -42,14 +64,8 @@ pub(crate) fn open_control(
             schema: StreamSettings::schema(),
             validate: Arc::new(StreamSettings::validate),
         },
-        nodes: Arc::new(
-            control::Nodes::new(std::time::Duration::from_secs(
-                config.control.node_prune_seconds,
-            ))
-            .with_edge_dead(std::time::Duration::from_millis(
-                config.control.edge_dead_ms.max(100),
-            )),
-        ),
+        nodes,
+        autoscaler,
         ..control::Control::new(db, hub.clone())
     });
     for s in streams {
@@ -72,6 +88,100 @@ pub(crate) fn open_control(
     Ok(control)
 }
 
+/// The file in a local edge's data directory holding its control token
+/// (an edge token, made once per edge directory, stored hashed in the
+/// database like every token).
+const EDGE_TOKEN_FILE: &str = "control-token";
+
+/// The autoscaler and its provider, from `[autoscale]`.
+fn autoscaler(
+    config: &Config,
+    db: &Arc<control::Db>,
+    nodes: &Arc<control::Nodes>,
+    http_addr: SocketAddr,
+    serves_hls: bool,
+    metrics: control::autoscale::AutoscaleMetrics,
+) -> Result<Arc<control::autoscale::Autoscaler>, StartError> {
+    use control::autoscale::{Provider, kubernetes::KubernetesProvider, local};
+    let a = &config.autoscale;
+    let provider: Arc<dyn Provider> = match a.provider.as_str() {
+        "kubernetes" => Arc::new(
+            KubernetesProvider::new(&a.kubernetes)
+                .map_err(|e| StartError::Config(format!("[autoscale] kubernetes: {e}")))?,
+        ),
+        _ => {
+            let program = if a.local.program.is_empty() {
+                std::env::current_exe().map_err(|e| {
+                    StartError::Config(format!("[autoscale.local] program: this binary: {e}"))
+                })?
+            } else {
+                a.local.program.clone().into()
+            };
+            let origins = if a.local.origins.is_empty() && serves_hls {
+                vec![format!("http://{http_addr}")]
+            } else {
+                a.local.origins.clone()
+            };
+            let data_dir = if a.local.data_dir.is_empty() {
+                config.data_dir.join("edges")
+            } else {
+                a.local.data_dir.clone().into()
+            };
+            let setup = local::LocalSetup {
+                config: a.local.clone(),
+                program,
+                data_dir,
+                control_url: format!("http://{http_addr}"),
+                token_for: {
+                    let db = db.clone();
+                    Arc::new(move |dir: &std::path::Path| edge_token(&db, dir))
+                },
+                origins,
+            };
+            Arc::new(
+                local::LocalProvider::new(setup)
+                    .map_err(|e| StartError::Config(format!("[autoscale] local: {e}")))?,
+            )
+        }
+    };
+    Ok(Arc::new(control::autoscale::Autoscaler::new(
+        a.clone(),
+        nodes.clone(),
+        provider,
+        metrics,
+    )))
+}
+
+/// The token of the local edge in `dir`: the one kept there while the
+/// database still knows it, else a new one (a node token acts as one node,
+/// so each edge has its own; one per port directory bounds their number).
+fn edge_token(db: &control::Db, dir: &std::path::Path) -> Result<String, String> {
+    let path = dir.join(EDGE_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && matches!(
+            db.token_role(t.trim()),
+            Ok(Some(control::db::TokenRole::Edge))
+        )
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let token = control::secret::generate();
+    db.add_token_with_role(&token, control::db::TokenRole::Edge)
+        .map_err(|e| format!("an edge token: {e}"))?;
+    crate::state_files::write_atomic(&path, token.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(token)
+}
+
+/// Starts the autoscaler's loop, when there is one.
+pub(crate) fn spawn_autoscaler(
+    control: &control::Control,
+    cancel: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let a = control.autoscaler.clone()?;
+    Some(tokio::spawn(a.run(cancel.clone())))
+}
+
 /// `ferry control`: the control plane alone (API, web UI, state), for origins
 /// and workers that run as separate processes. No RTMP, no HLS.
 pub async fn start_control(config: &Config) -> Result<Running, StartError> {
@@ -79,15 +189,26 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     let (http_listener, http_addr) = bind("http", config.http.listen).await?;
     let hub = Hub::new();
     let streams = config.streams.clone();
-    let control = open_control(config, &hub, config.rtmp.listen.port(), http_addr, &streams)?;
+    let autoscale_metrics = control::autoscale::AutoscaleMetrics::default();
+    let control = open_control(
+        config,
+        &hub,
+        config.rtmp.listen.port(),
+        http_addr,
+        &streams,
+        false,
+        autoscale_metrics.clone(),
+    )?;
     let mut registry = Registry::with_prefix("ferry");
+    autoscale_metrics.register(&mut registry);
+    let cancel = CancellationToken::new();
+    let autoscaler = spawn_autoscaler(&control, &cancel);
     hub.metrics().register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
     let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let (_, http_cap) = connection_caps(config, false);
     let store = OriginStore::memory();
-    let cancel = CancellationToken::new();
     let heartbeat = tokio::spawn(node::heartbeat(
         NodeInfo {
             id: node_id,
@@ -95,6 +216,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
             address: http_addr.to_string(),
             edge: None,
             relay: None,
+            viewers: None,
         },
         ControlPlane::Local(control.clone()),
         None,
@@ -110,10 +232,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
         &cancel,
     );
     info!(http = %http_addr, "ferry control is serving");
-    Ok(Running::http_only(
-        http_addr,
-        hub,
-        cancel,
-        vec![heartbeat, http_task],
-    ))
+    let mut tasks = vec![heartbeat, http_task];
+    tasks.extend(autoscaler);
+    Ok(Running::http_only(http_addr, hub, cancel, tasks))
 }

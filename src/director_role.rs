@@ -12,12 +12,13 @@ use tracing::info;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::http_serve;
+use crate::node::{self, ControlPlane, NodeInfo};
 use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
 
 /// Starts a director on `[http] listen`, reading edges from `[control] url`
 /// with `admin_token` (a `node` token is enough).
 pub async fn start_director(config: &Config) -> Result<Running, StartError> {
-    prepare(config)?;
+    let node_id = prepare(config)?;
     if config.control.url.is_empty() {
         return Err(StartError::Config(
             "the director needs the control plane: --control URL (or [control] url)".into(),
@@ -28,10 +29,17 @@ pub async fn start_director(config: &Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;
     let (listener, http_addr) = bind("http", config.http.listen).await?;
     let cancel = CancellationToken::new();
+    let control = Arc::new(control);
+    let beat = Beat {
+        id: node_id,
+        address: format!("http://{http_addr}"),
+        plane: ControlPlane::Remote(control.clone()),
+    };
     let tasks = serve_director(
         config,
         listener,
-        director::from_control(Arc::new(control)),
+        director::from_control(control),
+        beat,
         &cancel,
     )?;
     info!(http = %http_addr, control = %config.control.url, policy = ?d.policy, "ferry director is serving");
@@ -41,6 +49,17 @@ pub async fn start_director(config: &Config) -> Result<Running, StartError> {
     })
 }
 
+/// How a director reports itself: its viewers per edge go to control with
+/// every beat (the autoscaler drains the edge with the fewest).
+pub(crate) struct Beat {
+    /// Its node id.
+    pub id: String,
+    /// Where viewers reach it.
+    pub address: String,
+    /// Where the beats go.
+    pub plane: ControlPlane,
+}
+
 /// Serves a director on `listener` (its routes, `/metrics`, `/healthz`) with
 /// the edges from `source`: for `ferry director`, and for `ferry serve` with
 /// `[director] listen`.
@@ -48,6 +67,7 @@ pub(crate) fn serve_director(
     config: &Config,
     listener: tokio::net::TcpListener,
     source: director::EdgeSource,
+    beat: Beat,
     cancel: &CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
     let d = &config.director;
@@ -65,7 +85,27 @@ pub(crate) fn serve_director(
     let state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let router = director::router(director.clone()).merge(http::ops_router(state));
     let (_, http_cap) = connection_caps(config, false);
+    let viewers = {
+        let director = director.clone();
+        Arc::new(move || {
+            director
+                .placement()
+                .edges
+                .into_iter()
+                .map(|e| (e.id, e.viewers))
+                .collect()
+        })
+    };
+    let node = NodeInfo {
+        id: beat.id,
+        role: "director",
+        address: beat.address,
+        edge: None,
+        relay: None,
+        viewers: Some(viewers),
+    };
     Ok(vec![
+        tokio::spawn(node::heartbeat(node, beat.plane, None, cancel.clone())),
         tokio::spawn(director.follow(source, cancel.clone())),
         spawn_http(listener, router, config, http_cap, http_metrics, cancel),
     ])

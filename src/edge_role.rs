@@ -154,6 +154,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
                     http_metrics.clone(),
                 )),
                 relay: None,
+                viewers: None,
             },
             ControlPlane::Remote(client),
             None,
@@ -237,6 +238,7 @@ fn load_report(
                 hits.saturating_sub(hits0) as f64 / asked as f64
             },
             draining: false,
+            requests: asked,
             pool: pool.clone(),
         }
     })

@@ -246,6 +246,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 address: "-".into(),
                 edge: None,
                 relay: None,
+                viewers: None,
             },
             ferry::node::ControlPlane::Remote(leases.clone()),
             None,

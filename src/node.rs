@@ -63,6 +63,9 @@ pub const EDGE_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// An edge's load report, made fresh for each beat.
 pub type EdgeReport = Arc<dyn Fn() -> control_client::types::EdgeLoad + Send + Sync>;
 
+/// A director's viewers per edge id, counted fresh for each beat.
+pub type ViewersReport = Arc<dyn Fn() -> std::collections::BTreeMap<String, u64> + Send + Sync>;
+
 /// Who this node is.
 #[derive(Clone)]
 pub struct NodeInfo {
@@ -77,6 +80,9 @@ pub struct NodeInfo {
     pub edge: Option<EdgeReport>,
     /// An origin's relay, reported so that edges can pin it.
     pub relay: Option<control_client::types::RelayAdvert>,
+    /// A director's viewers per edge (directors beat every
+    /// [`EDGE_HEARTBEAT_INTERVAL`] too: the autoscaler drains by them).
+    pub viewers: Option<ViewersReport>,
 }
 
 impl NodeInfo {
@@ -96,6 +102,7 @@ impl NodeInfo {
             live,
             edge,
             relay: self.relay.clone(),
+            viewers: self.viewers.as_ref().map(|v| v()).unwrap_or_default(),
         }
     }
 }
@@ -109,7 +116,7 @@ pub async fn heartbeat(
     hub: Option<Hub>,
     cancel: CancellationToken,
 ) {
-    let every = if node.edge.is_some() {
+    let every = if node.edge.is_some() || node.viewers.is_some() {
         EDGE_HEARTBEAT_INTERVAL
     } else {
         HEARTBEAT_INTERVAL
@@ -145,6 +152,7 @@ pub async fn heartbeat(
                     streams: live,
                     edge,
                     relay: node.relay.clone(),
+                    viewers: node.viewers.as_ref().map(|v| v()).unwrap_or_default(),
                 };
                 if let Err(e) = control.nodes.beat(&control.db, row) {
                     warn!(error = %e, "node heartbeat failed");

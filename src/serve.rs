@@ -70,6 +70,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     http_metrics.register(&mut registry);
     let relay_metrics = relay::RelayMetrics::default();
     relay_metrics.register(&mut registry);
+    let autoscale_metrics = control::autoscale::AutoscaleMetrics::default();
+    autoscale_metrics.register(&mut registry);
     let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let (rtmp_cap, http_cap) = connection_caps(config, true);
 
@@ -90,6 +92,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             rtmp_addr.port(),
             http_addr,
             &streams,
+            true,
+            autoscale_metrics,
         )?),
     };
     // Per-stream settings from the API (this process's control plane only),
@@ -224,6 +228,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     address: http_addr.to_string(),
                     edge: None,
                     relay: relay.advert.clone(),
+                    viewers: None,
                 },
                 ControlPlane::Local(control.clone()),
                 None,
@@ -240,6 +245,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                         address: http_addr.to_string(),
                         edge: None,
                         relay: relay.advert.clone(),
+                        viewers: None,
                     },
                     ControlPlane::Remote(client.clone()),
                     Some(hub.clone()),
@@ -264,6 +270,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &cancel,
     );
     tasks.push(http_task);
+    if let Some(control) = &local {
+        tasks.extend(crate::control_role::spawn_autoscaler(control, &cancel));
+    }
     // A director on a listener of its own, following this process's edges.
     let mut director_addr = None;
     if !config.director.listen.is_empty() {
@@ -274,23 +283,32 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             ))
         })?;
         let (listener, bound) = bind("director", addr).await?;
-        let source: director::EdgeSource = match (&local, &remote) {
+        let (source, plane): (director::EdgeSource, _) = match (&local, &remote) {
             (Some(control), _) => {
                 let nodes = control.nodes.clone();
-                std::sync::Arc::new(move || {
+                let source: director::EdgeSource = std::sync::Arc::new(move || {
                     let rows = nodes.edges();
                     Box::pin(async move { Ok(rows) })
-                })
+                });
+                (source, ControlPlane::Local(control.clone()))
             }
-            (None, Some(client)) => director::from_control(client.clone()),
+            (None, Some(client)) => (
+                director::from_control(client.clone()),
+                ControlPlane::Remote(client.clone()),
+            ),
             (None, None) => {
                 return Err(StartError::Config(
                     "[director] listen needs a control plane".into(),
                 ));
             }
         };
+        let beat = crate::director_role::Beat {
+            id: format!("{node_id}-director"),
+            address: format!("http://{bound}"),
+            plane,
+        };
         tasks.extend(crate::director_role::serve_director(
-            config, listener, source, &cancel,
+            config, listener, source, beat, &cancel,
         )?);
         info!(director = %bound, "director is serving");
         director_addr = Some(bound);

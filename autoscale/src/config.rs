@@ -27,6 +27,9 @@ pub struct AutoscaleConfig {
     pub edge_egress_bps: u64,
     /// Target share of `edge_egress_bps` (the first metric).
     pub target_egress: f64,
+    /// Target viewers (by the directors' count) per unit of an edge's
+    /// reported capacity; 0 leaves viewers out. Needs a director reporting.
+    pub target_viewers: f64,
     /// Target connections per unit of an edge's reported capacity (its
     /// viewers); 0 leaves connections out.
     pub target_connections: f64,
@@ -77,7 +80,8 @@ impl Default for AutoscaleConfig {
             tolerance: 0.1,
             edge_egress_bps: 0,
             target_egress: 0.7,
-            target_connections: 0.8,
+            target_viewers: 0.8,
+            target_connections: 1.0,
             target_cpu: 0.7,
             warmup_seconds: 60.0,
             scale_up_window_seconds: 0.0,
@@ -196,6 +200,7 @@ impl AutoscaleConfig {
         }
         let targets = [
             ("target_egress", self.target_egress),
+            ("target_viewers", self.target_viewers),
             ("target_connections", self.target_connections),
             ("target_cpu", self.target_cpu),
         ];
@@ -207,7 +212,8 @@ impl AutoscaleConfig {
         }
         if self.targets().is_empty() {
             return Err(
-                "[autoscale] needs at least one target (egress, connections or cpu)".into(),
+                "[autoscale] needs at least one target (egress, viewers, connections or cpu)"
+                    .into(),
             );
         }
         let seconds = [
@@ -248,6 +254,9 @@ impl AutoscaleConfig {
         let mut t = Vec::new();
         if self.edge_egress_bps > 0 && self.target_egress > 0.0 {
             t.push((crate::Metric::Egress, self.target_egress));
+        }
+        if self.target_viewers > 0.0 {
+            t.push((crate::Metric::Viewers, self.target_viewers));
         }
         if self.target_connections > 0.0 {
             t.push((crate::Metric::Connections, self.target_connections));
@@ -300,7 +309,11 @@ mod tests {
         // Without an egress capacity, egress is not a metric.
         assert_eq!(
             c.targets(),
-            [(crate::Metric::Connections, 0.8), (crate::Metric::Cpu, 0.7)]
+            [
+                (crate::Metric::Viewers, 0.8),
+                (crate::Metric::Connections, 1.0),
+                (crate::Metric::Cpu, 0.7)
+            ]
         );
     }
 
@@ -318,6 +331,7 @@ mod tests {
         assert!(
             bad(|c| {
                 c.target_connections = 0.0;
+                c.target_viewers = 0.0;
                 c.target_cpu = 0.0;
             })
             .contains("at least one target")

@@ -15,6 +15,9 @@ use crate::config::AutoscaleConfig;
 pub enum Metric {
     /// Bits per second sent to viewers, against what the edge can send.
     Egress,
+    /// Viewers the directors placed on it, against the viewers it is sized
+    /// for: what the director fills edges by, so what the farm is sized by.
+    Viewers,
     /// Open connections, against the viewers the edge is sized for.
     Connections,
     /// CPU load per core.
@@ -26,6 +29,7 @@ impl Metric {
     pub fn name(self) -> &'static str {
         match self {
             Metric::Egress => "egress",
+            Metric::Viewers => "viewers",
             Metric::Connections => "connections",
             Metric::Cpu => "cpu",
         }
@@ -49,8 +53,11 @@ pub enum EdgeState {
 pub struct Figures {
     /// Bits per second sent to viewers.
     pub egress_bps: u64,
-    /// Open connections.
+    /// Open connections (players' idle keep-alives and directors' playlist
+    /// fetches included).
     pub connections: u64,
+    /// Viewers the directors count on it; `None` when no director reports.
+    pub viewers: Option<u64>,
     /// Relative capacity: the viewers it is sized for.
     pub capacity: u32,
     /// CPU load per core.
@@ -256,10 +263,10 @@ impl Policy {
                 EdgeState::Starting => unready += 1,
                 EdgeState::Ready => {
                     let cold = metric == Metric::Cpu && e.ready_since_ms > warm_after;
-                    match (e.figures, cold) {
+                    match (e.figures.and_then(|f| self.utilisation(metric, &f)), cold) {
                         (_, true) => unready += 1,
                         (None, false) => missing += 1,
-                        (Some(f), false) => measured.push(self.utilisation(metric, &f)),
+                        (Some(u), false) => measured.push(u),
                     }
                 }
             }
@@ -311,15 +318,16 @@ impl Policy {
         Some(reading)
     }
 
-    fn utilisation(&self, metric: Metric, f: &Figures) -> f64 {
+    fn utilisation(&self, metric: Metric, f: &Figures) -> Option<f64> {
         let capacity = f64::from(f.capacity.max(1));
-        match metric {
+        Some(match metric {
             Metric::Egress => {
                 f.egress_bps as f64 / (self.config.edge_egress_bps.max(1) as f64 * capacity)
             }
+            Metric::Viewers => f.viewers? as f64 / capacity,
             Metric::Connections => f.connections as f64 / capacity,
             Metric::Cpu => f.cpu,
-        }
+        })
     }
 
     /// The windows: a rise must hold for the scale-up window (its lowest

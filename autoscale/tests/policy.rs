@@ -11,6 +11,8 @@ const CAPACITY: u32 = 10;
 fn config() -> AutoscaleConfig {
     AutoscaleConfig {
         target_cpu: 0.0,
+        target_viewers: 0.0,
+        target_connections: 0.8,
         min_edges: 1,
         max_edges: 20,
         ..AutoscaleConfig::default()
@@ -210,6 +212,7 @@ fn the_largest_recommendation_over_metrics_wins() {
             figures: Some(Figures {
                 egress_bps: 10_000_000_000,
                 connections: 2,
+                viewers: None,
                 capacity: 10,
                 cpu: 0.7,
             }),
@@ -328,4 +331,37 @@ fn a_ramp_grows_within_the_limits_and_shrinks_after_the_window() {
     assert!(sizes[30..49].iter().all(|s| *s == 10), "{sizes:?}");
     assert_eq!(*sizes.last().unwrap_or(&0), 1, "{sizes:?}");
     assert_eq!(direction_changes(&sizes), 1, "{sizes:?}");
+}
+
+#[test]
+fn viewers_by_the_directors_count_size_the_farm_once_reported() {
+    let mut p = Policy::new(AutoscaleConfig {
+        target_viewers: 0.8,
+        target_connections: 0.0,
+        ..config()
+    });
+    let with_viewers = |id: &str, viewers: Option<u64>| EdgeSample {
+        id: id.into(),
+        state: EdgeState::Ready,
+        // Connections say nothing here (idle keep-alives, directors' fetches).
+        figures: Some(Figures {
+            connections: 40,
+            viewers,
+            capacity: CAPACITY,
+            ..Figures::default()
+        }),
+        ready_since_ms: 0,
+    };
+    // 2 edges with 12 viewers each: 1.5x the 8 wanted, 3 edges.
+    let d = p.evaluate(
+        1_000_000,
+        &[with_viewers("a", Some(12)), with_viewers("b", Some(12))],
+    );
+    assert_eq!((d.readings[0].metric.name(), d.desired), ("viewers", 3));
+    // No director reporting: nothing to go on.
+    let d = p.evaluate(
+        1_100_000,
+        &[with_viewers("a", None), with_viewers("b", None)],
+    );
+    assert_eq!(d.reason, Reason::NoFigures);
 }

@@ -1,6 +1,8 @@
 //! The control API's types that nodes send and receive: the same structs on
 //! both ends of the wire, so the client and the server cannot drift apart.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// A task as stored, with its status.
@@ -77,6 +79,9 @@ pub struct NodeRow {
     /// An origin's relay (kept in memory, not in the database).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayAdvert>,
+    /// A director's viewers per edge id (kept in memory, not in the database).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub viewers: BTreeMap<String, u64>,
 }
 
 /// An origin's relay as it reports it: what edges need to pin it.
@@ -146,6 +151,10 @@ pub struct Heartbeat {
     /// An origin's relay, for edges to pin (origins only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayAdvert>,
+    /// A director's viewers per edge id (directors only): what the
+    /// autoscaler weighs an edge's removal by, and operators' audience.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub viewers: BTreeMap<String, u64>,
 }
 
 /// An edge's load, sent with each heartbeat: what the director weighs edges by
@@ -165,6 +174,10 @@ pub struct EdgeLoad {
     /// The edge is going away on purpose: give it no new viewers.
     #[serde(default)]
     pub draining: bool,
+    /// HLS requests it answered since its previous report: a draining
+    /// edge is stopped once this stays 0.
+    #[serde(default)]
+    pub requests: u64,
     /// The pool it belongs to: a content-steering pathway (letters, digits,
     /// `.`, `-`, `_`).
     #[serde(default = "default_pool")]
@@ -179,6 +192,7 @@ impl Default for EdgeLoad {
             egress_bps: 0,
             hit_ratio: 1.0,
             draining: false,
+            requests: 0,
             pool: default_pool(),
         }
     }
@@ -205,6 +219,9 @@ pub struct EdgeRow {
     pub cpu: f64,
     /// Unix milliseconds of the last heartbeat.
     pub last_heartbeat_ms: i64,
+    /// Viewers the directors place on it (their sum).
+    #[serde(default)]
+    pub viewers: u64,
 }
 
 /// The answer to a heartbeat.

@@ -76,6 +76,8 @@ type ApiResult<T> = Result<T, ApiError>;
 pub const MAX_HEARTBEAT_TEXT: usize = 256;
 /// The most live streams one heartbeat may report.
 pub const MAX_HEARTBEAT_STREAMS: usize = 1000;
+/// Edges a director may report viewers for in one heartbeat.
+pub const MAX_HEARTBEAT_EDGES: usize = 10_000;
 /// The largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 256 << 10;
 type Body<T> = Result<Json<T>, JsonRejection>;
@@ -714,6 +716,23 @@ fn set_draining(c: &Control, id: &str, draining: bool) -> ApiResult<StatusCode> 
     }
 }
 
+/// The edge farm's autoscaler: the farm's size now and wanted, edges
+/// starting and draining, the last decisions with the figures and the rule
+/// behind each, and what was done. 404 when autoscaling is off.
+#[utoipa::path(get, path = "/autoscale",
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn autoscale_status(
+    State(c): State<Arc<Control>>,
+) -> ApiResult<Json<crate::autoscale::AutoscaleStatus>> {
+    match &c.autoscaler {
+        Some(a) => Ok(Json(a.status())),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "autoscaling is off ([autoscale] enabled = false)".into(),
+        )),
+    }
+}
+
 /// A node reports that it is alive (and, for origins, what is live on it).
 #[utoipa::path(post, path = "/nodes/heartbeat", request_body = Heartbeat,
     responses((status = 200, body = HeartbeatReply), (status = 400, body = ErrorBody)))]
@@ -745,8 +764,21 @@ async fn heartbeat(
         check_name(name)?;
     }
     bind(&c, &caller, &h.id)?;
-    if !["origin", "edge", "worker", "all"].contains(&h.role.as_str()) {
-        return Err(ApiError::bad("role must be origin, edge, worker or all"));
+    if !["origin", "edge", "worker", "all", "director"].contains(&h.role.as_str()) {
+        return Err(ApiError::bad(
+            "role must be origin, edge, worker, all or director",
+        ));
+    }
+    if !h.viewers.is_empty() && h.role != "director" {
+        return Err(ApiError::bad("only a director reports viewers"));
+    }
+    if h.viewers.len() > MAX_HEARTBEAT_EDGES {
+        return Err(ApiError::bad(format!(
+            "viewers of at most {MAX_HEARTBEAT_EDGES} edges per heartbeat"
+        )));
+    }
+    for edge in h.viewers.keys() {
+        check_name(edge)?;
     }
     if !h.load.is_finite() || h.load < 0.0 {
         return Err(ApiError::bad("load must be a non-negative number"));
@@ -799,6 +831,7 @@ async fn heartbeat(
             streams: h.live.clone(),
             edge: h.edge,
             relay: h.relay,
+            viewers: h.viewers,
         },
     )?;
     let kick = h
@@ -901,7 +934,7 @@ async fn auth_publish(
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat, edges, relay_pins, relay_verify, drain_edge, undrain_edge, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
+          nodes, heartbeat, edges, relay_pins, relay_verify, drain_edge, undrain_edge, autoscale_status, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -1074,6 +1107,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/relay/verify", post(relay_verify))
         .route("/edges/{id}/drain", post(drain_edge))
         .route("/edges/{id}/undrain", post(undrain_edge))
+        .route("/autoscale", get(autoscale_status))
         .route("/server", get(server_info))
         .route("/auth/publish", post(auth_publish))
         .route("/stream-settings", get(stream_settings))

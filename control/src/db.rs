@@ -148,7 +148,7 @@ impl TokenRole {
             TokenRole::Origin => beat || auth,
             TokenRole::Edge => beat || pins,
             TokenRole::Worker => workers || beat,
-            TokenRole::Director => edges,
+            TokenRole::Director => edges || beat,
         }
     }
 
@@ -156,11 +156,11 @@ impl TokenRole {
     pub fn may_be(self, role: &str) -> bool {
         match self {
             TokenRole::Admin => true,
-            TokenRole::Node => role != "edge",
+            TokenRole::Node => role != "edge" && role != "director",
             TokenRole::Origin => role == "origin",
             TokenRole::Edge => role == "edge",
             TokenRole::Worker => role == "worker",
-            TokenRole::Director => false,
+            TokenRole::Director => role == "director",
         }
     }
 }
@@ -773,6 +773,7 @@ impl Db {
                     streams: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
                     edge: None,
                     relay: None,
+                    viewers: Default::default(),
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -901,6 +902,7 @@ mod node_tests {
             last_heartbeat_ms: now_ms(),
             load: 0.5,
             streams: vec!["s".into()],
+            viewers: Default::default(),
             edge: None,
             relay: None,
         };

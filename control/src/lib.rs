@@ -5,6 +5,7 @@
 //! RTMP origin comes from here ([`auth::ControlAuth`]).
 
 pub mod api;
+pub mod autoscale;
 pub mod db;
 pub mod leases;
 pub mod nodes;
@@ -39,6 +40,8 @@ pub struct Control {
     pub auth_checks: AuthChecks,
     /// Registered nodes and which are alive.
     pub nodes: Arc<Nodes>,
+    /// The edge farm's autoscaler, when `[autoscale] enabled`.
+    pub autoscaler: Option<Arc<autoscale::Autoscaler>>,
 }
 
 /// `POST /auth/publish` calls a token may make per [`AUTH_CHECK_WINDOW`]
@@ -131,6 +134,7 @@ impl Control {
             settings: SettingsKind::default(),
             auth_checks: AuthChecks::default(),
             nodes: Arc::new(Nodes::new(nodes::DEFAULT_NODE_PRUNE)),
+            autoscaler: None,
         }
     }
 

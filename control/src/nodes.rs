@@ -63,10 +63,42 @@ impl Nodes {
         known
     }
 
+    /// Directors reporting now.
+    pub fn directors_alive(&self) -> usize {
+        let now = now_ms();
+        self.live
+            .iter()
+            .filter(|n| n.role == "director" && now - n.last_heartbeat_ms <= NODE_FRESH_MS)
+            .count()
+    }
+
+    /// Viewers per edge id, summed over the directors alive now.
+    pub fn viewers_per_edge(&self) -> std::collections::BTreeMap<String, u64> {
+        let now = now_ms();
+        let mut sum = std::collections::BTreeMap::new();
+        for n in self.live.iter() {
+            if n.role != "director" || now - n.last_heartbeat_ms > NODE_FRESH_MS {
+                continue;
+            }
+            for (edge, v) in &n.viewers {
+                *sum.entry(edge.clone()).or_insert(0u64) += v;
+            }
+        }
+        sum
+    }
+
+    /// Forgets edge `id` at once (the autoscaler stopped it): directors drop
+    /// it at their next poll instead of after its heartbeats run out.
+    pub fn forget_edge(&self, id: &str) {
+        self.live.remove_if(id, |_, n| n.role == "edge");
+        self.drained.remove(id);
+    }
+
     /// Every edge that has beaten since this process started, with its state
-    /// (`live`, `draining`, `dead`) and last load.
+    /// (`live`, `draining`, `dead`), last load and viewers.
     pub fn edges(&self) -> Vec<control_client::types::EdgeRow> {
         let now = now_ms();
+        let viewers = self.viewers_per_edge();
         let mut edges: Vec<_> = self
             .live
             .iter()
@@ -87,6 +119,7 @@ impl Nodes {
                     load,
                     cpu: n.load,
                     last_heartbeat_ms: n.last_heartbeat_ms,
+                    viewers: viewers.get(&n.id).copied().unwrap_or(0),
                 }
             })
             .collect();
@@ -198,6 +231,7 @@ mod tests {
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
             edge: None,
             relay: None,
+            viewers: Default::default(),
         }
     }
 
