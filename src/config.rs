@@ -22,6 +22,10 @@ pub struct Config {
     pub log: String,
     /// Threads serving network I/O; 0 means one per CPU core.
     pub worker_threads: usize,
+    /// This node's id in the cluster (`FERRY_NODE_ID`); empty: one made
+    /// once and kept in the data directory. Orchestrators set it to the pod
+    /// name, which the Kubernetes autoscaler provider removes pods by.
+    pub node_id: String,
     /// An operator token for the API and web UI (`FERRY_ADMIN_TOKEN`); with
     /// none, one is made on first start and printed once.
     pub admin_token: String,
@@ -368,6 +372,7 @@ impl Default for Config {
             data_dir: PathBuf::from("ferry-data"),
             log: "info".into(),
             worker_threads: 0,
+            node_id: String::new(),
             admin_token: String::new(),
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),

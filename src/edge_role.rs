@@ -1,6 +1,7 @@
 //! `ferry edge`: an HLS caching edge in front of one or more origins.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use edge_cache::{Edge, EdgeLimits, EdgeMetrics, Origin, Origins, Source};
@@ -136,6 +137,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             &cancel,
         ),
     ]);
+    let draining = Arc::new(AtomicBool::new(false));
     if let Some(client) = control {
         let address = if e.public_url.is_empty() {
             format!("http://{http_addr}")
@@ -152,6 +154,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
                     e.pool.clone(),
                     metrics.clone(),
                     http_metrics.clone(),
+                    draining.clone(),
                 )),
                 relay: None,
                 viewers: None,
@@ -163,6 +166,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     }
     info!(http = %http_addr, rtmp = ?rtmp_addr, origins = ?e.origins, "ferry edge is serving");
     let mut running = Running::http_only(http_addr, hub, cancel, tasks);
+    running.drain = Some((draining, Duration::from_secs(e.drain_seconds)));
     if let Some(addr) = rtmp_addr {
         running.rtmp_addr = addr;
         running.threads = threads;
@@ -216,6 +220,7 @@ fn load_report(
     pool: String,
     edge: EdgeMetrics,
     http: http_serve::HttpMetrics,
+    draining: Arc<AtomicBool>,
 ) -> node::EdgeReport {
     let last = std::sync::Mutex::new((std::time::Instant::now(), 0u64, 0u64, 0u64));
     Arc::new(move || {
@@ -237,7 +242,7 @@ fn load_report(
             } else {
                 hits.saturating_sub(hits0) as f64 / asked as f64
             },
-            draining: false,
+            draining: draining.load(Ordering::Relaxed),
             requests: asked,
             pool: pool.clone(),
         }

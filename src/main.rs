@@ -195,13 +195,22 @@ fn run_server(config: &Config, role: Role) -> anyhow::Result<()> {
             Role::Edge => ferry::edge_role::start_edge(config).await?,
             Role::Director => ferry::director_role::start_director(config).await?,
         };
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for ctrl-c")?;
+        shutdown_signal().await?;
         tracing::info!("shutting down");
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// Ctrl-c or SIGTERM (what service managers and Kubernetes send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for ctrl-c")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 fn worker(args: WorkerArgs) -> anyhow::Result<()> {

@@ -31,7 +31,8 @@ pub fn stable_id(data_dir: &Path) -> std::io::Result<String> {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` may name a node: 1-64 letters, digits, `_`, `-`.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

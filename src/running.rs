@@ -67,6 +67,9 @@ pub struct Running {
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: Vec<JoinHandle<()>>,
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
+    /// An edge's drain on shutdown: the flag its heartbeats report, and
+    /// how long it keeps serving once the flag is up.
+    pub(crate) drain: Option<(std::sync::Arc<std::sync::atomic::AtomicBool>, Duration)>,
 }
 
 impl Running {
@@ -87,11 +90,19 @@ impl Running {
             cancel,
             tasks,
             threads: Vec::new(),
+            drain: None,
         }
     }
 
     /// Stops accepting, closes every connection, and waits for the servers to end.
     pub async fn shutdown(self) {
+        if let Some((flag, wait)) = &self.drain
+            && !wait.is_zero()
+        {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(seconds = wait.as_secs(), "draining before stopping");
+            tokio::time::sleep(*wait).await;
+        }
         self.cancel.cancel();
         for t in self.tasks {
             let _ = t.await;
@@ -176,6 +187,15 @@ pub(crate) fn prepare(config: &Config) -> Result<String, StartError> {
         source,
     };
     crate::state_files::create_private_dir(&config.data_dir).map_err(data_dir_error)?;
+    if !config.node_id.is_empty() {
+        return if node::valid_id(&config.node_id) {
+            Ok(config.node_id.clone())
+        } else {
+            Err(StartError::Config(
+                "node_id: 1-64 letters, digits, '_' or '-'".into(),
+            ))
+        };
+    }
     node::stable_id(&config.data_dir).map_err(data_dir_error)
 }
 

@@ -323,6 +323,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks,
         threads: rtmp_threads,
         director_addr,
+        drain: None,
     })
 }
 

@@ -364,3 +364,73 @@ async fn node_tokens_act_as_one_kind_and_a_node_id_belongs_to_its_first_token() 
         assert_eq!(status, 400, "{bad:?}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_viewers() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let beat = |token: String, body: String| async move {
+        api(http, "POST", "/nodes/heartbeat", Some(&token), Some(&body)).await
+    };
+    // A Deployment's replicas share one token.
+    let fleet = token_of(http, "edge_fleet").await;
+    for (id, port) in [("ferry-edge-a", 8081), ("ferry-edge-b", 8082)] {
+        let (status, body) = beat(
+            fleet.clone(),
+            edge_beat(id, &format!("http://127.0.0.1:{port}")),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = beat(
+        fleet.clone(),
+        edge_beat("ferry-edge-a", "http://127.0.0.1:8081"),
+    )
+    .await;
+    assert_eq!(status, 200, "again: {body}");
+    // Each id is the fleet's: another edge token cannot take one over.
+    let other = token_of(http, "edge").await;
+    let (status, body) = beat(other, edge_beat("ferry-edge-b", "http://10.9.9.9:80")).await;
+    assert_eq!(status, 403, "{body}");
+    // Still edges only.
+    let as_origin = r#"{"id":"ferry-edge-c","role":"origin","address":"http://x","version":"1"}"#;
+    assert_eq!(beat(fleet.clone(), as_origin.into()).await.0, 403);
+    // A director reports its viewers per edge; the edge list shows their sum.
+    let director = token_of(http, "director").await;
+    let report = serde_json::json!({
+        "id": "dir-1", "role": "director", "address": "http://127.0.0.1:9000", "version": "1",
+        "viewers": {"ferry-edge-a": 7, "ferry-edge-b": 2}
+    });
+    let (status, body) = beat(director.clone(), report.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, edges) = api(http, "GET", "/edges", Some(ADMIN), None).await;
+    let viewers: Vec<(String, u64)> = edges
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_owned(),
+                e["viewers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        viewers,
+        [("ferry-edge-a".into(), 7), ("ferry-edge-b".into(), 2)]
+    );
+    // Only directors report viewers, and a director token cannot be an edge.
+    let mut forged = serde_json::from_str::<serde_json::Value>(&edge_beat(
+        "ferry-edge-a",
+        "http://127.0.0.1:8081",
+    ))
+    .unwrap();
+    forged["viewers"] = serde_json::json!({"ferry-edge-a": 1000});
+    assert_eq!(beat(fleet, forged.to_string()).await.0, 400);
+    let (_, node) = node_token(http).await;
+    assert_eq!(
+        beat(node, report.to_string()).await.0,
+        403,
+        "node tokens are not directors"
+    );
+}

@@ -318,7 +318,10 @@ impl Policy {
         Some(reading)
     }
 
-    fn utilisation(&self, metric: Metric, f: &Figures) -> Option<f64> {
+    /// An edge's utilisation by `metric` (1.0 = at its capacity), if its
+    /// figures hold that metric: what the policy averages, and what an
+    /// operator's own HPA or KEDA would scale on.
+    pub fn utilisation(&self, metric: Metric, f: &Figures) -> Option<f64> {
         let capacity = f64::from(f.capacity.max(1));
         Some(match metric {
             Metric::Egress => {

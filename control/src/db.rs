@@ -84,6 +84,9 @@ const MIGRATIONS: &[&str] = &[
     // and the node a node token belongs to.
     "ALTER TABLE tokens ADD COLUMN from_env INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE tokens ADD COLUMN node_id TEXT;",
+    // The edges a fleet token acts as (many at once: an orchestrator's
+    // replicas share it); each id still belongs to that token alone.
+    "CREATE TABLE fleet_nodes (node_id TEXT PRIMARY KEY, token_id INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE);",
 ];
 
 /// Why a node token may not act as a node id.
@@ -105,6 +108,10 @@ pub enum TokenRole {
     Origin,
     /// An edge: heartbeats as an edge.
     Edge,
+    /// Edges of an orchestrated farm (a Kubernetes Deployment's replicas
+    /// share one token): heartbeats as any number of edges, each id its own.
+    #[serde(rename = "edge_fleet")]
+    EdgeFleet,
     /// A worker: tasks and heartbeats as a worker.
     Worker,
     /// A director: reads the edge list, nothing else.
@@ -118,6 +125,7 @@ impl TokenRole {
             TokenRole::Node => "node",
             TokenRole::Origin => "origin",
             TokenRole::Edge => "edge",
+            TokenRole::EdgeFleet => "edge_fleet",
             TokenRole::Worker => "worker",
             TokenRole::Director => "director",
         }
@@ -129,6 +137,7 @@ impl TokenRole {
             "node" => TokenRole::Node,
             "origin" => TokenRole::Origin,
             "edge" => TokenRole::Edge,
+            "edge_fleet" => TokenRole::EdgeFleet,
             "worker" => TokenRole::Worker,
             "director" => TokenRole::Director,
             _ => return None,
@@ -146,7 +155,7 @@ impl TokenRole {
             TokenRole::Admin => true,
             TokenRole::Node => workers || beat || auth || edges || pins,
             TokenRole::Origin => beat || auth,
-            TokenRole::Edge => beat || pins,
+            TokenRole::Edge | TokenRole::EdgeFleet => beat || pins,
             TokenRole::Worker => workers || beat,
             TokenRole::Director => edges || beat,
         }
@@ -158,7 +167,7 @@ impl TokenRole {
             TokenRole::Admin => true,
             TokenRole::Node => role != "edge" && role != "director",
             TokenRole::Origin => role == "origin",
-            TokenRole::Edge => role == "edge",
+            TokenRole::Edge | TokenRole::EdgeFleet => role == "edge",
             TokenRole::Worker => role == "worker",
             TokenRole::Director => role == "director",
         }
@@ -338,7 +347,8 @@ impl Db {
         let conn = self.conn();
         let owner: Option<String> = conn
             .query_row(
-                "SELECT hint FROM tokens WHERE node_id = ?1 AND hash != ?2",
+                "SELECT hint FROM tokens WHERE hash != ?2 AND (node_id = ?1
+                   OR id IN (SELECT token_id FROM fleet_nodes WHERE node_id = ?1))",
                 params![node_id, hash],
                 |r| r.get(0),
             )
@@ -359,6 +369,25 @@ impl Db {
             return Ok(Ok(()));
         };
         if role == TokenRole::Admin.as_str() || bound.as_deref() == Some(node_id) {
+            return Ok(Ok(()));
+        }
+        if role == TokenRole::EdgeFleet.as_str() {
+            // Read first: a fleet edge beats every second.
+            let known: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM fleet_nodes WHERE node_id = ?1",
+                    [node_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if known.is_some() {
+                return Ok(Ok(()));
+            }
+            conn.execute(
+                "INSERT OR IGNORE INTO fleet_nodes (node_id, token_id)
+                 SELECT ?1, id FROM tokens WHERE hash = ?2",
+                params![node_id, hash],
+            )?;
             return Ok(Ok(()));
         }
         if let Some(other) = bound

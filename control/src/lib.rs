@@ -118,7 +118,7 @@ impl Control {
     pub fn may_relay(&self, token: &str) -> Result<bool, db::DbError> {
         Ok(matches!(
             self.db.token_role(token)?,
-            Some(db::TokenRole::Admin | db::TokenRole::Edge)
+            Some(db::TokenRole::Admin | db::TokenRole::Edge | db::TokenRole::EdgeFleet)
         ))
     }
 

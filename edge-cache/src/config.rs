@@ -64,6 +64,11 @@ pub struct EdgeConfig {
     /// Serve RTMP players on `[rtmp] listen`, pulling each stream from the
     /// origins' relays on the first player (`ferry edge --rtmp-listen`).
     pub rtmp: bool,
+    /// On SIGTERM or ctrl-c, keep serving this many seconds while reporting
+    /// draining (directors stop naming the edge within one poll; players
+    /// finish fetches from old playlists), then stop. 0: stop at once.
+    /// Under Kubernetes, below `terminationGracePeriodSeconds`.
+    pub drain_seconds: u64,
 }
 
 impl Default for EdgeConfig {
@@ -88,6 +93,7 @@ impl Default for EdgeConfig {
             purge_token: String::new(),
             capacity: 1000,
             pool: "default".into(),
+            drain_seconds: 0,
             rtmp: false,
         }
     }

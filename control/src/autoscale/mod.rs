@@ -46,6 +46,15 @@ pub struct AutoscaleMetrics {
     added: Counter,
     removed: Family<VerdictLabel, Counter>,
     provider_errors: Counter,
+    edge_utilisation: Family<EdgeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EdgeLabel {
+    /// The edge's node id (its pod name under Kubernetes, for adapters
+    /// that map series to pods).
+    pod: String,
+    metric: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +110,11 @@ impl AutoscaleMetrics {
             "provider_errors",
             "Provider calls that failed",
             self.provider_errors.clone(),
+        );
+        r.register(
+            "edge_utilisation",
+            "Each edge's load against its capacity by metric (1 = full): what an HPA or KEDA would scale edges on",
+            self.edge_utilisation.clone(),
         );
     }
 }
@@ -249,6 +263,7 @@ impl Autoscaler {
             let directors = self.nodes.directors_alive() > 0;
             let samples = self.samples(&mut s, &rows, directors, now);
             let d = s.policy.evaluate(now, &samples);
+            self.export_utilisation(&s.policy, &samples);
             let plan = self.plan(&mut s, &d, &rows, &viewers, now);
             s.decisions.push_back(d.clone());
             while s.decisions.len() > DECISIONS_KEPT {
@@ -507,6 +522,25 @@ impl Autoscaler {
             }
         }
         self.update_gauges();
+    }
+
+    /// Sets each ready edge's utilisation gauges; edges gone lose theirs.
+    fn export_utilisation(&self, policy: &Policy, samples: &[EdgeSample]) {
+        self.metrics.edge_utilisation.clear();
+        for e in samples.iter().filter(|e| e.state == EdgeState::Ready) {
+            let Some(f) = &e.figures else { continue };
+            for (metric, _) in self.config.targets() {
+                if let Some(u) = policy.utilisation(metric, f) {
+                    self.metrics
+                        .edge_utilisation
+                        .get_or_create(&EdgeLabel {
+                            pod: e.id.clone(),
+                            metric: metric.name(),
+                        })
+                        .set(u);
+                }
+            }
+        }
     }
 
     fn update_gauges(&self) {
