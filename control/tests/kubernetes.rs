@@ -75,7 +75,8 @@ async fn put_scale(
     assert_eq!(body["kind"], "Scale");
     let wanted = body["spec"]["replicas"].as_u64().unwrap();
     a.log.push(format!("PUT scale {wanted}"));
-    if a.conflicts > 0 || body["metadata"]["resourceVersion"] != a.version.to_string() {
+    let current = a.version.to_string();
+    if a.conflicts > 0 || body["metadata"]["resourceVersion"].as_str() != Some(current.as_str()) {
         a.conflicts = a.conflicts.saturating_sub(1);
         // Someone else scaled in between.
         a.version += 1;
