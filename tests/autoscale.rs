@@ -269,8 +269,33 @@ async fn the_farm_follows_its_audience_and_no_viewer_request_fails() {
         removes.iter().all(|a| a["detail"] == "drained: quiet"),
         "stopped once quiet, not on a timeout: {actions:?}"
     );
-    // The stopped edges' processes are gone.
+    // The web UI's Nodes page shows the same.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = root.join("target/ui-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/ui/autoscale.cjs"))
+        .env("FERRY_URL", format!("http://{control}/"))
+        .env("FERRY_TOKEN", ADMIN)
+        .env("SHOT", artifacts.join("autoscale.png"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && log.contains("autoscale ui ok"),
+        "{log}"
+    );
     let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("ferry_autoscale_edge_utilisation{pod=\"edge-local-"),
+        "the per-edge figure an HPA would scale on: {metrics}"
+    );
     assert!(
         metrics.contains("ferry_autoscale_edges_removed_total{verdict=\"quiet\"}"),
         "{metrics}"
@@ -300,4 +325,53 @@ async fn autoscale_status_is_404_when_off_and_bad_settings_are_refused() {
     config.autoscale.max_edges = 3;
     let err = ferry::serve::start(&config).await.err().unwrap();
     assert!(err.to_string().contains("min_edges"), "{err}");
+}
+
+/// An edge told to stop (SIGTERM, ctrl-c, a pod's deletion) first reports
+/// draining, so directors stop naming it, and keeps serving for
+/// `[edge] drain_seconds` before it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_edge_reports_draining_and_serves_through_its_drain() {
+    let server = start().await;
+    let control = server.running.http_addr;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = ferry::config::Config {
+        data_dir: data.path().to_owned(),
+        admin_token: ADMIN.into(),
+        ..ferry::config::Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.edge.origins = vec![format!("http://{control}")];
+    config.control.url = format!("http://{control}");
+    config.edge.drain_seconds = 3;
+    let edge = ferry::edge_role::start_edge(&config).await.unwrap();
+    let addr = edge.http_addr;
+    let state = async || {
+        edges(control)
+            .await
+            .first()
+            .map(|e| e["state"].as_str().unwrap().to_owned())
+    };
+    wait_for("the edge live", Duration::from_secs(10), || async {
+        state().await.as_deref() == Some("live")
+    })
+    .await;
+    let began = Instant::now();
+    let stopping = tokio::spawn(edge.shutdown());
+    wait_for("the edge draining", Duration::from_secs(2), || async {
+        state().await.as_deref() == Some("draining")
+    })
+    .await;
+    let (status, _, _) = get_bytes(addr, "/healthz").await;
+    assert_eq!(status, 200, "still serving while it drains");
+    stopping.await.unwrap();
+    assert!(
+        began.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "closed after the drain"
+    );
 }

@@ -265,6 +265,29 @@ function taskLine(t) {
     t.last_error ? el("div", { class: "error" }, "Last error: " + t.last_error + ` (restarts: ${t.restarts})`) : "");
 }
 
+// --- autoscaler ----------------------------------------------------------------
+
+async function drawAutoscale() {
+  let a;
+  try {
+    a = await api("GET", "/autoscale");
+  } catch (err) {
+    if (err.status === 404) { $("autoscale").hidden = true; return; }
+    throw err;
+  }
+  $("autoscale").hidden = false;
+  const last = a.decisions[a.decisions.length - 1];
+  $("autoscale-summary").textContent = `${a.provider} provider: ${a.current} edges, ${a.desired} wanted ` +
+    `(${a.min_edges}–${a.max_edges}), ${a.starting.length} starting, ${a.draining.length} draining` +
+    (last ? `; last rule: ${last.reason}` : "") + (a.last_error ? `; last error: ${a.last_error}` : "");
+  const changes = a.decisions.filter((d, i) => i === a.decisions.length - 1 || d.desired !== d.current).slice(-10).reverse();
+  $("autoscale-decisions").querySelector("tbody").replaceChildren(...changes.map((d) => el("tr", {},
+    el("td", {}, ago(d.at_ms)), el("td", {}, d.current), el("td", {}, d.desired), el("td", {}, d.reason),
+    el("td", {}, d.readings.map((r) => `${r.metric} ${(r.utilisation * 100).toFixed(0)} % of ${(r.target * 100).toFixed(0)} % → ${r.recommendation}`).join("; ")))));
+  $("autoscale-actions").replaceChildren(...a.actions.slice(-8).reverse().map((x) =>
+    el("li", {}, `${ago(x.at_ms)}: ${x.kind} ${x.edge || ""} — ${x.detail}`)));
+}
+
 // --- refresh -----------------------------------------------------------------
 
 let refreshing = false;
@@ -300,7 +323,7 @@ async function refresh() {
       $("edge-table").querySelector("tbody").replaceChildren(...edges.map((e) => el("tr", { "data-edge": e.id },
         el("td", { class: "name" }, e.id), el("td", {}, e.url),
         el("td", {}, el("span", { class: "badge " + (e.state === "live" ? "running" : e.state === "draining" ? "pending" : "failed") }, e.state)),
-        el("td", {}, e.load.connections), el("td", {}, bitrate(e.load.egress_bps)),
+        el("td", {}, e.viewers ?? 0), el("td", {}, e.load.connections), el("td", {}, bitrate(e.load.egress_bps)),
         el("td", {}, (e.load.hit_ratio * 100).toFixed(0) + " %"), el("td", {}, (e.cpu * 100).toFixed(0) + " %"),
         el("td", {}, e.load.capacity), el("td", {}, ago(e.last_heartbeat_ms)),
         el("td", {}, e.state === "dead" ? "" : el("button", {
@@ -308,6 +331,7 @@ async function refresh() {
           onclick: () => api("POST", `/edges/${encodeURIComponent(e.id)}/${e.state === "draining" ? "undrain" : "drain"}`).then(refresh),
         }, e.state === "draining" ? "Undrain" : "Drain")))));
       $("no-edges").hidden = edges.length > 0;
+      await drawAutoscale();
     }
   } catch (err) {
     if (err.status !== 401) $("streams-error").textContent = "Refresh failed: " + err.message;
