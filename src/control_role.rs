@@ -106,7 +106,7 @@ fn autoscaler(
     let a = &config.autoscale;
     let provider: Arc<dyn Provider> = match a.provider.as_str() {
         "kubernetes" => Arc::new(
-            KubernetesProvider::new(&a.kubernetes)
+            KubernetesProvider::new(&a.kubernetes, &lease_identity(config))
                 .map_err(|e| StartError::Config(format!("[autoscale] kubernetes: {e}")))?,
         ),
         _ => {
@@ -150,6 +150,18 @@ fn autoscaler(
         provider,
         metrics,
     )))
+}
+
+/// Who holds the autoscaler's Lease: the node id when set (the pod name in
+/// the manifests), else the host name (a pod's name too), else a random one.
+fn lease_identity(config: &Config) -> String {
+    if !config.node_id.is_empty() {
+        return config.node_id.clone();
+    }
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("control-{:08x}", rand::random::<u32>()))
 }
 
 /// The token of the local edge in `dir`: the one kept there while the

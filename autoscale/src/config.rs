@@ -165,9 +165,11 @@ pub struct KubernetesConfig {
     pub token_file: String,
     /// CA bundle of the API server; empty: the service account's.
     pub ca_file: String,
-    /// Edges register with control under their pod name (the default node
-    /// id inside Kubernetes is the hostname, which is the pod name).
-    pub pod_is_node_id: bool,
+    /// The Lease (`coordination.k8s.io`) whose holder is the one control
+    /// process that scales; empty: no Lease, this process always acts.
+    pub lease: String,
+    /// Seconds a Lease holds without renewal.
+    pub lease_seconds: u32,
 }
 
 impl Default for KubernetesConfig {
@@ -178,7 +180,8 @@ impl Default for KubernetesConfig {
             deployment: "ferry-edge".into(),
             token_file: String::new(),
             ca_file: String::new(),
-            pod_is_node_id: true,
+            lease: "ferry-autoscaler".into(),
+            lease_seconds: 15,
         }
     }
 }

@@ -30,6 +30,9 @@ struct Api {
     refuse: Option<u16>,
     pods: BTreeMap<String, Value>,
     log: Vec<String>,
+    lease: Option<Value>,
+    /// Answer the next lease write with 409 (another process wrote first).
+    lease_conflict: bool,
 }
 
 type Shared = Arc<Mutex<Api>>;
@@ -127,6 +130,46 @@ async fn patch_pod(
     }
 }
 
+async fn get_lease(
+    State(api): State<Shared>,
+    Path((_, name)): Path<(String, String)>,
+) -> (StatusCode, Json<Value>) {
+    let a = api.lock().unwrap();
+    assert_eq!(name, "ferry-autoscaler");
+    match &a.lease {
+        Some(l) => (StatusCode::OK, Json(l.clone())),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"kind": "Status", "reason": "NotFound"})),
+        ),
+    }
+}
+
+async fn write_lease(api: Shared, create: bool, body: Value) -> (StatusCode, Json<Value>) {
+    let mut a = api.lock().unwrap();
+    if std::mem::take(&mut a.lease_conflict) || create == a.lease.is_some() {
+        return (
+            StatusCode::CONFLICT,
+            Json(
+                json!({"kind": "Status", "reason": if create { "AlreadyExists" } else { "Conflict" }}),
+            ),
+        );
+    }
+    let mut body = body;
+    let version = a.version;
+    a.version += 1;
+    body["metadata"]["resourceVersion"] = json!(version.to_string());
+    a.lease = Some(body.clone());
+    (
+        if create {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(body),
+    )
+}
+
 async fn provider(api: &Shared) -> (KubernetesProvider, tempfile::TempDir) {
     let router = Router::new()
         .route(
@@ -134,6 +177,17 @@ async fn provider(api: &Shared) -> (KubernetesProvider, tempfile::TempDir) {
             get(get_scale).put(put_scale),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}", patch(patch_pod))
+        .route(
+            "/apis/coordination.k8s.io/v1/namespaces/cdn/leases",
+            axum::routing::post(|State(api): State<Shared>, Json(b): Json<Value>| {
+                write_lease(api, true, b)
+            }),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
+            get(get_lease)
+                .put(|State(api): State<Shared>, Json(b): Json<Value>| write_lease(api, false, b)),
+        )
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -141,13 +195,16 @@ async fn provider(api: &Shared) -> (KubernetesProvider, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let p = KubernetesProvider::new(&KubernetesConfig {
-        api_url: format!("http://{addr}"),
-        namespace: "cdn".into(),
-        deployment: "ferry-edge".into(),
-        token_file: token_file.display().to_string(),
-        ..KubernetesConfig::default()
-    })
+    let p = KubernetesProvider::new(
+        &KubernetesConfig {
+            api_url: format!("http://{addr}"),
+            namespace: "cdn".into(),
+            deployment: "ferry-edge".into(),
+            token_file: token_file.display().to_string(),
+            ..KubernetesConfig::default()
+        },
+        "control-a",
+    )
     .unwrap();
     (p, dir)
 }
@@ -242,9 +299,157 @@ async fn outside_a_pod_without_an_api_url_the_provider_says_so() {
     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
         return;
     }
-    let e = KubernetesProvider::new(&KubernetesConfig::default())
+    let e = KubernetesProvider::new(&KubernetesConfig::default(), "control-a")
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("KUBERNETES_SERVICE_HOST"), "{e}");
+}
+
+fn lease_held_by(holder: &str, renewed: std::time::SystemTime) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "ferry-autoscaler", "namespace": "cdn", "resourceVersion": "3"},
+        "spec": {
+            "holderIdentity": holder, "leaseDurationSeconds": 15,
+            "acquireTime": humantime::format_rfc3339_micros(renewed).to_string(),
+            "renewTime": humantime::format_rfc3339_micros(renewed).to_string(),
+            "leaseTransitions": 2,
+        },
+    })
+}
+
+#[tokio::test]
+async fn one_control_process_holds_the_lease_and_scales() {
+    let api = api(2, &[]);
+    let (p, _dir) = provider(&api).await;
+    // No Lease yet: this process creates it and leads, then renews it.
+    assert!(p.leader().await.unwrap());
+    let first = api.lock().unwrap().lease.clone().unwrap();
+    assert_eq!(first["spec"]["holderIdentity"], "control-a");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(p.leader().await.unwrap());
+    let renewed = api.lock().unwrap().lease.clone().unwrap();
+    assert_ne!(renewed["spec"]["renewTime"], first["spec"]["renewTime"]);
+    assert_eq!(renewed["spec"]["acquireTime"], first["spec"]["acquireTime"]);
+    assert_eq!(renewed["spec"]["leaseTransitions"], 0);
+
+    // Another process holds it and renews it: this one does not lead.
+    api.lock().unwrap().lease = Some(lease_held_by("control-b", std::time::SystemTime::now()));
+    assert!(!p.leader().await.unwrap(), "a lost lease");
+    // It stopped renewing 20 s ago (past its 15 s): taken over.
+    let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(20);
+    api.lock().unwrap().lease = Some(lease_held_by("control-b", stale));
+    assert!(p.leader().await.unwrap());
+    let taken = api.lock().unwrap().lease.clone().unwrap();
+    assert_eq!(taken["spec"]["holderIdentity"], "control-a");
+    assert_eq!(taken["spec"]["leaseTransitions"], 3);
+    // Racing another process for an expired lease and losing: not leader.
+    api.lock().unwrap().lease = Some(lease_held_by("control-b", stale));
+    api.lock().unwrap().lease_conflict = true;
+    assert!(!p.leader().await.unwrap());
+}
+
+/// Against a real API server, when `FERRY_TEST_KUBECONFIG` names a
+/// kubeconfig (kind, k3s, any cluster; `kubectl` on the PATH): the manifests
+/// pass a server-side dry run, a scratch Deployment's replicas follow the
+/// provider, and the pod it drained is the one removed. Skipped otherwise
+/// (no API server can be installed where CI runs).
+#[tokio::test]
+async fn live_cluster_follows_the_provider_when_one_is_given() {
+    let Some(kubeconfig) = std::env::var_os("FERRY_TEST_KUBECONFIG") else {
+        eprintln!("FERRY_TEST_KUBECONFIG not set: skipped");
+        return;
+    };
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ns = format!("ferry-test-{:06x}", rand::random::<u32>() & 0xff_ffff);
+    kubectl(&["create", "namespace", &ns]);
+    let manifests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+    kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "-n",
+        &ns,
+        "-f",
+        manifests.to_str().unwrap(),
+    ]);
+    kubectl(&[
+        "create",
+        "deployment",
+        "ferry-edge",
+        "-n",
+        &ns,
+        "--replicas=2",
+        "--image=busybox:1.36",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    // kubectl proxy holds the credentials; the provider speaks plain HTTP to it.
+    let mut proxy = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["proxy", "--port", "18801"])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "unused-behind-kubectl-proxy").unwrap();
+    let p = KubernetesProvider::new(
+        &KubernetesConfig {
+            api_url: "http://127.0.0.1:18801".into(),
+            namespace: ns.clone(),
+            token_file: token.display().to_string(),
+            ..KubernetesConfig::default()
+        },
+        "control-live",
+    )
+    .unwrap();
+    let pods = || {
+        let names = kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        names
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let wait = async |what: &str, ok: &dyn Fn(&[String]) -> bool| {
+        for _ in 0..120 {
+            if ok(&pods()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        panic!("{what}: {:?}", pods());
+    };
+    assert!(p.leader().await.unwrap(), "the Lease");
+    p.add(1).await.unwrap();
+    wait("three pods", &|p| p.len() == 3).await;
+    let victim = pods()[1].clone();
+    assert!(p.owns(&victim));
+    p.remove(&victim).await.unwrap();
+    wait("the drained pod gone", &|p| {
+        p.len() == 2 && !p.contains(&victim)
+    })
+    .await;
+    let _ = proxy.kill();
+    kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

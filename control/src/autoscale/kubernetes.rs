@@ -30,12 +30,15 @@ pub struct KubernetesProvider {
     namespace: String,
     deployment: String,
     token_file: PathBuf,
+    lease: String,
+    lease_seconds: u32,
+    identity: String,
 }
 
 impl KubernetesProvider {
     /// A provider from `[autoscale.kubernetes]`: in-cluster defaults for
-    /// whatever is left empty.
-    pub fn new(c: &KubernetesConfig) -> Result<Self, ProviderError> {
+    /// whatever is left empty; `identity` holds the Lease (the node id).
+    pub fn new(c: &KubernetesConfig, identity: &str) -> Result<Self, ProviderError> {
         let sa = Path::new(SERVICE_ACCOUNT);
         let api = if c.api_url.is_empty() {
             let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
@@ -92,7 +95,104 @@ impl KubernetesProvider {
             namespace,
             deployment: c.deployment.clone(),
             token_file,
+            lease: c.lease.clone(),
+            lease_seconds: c.lease_seconds.max(1),
+            identity: identity.to_owned(),
         })
+    }
+
+    fn lease_url(&self) -> String {
+        format!(
+            "{}/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+            self.api, self.namespace
+        )
+    }
+
+    /// Takes or renews the Lease: `true` while this process holds it.
+    /// Another holder whose renewal is older than the lease's duration has
+    /// lost it; a write that meets a conflict lost the race for it.
+    async fn hold_lease(&self) -> Result<bool, ProviderError> {
+        let now = std::time::SystemTime::now();
+        let stamp = humantime::format_rfc3339_micros(now).to_string();
+        let url = format!("{}/{}", self.lease_url(), self.lease);
+        let r = self
+            .http
+            .get(&url)
+            .bearer_auth(self.token()?)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Api(format!("GET lease: {e}")))?;
+        let status = r.status().as_u16();
+        let spec = |transitions: u64, acquired: &str| {
+            json!({
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": self.lease_seconds,
+                "acquireTime": acquired,
+                "renewTime": stamp,
+                "leaseTransitions": transitions,
+            })
+        };
+        let write = match status {
+            404 => {
+                let body = json!({
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": self.lease, "namespace": self.namespace},
+                    "spec": spec(0, &stamp),
+                });
+                self.http.post(self.lease_url()).json(&body)
+            }
+            200 => {
+                let lease: serde_json::Value = r
+                    .json()
+                    .await
+                    .map_err(|e| ProviderError::Api(format!("GET lease: {e}")))?;
+                let s = &lease["spec"];
+                let holder = s["holderIdentity"].as_str().unwrap_or("");
+                let renewed = s["renewTime"]
+                    .as_str()
+                    .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+                let duration = std::time::Duration::from_secs(
+                    s["leaseDurationSeconds"]
+                        .as_u64()
+                        .unwrap_or(u64::from(self.lease_seconds)),
+                );
+                let expired = renewed.is_none_or(|t| t + duration < now);
+                let mine = holder == self.identity;
+                if !mine && !holder.is_empty() && !expired {
+                    return Ok(false);
+                }
+                let transitions = s["leaseTransitions"].as_u64().unwrap_or(0) + u64::from(!mine);
+                let acquired = if mine {
+                    s["acquireTime"].as_str().unwrap_or(&stamp).to_owned()
+                } else {
+                    stamp.clone()
+                };
+                let mut body = lease.clone();
+                body["spec"] = spec(transitions, &acquired);
+                self.http.put(&url).json(&body)
+            }
+            s => {
+                let text = r.text().await.unwrap_or_default();
+                return Err(ProviderError::Api(format!("GET lease: {s}: {text}")));
+            }
+        };
+        let r = write
+            .bearer_auth(self.token()?)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Api(format!("writing the lease: {e}")))?;
+        match r.status().as_u16() {
+            200 | 201 => Ok(true),
+            // Another process wrote it first.
+            409 => Ok(false),
+            s => {
+                let text = r.text().await.unwrap_or_default();
+                Err(ProviderError::Api(format!(
+                    "writing the lease: {s}: {text}"
+                )))
+            }
+        }
     }
 
     fn token(&self) -> Result<String, ProviderError> {
@@ -240,5 +340,14 @@ impl Provider for KubernetesProvider {
     fn owns(&self, id: &str) -> bool {
         id.strip_prefix(self.deployment.as_str())
             .is_some_and(|rest| rest.starts_with('-'))
+    }
+
+    fn leader(&self) -> ProviderFuture<'_, bool> {
+        Box::pin(async move {
+            if self.lease.is_empty() {
+                return Ok(true);
+            }
+            self.hold_lease().await
+        })
     }
 }

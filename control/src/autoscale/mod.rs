@@ -153,6 +153,9 @@ pub struct AutoscaleStatus {
     pub actions: Vec<Action>,
     /// The last provider error, if any.
     pub last_error: Option<String>,
+    /// Whether this process scales (holds the lease); another control
+    /// process does when not.
+    pub leader: bool,
 }
 
 /// Something the autoscaler did.
@@ -177,6 +180,7 @@ struct State {
     decisions: VecDeque<Decision>,
     actions: VecDeque<Action>,
     last_error: Option<String>,
+    leader: bool,
 }
 
 /// The loop and what it remembers.
@@ -206,6 +210,7 @@ impl Autoscaler {
                 decisions: VecDeque::new(),
                 actions: VecDeque::new(),
                 last_error: None,
+                leader: false,
             }),
             config,
             nodes,
@@ -234,6 +239,7 @@ impl Autoscaler {
             decisions: s.decisions.iter().cloned().collect(),
             actions: s.actions.iter().cloned().collect(),
             last_error: s.last_error.clone(),
+            leader: s.leader,
         }
     }
 
@@ -253,8 +259,22 @@ impl Autoscaler {
         }
     }
 
-    /// One evaluation and what follows from it.
+    /// One evaluation and what follows from it, when this process leads.
     pub async fn evaluate(&self) {
+        let leader = match self.provider.leader().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.provider_failed("holding the lease", &e);
+                false
+            }
+        };
+        let was = std::mem::replace(&mut self.lock().leader, leader);
+        if was != leader {
+            info!(leader, "autoscaler leadership changed");
+        }
+        if !leader {
+            return;
+        }
         let now = now_ms();
         let rows = self.nodes.edges();
         let viewers = self.nodes.viewers_per_edge();
@@ -455,6 +475,9 @@ impl Autoscaler {
     /// Stops the draining edges that are done, and gives up on edges that
     /// never reported.
     pub async fn check_drains(&self) {
+        if !self.lock().leader {
+            return;
+        }
         let now = now_ms();
         let rows = self.nodes.edges();
         let (due, timed_out) = {

@@ -43,4 +43,10 @@ pub trait Provider: Send + Sync {
     /// Whether edge `id` is one this provider can remove (edges started by
     /// hand are never removed by the autoscaler).
     fn owns(&self, id: &str) -> bool;
+
+    /// Whether this process is the one that scales (among several control
+    /// processes, the holder of a lease); asked before every evaluation.
+    fn leader(&self) -> ProviderFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
+    }
 }
