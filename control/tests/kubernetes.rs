@@ -451,5 +451,6 @@ async fn live_cluster_follows_the_provider_when_one_is_given() {
     })
     .await;
     let _ = proxy.kill();
+    let _ = proxy.wait();
     kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
