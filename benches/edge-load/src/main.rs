@@ -3,6 +3,8 @@
 //! cache with distinct objects, and holding idle keep-alive connections.
 //! Plain HTTP/1.1 over TCP, so it measures the server and not a client stack.
 
+mod audience;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +55,21 @@ enum Command {
         viewers: usize,
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+    },
+    /// A synthetic audience through DIRECTOR along SCHEDULE
+    /// (`SECOND:VIEWERS,...`, linear in between), with the farm's timeline
+    /// from CONTROL's API (autoscale bench).
+    Audience {
+        #[arg(long)]
+        director: SocketAddr,
+        #[arg(long)]
+        control: SocketAddr,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        stream: String,
+        #[arg(long)]
+        schedule: String,
     },
     /// Opens CONNECTIONS keep-alive connections, one GET of PATH each, holds
     /// them idle for SECONDS and prints how many were still open.
@@ -198,6 +215,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Audience {
+            director,
+            control,
+            token,
+            stream,
+            schedule,
+        } => {
+            let schedule = audience::parse_schedule(&schedule)?;
+            audience::run(director, control, &token, &stream, &schedule).await?;
+        }
         Command::Burst {
             addr,
             path,
