@@ -73,6 +73,8 @@ pub enum Reason {
     EdgeGone,
     /// Its edge was over its bound by more than ε.
     Overloaded,
+    /// Its edge held more viewers than its capacity and another had room.
+    OverCapacity,
 }
 
 impl Reason {
@@ -85,6 +87,7 @@ impl Reason {
             Reason::Consolidated => "consolidated",
             Reason::EdgeGone => "edge_gone",
             Reason::Overloaded => "overloaded",
+            Reason::OverCapacity => "over_capacity",
         }
     }
 }
@@ -324,12 +327,46 @@ impl Assignments {
             }
             return Verdict::Place(Reason::Overloaded);
         }
-        let slack = (bound as f64 * (1.0 + self.epsilon.max(0.0))).ceil() as u64;
-        if self.load(&v.edge) <= slack {
+        if let Some(e) = self.room_below_capacity(stream, ring, i, total) {
+            return Verdict::MoveTo(e, Reason::OverCapacity);
+        }
+        if self.load(&v.edge) <= self.slack(ring, i, total) {
             Verdict::Stay(i)
         } else {
             Verdict::Place(Reason::Overloaded)
         }
+    }
+
+    /// How far past its bound edge `i` may go before settled viewers leave
+    /// it: (1 + ε) × the bound.
+    fn slack(&self, ring: &Ring, i: usize, total: u64) -> u64 {
+        (self.bound(ring, i, total) as f64 * (1.0 + self.epsilon.max(0.0))).ceil() as u64
+    }
+
+    /// When edge `i` holds more viewers than its capacity (the viewers it
+    /// reports it is sized for, its ring weight), the first edge on
+    /// `stream`'s walk below both its own capacity and its slack: settled
+    /// viewers move there, however sticky. Without this a farm that grew
+    /// (the autoscaler added edges) keeps its first edges over capacity and
+    /// its new ones idle, since the slack grows with the share. A move only
+    /// ever goes from over capacity to under it, so viewers never swing
+    /// back; with the default capacity (1000) it seldom applies.
+    fn room_below_capacity(
+        &self,
+        stream: &str,
+        ring: &Ring,
+        i: usize,
+        total: u64,
+    ) -> Option<usize> {
+        let members = ring.members();
+        let capacity = |e: usize| u64::from(members[e].weight.max(1));
+        if self.load(&members[i].id) <= capacity(i) {
+            return None;
+        }
+        ring.walk(hash(stream)).find(|&e| {
+            let load = self.load(&members[e].id);
+            e != i && load < capacity(e) && load < self.slack(ring, e, total)
+        })
     }
 
     /// Viewers of `stream` the plan puts on edge `id`.
@@ -648,13 +685,18 @@ mod tests {
     use super::*;
     use crate::ring::Member;
 
+    /// Edges at the default capacity (1000 viewers each).
     fn ring(ids: &[&str]) -> Ring {
+        ring_of(ids, 1000)
+    }
+
+    fn ring_of(ids: &[&str], capacity: u32) -> Ring {
         Ring::new(
             ids.iter()
                 .map(|id| Member {
                     id: (*id).into(),
                     url: format!("http://{id}"),
-                    weight: 1,
+                    weight: capacity,
                 })
                 .collect(),
         )
@@ -877,5 +919,46 @@ mod tests {
             assert!(f[id] <= 60, "edge {id}: {} viewers", f[id]);
         }
         assert_eq!(f.values().sum::<u64>(), 120);
+    }
+
+    #[test]
+    fn a_grown_farm_takes_viewers_off_edges_over_capacity() {
+        // Edges sized for 10 viewers; 65 viewers of 5 streams settle on 5
+        // edges (13 each: within the slack of a 5-edge farm), then the
+        // autoscaler adds 3 edges.
+        let start = Instant::now();
+        let five = ["a", "b", "c", "d", "e"];
+        let eight = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let mut t = Assignments::new(Policy::BoundedLoad, 0.25, 1);
+        let viewers: Vec<(String, String)> = (0..65)
+            .map(|v| (format!("v{v}"), format!("s{}", v % 5)))
+            .collect();
+        let r5 = ring_of(&five, 10);
+        for (v, s) in &viewers {
+            t.assign(v, s, &r5, start).expect("edge");
+        }
+        let loads = |t: &Assignments, ids: &[&str]| -> Vec<u64> {
+            ids.iter().map(|id| t.load(id)).collect()
+        };
+        let over: u64 = loads(&t, &five).iter().map(|&l| l.saturating_sub(10)).sum();
+        assert!(over > 0, "{:?}", loads(&t, &five));
+        let r8 = ring_of(&eight, 10);
+        let mut moves = HashMap::<String, usize>::new();
+        for round in 1..=5u64 {
+            let now = start + Duration::from_secs(60 * round);
+            for (v, s) in &viewers {
+                let a = t.assign(v, s, &r8, now).expect("edge");
+                if a.reason != Reason::Kept {
+                    assert_eq!(a.reason, Reason::OverCapacity);
+                    *moves.entry(v.clone()).or_default() += 1;
+                }
+            }
+        }
+        let after = loads(&t, &eight);
+        assert!(after.iter().all(|&l| l <= 10), "still over capacity: {after:?}");
+        assert_eq!(after.iter().sum::<u64>(), 65);
+        // Each viewer moved at most once, and only as many as were over.
+        assert!(moves.values().all(|&n| n == 1), "{moves:?}");
+        assert!(moves.len() as u64 <= over, "{} moves, {over} over", moves.len());
     }
 }

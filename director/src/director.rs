@@ -106,7 +106,7 @@ pub struct PlacementLabel {
 /// Why a viewer was placed where it is.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// `home`, `spilled`, `consolidated`, `edge_gone`, `overloaded`.
+    /// `home`, `spilled`, `consolidated`, `edge_gone`, `overloaded`, `over_capacity`.
     pub reason: &'static str,
 }
 
@@ -171,7 +171,7 @@ impl DirectorMetrics {
         );
         r.register(
             "placements",
-            "Viewers placed or moved, by reason (home, spilled, consolidated, edge_gone, overloaded)",
+            "Viewers placed or moved, by reason (home, spilled, consolidated, edge_gone, overloaded, over_capacity)",
             self.placements.clone(),
         );
     }

@@ -10,8 +10,12 @@
 
 use std::hash::{Hash, Hasher};
 
-/// Points per unit of weight on the ring (more: a smoother split).
-pub const POINTS_PER_WEIGHT: u32 = 64;
+/// Points of the heaviest edge on the ring (more: a smoother split); the
+/// others get their weight's share of it, at least one. Weights are edges'
+/// capacities in viewers (1000 by default), so points per unit of weight
+/// would put tens of thousands of points per edge on a ring rebuilt at every
+/// change of the farm.
+pub const POINTS_OF_HEAVIEST: u32 = 64;
 
 /// One edge on the ring.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,9 +63,12 @@ pub fn hash(value: impl Hash) -> u64 {
 impl Ring {
     /// A ring over `members` (in any order: the ring depends only on ids and weights).
     pub fn new(members: Vec<Member>) -> Ring {
+        let heaviest = members.iter().map(|m| m.weight.max(1)).max();
         let mut points = Vec::new();
         for (i, m) in members.iter().enumerate() {
-            for p in 0..m.weight.clamp(1, 1000) * POINTS_PER_WEIGHT {
+            let share = u64::from(m.weight.max(1)) * u64::from(POINTS_OF_HEAVIEST)
+                / u64::from(heaviest.unwrap_or(1));
+            for p in 0..u32::try_from(share.max(1)).unwrap_or(POINTS_OF_HEAVIEST) {
                 points.push((hash((&m.id, p)), i));
             }
         }
@@ -92,8 +99,8 @@ impl Ring {
     }
 
     /// Members in ring order from `key`'s point, each once; it stops as soon
-    /// as every member was named (a ring has 64 points per unit of weight:
-    /// thousands per edge).
+    /// as every member was named (a ring has up to
+    /// [`POINTS_OF_HEAVIEST`] points per edge).
     pub fn walk(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
         let start = self.points.partition_point(|&(p, _)| p < key);
         let mut seen = vec![false; self.members.len()];
