@@ -211,6 +211,8 @@ pub async fn run(
     let mut serving: BTreeMap<String, f64> = BTreeMap::new();
     let mut peak = 0;
     let mut over_target_seconds = 0u64;
+    let mut over_capacity_seconds = 0u64;
+    let mut mean_over_seconds = 0u64;
     let mut step_at: Option<f64> = None;
     let mut growth: Option<(f64, f64)> = None;
     let mut last_farm = 0;
@@ -243,6 +245,8 @@ pub async fn run(
             .unwrap_or_default();
         let mut line = Vec::new();
         let mut any_over = false;
+        let mut any_over_capacity = false;
+        let (mut live_viewers, mut live_capacity) = (0u64, 0u64);
         for e in edges.as_array().into_iter().flatten() {
             let (id, state) = (
                 e["id"].as_str().unwrap_or(""),
@@ -253,7 +257,12 @@ pub async fn run(
             }
             let v = e["viewers"].as_u64().unwrap_or(0);
             let cap = e["load"]["capacity"].as_u64().unwrap_or(1).max(1);
-            any_over |= state == "live" && v as f64 > 0.8 * cap as f64 * 1.1;
+            if state == "live" {
+                any_over |= v as f64 > 0.8 * cap as f64 * 1.1;
+                any_over_capacity |= v > cap;
+                live_viewers += v;
+                live_capacity += cap;
+            }
             appeared.entry(id.to_owned()).or_insert(t);
             if v > 0 {
                 serving.entry(id.to_owned()).or_insert(t);
@@ -265,6 +274,9 @@ pub async fn run(
             ));
         }
         over_target_seconds += u64::from(any_over);
+        over_capacity_seconds += u64::from(any_over_capacity);
+        mean_over_seconds +=
+            u64::from(live_capacity > 0 && live_viewers as f64 > 0.8 * 1.1 * live_capacity as f64);
         let current = status["current"].as_u64().unwrap_or(0);
         peak = peak.max(current);
         last_farm = usize::try_from(current).unwrap_or(0);
@@ -337,7 +349,9 @@ pub async fn run(
             starts.len()
         );
     }
+    println!("seconds with the farm's mean above 110 % of the viewer target: {mean_over_seconds}");
     println!("seconds with an edge above 110 % of its viewer target: {over_target_seconds}");
+    println!("seconds with an edge above its capacity: {over_capacity_seconds}");
     println!(
         "origin fetches per segment over the run: {:.2}",
         during(0.0, f64::MAX)
