@@ -955,10 +955,17 @@ mod tests {
             }
         }
         let after = loads(&t, &eight);
-        assert!(after.iter().all(|&l| l <= 10), "still over capacity: {after:?}");
+        assert!(
+            after.iter().all(|&l| l <= 10),
+            "still over capacity: {after:?}"
+        );
         assert_eq!(after.iter().sum::<u64>(), 65);
         // Each viewer moved at most once, and only as many as were over.
         assert!(moves.values().all(|&n| n == 1), "{moves:?}");
-        assert!(moves.len() as u64 <= over, "{} moves, {over} over", moves.len());
+        assert!(
+            moves.len() as u64 <= over,
+            "{} moves, {over} over",
+            moves.len()
+        );
     }
 }
