@@ -218,6 +218,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     hub.metrics().register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
+    registry.register_collector(Box::new(control::AudienceCollector(control.nodes.clone())));
     let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let (_, http_cap) = connection_caps(config, false);
     let store = OriginStore::memory();
@@ -229,6 +230,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
             edge: None,
             relay: None,
             viewers: None,
+            audience: None,
         },
         ControlPlane::Local(control.clone()),
         None,

@@ -96,6 +96,24 @@ pub(crate) fn serve_director(
                 .collect()
         })
     };
+    let audience: node::AudienceReport = {
+        let director = director.clone();
+        Arc::new(move || {
+            director
+                .placement()
+                .streams
+                .into_iter()
+                .map(|(stream, on)| {
+                    let audience = control_client::types::Audience {
+                        hls: on.iter().map(|e| e.viewers).sum(),
+                        rtmp: 0,
+                    };
+                    (stream, audience)
+                })
+                .filter(|(_, a)| a.hls > 0)
+                .collect()
+        })
+    };
     let node = NodeInfo {
         id: beat.id,
         role: "director",
@@ -103,6 +121,7 @@ pub(crate) fn serve_director(
         edge: None,
         relay: None,
         viewers: Some(viewers),
+        audience: Some(audience),
     };
     Ok(vec![
         tokio::spawn(node::heartbeat(node, beat.plane, None, cancel.clone())),

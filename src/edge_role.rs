@@ -158,6 +158,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
                 )),
                 relay: None,
                 viewers: None,
+                audience: e.rtmp.then(|| node::rtmp_players(&hub)),
             },
             ControlPlane::Remote(client),
             None,

@@ -256,6 +256,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 edge: None,
                 relay: None,
                 viewers: None,
+                audience: None,
             },
             ferry::node::ControlPlane::Remote(leases.clone()),
             None,

@@ -67,6 +67,29 @@ pub type EdgeReport = Arc<dyn Fn() -> control_client::types::EdgeLoad + Send + S
 /// A director's viewers per edge id, counted fresh for each beat.
 pub type ViewersReport = Arc<dyn Fn() -> std::collections::BTreeMap<String, u64> + Send + Sync>;
 
+/// The people a node serves per stream (HLS viewers from a director, RTMP
+/// players from a hub), counted fresh for each beat.
+pub type AudienceReport = Arc<
+    dyn Fn() -> std::collections::BTreeMap<String, control_client::types::Audience> + Send + Sync,
+>;
+
+/// The RTMP players of `hub` per source stream, as a node's audience.
+pub fn rtmp_players(hub: &Hub) -> AudienceReport {
+    let hub = hub.clone();
+    Arc::new(move || {
+        hub.subscribers_by_source("rtmp")
+            .into_iter()
+            .map(|(stream, n)| {
+                let audience = control_client::types::Audience {
+                    hls: 0,
+                    rtmp: n as u64,
+                };
+                (stream, audience)
+            })
+            .collect()
+    })
+}
+
 /// Who this node is.
 #[derive(Clone)]
 pub struct NodeInfo {
@@ -84,6 +107,8 @@ pub struct NodeInfo {
     /// A director's viewers per edge (directors beat every
     /// [`EDGE_HEARTBEAT_INTERVAL`] too: the autoscaler drains by them).
     pub viewers: Option<ViewersReport>,
+    /// The people it serves, per stream.
+    pub audience: Option<AudienceReport>,
 }
 
 impl NodeInfo {
@@ -104,6 +129,7 @@ impl NodeInfo {
             edge,
             relay: self.relay.clone(),
             viewers: self.viewers.as_ref().map(|v| v()).unwrap_or_default(),
+            audience: self.audience.as_ref().map(|a| a()).unwrap_or_default(),
         }
     }
 }
@@ -154,6 +180,7 @@ pub async fn heartbeat(
                     edge,
                     relay: node.relay.clone(),
                     viewers: node.viewers.as_ref().map(|v| v()).unwrap_or_default(),
+                    audience: node.audience.as_ref().map(|a| a()).unwrap_or_default(),
                 };
                 if let Err(e) = control.nodes.beat(&control.db, row) {
                     warn!(error = %e, "node heartbeat failed");

@@ -72,7 +72,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     relay_metrics.register(&mut registry);
     let autoscale_metrics = control::autoscale::AutoscaleMetrics::default();
     autoscale_metrics.register(&mut registry);
-    let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let (rtmp_cap, http_cap) = connection_caps(config, true);
 
     // The control plane: in this process, or another one's over HTTP.
@@ -96,6 +95,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             autoscale_metrics,
         )?),
     };
+    if let Some(control) = &local {
+        registry.register_collector(Box::new(control::AudienceCollector(control.nodes.clone())));
+    }
+    let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     // Per-stream settings from the API (this process's control plane only),
     // read when a stream goes live, over the config file.
     let settings_of: Arc<dyn Fn(&str) -> StreamSettings + Send + Sync> = match &local {
@@ -229,6 +232,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     edge: None,
                     relay: relay.advert.clone(),
                     viewers: None,
+                    audience: Some(node::rtmp_players(&hub)),
                 },
                 ControlPlane::Local(control.clone()),
                 None,
@@ -246,6 +250,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                         edge: None,
                         relay: relay.advert.clone(),
                         viewers: None,
+                        audience: Some(node::rtmp_players(&hub)),
                     },
                     ControlPlane::Remote(client.clone()),
                     Some(hub.clone()),

@@ -60,7 +60,9 @@ async fn stream_lifecycle_through_the_api() {
     );
     let fps = live["fps"].as_f64().unwrap();
     assert!((20.0..40.0).contains(&fps), "fps {fps}");
-    assert_eq!(live["viewers"]["hls"], json!(1), "{live}");
+    // The packager feeds on it; nobody watches.
+    assert_eq!(live["consumers"]["hls"], json!(1), "{live}");
+    assert_eq!(live["audience"], json!({"hls": 0, "rtmp": 0}), "{live}");
 
     // Rotate: the live publisher keeps going; the old key is refused next time.
     let (status, rotated) = api(
@@ -426,7 +428,40 @@ async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_view
     ))
     .unwrap();
     forged["viewers"] = serde_json::json!({"ferry-edge-a": 1000});
-    assert_eq!(beat(fleet, forged.to_string()).await.0, 400);
+    assert_eq!(beat(fleet.clone(), forged.to_string()).await.0, 400);
+    // Audiences: a director counts HLS viewers, an edge RTMP players, and
+    // neither the other's; both add up per stream.
+    let mut players = serde_json::from_str::<serde_json::Value>(&edge_beat(
+        "ferry-edge-a",
+        "http://127.0.0.1:8081",
+    ))
+    .unwrap();
+    players["audience"] = serde_json::json!({"studio": {"rtmp": 3}});
+    assert_eq!(beat(fleet.clone(), players.to_string()).await.0, 200);
+    players["audience"] = serde_json::json!({"studio": {"hls": 3}});
+    assert_eq!(beat(fleet.clone(), players.to_string()).await.0, 400);
+    players["audience"] = serde_json::json!({"bad name!": {"rtmp": 1}});
+    assert_eq!(beat(fleet, players.to_string()).await.0, 400);
+    let mut watched = report.clone();
+    watched["audience"] = serde_json::json!({"studio": {"hls": 40}});
+    assert_eq!(beat(director.clone(), watched.to_string()).await.0, 200);
+    watched["audience"] = serde_json::json!({"studio": {"rtmp": 40}});
+    assert_eq!(beat(director.clone(), watched.to_string()).await.0, 400);
+    let (_, created) = api(
+        http,
+        "POST",
+        "/streams",
+        Some(ADMIN),
+        Some(r#"{"name":"studio"}"#),
+    )
+    .await;
+    assert!(created["stream"]["name"] == "studio", "{created}");
+    let (_, live) = api(http, "GET", "/live", Some(ADMIN), None).await;
+    assert_eq!(
+        live["studio"]["audience"],
+        serde_json::json!({"hls": 40, "rtmp": 3}),
+        "{live}"
+    );
     let (_, node) = node_token(http).await;
     assert_eq!(
         beat(node, report.to_string()).await.0,

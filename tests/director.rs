@@ -714,3 +714,68 @@ async fn failed_and_forged_requests_place_no_viewer_and_new_viewers_are_rate_lim
     );
     assert!(limited_metric >= 50.0);
 }
+
+/// The audience the API and `/metrics` show is people, counted where they
+/// are: HLS viewers from the director's table, RTMP players from the
+/// origin's hub; Ferry's own consumers (the packager) apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_counts_people_where_they_watch_not_ferry_s_own_consumers() {
+    let origin = start_with(|c| {
+        c.director.listen = "127.0.0.1:0".into();
+        c.director.poll_ms = 200;
+    })
+    .await;
+    let o = origin.running.http_addr;
+    let dir = origin.running.director_addr.expect("a director listener");
+    let _publisher = publish_background(&origin.rtmp_url(KEY), 30);
+    let (e, _data) = edge(o, o).await;
+    wait_for_edges(o, 1).await;
+    wait_for_segments(o, STREAM).await;
+    let audience = || async {
+        let (_, live) = api(o, "GET", "/live", Some(ADMIN), None).await;
+        live[STREAM].clone()
+    };
+    // Nobody watches yet: the packager feeds on the stream, and is no viewer.
+    let before = audience().await;
+    assert_eq!(
+        before["audience"],
+        serde_json::json!({"hls": 0, "rtmp": 0}),
+        "{before}"
+    );
+    assert_eq!(before["consumers"]["hls"], 1, "{before}");
+    // Five HLS viewers through the director, two RTMP players on the origin.
+    for _ in 0..5 {
+        viewer_playlist(dir, STREAM).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _players: Vec<_> = (0..2)
+        .map(|i| {
+            spawn_player(
+                &origin.rtmp_url(STREAM),
+                &tmp.path().join(format!("{i}.flv")),
+            )
+        })
+        .collect();
+    // Within a heartbeat or two (directors beat every second, origins
+    // every two).
+    wait_for(
+        "the audience in the API",
+        Duration::from_secs(15),
+        || async { audience().await["audience"] == serde_json::json!({"hls": 5, "rtmp": 2}) },
+    )
+    .await;
+    let metrics = http_get(o, "/metrics").await;
+    for (protocol, n) in [("hls", 5), ("rtmp", 2)] {
+        let line =
+            format!("ferry_stream_audience{{stream=\"{STREAM}\",protocol=\"{protocol}\"}} {n}");
+        assert!(metrics.contains(&line), "no {line:?} in:\n{metrics}");
+    }
+    // The players leave: the count follows.
+    drop(_players);
+    wait_for("the players gone", Duration::from_secs(15), || async {
+        audience().await["audience"]["rtmp"] == 0
+    })
+    .await;
+    e.shutdown().await;
+    origin.running.shutdown().await;
+}

@@ -121,7 +121,14 @@ function streamRow(s) {
   const live = s.live;
   const stateBadge = !s.enabled ? el("span", { class: "badge disabled" }, "disabled")
     : live.live ? el("span", { class: "badge live", "data-live": s.name }, "LIVE") : el("span", { class: "badge" }, "offline");
-  const viewers = Object.entries(live.viewers || {}).map(([k, n]) => `${k} ${n}`).join(", ") || "–";
+  // People (the cluster's reports) apart from what Ferry itself feeds.
+  const audience = live.audience || { hls: 0, rtmp: 0 };
+  const consumers = Object.entries(live.consumers || {}).map(([k, n]) => `${k} ${n}`).join(", ");
+  const viewers = el("td", { class: "audience", "data-audience": s.name },
+    el("span", { class: "hls-viewers", title: "HLS viewers placed by directors" }, `HLS ${audience.hls}`),
+    " · ",
+    el("span", { class: "rtmp-players", title: "RTMP players on origins and edges" }, `RTMP ${audience.rtmp}`),
+    consumers ? el("div", { class: "muted", title: "Ferry's own consumers on this process" }, "feeds: " + consumers) : "");
   const activeKeys = s.keys.filter((k) => !k.revoked_at);
   return el("tr", { "data-stream": s.name },
     el("td", { class: "name" }, s.name),
@@ -129,7 +136,7 @@ function streamRow(s) {
     el("td", { class: "bitrate" }, live.live ? bitrate(live.bitrate) : "–"),
     el("td", {}, live.live ? live.fps.toFixed(1) : "–"),
     el("td", { class: "muted" }, [live.video_codec, live.audio_codec].filter(Boolean).join(", ") || "–"),
-    el("td", { class: "muted" }, viewers),
+    viewers,
     el("td", {}, activeKeys.map((k) => el("div", { class: "muted" }, k.hint,
       el("button", { class: "small", title: "Replace this key with a new one", onclick: () => act("Rotate", async () => {
         const nk = await api("POST", `/streams/${s.name}/keys/${k.id}/rotate`);

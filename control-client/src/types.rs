@@ -82,6 +82,34 @@ pub struct NodeRow {
     /// A director's viewers per edge id (kept in memory, not in the database).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub viewers: BTreeMap<String, u64>,
+    /// The people this node serves, per stream (kept in memory, not in the
+    /// database).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audience: BTreeMap<String, Audience>,
+}
+
+/// A stream's audience as one node counts it: people, not Ferry's own
+/// consumers (packager, ladder, relay, tasks). Directors count HLS viewers;
+/// origins and RTMP edges count RTMP players. Control sums the nodes'
+/// reports, so an operator sees the whole cluster's audience.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    /// HLS viewers placed by directors (each follows a media playlist).
+    #[serde(default)]
+    pub hls: u64,
+    /// RTMP players (the source and its rungs).
+    #[serde(default)]
+    pub rtmp: u64,
+}
+
+impl Audience {
+    /// Adds `other` to this count.
+    pub fn add(&mut self, other: Audience) {
+        self.hls = self.hls.saturating_add(other.hls);
+        self.rtmp = self.rtmp.saturating_add(other.rtmp);
+    }
 }
 
 /// An origin's relay as it reports it: what edges need to pin it.
@@ -155,6 +183,10 @@ pub struct Heartbeat {
     /// autoscaler weighs an edge's removal by, and operators' audience.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub viewers: BTreeMap<String, u64>,
+    /// The people this node serves, per stream: HLS viewers (directors),
+    /// RTMP players (origins and edges).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audience: BTreeMap<String, Audience>,
 }
 
 /// An edge's load, sent with each heartbeat: what the director weighs edges by

@@ -134,9 +134,14 @@ pub struct LiveStatus {
     pub fps: f64,
     /// Seconds since the publisher started.
     pub uptime_s: u64,
-    /// Viewers by protocol (`rtmp`), and internal consumers (`hls`,
-    /// `transcode`, `restream`).
-    pub viewers: std::collections::BTreeMap<String, usize>,
+    /// The people watching, summed over the cluster's reports: HLS viewers
+    /// (directors) and RTMP players (origins and edges), within a heartbeat
+    /// (1-2 s).
+    pub audience: control_client::types::Audience,
+    /// Ferry's own consumers of the stream on this process (`hls`
+    /// packager, `transcode` ladder, `relay` pulls, `restream` tasks), and
+    /// its `rtmp` players here: what the stream feeds, not who watches.
+    pub consumers: std::collections::BTreeMap<String, usize>,
     /// Other origins (node ids) that have the stream live too: redundant
     /// origins fed by the same encoder each report it.
     pub origins: Vec<String>,
@@ -229,6 +234,7 @@ pub struct TaskTypeView {
 /// A stream's live state: from this process's hub, or from `elsewhere`
 /// ([`Control::live_elsewhere`], read once per request by the caller).
 fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveStatus {
+    let audience = c.nodes.audience_of(name);
     let info = c.hub.info(name).filter(|i| i.live);
     let mut origins: Vec<String> = elsewhere
         .iter()
@@ -243,9 +249,13 @@ fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveS
                 live: true,
                 publisher: Some(format!("on origin {node}")),
                 origins,
+                audience,
                 ..LiveStatus::default()
             },
-            None => LiveStatus::default(),
+            None => LiveStatus {
+                audience,
+                ..LiveStatus::default()
+            },
         };
     };
     let uptime = info
@@ -261,7 +271,8 @@ fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveS
         bitrate: (info.bytes_in as f64 * 8.0 / secs) as u64,
         fps: (info.video_frames as f64 / secs * 100.0).round() / 100.0,
         uptime_s: uptime.as_secs(),
-        viewers: info.subscribers,
+        audience,
+        consumers: info.subscribers,
         origins,
     }
 }
@@ -780,6 +791,21 @@ async fn heartbeat(
     for edge in h.viewers.keys() {
         check_name(edge)?;
     }
+    if h.audience.len() > MAX_HEARTBEAT_STREAMS {
+        return Err(ApiError::bad(format!(
+            "the audience of at most {MAX_HEARTBEAT_STREAMS} streams per heartbeat"
+        )));
+    }
+    for (stream, a) in &h.audience {
+        check_name(stream)?;
+        let counts_hls = h.role == "director";
+        let counts_rtmp = ["origin", "edge", "all"].contains(&h.role.as_str());
+        if (a.hls > 0 && !counts_hls) || (a.rtmp > 0 && !counts_rtmp) {
+            return Err(ApiError::bad(
+                "directors report HLS viewers; origins and edges report RTMP players",
+            ));
+        }
+    }
     if !h.load.is_finite() || h.load < 0.0 {
         return Err(ApiError::bad("load must be a non-negative number"));
     }
@@ -832,6 +858,7 @@ async fn heartbeat(
             edge: h.edge,
             relay: h.relay,
             viewers: h.viewers,
+            audience: h.audience,
         },
     )?;
     let kick = h

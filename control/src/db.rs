@@ -803,6 +803,7 @@ impl Db {
                     edge: None,
                     relay: None,
                     viewers: Default::default(),
+                    audience: Default::default(),
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -932,6 +933,7 @@ mod node_tests {
             load: 0.5,
             streams: vec!["s".into()],
             viewers: Default::default(),
+            audience: Default::default(),
             edge: None,
             relay: None,
         };

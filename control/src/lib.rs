@@ -5,6 +5,7 @@
 //! RTMP origin comes from here ([`auth::ControlAuth`]).
 
 pub mod api;
+pub mod audience;
 pub mod autoscale;
 pub mod db;
 pub mod leases;
@@ -99,6 +100,7 @@ impl Default for SettingsKind {
     }
 }
 
+pub use audience::AudienceCollector;
 pub use nodes::{NODE_FRESH_MS, Nodes};
 
 /// Where encoders publish, for the UI's "copy publish URL".

@@ -9,6 +9,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::db::{Db, DbError, NodeRow, now_ms};
+use control_client::types::Audience;
 
 /// How recent a heartbeat must be for a node (and an origin's streams) to
 /// count as alive.
@@ -82,6 +83,36 @@ impl Nodes {
             }
             for (edge, v) in &n.viewers {
                 *sum.entry(edge.clone()).or_insert(0u64) += v;
+            }
+        }
+        sum
+    }
+
+    /// Every stream's audience, summed over the nodes alive now (HLS viewers
+    /// from directors, RTMP players from origins and edges).
+    pub fn audience(&self) -> std::collections::BTreeMap<String, Audience> {
+        let now = now_ms();
+        let mut sum = std::collections::BTreeMap::<String, Audience>::new();
+        for n in self.live.iter() {
+            if now - n.last_heartbeat_ms > NODE_FRESH_MS {
+                continue;
+            }
+            for (stream, a) in &n.audience {
+                sum.entry(stream.clone()).or_default().add(*a);
+            }
+        }
+        sum
+    }
+
+    /// `stream`'s audience, summed as [`Nodes::audience`] sums it.
+    pub fn audience_of(&self, stream: &str) -> Audience {
+        let now = now_ms();
+        let mut sum = Audience::default();
+        for n in self.live.iter() {
+            if now - n.last_heartbeat_ms <= NODE_FRESH_MS
+                && let Some(a) = n.audience.get(stream)
+            {
+                sum.add(*a);
             }
         }
         sum
@@ -232,6 +263,7 @@ mod tests {
             edge: None,
             relay: None,
             viewers: Default::default(),
+            audience: Default::default(),
         }
     }
 

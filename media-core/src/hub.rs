@@ -319,6 +319,29 @@ impl Hub {
         live
     }
 
+    /// Subscribers of `kind` (`rtmp`: players) per source stream, its
+    /// renditions folded in: what a node reports as its audience.
+    pub fn subscribers_by_source(&self, kind: &str) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for e in self.inner.streams.iter() {
+            let n = e
+                .value()
+                .kinds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(kind)
+                .copied()
+                .unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            if let Ok(path) = crate::StreamPath::parse(e.key()) {
+                *out.entry(path.source_name().to_owned()).or_insert(0) += n;
+            }
+        }
+        out
+    }
+
     /// Names of the streams live now.
     pub fn live_streams(&self) -> Vec<String> {
         self.inner
@@ -813,5 +836,19 @@ mod tests {
         }
         let mut sub = hub.subscribe("s");
         assert!(packet_times(&drain(&mut sub)).is_empty());
+    }
+
+    #[test]
+    fn subscribers_are_counted_per_source_with_its_renditions() {
+        let hub = Hub::new();
+        let _a = hub.subscribe_as("s", "rtmp");
+        let _b = hub.subscribe_as("s/720p", "rtmp");
+        let _c = hub.subscribe_as("s", "hls");
+        let _d = hub.subscribe_as("t", "rtmp");
+        let players = hub.subscribers_by_source("rtmp");
+        assert_eq!(players.get("s"), Some(&2));
+        assert_eq!(players.get("t"), Some(&1));
+        drop(_d);
+        assert_eq!(hub.subscribers_by_source("rtmp").get("t"), None);
     }
 }

@@ -47,6 +47,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
     await page.waitForSelector('[data-live="uitest"]', { timeout: 20000 });
     await page.waitForFunction(() => /bit\/s/.test(document.querySelector('tr[data-stream="uitest"] .bitrate').textContent), null, { timeout: 10000 });
+    // People apart from what Ferry feeds: nobody watches, the packager feeds on it.
+    await page.waitForFunction(() => {
+      const cell = document.querySelector('[data-audience="uitest"]');
+      return cell && /HLS 0 · RTMP 0/.test(cell.textContent) && /feeds: .*hls 1/.test(cell.textContent);
+    }, null, { timeout: 10000 });
     await page.click('tr[data-stream="uitest"] button:has-text("Open")');
 
     // The preview plays: currentTime advances.
