@@ -59,6 +59,7 @@ pub(crate) fn open_control(
             rtmp_port,
             rtmp_app: config.rtmp.app.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
+            segment_seconds: config.segment_duration().as_secs_f64(),
         },
         settings: control::SettingsKind {
             schema: StreamSettings::schema(),

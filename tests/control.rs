@@ -60,6 +60,9 @@ async fn stream_lifecycle_through_the_api() {
     );
     let fps = live["fps"].as_f64().unwrap();
     assert!((20.0..40.0).contains(&fps), "fps {fps}");
+    // A 2 s GOP (what OBS sends by default) against 2 s segments: fine.
+    assert_eq!(live["keyframe_interval_s"], json!(2.0), "{live}");
+    assert_eq!(live["warnings"], json!([]), "{live}");
     // The packager feeds on it; nobody watches.
     assert_eq!(live["consumers"]["hls"], json!(1), "{live}");
     assert_eq!(live["audience"], json!({"hls": 0, "rtmp": 0}), "{live}");
@@ -468,4 +471,52 @@ async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_view
         403,
         "node tokens are not directors"
     );
+}
+
+/// A source whose keyframes are 10 s apart (against 2 s segments) is warned
+/// of, with what to change; the warning names the interval it measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_keyframe_interval_is_warned_of_with_the_setting_to_change() {
+    let server = start().await;
+    let http = server.running.http_addr;
+    let _encoder = tokio::process::Command::new(ffmpeg())
+        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x240:rate=30")
+        .args(["-t", "25", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args([
+            "-g",
+            "300",
+            "-keyint_min",
+            "300",
+            "-sc_threshold",
+            "0",
+            "-f",
+            "flv",
+        ])
+        .arg(server.rtmp_url(KEY))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let live = || async {
+        let (_, live) = api(http, "GET", "/live", Some(ADMIN), None).await;
+        live[STREAM].clone()
+    };
+    // Known as soon as the open GOP passes the target, exactly after 10 s.
+    wait_for("the full interval", Duration::from_secs(25), || async {
+        live().await["keyframe_interval_s"].as_f64().unwrap_or(0.0) >= 9.99
+    })
+    .await;
+    let status = live().await;
+    let warnings = status["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{status}");
+    assert_eq!(warnings[0]["code"], "keyframe_interval");
+    let message = warnings[0]["message"].as_str().unwrap();
+    for words in [
+        "every 10.0 s",
+        "2 s segment target",
+        "Keyframe Interval = 2",
+    ] {
+        assert!(message.contains(words), "{words:?} not in {message:?}");
+    }
 }

@@ -132,9 +132,11 @@ function streamRow(s) {
   const activeKeys = s.keys.filter((k) => !k.revoked_at);
   return el("tr", { "data-stream": s.name },
     el("td", { class: "name" }, s.name),
-    el("td", {}, stateBadge, live.live ? el("div", { class: "muted" }, live.publisher || "") : ""),
+    el("td", {}, stateBadge, live.live ? el("div", { class: "muted" }, live.publisher || "") : "",
+      (live.warnings || []).map((w) => el("div", { class: "stream-warning", "data-warning": w.code }, "⚠ " + w.message))),
     el("td", { class: "bitrate" }, live.live ? bitrate(live.bitrate) : "–"),
-    el("td", {}, live.live ? live.fps.toFixed(1) : "–"),
+    el("td", {}, live.live ? live.fps.toFixed(1) : "–",
+      live.live && live.keyframe_interval_s != null ? el("div", { class: "muted", title: "Seconds between the source's keyframes" }, `GOP ${live.keyframe_interval_s.toFixed(1)} s`) : ""),
     el("td", { class: "muted" }, [live.video_codec, live.audio_codec].filter(Boolean).join(", ") || "–"),
     viewers,
     el("td", {}, activeKeys.map((k) => el("div", { class: "muted" }, k.hint,

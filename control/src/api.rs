@@ -145,6 +145,38 @@ pub struct LiveStatus {
     /// Other origins (node ids) that have the stream live too: redundant
     /// origins fed by the same encoder each report it.
     pub origins: Vec<String>,
+    /// Seconds between the source's keyframes (what the encoder's keyframe
+    /// interval is), when this process sees the stream.
+    pub keyframe_interval_s: Option<f64>,
+    /// What an operator should act on, each with what to change.
+    pub warnings: Vec<StreamWarning>,
+}
+
+/// Something wrong with a live stream that an operator can fix.
+#[derive(Serialize, ToSchema, Clone, Debug, PartialEq)]
+pub struct StreamWarning {
+    /// A stable code: `keyframe_interval`.
+    pub code: &'static str,
+    /// What is wrong and what to change, in words.
+    pub message: String,
+}
+
+/// Keyframes further apart than this many segment targets (plus a frame's
+/// slack) are warned of.
+const KEYFRAME_SLACK: f64 = 1.05;
+
+/// The warnings for a source with keyframes `interval` seconds apart when
+/// segments should last `target` seconds.
+fn keyframe_warning(interval: f64, target: f64) -> Option<StreamWarning> {
+    (target > 0.0 && interval > target * KEYFRAME_SLACK).then(|| StreamWarning {
+        code: "keyframe_interval",
+        message: format!(
+            "keyframes arrive every {interval:.1} s, longer than the {target:.0} s segment target: \
+             segments last {interval:.1} s, so players start and switch late and latency grows. \
+             Set the encoder's keyframe interval to {target:.0} s (OBS: Settings > Output > \
+             Keyframe Interval = {target:.0}; ffmpeg: -g at {target:.0} × the frame rate)"
+        ),
+    })
 }
 
 /// `POST /streams`.
@@ -263,6 +295,13 @@ fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveS
         .and_then(|s| s.elapsed().ok())
         .unwrap_or_default();
     let secs = uptime.as_secs_f64().max(0.001);
+    let keyframe_interval_s = info
+        .keyframe_interval_ms
+        .map(|ms| (ms as f64 / 100.0).round() / 10.0);
+    let warnings = keyframe_interval_s
+        .and_then(|i| keyframe_warning(i, c.server.segment_seconds))
+        .into_iter()
+        .collect();
     LiveStatus {
         live: info.live,
         publisher: info.source,
@@ -274,6 +313,8 @@ fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveS
         audience,
         consumers: info.subscribers,
         origins,
+        keyframe_interval_s,
+        warnings,
     }
 }
 

@@ -112,6 +112,9 @@ pub struct ServerInfo {
     pub rtmp_app: String,
     /// Ferry version.
     pub version: String,
+    /// The HLS segment target (seconds; 0: unknown): a source whose
+    /// keyframes are further apart makes longer segments, and is warned of.
+    pub segment_seconds: f64,
 }
 
 impl Control {

@@ -100,6 +100,11 @@ struct State {
     /// Payload bytes and video frames received from the current publisher.
     bytes_in: u64,
     video_frames: u64,
+    /// Decode time (ms) of the last keyframe and of the last video frame,
+    /// and the last full keyframe interval: what the encoder's GOP is.
+    last_keyframe_ms: Option<i64>,
+    last_video_ms: i64,
+    keyframe_interval_ms: u64,
 }
 
 impl State {
@@ -139,6 +144,14 @@ impl State {
         self.bytes_in += packet.payload.len() as u64;
         if packet.track == TrackKind::Video {
             self.video_frames += 1;
+            let t = packet.dts.as_millis();
+            if packet.keyframe {
+                if let Some(k) = self.last_keyframe_ms {
+                    self.keyframe_interval_ms = u64::try_from(t - k).unwrap_or(0);
+                }
+                self.last_keyframe_ms = Some(t);
+            }
+            self.last_video_ms = t;
         }
         if packet.is_sync_point(self.has_video()) {
             self.gop.clear();
@@ -388,6 +401,11 @@ impl Hub {
             audio: codec(&st.audio),
             bytes_in: st.bytes_in,
             video_frames: st.video_frames,
+            keyframe_interval_ms: st.last_keyframe_ms.map(|k| {
+                // The GOP open now counts once it is longer than the last.
+                let open = u64::try_from(st.last_video_ms - k).unwrap_or(0);
+                st.keyframe_interval_ms.max(open)
+            }),
             subscribers,
         })
     }
@@ -471,6 +489,9 @@ pub struct StreamInfo {
     pub bytes_in: u64,
     /// Video frames received from the current publisher.
     pub video_frames: u64,
+    /// Milliseconds between the source's keyframes (the last interval, or
+    /// the one open now if longer); `None` before the first keyframe.
+    pub keyframe_interval_ms: Option<u64>,
     /// Live subscribers by kind (`rtmp` players, `hls` packager, …).
     pub subscribers: std::collections::BTreeMap<String, usize>,
 }
@@ -850,5 +871,27 @@ mod tests {
         assert_eq!(players.get("t"), Some(&1));
         drop(_d);
         assert_eq!(hub.subscribers_by_source("rtmp").get("t"), None);
+    }
+
+    #[test]
+    fn the_keyframe_interval_is_the_sources_gop_or_the_open_one_if_longer() {
+        let hub = Hub::new();
+        let p = hub.publish("s").expect("publish");
+        let interval = || hub.info("s").and_then(|i| i.keyframe_interval_ms);
+        assert_eq!(interval(), None);
+        // A 10 s GOP at 30 fps: known as it grows, then exactly.
+        p.send(video(0, true));
+        for f in 1..150 {
+            p.send(video(f * 1000 / 30, false));
+        }
+        assert_eq!(interval(), Some(4966));
+        for f in 150..300 {
+            p.send(video(f * 1000 / 30, false));
+        }
+        p.send(video(10_000, true));
+        assert_eq!(interval(), Some(10_000));
+        // Back to 2 s GOPs: the last interval, once the 10 s one is gone.
+        p.send(video(12_000, true));
+        assert_eq!(interval(), Some(2_000));
     }
 }

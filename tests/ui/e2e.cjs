@@ -52,6 +52,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       const cell = document.querySelector('[data-audience="uitest"]');
       return cell && /HLS 0 · RTMP 0/.test(cell.textContent) && /feeds: .*hls 1/.test(cell.textContent);
     }, null, { timeout: 10000 });
+    // A 2 s GOP against 2 s segments: its interval shown, no warning.
+    await page.waitForFunction(() => /GOP 2\.0 s/.test(document.querySelector('tr[data-stream="uitest"]').textContent), null, { timeout: 10000 });
+    if (await page.$('tr[data-stream="uitest"] [data-warning]')) throw new Error("a warning for a 2 s GOP");
     await page.click('tr[data-stream="uitest"] button:has-text("Open")');
 
     // The preview plays: currentTime advances.
