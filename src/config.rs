@@ -284,6 +284,10 @@ pub struct ControlConfig {
     /// An edge silent for this many milliseconds is dead: the director sends
     /// it no viewers.
     pub edge_dead_ms: u64,
+    /// Seconds between two points of the streams' and nodes' history
+    /// (`GET /api/v1/history/...`, the web UI's charts); an hour of points
+    /// is kept as sampled, then one a minute for a day.
+    pub history_seconds: f64,
 }
 
 impl Default for ControlConfig {
@@ -293,6 +297,7 @@ impl Default for ControlConfig {
             url: String::new(),
             node_prune_seconds: control::nodes::DEFAULT_NODE_PRUNE.as_secs(),
             edge_dead_ms: control::nodes::DEFAULT_EDGE_DEAD.as_millis() as u64,
+            history_seconds: 5.0,
         }
     }
 }

@@ -195,6 +195,23 @@ pub(crate) fn spawn_autoscaler(
     Some(tokio::spawn(a.run(cancel.clone())))
 }
 
+/// Samples the streams' and nodes' history every `[control]
+/// history_seconds`.
+pub(crate) fn spawn_history(
+    control: &Arc<control::Control>,
+    config: &Config,
+    cancel: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let seconds = config.control.history_seconds;
+    let seconds = if seconds.is_finite() {
+        seconds.clamp(0.2, 3600.0)
+    } else {
+        5.0
+    };
+    let every = std::time::Duration::from_secs_f64(seconds);
+    tokio::spawn(control.clone().keep_history(every, cancel.clone()))
+}
+
 /// `ferry control`: the control plane alone (API, web UI, state), for origins
 /// and workers that run as separate processes. No RTMP, no HLS.
 pub async fn start_control(config: &Config) -> Result<Running, StartError> {
@@ -237,7 +254,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
         None,
         cancel.clone(),
     ));
-    let api = control::api::router(control);
+    let api = control::api::router(control.clone());
     let http_task = spawn_http(
         http_listener,
         http::router(http_state, store, origin::LiveHls::default(), api),
@@ -249,5 +266,6 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     info!(http = %http_addr, "ferry control is serving");
     let mut tasks = vec![heartbeat, http_task];
     tasks.extend(autoscaler);
+    tasks.push(spawn_history(&control, config, &cancel));
     Ok(Running::http_only(http_addr, hub, cancel, tasks))
 }

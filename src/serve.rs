@@ -277,6 +277,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     tasks.push(http_task);
     if let Some(control) = &local {
         tasks.extend(crate::control_role::spawn_autoscaler(control, &cancel));
+        tasks.push(crate::control_role::spawn_history(control, config, &cancel));
     }
     // A director on a listener of its own, following this process's edges.
     let mut director_addr = None;

@@ -723,6 +723,7 @@ async fn the_api_counts_people_where_they_watch_not_ferry_s_own_consumers() {
     let origin = start_with(|c| {
         c.director.listen = "127.0.0.1:0".into();
         c.director.poll_ms = 200;
+        c.control.history_seconds = 0.5;
     })
     .await;
     let o = origin.running.http_addr;
@@ -770,6 +771,62 @@ async fn the_api_counts_people_where_they_watch_not_ferry_s_own_consumers() {
             format!("ferry_stream_audience{{stream=\"{STREAM}\",protocol=\"{protocol}\"}} {n}");
         assert!(metrics.contains(&line), "no {line:?} in:\n{metrics}");
     }
+    // The history has it too, with the ingest's rates over each period;
+    // and the edge's, with its viewers.
+    wait_for(
+        "the audience in the history",
+        Duration::from_secs(5),
+        || async {
+            let (_, points) = api(
+                o,
+                "GET",
+                &format!("/history/streams/{STREAM}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+            points.as_array().unwrap().iter().any(|p| {
+                p["hls_viewers"] == 5.0
+                    && p["rtmp_players"] == 2.0
+                    && (20.0..40.0).contains(&p["fps"].as_f64().unwrap())
+                    && p["bitrate"].as_f64().unwrap() > 500_000.0
+                    && p["keyframe_interval_s"] == 2.0
+            })
+        },
+    )
+    .await;
+    let edge_id = live_edges(o).await[0]["id"].as_str().unwrap().to_owned();
+    let (status, points) = api(
+        o,
+        "GET",
+        &format!("/history/nodes/{edge_id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{points}");
+    assert!(
+        points
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["viewers"] == 5.0),
+        "{points}"
+    );
+    let later = points.as_array().unwrap().last().unwrap()["t_ms"]
+        .as_i64()
+        .unwrap();
+    let (_, since) = api(
+        o,
+        "GET",
+        &format!("/history/nodes/{edge_id}?since_ms={later}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert!(since.as_array().unwrap().len() <= 2, "{since}");
+    let (status, _) = api(o, "GET", "/history/streams/nosuch", Some(ADMIN), None).await;
+    assert_eq!(status, 404);
     // The players leave: the count follows.
     drop(_players);
     wait_for("the players gone", Duration::from_secs(15), || async {

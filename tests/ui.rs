@@ -14,7 +14,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_creates_a_stream_sees_it_live_and_previews_it() {
-    let server = start().await;
+    let server = start_with(|c| c.control.history_seconds = 1.0).await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let artifacts = root.join("target/ui-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

@@ -163,7 +163,67 @@ function openDetail(name) {
   startPreview(name);
   renderTaskForm();
   renderSettings(name);
+  renderPlayback(name);
   refresh();
+}
+
+// Where viewers point their players: the directors (spread over the edges),
+// each live edge, the origin's own HLS, and RTMP.
+async function renderPlayback(name) {
+  const host = (url) => url.replace("//0.0.0.0", "//" + location.hostname).replace("//[::]", "//" + location.hostname);
+  const [nodes, edges] = await Promise.all([api("GET", "/nodes"), api("GET", "/edges")]);
+  const urls = [];
+  for (const d of nodes.filter((n) => n.role === "director" && n.address.startsWith("http"))) {
+    urls.push(["Director " + d.id, `${host(d.address)}/hls/${name}/master.m3u8`]);
+  }
+  for (const e of edges.filter((e) => e.state === "live")) {
+    urls.push([`Edge ${e.id} (pool ${e.load.pool})`, `${host(e.url)}/hls/${name}/master.m3u8`]);
+  }
+  urls.push(["Origin HLS", `${location.origin}/hls/${name}/master.m3u8`]);
+  urls.push(["RTMP", `rtmp://${location.hostname}:${state.server.rtmp_port}/${state.server.rtmp_app}/${name}`]);
+  $("detail-urls").replaceChildren(...urls.map(([label, url]) => el("li", { "data-url": label.split(" ")[0].toLowerCase() },
+    el("span", { class: "muted" }, label + ": "), el("code", {}, url),
+    el("button", { class: "small", onclick: async (ev) => {
+      try { await navigator.clipboard.writeText(url); ev.target.textContent = "Copied"; } catch (_) { ev.target.textContent = "Select and copy"; }
+      setTimeout(() => (ev.target.textContent = "Copy"), 1500);
+    } }, "Copy"))));
+}
+
+// A small line chart of `values` (SVG, no library): the last value and the
+// range are written beside it.
+function chart(label, points, value, format) {
+  const w = 260, h = 48;
+  const vs = points.map(value);
+  const max = Math.max(...vs, 1e-9), min = Math.min(...vs, 0);
+  const t0 = points.length ? points[0].t_ms : 0, t1 = points.length ? points[points.length - 1].t_ms : 1;
+  const xy = points.map((p, i) => {
+    const x = t1 > t0 ? ((p.t_ms - t0) / (t1 - t0)) * w : 0;
+    const y = h - ((vs[i] - min) / (max - min || 1)) * (h - 4) - 2;
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  }).join(" ");
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", xy);
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "currentColor");
+  line.setAttribute("stroke-width", "1.5");
+  svg.append(line);
+  const last = vs.length ? format(vs[vs.length - 1]) : "–";
+  return el("div", { class: "chart", "data-chart": label, "data-points": String(points.length) },
+    el("div", {}, el("strong", {}, label), " ", el("span", { class: "muted" }, `${last} (max ${format(max)})`)), svg);
+}
+
+async function renderCharts(name) {
+  const since = Date.now() - 3600 * 1000;
+  const points = await api("GET", `/history/streams/${name}?since_ms=${since}`);
+  $("detail-charts").replaceChildren(
+    chart("Viewers", points, (p) => p.hls_viewers + p.rtmp_players, (v) => v.toFixed(0)),
+    chart("Bitrate", points, (p) => p.bitrate, bitrate),
+    chart("FPS", points, (p) => p.fps, (v) => v.toFixed(1)),
+    chart("GOP", points, (p) => p.keyframe_interval_s, (v) => v.toFixed(1) + " s"));
 }
 
 // Settings form from the settings schema: booleans as a yes/no/default select,
@@ -311,6 +371,7 @@ async function refresh() {
       if (state.detail) {
         const tasks = await api("GET", `/streams/${state.detail}/tasks`);
         $("detail-tasks").replaceChildren(...(tasks.length ? tasks.map(taskLine) : [el("li", { class: "muted" }, "No tasks.")]));
+        await renderCharts(state.detail);
       }
     } else if (state.view === "tasks") {
       const tasks = await api("GET", "/tasks");

@@ -467,6 +467,48 @@ async fn rotate_key(
     Ok((StatusCode::CREATED, Json(NewKey { id, key })))
 }
 
+/// `?since_ms=T` on a history: points at or after Unix milliseconds `T`.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct HistorySince {
+    /// Unix milliseconds; without it, everything kept (an hour as sampled,
+    /// then a point a minute for a day).
+    since_ms: Option<i64>,
+}
+
+/// A stream's recent history: ingest bit rate and frame rate over each
+/// period, keyframe interval, HLS viewers and RTMP players.
+#[utoipa::path(get, path = "/history/streams/{name}", params(("name" = String, Path), HistorySince),
+    responses((status = 200, body = [crate::history::StreamPoint]), (status = 404, body = ErrorBody)))]
+async fn stream_history(
+    State(c): State<Arc<Control>>,
+    Path(name): Path<String>,
+    Query(q): Query<HistorySince>,
+) -> ApiResult<Json<Vec<crate::history::StreamPoint>>> {
+    c.db.stream(&name)?;
+    Ok(Json(
+        c.history
+            .streams
+            .since(&name, q.since_ms.unwrap_or(0))
+            .unwrap_or_default(),
+    ))
+}
+
+/// A node's recent history: CPU, and for edges connections, egress,
+/// viewers and hit ratio.
+#[utoipa::path(get, path = "/history/nodes/{id}", params(("id" = String, Path), HistorySince),
+    responses((status = 200, body = [crate::history::NodePoint]), (status = 404, body = ErrorBody)))]
+async fn node_history(
+    State(c): State<Arc<Control>>,
+    Path(id): Path<String>,
+    Query(q): Query<HistorySince>,
+) -> ApiResult<Json<Vec<crate::history::NodePoint>>> {
+    c.history
+        .nodes
+        .since(&id, q.since_ms.unwrap_or(0))
+        .map(Json)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no history of node {id:?}")))
+}
+
 /// `?node=ID` on a kick: only that origin's publisher.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct KickScope {
@@ -1001,7 +1043,7 @@ async fn auth_publish(
     info(title = "Ferry control API", description = "Streams, publish keys, tasks and nodes of a Ferry cluster."),
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
-          kick, live, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
+          kick, live, stream_history, node_history, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
           nodes, heartbeat, edges, relay_pins, relay_verify, drain_edge, undrain_edge, autoscale_status, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -1163,6 +1205,8 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/streams/{name}/kick", post(kick))
         .route("/streams/{name}/tasks", get(stream_tasks).post(create_task))
         .route("/live", get(live))
+        .route("/history/streams/{name}", get(stream_history))
+        .route("/history/nodes/{id}", get(node_history))
         .route("/tasks", get(list_tasks))
         .route(
             "/tasks/{id}",

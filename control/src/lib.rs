@@ -8,6 +8,7 @@ pub mod api;
 pub mod audience;
 pub mod autoscale;
 pub mod db;
+pub mod history;
 pub mod leases;
 pub mod nodes;
 pub mod secret;
@@ -43,6 +44,8 @@ pub struct Control {
     pub nodes: Arc<Nodes>,
     /// The edge farm's autoscaler, when `[autoscale] enabled`.
     pub autoscaler: Option<Arc<autoscale::Autoscaler>>,
+    /// What streams and nodes did recently ([`Control::record_history`]).
+    pub history: Arc<history::History>,
 }
 
 /// `POST /auth/publish` calls a token may make per [`AUTH_CHECK_WINDOW`]
@@ -140,6 +143,82 @@ impl Control {
             auth_checks: AuthChecks::default(),
             nodes: Arc::new(Nodes::new(nodes::DEFAULT_NODE_PRUNE)),
             autoscaler: None,
+            history: Arc::default(),
+        }
+    }
+
+    /// Adds a point at `now_ms` to the history of every stream (its ingest
+    /// here, its audience in the cluster) and every node.
+    pub fn record_history(&self, now_ms: i64) {
+        let audience = self.nodes.audience();
+        if let Ok(streams) = self.db.streams() {
+            for s in streams {
+                let a = audience.get(&s.name).copied().unwrap_or_default();
+                let info = self.hub.info(&s.name).filter(|i| i.live);
+                let (bitrate, fps) = info.as_ref().map_or((0.0, 0.0), |i| {
+                    self.history
+                        .rates(&s.name, now_ms, i.bytes_in, i.video_frames)
+                });
+                let keyframe_interval_s = info
+                    .and_then(|i| i.keyframe_interval_ms)
+                    .map_or(0.0, |ms| ms as f64 / 1000.0);
+                self.history.streams.push(
+                    &s.name,
+                    history::StreamPoint {
+                        t_ms: now_ms,
+                        bitrate,
+                        fps,
+                        keyframe_interval_s,
+                        hls_viewers: a.hls as f64,
+                        rtmp_players: a.rtmp as f64,
+                    },
+                );
+            }
+        }
+        for e in self.nodes.edges() {
+            if e.state == "dead" {
+                continue;
+            }
+            self.history.nodes.push(
+                &e.id,
+                history::NodePoint {
+                    t_ms: now_ms,
+                    cpu: e.cpu,
+                    connections: e.load.connections as f64,
+                    egress_bps: e.load.egress_bps as f64,
+                    viewers: e.viewers as f64,
+                    hit_ratio: e.load.hit_ratio,
+                },
+            );
+        }
+        // Origins, workers, directors: their CPU.
+        let fresh = now_ms - NODE_FRESH_MS;
+        for n in self.nodes.list(&self.db).unwrap_or_default() {
+            if n.role != "edge" && n.last_heartbeat_ms >= fresh {
+                self.history.nodes.push(
+                    &n.id,
+                    history::NodePoint {
+                        t_ms: now_ms,
+                        cpu: n.load,
+                        ..history::NodePoint::default()
+                    },
+                );
+            }
+        }
+    }
+
+    /// Records the history every `every` until `cancel`.
+    pub async fn keep_history(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => self.record_history(db::now_ms()),
+            }
         }
     }
 

@@ -64,6 +64,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     const t2 = await page.evaluate(() => document.getElementById("preview").currentTime);
     if (!(t2 > t1 + 0.5)) throw new Error(`preview is not advancing: ${t1} -> ${t2}`);
 
+    // Where to point players, and the recent history charted.
+    const urls = await page.textContent("#detail-urls");
+    for (const want of ["/hls/uitest/master.m3u8", "/live/uitest"]) {
+      if (!urls.includes(want)) throw new Error(`no ${want} among the playback URLs: ${urls}`);
+    }
+    await page.waitForFunction(() => {
+      const c = document.querySelector('[data-chart="Bitrate"]');
+      return c && Number(c.dataset.points) >= 2 && /bit\/s/.test(c.textContent);
+    }, null, { timeout: 15000 });
+
     // The task form comes from the task type's schema; errors show by the form.
     await page.selectOption("#task-kind", "restream");
     await page.fill("#field-url", "http://not-rtmp/x/y");
