@@ -833,6 +833,59 @@ async fn the_api_counts_people_where_they_watch_not_ferry_s_own_consumers() {
         audience().await["audience"]["rtmp"] == 0
     })
     .await;
+    // Every metric the Grafana dashboard queries is exported by a role.
+    let exported: HashSet<String> = [o, dir, e.http_addr]
+        .into_iter()
+        .map(|a| async move { http_get(a, "/metrics").await })
+        .collect::<futures::future::JoinAll<_>>()
+        .await
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/ferry.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric_names(expr) {
+                queried += 1;
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(
+                    exported.contains(family),
+                    "panel {:?} queries {name}, which no role exports",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    assert!(queried >= 30, "{queried} metrics queried");
     e.shutdown().await;
     origin.running.shutdown().await;
+}
+
+/// The `ferry_*` metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("ferry_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        names.push(name);
+    }
+    names
 }
