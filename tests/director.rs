@@ -628,8 +628,18 @@ async fn ferry_serve_runs_a_director_on_its_own_listener() {
     let (status, _, _) = get_bytes(dir, &format!("/hls/{STREAM}/master.m3u8")).await;
     assert_eq!(status, 503, "no edges yet");
     let _publisher = publish_background(&origin.rtmp_url(KEY), 20);
+    // Live, a director running, no edge: the operator is told.
+    let warnings = || async {
+        let (_, live) = api(o, "GET", "/live", Some(ADMIN), None).await;
+        live[STREAM]["warnings"].to_string()
+    };
+    wait_for("the no-edge warning", Duration::from_secs(10), || async {
+        warnings().await.contains("no_live_edge")
+    })
+    .await;
     let (e, _data) = edge(o, o).await;
     wait_for_edges(o, 1).await;
+    assert!(!warnings().await.contains("no_live_edge"));
     wait_for_segments(o, STREAM).await;
     let media = viewer_playlist(dir, STREAM).await;
     let on_edge = format!("http://{}/hls/{STREAM}/source/", e.http_addr);

@@ -357,6 +357,19 @@ async function drawAutoscale() {
     el("li", {}, `${ago(x.at_ms)}: ${x.kind} ${x.edge || ""} — ${x.detail}`)));
 }
 
+// What a node carries: an origin its live streams, a director its viewers,
+// an edge its pool and audience.
+function serves(n) {
+  const audience = Object.entries(n.audience || {}).map(([s, a]) => `${s}: ${a.hls + a.rtmp}`).join(", ");
+  if (n.role === "director") {
+    const viewers = Object.values(n.viewers || {}).reduce((a, b) => a + b, 0);
+    return `${viewers} viewers` + (audience ? ` (${audience})` : "");
+  }
+  if (n.role === "edge") return `pool ${(n.edge && n.edge.pool) || "default"}` + (audience ? `; players ${audience}` : "");
+  const streams = (n.streams || []).join(", ");
+  return [streams ? `live: ${streams}` : "", audience ? `players ${audience}` : ""].filter(Boolean).join("; ") || "–";
+}
+
 // --- refresh -----------------------------------------------------------------
 
 let refreshing = false;
@@ -388,12 +401,14 @@ async function refresh() {
       const nodes = await api("GET", "/nodes");
       $("node-table").querySelector("tbody").replaceChildren(...nodes.map((n) => el("tr", {},
         el("td", { class: "name" }, n.id), el("td", {}, n.role), el("td", {}, n.address), el("td", {}, n.version),
-        el("td", {}, ago(n.last_heartbeat_ms)), el("td", {}, (n.load * 100).toFixed(0) + " %"))));
+        el("td", {}, ago(n.last_heartbeat_ms)), el("td", {}, (n.load * 100).toFixed(0) + " %"),
+        el("td", { class: "muted", "data-serves": n.id }, serves(n)))));
       const edges = await api("GET", "/edges");
       $("edge-table").querySelector("tbody").replaceChildren(...edges.map((e) => el("tr", { "data-edge": e.id },
-        el("td", { class: "name" }, e.id), el("td", {}, e.url),
+        el("td", { class: "name" }, e.id), el("td", {}, e.url), el("td", {}, e.load.pool),
         el("td", {}, el("span", { class: "badge " + (e.state === "live" ? "running" : e.state === "draining" ? "pending" : "failed") }, e.state)),
-        el("td", {}, e.viewers ?? 0), el("td", {}, e.load.connections), el("td", {}, bitrate(e.load.egress_bps)),
+        el("td", (e.viewers ?? 0) > e.load.capacity ? { class: "over", title: "more viewers than its capacity" } : {}, e.viewers ?? 0),
+        el("td", {}, e.load.connections), el("td", {}, bitrate(e.load.egress_bps)),
         el("td", {}, (e.load.hit_ratio * 100).toFixed(0) + " %"), el("td", {}, (e.cpu * 100).toFixed(0) + " %"),
         el("td", {}, e.load.capacity), el("td", {}, ago(e.last_heartbeat_ms)),
         el("td", {}, e.state === "dead" ? "" : el("button", {

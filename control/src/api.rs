@@ -155,10 +155,22 @@ pub struct LiveStatus {
 /// Something wrong with a live stream that an operator can fix.
 #[derive(Serialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct StreamWarning {
-    /// A stable code: `keyframe_interval`.
+    /// A stable code: `keyframe_interval`, `no_live_edge`.
     pub code: &'static str,
     /// What is wrong and what to change, in words.
     pub message: String,
+}
+
+/// Directors run but no edge is live: every viewer through them gets 503.
+fn no_live_edge(c: &Control) -> Option<StreamWarning> {
+    let live = c.nodes.edges().iter().any(|e| e.state == "live");
+    (!live && c.nodes.directors_alive() > 0).then(|| StreamWarning {
+        code: "no_live_edge",
+        message: "directors are running but no edge is live: viewers through a director get 503. \
+                  Start `ferry edge` processes (or check the autoscaler's provider), or point \
+                  players at the origin's HLS"
+            .into(),
+    })
 }
 
 /// Keyframes further apart than this many segment targets (plus a frame's
@@ -301,6 +313,7 @@ fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveS
     let warnings = keyframe_interval_s
         .and_then(|i| keyframe_warning(i, c.server.segment_seconds))
         .into_iter()
+        .chain(no_live_edge(c))
         .collect();
     LiveStatus {
         live: info.live,
