@@ -363,7 +363,7 @@ function serves(n) {
   const audience = Object.entries(n.audience || {}).map(([s, a]) => `${s}: ${a.hls + a.rtmp}`).join(", ");
   if (n.role === "director") {
     const viewers = Object.values(n.viewers || {}).reduce((a, b) => a + b, 0);
-    return `${viewers} viewers` + (audience ? ` (${audience})` : "");
+    return `${viewers} ${viewers === 1 ? "viewer" : "viewers"}` + (audience ? ` (${audience})` : "");
   }
   if (n.role === "edge") return `pool ${(n.edge && n.edge.pool) || "default"}` + (audience ? `; players ${audience}` : "");
   const streams = (n.streams || []).join(", ");

@@ -27,7 +27,7 @@ const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} not
     const viewers = await page.textContent("#edge-table thead");
     if (!viewers.includes("Viewers")) throw new Error("no viewers column");
     // The cluster at a glance: the director with its viewers, edges with their pool.
-    await page.waitForFunction(() => [...document.querySelectorAll("#node-table [data-serves]")].some((c) => /\d+ viewers/.test(c.textContent)));
+    await page.waitForFunction(() => [...document.querySelectorAll("#node-table [data-serves]")].some((c) => /\d+ viewers?\b/.test(c.textContent)));
     const pools = await page.textContent("#edge-table tbody");
     if (!pools.includes("default")) throw new Error("no pool shown: " + pools);
     await page.screenshot({ path: env("SHOT"), fullPage: true });
