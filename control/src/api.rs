@@ -275,12 +275,32 @@ pub struct TaskTypeView {
 
 // --- handlers ---------------------------------------------------------------
 
-/// A stream's live state: from this process's hub, or from `elsewhere`
-/// ([`Control::live_elsewhere`], read once per request by the caller).
-fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveStatus {
-    let audience = c.nodes.audience_of(name);
+/// What the cluster's heartbeats say, read once per request (not per
+/// stream): streams live on other origins, every stream's audience, and
+/// whether directors run with no live edge.
+struct Cluster {
+    elsewhere: Vec<(String, String)>,
+    audience: std::collections::BTreeMap<String, control_client::types::Audience>,
+    no_live_edge: Option<StreamWarning>,
+}
+
+impl Cluster {
+    fn read(c: &Control) -> Self {
+        Self {
+            elsewhere: c.live_elsewhere(),
+            audience: c.nodes.audience(),
+            no_live_edge: no_live_edge(c),
+        }
+    }
+}
+
+/// A stream's live state: from this process's hub, or from the `cluster`'s
+/// reports.
+fn live_status(c: &Control, name: &str, cluster: &Cluster) -> LiveStatus {
+    let audience = cluster.audience.get(name).copied().unwrap_or_default();
     let info = c.hub.info(name).filter(|i| i.live);
-    let mut origins: Vec<String> = elsewhere
+    let mut origins: Vec<String> = cluster
+        .elsewhere
         .iter()
         .filter(|(s, _)| s == name)
         .map(|(_, node)| node.clone())
@@ -313,7 +333,7 @@ fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveS
     let warnings = keyframe_interval_s
         .and_then(|i| keyframe_warning(i, c.server.segment_seconds))
         .into_iter()
-        .chain(no_live_edge(c))
+        .chain(cluster.no_live_edge.clone())
         .collect();
     LiveStatus {
         live: info.live,
@@ -331,14 +351,10 @@ fn live_status(c: &Control, name: &str, elsewhere: &[(String, String)]) -> LiveS
     }
 }
 
-fn stream_view(
-    c: &Control,
-    stream: StreamRow,
-    elsewhere: &[(String, String)],
-) -> ApiResult<StreamView> {
+fn stream_view(c: &Control, stream: StreamRow, cluster: &Cluster) -> ApiResult<StreamView> {
     Ok(StreamView {
         keys: c.db.keys(&stream.name)?,
-        live: live_status(c, &stream.name, elsewhere),
+        live: live_status(c, &stream.name, cluster),
         stream,
     })
 }
@@ -347,10 +363,10 @@ fn stream_view(
 #[utoipa::path(get, path = "/streams", responses((status = 200, body = [StreamView]), (status = 401, body = ErrorBody)))]
 async fn list_streams(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<StreamView>>> {
     let rows = c.db.streams()?;
-    let elsewhere = c.live_elsewhere();
+    let cluster = Cluster::read(&c);
     Ok(Json(
         rows.into_iter()
-            .map(|s| stream_view(&c, s, &elsewhere))
+            .map(|s| stream_view(&c, s, &cluster))
             .collect::<ApiResult<_>>()?,
     ))
 }
@@ -387,7 +403,7 @@ async fn get_stream(
     Ok(Json(stream_view(
         &c,
         c.db.stream(&name)?,
-        &c.live_elsewhere(),
+        &Cluster::read(&c),
     )?))
 }
 
@@ -424,7 +440,7 @@ async fn patch_stream(
             c.hub.kick(&name);
         }
     }
-    Ok(Json(stream_view(&c, row, &c.live_elsewhere())?))
+    Ok(Json(stream_view(&c, row, &Cluster::read(&c))?))
 }
 
 /// Deletes a stream, its keys and tasks; a live publisher is kicked.
@@ -568,11 +584,11 @@ async fn live(
     State(c): State<Arc<Control>>,
 ) -> ApiResult<Json<std::collections::BTreeMap<String, LiveStatus>>> {
     let rows = c.db.streams()?;
-    let elsewhere = c.live_elsewhere();
+    let cluster = Cluster::read(&c);
     Ok(Json(
         rows.into_iter()
             .map(|s| {
-                let l = live_status(&c, &s.name, &elsewhere);
+                let l = live_status(&c, &s.name, &cluster);
                 (s.name, l)
             })
             .collect(),

@@ -104,20 +104,6 @@ impl Nodes {
         sum
     }
 
-    /// `stream`'s audience, summed as [`Nodes::audience`] sums it.
-    pub fn audience_of(&self, stream: &str) -> Audience {
-        let now = now_ms();
-        let mut sum = Audience::default();
-        for n in self.live.iter() {
-            if now - n.last_heartbeat_ms <= NODE_FRESH_MS
-                && let Some(a) = n.audience.get(stream)
-            {
-                sum.add(*a);
-            }
-        }
-        sum
-    }
-
     /// Forgets edge `id` at once (the autoscaler stopped it): directors drop
     /// it at their next poll instead of after its heartbeats run out.
     pub fn forget_edge(&self, id: &str) {

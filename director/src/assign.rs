@@ -327,26 +327,29 @@ impl Assignments {
             }
             return Verdict::Place(Reason::Overloaded);
         }
-        if let Some(e) = self.room_below_capacity(stream, ring, i, total) {
+        let load = self.load(&v.edge);
+        if load > u64::from(ring.members()[i].weight.max(1))
+            && let Some(e) = self.room_below_capacity(stream, ring, i, total)
+        {
             return Verdict::MoveTo(e, Reason::OverCapacity);
         }
-        if self.load(&v.edge) <= self.slack(ring, i, total) {
+        if load <= self.slack_of(bound) {
             Verdict::Stay(i)
         } else {
             Verdict::Place(Reason::Overloaded)
         }
     }
 
-    /// How far past its bound edge `i` may go before settled viewers leave
-    /// it: (1 + ε) × the bound.
-    fn slack(&self, ring: &Ring, i: usize, total: u64) -> u64 {
-        (self.bound(ring, i, total) as f64 * (1.0 + self.epsilon.max(0.0))).ceil() as u64
+    /// How far past `bound` an edge may go before settled viewers leave it:
+    /// (1 + ε) × the bound.
+    fn slack_of(&self, bound: u64) -> u64 {
+        (bound as f64 * (1.0 + self.epsilon.max(0.0))).ceil() as u64
     }
 
-    /// When edge `i` holds more viewers than its capacity (the viewers it
-    /// reports it is sized for, its ring weight), the first edge on
-    /// `stream`'s walk below both its own capacity and its slack: settled
-    /// viewers move there, however sticky. Without this a farm that grew
+    /// For edge `i` holding more viewers than its capacity (the viewers it
+    /// reports it is sized for, its ring weight; the caller checks), the
+    /// first edge on `stream`'s walk below both its own capacity and its
+    /// slack: settled viewers move there, however sticky. Without this a farm that grew
     /// (the autoscaler added edges) keeps its first edges over capacity and
     /// its new ones idle, since the slack grows with the share. A move only
     /// ever goes from over capacity to under it, so viewers never swing
@@ -359,13 +362,11 @@ impl Assignments {
         total: u64,
     ) -> Option<usize> {
         let members = ring.members();
-        let capacity = |e: usize| u64::from(members[e].weight.max(1));
-        if self.load(&members[i].id) <= capacity(i) {
-            return None;
-        }
         ring.walk(hash(stream)).find(|&e| {
             let load = self.load(&members[e].id);
-            e != i && load < capacity(e) && load < self.slack(ring, e, total)
+            e != i
+                && load < u64::from(members[e].weight.max(1))
+                && load < self.slack_of(self.bound(ring, e, total))
         })
     }
 

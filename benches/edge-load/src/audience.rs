@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// What the audience saw.
@@ -21,49 +20,6 @@ struct Tally {
     failed: AtomicU64,
     /// (edge, segment) pairs fetched, and when: origin fetches per segment.
     fetched: Mutex<Vec<(String, String, Instant)>>,
-}
-
-/// One GET with an optional bearer token on a keep-alive connection.
-async fn request(
-    s: &mut TcpStream,
-    path: &str,
-    token: Option<&str>,
-) -> anyhow::Result<(u16, Vec<u8>)> {
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").as_bytes())
-        .await?;
-    let mut buf = Vec::with_capacity(16 << 10);
-    let mut chunk = vec![0u8; 64 << 10];
-    loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
-            let status: u16 = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse().ok())
-                .context("no status")?;
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .context("no content-length")?;
-            let mut body = buf.split_off(p + 4);
-            while body.len() < length {
-                let n = s.read(&mut chunk).await?;
-                if n == 0 {
-                    bail!("closed mid-body");
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-            body.truncate(length);
-            return Ok((status, body));
-        }
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("closed before the head");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 /// Keep-alive connections per host, as a player's HTTP stack keeps them:
@@ -79,14 +35,14 @@ impl Pool {
         let addr: SocketAddr = host.parse().context("host:port")?;
         let path = format!("/{path}");
         if let Some(mut s) = self.0.remove(&addr)
-            && let Ok(answer) = request(&mut s, &path, None).await
+            && let Ok(answer) = crate::request(&mut s, &path, None).await
         {
             self.0.insert(addr, s);
             return Ok(answer);
         }
         let mut s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        let answer = request(&mut s, &path, None).await?;
+        let answer = crate::request(&mut s, &path, None).await?;
         self.0.insert(addr, s);
         Ok(answer)
     }
@@ -187,7 +143,7 @@ async fn control_get(
     path: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let mut s = TcpStream::connect(control).await?;
-    let (status, body) = request(&mut s, &format!("/api/v1{path}"), Some(token)).await?;
+    let (status, body) = crate::request(&mut s, &format!("/api/v1{path}"), Some(token)).await?;
     if status != 200 {
         bail!("{path}: {status}");
     }

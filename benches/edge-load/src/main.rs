@@ -124,7 +124,17 @@ async fn get(s: &mut TcpStream, path: &str) -> anyhow::Result<usize> {
 /// Sends one GET on `s` and returns the status and body (Content-Length
 /// bodies only, which is what Ferry sends for playlists and parts).
 async fn get_body(s: &mut TcpStream, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+    request(s, path, None).await
+}
+
+/// [`get_body`] with an optional bearer token (the control API's).
+pub(crate) async fn request(
+    s: &mut TcpStream,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").as_bytes())
         .await?;
     let mut buf = Vec::with_capacity(16 << 10);
     let mut chunk = vec![0u8; 64 << 10];
