@@ -99,14 +99,22 @@ pub(crate) fn serve_director(
     let audience: node::AudienceReport = {
         let director = director.clone();
         Arc::new(move || {
-            director
-                .placement()
+            let mut report = director.placement();
+            report
                 .streams
                 .into_iter()
                 .map(|(stream, on)| {
                     let audience = control_client::types::Audience {
                         hls: on.iter().map(|e| e.viewers).sum(),
-                        rtmp: 0,
+                        // As many as control takes (a stream has a few).
+                        variants: report
+                            .variants
+                            .remove(&stream)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .take(control::api::MAX_HEARTBEAT_VARIANTS)
+                            .collect(),
+                        ..Default::default()
                     };
                     (stream, audience)
                 })

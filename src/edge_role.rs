@@ -158,7 +158,10 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
                 )),
                 relay: None,
                 viewers: None,
-                audience: e.rtmp.then(|| node::rtmp_players(&hub)),
+                audience: Some(edge_audience(
+                    metrics.clone(),
+                    e.rtmp.then(|| node::rtmp_players(&hub)),
+                )),
             },
             ControlPlane::Remote(client),
             None,
@@ -247,5 +250,32 @@ fn load_report(
             requests: asked,
             pool: pool.clone(),
         }
+    })
+}
+
+/// An edge's audience per stream: the HLS requests and bytes it served
+/// (cumulative; control takes rates from them), and its RTMP players when
+/// it serves RTMP.
+fn edge_audience(
+    metrics: edge_cache::EdgeMetrics,
+    rtmp: Option<node::AudienceReport>,
+) -> node::AudienceReport {
+    Arc::new(move || {
+        let mut out = rtmp.as_ref().map(|r| r()).unwrap_or_default();
+        let mut totals = metrics.streams.totals();
+        // The busiest first, as many as control takes.
+        totals.sort_by_key(|t| std::cmp::Reverse(t.1));
+        for (stream, requests, bytes) in totals {
+            let room = out.len() < control::api::MAX_HEARTBEAT_STREAMS || out.contains_key(&stream);
+            // Control takes stream names only (a cached object of another
+            // name is not a stream's).
+            if !room || !media_core::path::valid_name(&stream) {
+                continue;
+            }
+            let a = out.entry(stream).or_default();
+            a.requests = requests;
+            a.egress_bytes = bytes;
+        }
+        out
     })
 }

@@ -81,8 +81,8 @@ pub fn rtmp_players(hub: &Hub) -> AudienceReport {
             .into_iter()
             .map(|(stream, n)| {
                 let audience = control_client::types::Audience {
-                    hls: 0,
                     rtmp: n as u64,
+                    ..Default::default()
                 };
                 (stream, audience)
             })
@@ -118,6 +118,7 @@ impl NodeInfo {
         &self,
         live: Vec<String>,
         edge: Option<control_client::types::EdgeLoad>,
+        ingest: std::collections::BTreeMap<String, control_client::types::IngestReport>,
     ) -> control_client::types::Heartbeat {
         control_client::types::Heartbeat {
             id: self.id.clone(),
@@ -130,6 +131,7 @@ impl NodeInfo {
             relay: self.relay.clone(),
             viewers: self.viewers.as_ref().map(|v| v()).unwrap_or_default(),
             audience: self.audience.as_ref().map(|a| a()).unwrap_or_default(),
+            ingest,
         }
     }
 }
@@ -157,7 +159,7 @@ pub async fn heartbeat(
                 if let (Some(report), ControlPlane::Remote(client)) = (&node.edge, &registry) {
                     let mut load = report();
                     load.draining = true;
-                    let beat = node.beat(Vec::new(), Some(load));
+                    let beat = node.beat(Vec::new(), Some(load), Default::default());
                     let last = client.heartbeat(&beat);
                     let _ = tokio::time::timeout(Duration::from_secs(1), last).await;
                 }
@@ -181,22 +183,30 @@ pub async fn heartbeat(
                     relay: node.relay.clone(),
                     viewers: node.viewers.as_ref().map(|v| v()).unwrap_or_default(),
                     audience: node.audience.as_ref().map(|a| a()).unwrap_or_default(),
+                    // Control reads this process's hub itself.
+                    ingest: Default::default(),
                 };
                 if let Err(e) = control.nodes.beat(&control.db, row) {
                     warn!(error = %e, "node heartbeat failed");
                 }
             }
-            ControlPlane::Remote(client) => match client.heartbeat(&node.beat(live, edge)).await {
-                Ok(kicks) => {
-                    for name in kicks {
-                        info!(stream = %name, "kicked by the control plane");
-                        if let Some(hub) = &hub {
-                            hub.kick(&name);
+            ControlPlane::Remote(client) => {
+                let ingest = hub
+                    .as_ref()
+                    .map(control::ingest::of_hub)
+                    .unwrap_or_default();
+                match client.heartbeat(&node.beat(live, edge, ingest)).await {
+                    Ok(kicks) => {
+                        for name in kicks {
+                            info!(stream = %name, "kicked by the control plane");
+                            if let Some(hub) = &hub {
+                                hub.kick(&name);
+                            }
                         }
                     }
+                    Err(e) => warn!(error = %e, "heartbeat to the control plane failed"),
                 }
-                Err(e) => warn!(error = %e, "heartbeat to the control plane failed"),
-            },
+            }
         }
     }
 }

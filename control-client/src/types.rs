@@ -86,13 +86,17 @@ pub struct NodeRow {
     /// database).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub audience: BTreeMap<String, Audience>,
+    /// An origin's live streams' ingest (kept in memory, not in the
+    /// database).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ingest: BTreeMap<String, IngestReport>,
 }
 
 /// A stream's audience as one node counts it: people, not Ferry's own
 /// consumers (packager, ladder, relay, tasks). Directors count HLS viewers;
 /// origins and RTMP edges count RTMP players. Control sums the nodes'
 /// reports, so an operator sees the whole cluster's audience.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Audience {
@@ -102,14 +106,97 @@ pub struct Audience {
     /// RTMP players (the source and its rungs).
     #[serde(default)]
     pub rtmp: u64,
+    /// HLS viewers per variant (`source`, a rung's name) they follow now
+    /// (directors): which rungs people actually watch.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variants: BTreeMap<String, u64>,
+    /// HLS requests edges answered for the stream since each started
+    /// (what their `edge_stream_requests` counters say).
+    #[serde(default)]
+    pub requests: u64,
+    /// Body bytes edges sent for the stream since each started (their
+    /// `edge_stream_bytes_out` counters).
+    #[serde(default)]
+    pub egress_bytes: u64,
 }
 
 impl Audience {
     /// Adds `other` to this count.
-    pub fn add(&mut self, other: Audience) {
+    pub fn add(&mut self, other: &Audience) {
         self.hls = self.hls.saturating_add(other.hls);
         self.rtmp = self.rtmp.saturating_add(other.rtmp);
+        for (variant, n) in &other.variants {
+            let mine = self.variants.entry(variant.clone()).or_default();
+            *mine = mine.saturating_add(*n);
+        }
+        self.requests = self.requests.saturating_add(other.requests);
+        self.egress_bytes = self.egress_bytes.saturating_add(other.egress_bytes);
     }
+
+    /// Whether it counts nothing (not worth a heartbeat's bytes).
+    pub fn is_empty(&self) -> bool {
+        self == &Audience::default()
+    }
+}
+
+/// A live stream's ingest as the origin that takes it counts it: what
+/// control shows of a stream packaged on another process (a separate
+/// `ferry control` has no hub of its own), rates being differences of the
+/// counters between two reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct IngestReport {
+    /// Where the publisher connects from.
+    #[serde(default)]
+    pub publisher: Option<String>,
+    /// When the publisher started, Unix milliseconds.
+    #[serde(default)]
+    pub since_ms: i64,
+    /// Video codec (RFC 6381).
+    #[serde(default)]
+    pub video_codec: Option<String>,
+    /// Audio codec (RFC 6381).
+    #[serde(default)]
+    pub audio_codec: Option<String>,
+    /// Payload bytes received from the current publisher.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Video frames received from the current publisher.
+    #[serde(default)]
+    pub video_frames: u64,
+    /// Milliseconds between the source's keyframes.
+    #[serde(default)]
+    pub keyframe_interval_ms: Option<u64>,
+    /// The frame rate the encoder announced (`onMetaData` `framerate`).
+    #[serde(default)]
+    pub nominal_fps: Option<f64>,
+    /// Ferry's own consumers of the stream on that origin, by kind.
+    #[serde(default)]
+    pub consumers: BTreeMap<String, u64>,
+    /// The ladder's rungs by name, while it transcodes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rungs: BTreeMap<String, RungReport>,
+}
+
+/// One rung of a ladder as its origin counts it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RungReport {
+    /// Encoded payload bytes.
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Encoded video frames.
+    #[serde(default)]
+    pub video_frames: u64,
+    /// When the rung started, Unix milliseconds.
+    #[serde(default)]
+    pub since_ms: i64,
+    /// How far the rung's newest frame trails the source's, in media
+    /// milliseconds: the encoder's lag (`None` before its first frame).
+    #[serde(default)]
+    pub lag_ms: Option<i64>,
 }
 
 /// An origin's relay as it reports it: what edges need to pin it.
@@ -184,9 +271,12 @@ pub struct Heartbeat {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub viewers: BTreeMap<String, u64>,
     /// The people this node serves, per stream: HLS viewers (directors),
-    /// RTMP players (origins and edges).
+    /// RTMP players (origins and edges), HLS requests and egress (edges).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub audience: BTreeMap<String, Audience>,
+    /// Its live streams' ingest (origins apart from control).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ingest: BTreeMap<String, IngestReport>,
 }
 
 /// An edge's load, sent with each heartbeat: what the director weighs edges by
@@ -236,7 +326,7 @@ pub fn default_pool() -> String {
 }
 
 /// An edge as the registry sees it (`GET /edges`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EdgeRow {
     /// Node id.

@@ -3,6 +3,7 @@
 //! `Authorization: Bearer TOKEN`; errors are JSON `{"error": "..."}` that say
 //! what is wrong.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -17,7 +18,8 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::Control;
 use control_client::types::{
-    DenyReason, Heartbeat, HeartbeatReply, PublishCheck, PublishDenied, PublishGrant, TaskReport,
+    Audience, DenyReason, EdgeRow, Heartbeat, HeartbeatReply, IngestReport, PublishCheck,
+    PublishDenied, PublishGrant, TaskReport,
 };
 
 use crate::db::{DbError, KeyRow, NodeRow, StreamRow, TaskRow, now_ms};
@@ -76,6 +78,8 @@ type ApiResult<T> = Result<T, ApiError>;
 pub const MAX_HEARTBEAT_TEXT: usize = 256;
 /// The most live streams one heartbeat may report.
 pub const MAX_HEARTBEAT_STREAMS: usize = 1000;
+/// Variants, rungs or consumer kinds one stream's report may name.
+pub const MAX_HEARTBEAT_VARIANTS: usize = 32;
 /// Edges a director may report viewers for in one heartbeat.
 pub const MAX_HEARTBEAT_EDGES: usize = 10_000;
 /// The largest request body the API reads.
@@ -132,6 +136,13 @@ pub struct LiveStatus {
     pub bitrate: u64,
     /// Average video frame rate since the publisher started.
     pub fps: f64,
+    /// Ingest bit rate over the last history period (`[control]
+    /// history_seconds`), once there is one.
+    pub recent_bitrate: Option<u64>,
+    /// Video frame rate over the last history period.
+    pub recent_fps: Option<f64>,
+    /// The frame rate the encoder announced.
+    pub nominal_fps: Option<f64>,
     /// Seconds since the publisher started.
     pub uptime_s: u64,
     /// The people watching, summed over the cluster's reports: HLS viewers
@@ -148,8 +159,23 @@ pub struct LiveStatus {
     /// Seconds between the source's keyframes (what the encoder's keyframe
     /// interval is), when this process sees the stream.
     pub keyframe_interval_s: Option<f64>,
+    /// The ladder's rungs while it transcodes: what each achieves.
+    pub rungs: Vec<RungStatus>,
     /// What an operator should act on, each with what to change.
     pub warnings: Vec<StreamWarning>,
+}
+
+/// One rung of a live stream's ladder: whether the encoder keeps up.
+#[derive(Serialize, ToSchema, Clone, Debug, Default, PartialEq)]
+pub struct RungStatus {
+    /// Its name (`720p`), also its HLS variant's.
+    pub name: String,
+    /// Bits/s it encodes (over the last history period once there is one).
+    pub bitrate: u64,
+    /// Frames/s it encodes (likewise).
+    pub fps: f64,
+    /// How far its newest frame trails the source's, media milliseconds.
+    pub lag_ms: Option<i64>,
 }
 
 /// Something wrong with a live stream that an operator can fix.
@@ -162,14 +188,105 @@ pub struct StreamWarning {
 }
 
 /// Directors run but no edge is live: every viewer through them gets 503.
-fn no_live_edge(c: &Control) -> Option<StreamWarning> {
-    let live = c.nodes.edges().iter().any(|e| e.state == "live");
+fn no_live_edge(c: &Control, edges: &[EdgeRow]) -> Option<StreamWarning> {
+    let live = edges.iter().any(|e| e.state == "live");
     (!live && c.nodes.directors_alive() > 0).then(|| StreamWarning {
         code: "no_live_edge",
         message: "directors are running but no edge is live: viewers through a director get 503. \
                   Start `ferry edge` processes (or check the autoscaler's provider), or point \
                   players at the origin's HLS"
             .into(),
+    })
+}
+
+/// Warnings that need a trend wait this long into a publish (encoders
+/// start slowly, rates need two samples).
+const WARN_AFTER_MS: i64 = 15_000;
+/// Frames below this share of the announced rate are warned of.
+const LOW_FPS_SHARE: f64 = 0.8;
+/// A recent bit rate below this share of the minute before is a drop.
+const BITRATE_DROP_SHARE: f64 = 0.5;
+/// How far back the bit-rate drop looks.
+const BITRATE_WINDOW_MS: i64 = 60_000;
+/// A rung this many segment targets (and at least 3 s) behind the source
+/// is falling behind.
+const RUNG_LAG_SEGMENTS: f64 = 2.0;
+
+/// Every edge that directors give more viewers than its capacity.
+fn edges_over_capacity(edges: &[EdgeRow]) -> Option<StreamWarning> {
+    let over: Vec<String> = edges
+        .iter()
+        .filter(|e| e.state == "live" && e.viewers > u64::from(e.load.capacity))
+        .map(|e| {
+            format!(
+                "{} ({} viewers, capacity {})",
+                e.id, e.viewers, e.load.capacity
+            )
+        })
+        .collect();
+    (!over.is_empty()).then(|| StreamWarning {
+        code: "edge_over_capacity",
+        message: format!(
+            "edges over capacity: {}. Their viewers may stall: add edges (or raise [autoscale] \
+             max_edges), or raise [edge] capacity if they have the headroom",
+            over.join(", ")
+        ),
+    })
+}
+
+/// Frames arrive at `fps`, below what the encoder announced.
+fn low_fps_warning(fps: f64, nominal: f64) -> Option<StreamWarning> {
+    (nominal > 0.0 && fps < nominal * LOW_FPS_SHARE).then(|| StreamWarning {
+        code: "low_fps",
+        message: format!(
+            "frames arrive at {fps:.1} fps, the encoder announced {nominal:.0}: it is overloaded \
+             or its uplink drops frames. In OBS see View > Stats (skipped frames: pick a faster \
+             encoder preset or a smaller output resolution; dropped frames: lower the bit rate)"
+        ),
+    })
+}
+
+/// The source's bit rate over the last history period fell below half of
+/// its mean over the minute before.
+fn bitrate_drop_warning(c: &Control, name: &str, now: i64) -> Option<StreamWarning> {
+    let points = c.history.streams.since(name, now - BITRATE_WINDOW_MS)?;
+    let (last, before) = points.split_last()?;
+    let before: Vec<f64> = before
+        .iter()
+        .map(|p| p.bitrate)
+        .filter(|b| *b > 0.0)
+        .collect();
+    if before.len() < 3 {
+        return None;
+    }
+    let mean = before.iter().sum::<f64>() / before.len() as f64;
+    (last.bitrate < mean * BITRATE_DROP_SHARE).then(|| StreamWarning {
+        code: "bitrate_drop",
+        message: format!(
+            "the source's bit rate fell to {:.0} kb/s from {:.0} kb/s over the last minute: \
+             the encoder's uplink is congested or its rate control starves the picture. Check \
+             the encoder's network (OBS: View > Stats, dropped frames) and use constant bit rate",
+            last.bitrate / 1000.0,
+            mean / 1000.0
+        ),
+    })
+}
+
+/// A rung that trails the source or encodes fewer frames than it gets.
+fn rung_behind_warning(r: &RungStatus, source_fps: f64, segment: f64) -> Option<StreamWarning> {
+    let lag_limit = (segment * RUNG_LAG_SEGMENTS * 1000.0).max(3000.0) as i64;
+    let lagging = r.lag_ms.is_some_and(|l| l > lag_limit);
+    let slow = source_fps > 0.0 && r.fps < source_fps * LOW_FPS_SHARE;
+    (lagging || slow).then(|| StreamWarning {
+        code: "rung_behind",
+        message: format!(
+            "rung {} falls behind: {:.1} fps of the source's {source_fps:.1}, {:.1} s behind. \
+             This machine cannot encode the ladder in real time: drop a rung or lower its size, \
+             or pick a faster [transcode.ladder] preset",
+            r.name,
+            r.fps,
+            r.lag_ms.unwrap_or(0) as f64 / 1000.0
+        ),
     })
 }
 
@@ -276,29 +393,34 @@ pub struct TaskTypeView {
 // --- handlers ---------------------------------------------------------------
 
 /// What the cluster's heartbeats say, read once per request (not per
-/// stream): streams live on other origins, every stream's audience, and
-/// whether directors run with no live edge.
+/// stream): streams live on other origins, every stream's ingest and
+/// audience, and the farm's warnings.
 struct Cluster {
     elsewhere: Vec<(String, String)>,
-    audience: std::collections::BTreeMap<String, control_client::types::Audience>,
-    no_live_edge: Option<StreamWarning>,
+    ingest: BTreeMap<String, (Option<String>, IngestReport)>,
+    audience: BTreeMap<String, Audience>,
+    farm_warnings: Vec<StreamWarning>,
 }
 
 impl Cluster {
     fn read(c: &Control) -> Self {
+        let edges = c.nodes.edges();
         Self {
             elsewhere: c.live_elsewhere(),
+            ingest: c.ingest(),
             audience: c.nodes.audience(),
-            no_live_edge: no_live_edge(c),
+            farm_warnings: no_live_edge(c, &edges)
+                .into_iter()
+                .chain(edges_over_capacity(&edges))
+                .collect(),
         }
     }
 }
 
-/// A stream's live state: from this process's hub, or from the `cluster`'s
-/// reports.
+/// A stream's live state from its ingest report (this process's hub or an
+/// origin's heartbeat) and the `cluster`'s reports.
 fn live_status(c: &Control, name: &str, cluster: &Cluster) -> LiveStatus {
-    let audience = cluster.audience.get(name).copied().unwrap_or_default();
-    let info = c.hub.info(name).filter(|i| i.live);
+    let audience = cluster.audience.get(name).cloned().unwrap_or_default();
     let mut origins: Vec<String> = cluster
         .elsewhere
         .iter()
@@ -306,8 +428,8 @@ fn live_status(c: &Control, name: &str, cluster: &Cluster) -> LiveStatus {
         .map(|(_, node)| node.clone())
         .collect();
     origins.sort();
-    let Some(info) = info else {
-        // Live on other origins? Their heartbeats say so (no media details).
+    let Some((reporter, report)) = cluster.ingest.get(name) else {
+        // Live on an origin that sends no ingest: its streams only.
         return match origins.first() {
             Some(node) => LiveStatus {
                 live: true,
@@ -322,33 +444,79 @@ fn live_status(c: &Control, name: &str, cluster: &Cluster) -> LiveStatus {
             },
         };
     };
-    let uptime = info
-        .since
-        .and_then(|s| s.elapsed().ok())
-        .unwrap_or_default();
-    let secs = uptime.as_secs_f64().max(0.001);
-    let keyframe_interval_s = info
+    let now = now_ms();
+    let uptime_ms = (now - report.since_ms).max(0);
+    let secs = (uptime_ms as f64 / 1000.0).max(0.001);
+    let keyframe_interval_s = report
         .keyframe_interval_ms
         .map(|ms| (ms as f64 / 100.0).round() / 10.0);
-    let warnings = keyframe_interval_s
+    let recent = c.history.recent(name);
+    let fps_avg = report.video_frames as f64 / secs;
+    let source_fps = recent.map_or(fps_avg, |(_, f)| f);
+    let rungs: Vec<RungStatus> = report
+        .rungs
+        .iter()
+        .map(|(rung, r)| {
+            let rung_secs = ((now - r.since_ms).max(1) as f64 / 1000.0).max(0.001);
+            let recent = c.history.recent(&format!("{name}/{rung}"));
+            RungStatus {
+                name: rung.clone(),
+                bitrate: recent.map_or(r.bytes_out as f64 * 8.0 / rung_secs, |(b, _)| b) as u64,
+                fps: round2(recent.map_or(r.video_frames as f64 / rung_secs, |(_, f)| f)),
+                lag_ms: r.lag_ms,
+            }
+        })
+        .collect();
+    let mut warnings: Vec<StreamWarning> = keyframe_interval_s
         .and_then(|i| keyframe_warning(i, c.server.segment_seconds))
         .into_iter()
-        .chain(cluster.no_live_edge.clone())
         .collect();
+    if uptime_ms >= WARN_AFTER_MS {
+        warnings.extend(
+            report
+                .nominal_fps
+                .and_then(|n| low_fps_warning(source_fps, n)),
+        );
+        warnings.extend(bitrate_drop_warning(c, name, now));
+        warnings.extend(
+            rungs
+                .iter()
+                .filter_map(|r| rung_behind_warning(r, source_fps, c.server.segment_seconds)),
+        );
+    }
+    warnings.extend(cluster.farm_warnings.iter().cloned());
+    if let Some(node) = reporter
+        && !origins.contains(node)
+    {
+        origins.push(node.clone());
+        origins.sort();
+    }
     LiveStatus {
-        live: info.live,
-        publisher: info.source,
-        video_codec: info.video,
-        audio_codec: info.audio,
-        bitrate: (info.bytes_in as f64 * 8.0 / secs) as u64,
-        fps: (info.video_frames as f64 / secs * 100.0).round() / 100.0,
-        uptime_s: uptime.as_secs(),
+        live: true,
+        publisher: report.publisher.clone(),
+        video_codec: report.video_codec.clone(),
+        audio_codec: report.audio_codec.clone(),
+        bitrate: (report.bytes_in as f64 * 8.0 / secs) as u64,
+        fps: round2(fps_avg),
+        recent_bitrate: recent.map(|(b, _)| b as u64),
+        recent_fps: recent.map(|(_, f)| round2(f)),
+        nominal_fps: report.nominal_fps,
+        uptime_s: (uptime_ms / 1000) as u64,
         audience,
-        consumers: info.subscribers,
+        consumers: report
+            .consumers
+            .iter()
+            .map(|(k, n)| (k.clone(), *n as usize))
+            .collect(),
         origins,
         keyframe_interval_s,
+        rungs,
         warnings,
     }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 fn stream_view(c: &Control, stream: StreamRow, cluster: &Cluster) -> ApiResult<StreamView> {
@@ -912,10 +1080,53 @@ async fn heartbeat(
         check_name(stream)?;
         let counts_hls = h.role == "director";
         let counts_rtmp = ["origin", "edge", "all"].contains(&h.role.as_str());
-        if (a.hls > 0 && !counts_hls) || (a.rtmp > 0 && !counts_rtmp) {
+        let counts_egress = h.role == "edge";
+        if ((a.hls > 0 || !a.variants.is_empty()) && !counts_hls)
+            || (a.rtmp > 0 && !counts_rtmp)
+            || ((a.requests > 0 || a.egress_bytes > 0) && !counts_egress)
+        {
             return Err(ApiError::bad(
-                "directors report HLS viewers; origins and edges report RTMP players",
+                "directors report HLS viewers; origins and edges report RTMP players; edges report HLS requests and egress",
             ));
+        }
+        if a.variants.len() > MAX_HEARTBEAT_VARIANTS {
+            return Err(ApiError::bad(format!(
+                "at most {MAX_HEARTBEAT_VARIANTS} variants per stream"
+            )));
+        }
+        for variant in a.variants.keys() {
+            check_name(variant)?;
+        }
+    }
+    if !h.ingest.is_empty() && h.role != "origin" && h.role != "all" {
+        return Err(ApiError::bad("only an origin reports ingest"));
+    }
+    if h.ingest.len() > MAX_HEARTBEAT_STREAMS {
+        return Err(ApiError::bad(format!(
+            "the ingest of at most {MAX_HEARTBEAT_STREAMS} streams per heartbeat"
+        )));
+    }
+    for (stream, i) in &h.ingest {
+        check_name(stream)?;
+        if i.rungs.len() > MAX_HEARTBEAT_VARIANTS || i.consumers.len() > MAX_HEARTBEAT_VARIANTS {
+            return Err(ApiError::bad(format!(
+                "at most {MAX_HEARTBEAT_VARIANTS} rungs and consumer kinds per stream"
+            )));
+        }
+        for name in i.rungs.keys().chain(i.consumers.keys()) {
+            check_name(name)?;
+        }
+        let text_ok = |t: &Option<String>| {
+            t.as_ref()
+                .is_none_or(|t| t.len() <= MAX_HEARTBEAT_TEXT && !t.chars().any(char::is_control))
+        };
+        if !text_ok(&i.publisher) || !text_ok(&i.video_codec) || !text_ok(&i.audio_codec) {
+            return Err(ApiError::bad(format!(
+                "ingest texts are at most {MAX_HEARTBEAT_TEXT} bytes, without control characters"
+            )));
+        }
+        if i.nominal_fps.is_some_and(|f| !f.is_finite() || f < 0.0) {
+            return Err(ApiError::bad("nominal_fps must be a non-negative number"));
         }
     }
     if !h.load.is_finite() || h.load < 0.0 {
@@ -971,6 +1182,7 @@ async fn heartbeat(
             relay: h.relay,
             viewers: h.viewers,
             audience: h.audience,
+            ingest: h.ingest,
         },
     )?;
     let kick = h
@@ -1268,4 +1480,70 @@ pub fn router(control: Arc<Control>) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .merge(protected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_below_four_fifths_of_the_announced_rate_are_warned_of() {
+        assert_eq!(low_fps_warning(29.5, 30.0), None);
+        assert_eq!(low_fps_warning(24.5, 30.0), None);
+        let w = low_fps_warning(20.0, 30.0).expect("warned");
+        assert_eq!(w.code, "low_fps");
+        assert!(
+            w.message.contains("20.0 fps") && w.message.contains("30"),
+            "{}",
+            w.message
+        );
+        assert_eq!(low_fps_warning(0.0, 0.0), None, "no announced rate");
+    }
+
+    #[test]
+    fn a_rung_is_behind_when_it_lags_two_segments_or_drops_frames() {
+        let rung = |fps: f64, lag_ms: Option<i64>| RungStatus {
+            name: "720p".into(),
+            bitrate: 1_000_000,
+            fps,
+            lag_ms,
+        };
+        assert_eq!(rung_behind_warning(&rung(30.0, Some(400)), 30.0, 2.0), None);
+        assert_eq!(rung_behind_warning(&rung(30.0, None), 30.0, 2.0), None);
+        let lagging = rung_behind_warning(&rung(30.0, Some(4500)), 30.0, 2.0).expect("lag");
+        assert_eq!(lagging.code, "rung_behind");
+        assert!(lagging.message.contains("720p") && lagging.message.contains("4.5 s"));
+        // 3 s is the least lag that counts, whatever the segment.
+        assert_eq!(
+            rung_behind_warning(&rung(30.0, Some(2500)), 30.0, 1.0),
+            None
+        );
+        assert!(rung_behind_warning(&rung(18.0, Some(100)), 30.0, 2.0).is_some());
+    }
+
+    #[test]
+    fn only_live_edges_with_more_viewers_than_capacity_are_named() {
+        let edge = |id: &str, state: &str, viewers: u64| EdgeRow {
+            id: id.into(),
+            state: state.into(),
+            viewers,
+            load: control_client::types::EdgeLoad {
+                capacity: 100,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            edges_over_capacity(&[edge("a", "live", 100), edge("b", "dead", 500)]),
+            None
+        );
+        let w =
+            edges_over_capacity(&[edge("a", "live", 101), edge("b", "live", 50)]).expect("over");
+        assert!(
+            w.message.contains("a (101 viewers, capacity 100)"),
+            "{}",
+            w.message
+        );
+        assert!(!w.message.contains("b ("), "{}", w.message);
+    }
 }

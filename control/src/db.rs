@@ -804,6 +804,7 @@ impl Db {
                     relay: None,
                     viewers: Default::default(),
                     audience: Default::default(),
+                    ingest: Default::default(),
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -934,6 +935,7 @@ mod node_tests {
             streams: vec!["s".into()],
             viewers: Default::default(),
             audience: Default::default(),
+            ingest: Default::default(),
             edge: None,
             relay: None,
         };

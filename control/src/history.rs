@@ -44,6 +44,10 @@ pub struct StreamPoint {
     pub hls_viewers: f64,
     /// RTMP players (origins' and edges' count).
     pub rtmp_players: f64,
+    /// Bits per second edges sent for the stream.
+    pub egress_bps: f64,
+    /// HLS requests per second edges answered for it.
+    pub requests_per_s: f64,
 }
 
 /// A node at one moment.
@@ -79,6 +83,8 @@ impl Sample for StreamPoint {
             keyframe_interval_s: mean_of(p, |p| p.keyframe_interval_s),
             hls_viewers: mean_of(p, |p| p.hls_viewers),
             rtmp_players: mean_of(p, |p| p.rtmp_players),
+            egress_bps: mean_of(p, |p| p.egress_bps),
+            requests_per_s: mean_of(p, |p| p.requests_per_s),
         }
     }
 }
@@ -217,31 +223,59 @@ pub struct History {
     pub streams: Book<StreamPoint>,
     /// Per node id.
     pub nodes: Book<NodePoint>,
-    /// Each live stream's byte and frame counters at the last sample, for
-    /// rates over the period rather than since the publisher started.
-    last: Mutex<HashMap<String, (i64, u64, u64)>>,
+    /// Each counted thing's byte and frame (or request) counters at the
+    /// last sample, and the rates they gave: rates over the period rather
+    /// than since the publisher started.
+    last: Mutex<HashMap<String, Counted>>,
+}
+
+/// Counters at a sample and the rates since the one before.
+#[derive(Clone, Copy, Debug)]
+struct Counted {
+    t_ms: i64,
+    bytes: u64,
+    frames: u64,
+    rates: Option<(f64, f64)>,
 }
 
 impl History {
-    /// Rates of `stream` from its counters now (`bytes_in`, `frames`) and at
-    /// the previous sample: (bits/s, frames/s); zeros on its first sample or
-    /// after a new publisher reset the counters.
-    pub fn rates(&self, stream: &str, now_ms: i64, bytes_in: u64, frames: u64) -> (f64, f64) {
+    /// Rates of `key` (a stream, a rung `stream/rung`, a stream's edge
+    /// traffic) from its counters now (`bytes`, `frames`) and at the
+    /// previous sample: (bits/s, frames/s); zeros on its first sample or
+    /// after the counters went back (a new publisher, an edge gone).
+    pub fn rates(&self, key: &str, now_ms: i64, bytes: u64, frames: u64) -> (f64, f64) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.len() > MAX_SERIES {
+        if last.len() > 4 * MAX_SERIES {
             last.clear();
         }
-        let previous = last.insert(stream.to_owned(), (now_ms, bytes_in, frames));
-        match previous {
-            Some((t, b, f)) if now_ms > t && bytes_in >= b && frames >= f => {
-                let secs = (now_ms - t) as f64 / 1000.0;
-                (
-                    (bytes_in - b) as f64 * 8.0 / secs,
-                    (frames - f) as f64 / secs,
-                )
+        let previous = last.get(key).copied();
+        let rates = match previous {
+            Some(p) if now_ms > p.t_ms && bytes >= p.bytes && frames >= p.frames => {
+                let secs = (now_ms - p.t_ms) as f64 / 1000.0;
+                Some((
+                    (bytes - p.bytes) as f64 * 8.0 / secs,
+                    (frames - p.frames) as f64 / secs,
+                ))
             }
-            _ => (0.0, 0.0),
-        }
+            _ => None,
+        };
+        last.insert(
+            key.to_owned(),
+            Counted {
+                t_ms: now_ms,
+                bytes,
+                frames,
+                rates,
+            },
+        );
+        rates.unwrap_or((0.0, 0.0))
+    }
+
+    /// The rates [`History::rates`] last gave for `key`, if it had a
+    /// sample before that one.
+    pub fn recent(&self, key: &str) -> Option<(f64, f64)> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.get(key).and_then(|c| c.rates)
     }
 }
 
@@ -297,7 +331,10 @@ mod tests {
     fn rates_are_over_the_period_and_restart_with_a_new_publisher() {
         let h = History::default();
         assert_eq!(h.rates("s", 0, 0, 0), (0.0, 0.0));
+        assert_eq!(h.recent("s"), None, "no rate from one sample");
         assert_eq!(h.rates("s", 5000, 5_000_000, 150), (8_000_000.0, 30.0));
+        assert_eq!(h.recent("s"), Some((8_000_000.0, 30.0)));
         assert_eq!(h.rates("s", 10_000, 100, 3), (0.0, 0.0), "counters reset");
+        assert_eq!(h.recent("s"), None);
     }
 }

@@ -9,12 +9,15 @@ pub mod audience;
 pub mod autoscale;
 pub mod db;
 pub mod history;
+pub mod ingest;
 pub mod leases;
 pub mod nodes;
 pub mod secret;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use control_client::types::IngestReport;
 use media_core::Hub;
 
 pub use control_client::ControlAuth;
@@ -147,20 +150,47 @@ impl Control {
         }
     }
 
+    /// Every live stream's ingest: this process's own (`None`), or as an
+    /// origin alive now reports it (with its id).
+    pub fn ingest(&self) -> BTreeMap<String, (Option<String>, IngestReport)> {
+        let mut all: BTreeMap<String, (Option<String>, IngestReport)> = self
+            .nodes
+            .ingest()
+            .into_iter()
+            .map(|(stream, (node, report))| (stream, (Some(node), report)))
+            .collect();
+        for (stream, report) in ingest::of_hub(&self.hub) {
+            all.insert(stream, (None, report));
+        }
+        all
+    }
+
     /// Adds a point at `now_ms` to the history of every stream (its ingest
-    /// here, its audience in the cluster) and every node.
+    /// here or on an origin, its audience in the cluster) and every node.
     pub fn record_history(&self, now_ms: i64) {
         let audience = self.nodes.audience();
+        let ingest = self.ingest();
         if let Ok(streams) = self.db.streams() {
             for s in streams {
-                let a = audience.get(&s.name).copied().unwrap_or_default();
-                let info = self.hub.info(&s.name).filter(|i| i.live);
-                let (bitrate, fps) = info.as_ref().map_or((0.0, 0.0), |i| {
+                let a = audience.get(&s.name).cloned().unwrap_or_default();
+                let report = ingest.get(&s.name).map(|(_, r)| r);
+                let (bitrate, fps) = report.map_or((0.0, 0.0), |r| {
                     self.history
-                        .rates(&s.name, now_ms, i.bytes_in, i.video_frames)
+                        .rates(&s.name, now_ms, r.bytes_in, r.video_frames)
                 });
-                let keyframe_interval_s = info
-                    .and_then(|i| i.keyframe_interval_ms)
+                for (rung, r) in report.iter().flat_map(|r| &r.rungs) {
+                    let key = format!("{}/{rung}", s.name);
+                    self.history
+                        .rates(&key, now_ms, r.bytes_out, r.video_frames);
+                }
+                let (egress_bps, requests_per_s) = self.history.rates(
+                    &format!("{}#edges", s.name),
+                    now_ms,
+                    a.egress_bytes,
+                    a.requests,
+                );
+                let keyframe_interval_s = report
+                    .and_then(|r| r.keyframe_interval_ms)
                     .map_or(0.0, |ms| ms as f64 / 1000.0);
                 self.history.streams.push(
                     &s.name,
@@ -171,6 +201,8 @@ impl Control {
                         keyframe_interval_s,
                         hls_viewers: a.hls as f64,
                         rtmp_players: a.rtmp as f64,
+                        egress_bps,
+                        requests_per_s,
                     },
                 );
             }

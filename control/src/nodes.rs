@@ -9,7 +9,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::db::{Db, DbError, NodeRow, now_ms};
-use control_client::types::Audience;
+use control_client::types::{Audience, IngestReport};
 
 /// How recent a heartbeat must be for a node (and an origin's streams) to
 /// count as alive.
@@ -98,10 +98,30 @@ impl Nodes {
                 continue;
             }
             for (stream, a) in &n.audience {
-                sum.entry(stream.clone()).or_default().add(*a);
+                sum.entry(stream.clone()).or_default().add(a);
             }
         }
         sum
+    }
+
+    /// Each live stream's ingest as an origin alive now reports it, with
+    /// that origin's id; of redundant origins, always the same one (the
+    /// smallest id), so rates are differences of one origin's counters.
+    pub fn ingest(&self) -> std::collections::BTreeMap<String, (String, IngestReport)> {
+        let now = now_ms();
+        let mut out = std::collections::BTreeMap::<String, (String, IngestReport)>::new();
+        for n in self.live.iter() {
+            if now - n.last_heartbeat_ms > NODE_FRESH_MS {
+                continue;
+            }
+            for (stream, report) in &n.ingest {
+                let take = out.get(stream).is_none_or(|(id, _)| n.id < *id);
+                if take {
+                    out.insert(stream.clone(), (n.id.clone(), report.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Forgets edge `id` at once (the autoscaler stopped it): directors drop
@@ -250,6 +270,7 @@ mod tests {
             relay: None,
             viewers: Default::default(),
             audience: Default::default(),
+            ingest: Default::default(),
         }
     }
 

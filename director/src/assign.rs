@@ -44,6 +44,8 @@ struct Viewer {
     moved: Option<(String, u64)>,
     /// The newest media sequence number this viewer has been given.
     last_msn: Option<u64>,
+    /// The variant (`source`, a rung) whose media playlist it follows.
+    variant: Option<String>,
 }
 
 /// Where a viewer goes.
@@ -117,6 +119,8 @@ pub struct PlacementReport {
     pub edges: Vec<EdgeReport>,
     /// Each stream's viewers per edge, and the packing's plan.
     pub streams: std::collections::BTreeMap<String, Vec<StreamOnEdge>>,
+    /// Each stream's viewers per variant they follow.
+    pub variants: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 /// One edge in a [`PlacementReport`].
@@ -151,6 +155,21 @@ fn nested_get(m: &Nested, stream: &str, edge: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Takes one from `m[outer][inner]`, dropping entries that reach zero.
+fn nested_sub(m: &mut Nested, outer: &str, inner: &str) {
+    if let Some(inners) = m.get_mut(outer) {
+        if let Some(n) = inners.get_mut(inner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inners.remove(inner);
+            }
+        }
+        if inners.is_empty() {
+            m.remove(outer);
+        }
+    }
+}
+
 fn nested_add(m: &mut Nested, stream: &str, edge: &str, n: u64) {
     *m.entry(stream.to_owned())
         .or_default()
@@ -173,6 +192,8 @@ pub struct Assignments {
     load: HashMap<String, u64>,
     /// Viewers per (stream, edge): where each stream sits.
     placement: Nested,
+    /// Viewers per (stream, variant): which rungs people watch.
+    variants: Nested,
     /// The farm's load per edge as the edges report it (several directors).
     farm: HashMap<String, u64>,
     farm_total: u64,
@@ -197,6 +218,7 @@ impl Assignments {
             count: 0,
             load: HashMap::new(),
             placement: HashMap::new(),
+            variants: HashMap::new(),
             farm: HashMap::new(),
             farm_total: 0,
             plan: HashMap::new(),
@@ -270,20 +292,18 @@ impl Assignments {
         self.count += 1;
     }
 
-    fn count_out(load: &mut HashMap<String, u64>, placement: &mut Nested, v: &Viewer) {
+    fn count_out(
+        load: &mut HashMap<String, u64>,
+        placement: &mut Nested,
+        variants: &mut Nested,
+        v: &Viewer,
+    ) {
         if let Some(n) = load.get_mut(&v.edge) {
             *n = n.saturating_sub(1);
         }
-        if let Some(edges) = placement.get_mut(&v.stream) {
-            if let Some(n) = edges.get_mut(&v.edge) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    edges.remove(&v.edge);
-                }
-            }
-            if edges.is_empty() {
-                placement.remove(&v.stream);
-            }
+        nested_sub(placement, &v.stream, &v.edge);
+        if let Some(variant) = &v.variant {
+            nested_sub(variants, &v.stream, variant);
         }
     }
 
@@ -291,7 +311,7 @@ impl Assignments {
         let i = self.shard(viewer);
         let v = self.viewers[i].remove(viewer)?;
         self.count = self.count.saturating_sub(1);
-        Self::count_out(&mut self.load, &mut self.placement, &v);
+        Self::count_out(&mut self.load, &mut self.placement, &mut self.variants, &v);
         Some(v.placed)
     }
 
@@ -587,6 +607,7 @@ impl Assignments {
                 placed,
                 moved: None,
                 last_msn: None,
+                variant: None,
             },
         );
         Some(Assigned {
@@ -601,6 +622,31 @@ impl Assignments {
         if let Some(v) = self.get_mut(viewer) {
             v.moved = Some((old_url, from_msn));
         }
+    }
+
+    /// Records that `viewer` follows `variant`'s media playlist now.
+    pub fn watching(&mut self, viewer: &str, variant: &str) {
+        let i = self.shard(viewer);
+        let Some(v) = self.viewers[i].get_mut(viewer) else {
+            return;
+        };
+        if v.variant.as_deref() == Some(variant) {
+            return;
+        }
+        if let Some(old) = v.variant.replace(variant.to_owned()) {
+            nested_sub(&mut self.variants, &v.stream, &old);
+        }
+        nested_add(&mut self.variants, &v.stream, variant, 1);
+    }
+
+    /// Viewers per stream, then variant.
+    pub fn variants(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        self.variants
+            .iter()
+            .map(|(s, v)| (s.clone(), v.iter().map(|(k, n)| (k.clone(), *n)).collect()))
+            .collect()
     }
 
     /// Records the newest sequence number `viewer` has been given.
@@ -625,6 +671,7 @@ impl Assignments {
         let total = self.total();
         let mut report = PlacementReport {
             total,
+            variants: self.variants(),
             ..PlacementReport::default()
         };
         for ring in rings {
@@ -660,13 +707,13 @@ impl Assignments {
 
     /// Forgets viewers not seen for `timeout` (one pass over the table).
     pub fn expire(&mut self, now: Instant, timeout: Duration) {
-        let (load, placement) = (&mut self.load, &mut self.placement);
+        let (load, placement, variants) = (&mut self.load, &mut self.placement, &mut self.variants);
         let mut count = 0;
         for shard in &mut self.viewers {
             shard.retain(|_, v| {
                 let keep = now.duration_since(v.seen) <= timeout;
                 if !keep {
-                    Self::count_out(load, placement, v);
+                    Self::count_out(load, placement, variants, v);
                 }
                 keep
             });
@@ -701,6 +748,33 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    #[test]
+    fn viewers_are_counted_per_variant_they_follow_until_they_go() {
+        let now = Instant::now();
+        let r = ring(&["a", "b"]);
+        let mut t = Assignments::new(Policy::BoundedLoad, 0.25, 1);
+        for v in 0..10 {
+            t.assign(&format!("v{v}"), "s", &r, now).expect("edge");
+            t.watching(&format!("v{v}"), if v < 7 { "720p" } else { "360p" });
+        }
+        t.watching("v0", "720p");
+        t.watching("nobody", "720p");
+        let of = |t: &Assignments, variant: &str| {
+            t.variants()
+                .get("s")
+                .and_then(|v| v.get(variant).copied())
+                .unwrap_or(0)
+        };
+        assert_eq!((of(&t, "720p"), of(&t, "360p")), (7, 3));
+        // A viewer switches rungs (ABR): counted once, under the new one.
+        t.watching("v0", "360p");
+        assert_eq!((of(&t, "720p"), of(&t, "360p")), (6, 4));
+        assert_eq!(t.report(std::iter::once(&r)).variants["s"]["360p"], 4);
+        // Viewers that stop polling are forgotten, variants too.
+        t.expire(now + Duration::from_secs(60), Duration::from_secs(30));
+        assert!(t.variants().is_empty(), "{:?}", t.variants());
     }
 
     #[test]

@@ -687,6 +687,7 @@ impl Director {
                 if count > 0 {
                     viewers.given(&viewer, first_msn + count - 1);
                 }
+                viewers.watching(&viewer, variant_of(stream, path));
                 viewers.moved(&viewer, first_msn)
             };
             let member = &set.ring.members()[i];
@@ -838,6 +839,21 @@ impl Director {
             }
             self.housekeeping();
         }
+    }
+}
+
+/// The variant a media playlist at `path` (`/hls/STREAM/VARIANT/index.m3u8`)
+/// belongs to: its directory below the stream (`default` for a playlist
+/// directly under it).
+fn variant_of<'a>(stream: &str, path: &'a str) -> &'a str {
+    let rest = path
+        .strip_prefix(edge_cache::request::HLS_PREFIX)
+        .and_then(|p| p.strip_prefix(stream))
+        .and_then(|p| p.strip_prefix('/'))
+        .unwrap_or("");
+    match rest.rsplit_once('/') {
+        Some((dir, _)) if !dir.is_empty() => dir,
+        _ => "default",
     }
 }
 

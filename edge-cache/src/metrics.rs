@@ -23,6 +23,59 @@ pub struct FetchLabel {
     pub result: &'static str,
 }
 
+/// One stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabel {
+    /// Its name (the first path element below `/hls/`).
+    pub stream: String,
+}
+
+/// Streams an edge counts traffic of; requests for more streams count only
+/// in the totals (object names come from viewers: a stranger must not grow
+/// the metrics without bound).
+pub const MAX_COUNTED_STREAMS: usize = 1000;
+
+/// Requests answered and body bytes sent per stream: what operators see as
+/// a stream's HLS audience traffic, and what the edge reports to control.
+#[derive(Clone, Debug, Default)]
+pub struct StreamTraffic {
+    requests: Family<StreamLabel, Counter>,
+    bytes: Family<StreamLabel, Counter>,
+    /// The same counters by name, for the heartbeat and a lookup that does
+    /// not build a label.
+    counted: std::sync::Arc<dashmap::DashMap<String, (Counter, Counter)>>,
+}
+
+impl StreamTraffic {
+    /// The request and byte counters of `stream`, made on its first
+    /// request while fewer than [`MAX_COUNTED_STREAMS`] are counted.
+    pub fn of(&self, stream: &str) -> Option<(Counter, Counter)> {
+        if let Some(c) = self.counted.get(stream) {
+            return Some(c.clone());
+        }
+        if self.counted.len() >= MAX_COUNTED_STREAMS {
+            return None;
+        }
+        let label = StreamLabel {
+            stream: stream.to_owned(),
+        };
+        let pair = (
+            self.requests.get_or_create(&label).clone(),
+            self.bytes.get_or_create(&label).clone(),
+        );
+        self.counted.insert(stream.to_owned(), pair.clone());
+        Some(pair)
+    }
+
+    /// Each counted stream's (requests, bytes) since the edge started.
+    pub fn totals(&self) -> Vec<(String, u64, u64)> {
+        self.counted
+            .iter()
+            .map(|e| (e.key().clone(), e.value().0.get(), e.value().1.get()))
+            .collect()
+    }
+}
+
 /// The edge's counters; cheap to clone (each metric is an `Arc`).
 #[derive(Clone, Debug)]
 pub struct EdgeMetrics {
@@ -58,6 +111,8 @@ pub struct EdgeMetrics {
     pub refused_ll: Counter,
     /// Bytes of fetched bodies held for clients still reading them.
     pub streaming_bytes: Gauge,
+    /// Requests and bytes per stream.
+    pub streams: StreamTraffic,
 }
 
 impl Default for EdgeMetrics {
@@ -85,6 +140,7 @@ impl Default for EdgeMetrics {
             refused: Counter::default(),
             refused_ll: Counter::default(),
             streaming_bytes: Gauge::default(),
+            streams: StreamTraffic::default(),
         }
     }
 }
@@ -167,6 +223,16 @@ impl EdgeMetrics {
             "ll_refused",
             "LL-HLS blocking reloads refused as out of the playlist's reach",
             self.refused_ll.clone(),
+        );
+        r.register(
+            "stream_requests",
+            "Requests answered with an object (2xx, 304) per stream",
+            self.streams.requests.clone(),
+        );
+        r.register(
+            "stream_bytes_out",
+            "Body bytes sent to clients per stream",
+            self.streams.bytes.clone(),
         );
         r.register(
             "streaming_bytes",

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, heade
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::edge::{Answer, CacheStatus, Edge, EdgeError, Refusal};
 use crate::fill::{Fill, FillError};
@@ -79,14 +80,49 @@ async fn hls(
         }
     };
     let head_only = method == Method::HEAD;
+    let traffic = || front.edge.metrics().streams.of(key.stream());
     match front.edge.get(&key, client).await {
         Answer::Cached { object, status } => {
-            cached(&front.edge, &object, status, &headers, head_only)
+            let r = cached(&front.edge, &object, status, &headers, head_only);
+            count(&r, traffic, head_only);
+            r
         }
         Answer::Streaming { head, fill, status } => {
-            streaming(&front.edge, &head, fill, status, &headers, head_only)
+            let r = streaming(
+                &front.edge,
+                &head,
+                fill,
+                status,
+                &headers,
+                head_only,
+                key.stream(),
+            );
+            count(&r, traffic, true);
+            r
         }
         Answer::Failed(e) => failed(&e),
+    }
+}
+
+/// Counts an answer with an object (2xx, 304) against its stream: the
+/// request, and the body's length unless `no_body` (HEAD, or a streamed
+/// body whose chunks are counted as they go).
+fn count(r: &Response, traffic: impl Fn() -> Option<(Counter, Counter)>, no_body: bool) {
+    let status = r.status();
+    if !(status.is_success() || status == StatusCode::NOT_MODIFIED) {
+        return;
+    }
+    let Some((requests, bytes)) = traffic() else {
+        return;
+    };
+    requests.inc();
+    if !no_body && status.is_success() {
+        let len = r
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        bytes.inc_by(len);
     }
 }
 
@@ -277,6 +313,7 @@ fn streaming(
     status: CacheStatus,
     req: &HeaderMap,
     head_only: bool,
+    stream: &str,
 ) -> Response {
     let cs = cache_status(status, None);
     let mut headers = base_headers(head, head.etag.as_deref(), head.age.as_secs(), &cs);
@@ -309,11 +346,20 @@ fn streaming(
         return (code, headers).into_response();
     }
     let bytes_out = edge.metrics().bytes_out.clone();
+    let stream_bytes = edge
+        .metrics()
+        .streams
+        .of(stream)
+        .filter(|_| code.is_success())
+        .map(|(_, bytes)| bytes);
     let stream = fill
         .reader(start, end, edge.limits().body_timeout)
         .map(move |chunk| {
             if let Ok(c) = &chunk {
                 bytes_out.inc_by(c.len() as u64);
+                if let Some(b) = &stream_bytes {
+                    b.inc_by(c.len() as u64);
+                }
             }
             chunk
         });

@@ -406,6 +406,8 @@ impl Hub {
                 let open = u64::try_from(st.last_video_ms - k).unwrap_or(0);
                 st.keyframe_interval_ms.max(open)
             }),
+            last_video_ms: (st.video_frames > 0).then_some(st.last_video_ms),
+            nominal_fps: st.metadata.as_deref().and_then(nominal_fps),
             subscribers,
         })
     }
@@ -473,7 +475,7 @@ impl Hub {
 }
 
 /// A stream as operators see it (control API live status).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StreamInfo {
     /// Has a publisher now.
     pub live: bool,
@@ -492,8 +494,26 @@ pub struct StreamInfo {
     /// Milliseconds between the source's keyframes (the last interval, or
     /// the one open now if longer); `None` before the first keyframe.
     pub keyframe_interval_ms: Option<u64>,
+    /// Decode time (ms) of the newest video frame: how far a rendition
+    /// trails its source.
+    pub last_video_ms: Option<i64>,
+    /// The frame rate the publisher announced (`framerate` or `fps` in its
+    /// metadata), what the frames received are held against.
+    pub nominal_fps: Option<f64>,
     /// Live subscribers by kind (`rtmp` players, `hls` packager, …).
     pub subscribers: std::collections::BTreeMap<String, usize>,
+}
+
+/// The frame rate `metadata` announces, when it is a plausible one.
+fn nominal_fps(metadata: &Metadata) -> Option<f64> {
+    metadata.iter().find_map(|(k, v)| match v {
+        crate::MetaValue::Number(n)
+            if (k == "framerate" || k == "fps") && n.is_finite() && *n > 0.0 && *n <= 1000.0 =>
+        {
+            Some(*n)
+        }
+        _ => None,
+    })
 }
 
 /// The right to feed one stream; dropping it ends the stream for its subscribers.
