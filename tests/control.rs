@@ -65,7 +65,16 @@ async fn stream_lifecycle_through_the_api() {
     assert_eq!(live["warnings"], json!([]), "{live}");
     // The packager feeds on it; nobody watches.
     assert_eq!(live["consumers"]["hls"], json!(1), "{live}");
-    assert_eq!(live["audience"], json!({"hls": 0, "rtmp": 0}), "{live}");
+    assert_eq!(
+        live["audience"],
+        json!({"hls": 0, "rtmp": 0, "requests": 0, "egress_bytes": 0}),
+        "{live}"
+    );
+    // ffmpeg announces its frame rate (onMetaData), and sends it: no
+    // low-fps warning above; no ladder here.
+    let nominal = live["nominal_fps"].as_f64().unwrap_or(0.0);
+    assert!((fps - nominal).abs() < nominal * 0.2, "{live}");
+    assert_eq!(live["rungs"], json!([]), "{live}");
 
     // Rotate: the live publisher keeps going; the old key is refused next time.
     let (status, rotated) = api(
@@ -439,10 +448,18 @@ async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_view
         "http://127.0.0.1:8081",
     ))
     .unwrap();
-    players["audience"] = serde_json::json!({"studio": {"rtmp": 3}});
+    players["audience"] =
+        serde_json::json!({"studio": {"rtmp": 3, "requests": 10, "egress_bytes": 5000}});
     assert_eq!(beat(fleet.clone(), players.to_string()).await.0, 200);
     players["audience"] = serde_json::json!({"studio": {"hls": 3}});
     assert_eq!(beat(fleet.clone(), players.to_string()).await.0, 400);
+    players["audience"] = serde_json::json!({"studio": {"variants": {"720p": 3}}});
+    assert_eq!(beat(fleet.clone(), players.to_string()).await.0, 400);
+    // Only origins report ingest.
+    let mut ingest = players.clone();
+    ingest["audience"] = serde_json::json!({});
+    ingest["ingest"] = serde_json::json!({"studio": {"bytes_in": 1}});
+    assert_eq!(beat(fleet.clone(), ingest.to_string()).await.0, 400);
     players["audience"] = serde_json::json!({"bad name!": {"rtmp": 1}});
     assert_eq!(beat(fleet, players.to_string()).await.0, 400);
     let mut watched = report.clone();
@@ -450,6 +467,11 @@ async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_view
     assert_eq!(beat(director.clone(), watched.to_string()).await.0, 200);
     watched["audience"] = serde_json::json!({"studio": {"rtmp": 40}});
     assert_eq!(beat(director.clone(), watched.to_string()).await.0, 400);
+    watched["audience"] = serde_json::json!({"studio": {"hls": 40, "egress_bytes": 1}});
+    assert_eq!(beat(director.clone(), watched.to_string()).await.0, 400);
+    watched["audience"] =
+        serde_json::json!({"studio": {"hls": 40, "variants": {"720p": 30, "360p": 10}}});
+    assert_eq!(beat(director.clone(), watched.to_string()).await.0, 200);
     let (_, created) = api(
         http,
         "POST",
@@ -462,7 +484,8 @@ async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_view
     let (_, live) = api(http, "GET", "/live", Some(ADMIN), None).await;
     assert_eq!(
         live["studio"]["audience"],
-        serde_json::json!({"hls": 40, "rtmp": 3}),
+        serde_json::json!({"hls": 40, "rtmp": 3, "variants": {"720p": 30, "360p": 10},
+            "requests": 10, "egress_bytes": 5000}),
         "{live}"
     );
     let (_, node) = node_token(http).await;

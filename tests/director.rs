@@ -749,15 +749,22 @@ async fn the_api_counts_people_where_they_watch_not_ferry_s_own_consumers() {
     // Nobody watches yet: the packager feeds on the stream, and is no viewer.
     let before = audience().await;
     assert_eq!(
-        before["audience"],
-        serde_json::json!({"hls": 0, "rtmp": 0}),
+        (&before["audience"]["hls"], &before["audience"]["rtmp"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
         "{before}"
     );
     assert_eq!(before["consumers"]["hls"], 1, "{before}");
-    // Five HLS viewers through the director, two RTMP players on the origin.
+    // Five HLS viewers through the director, each fetching a segment from
+    // the edge it was given; two RTMP players on the origin.
+    let mut segment_bytes = 0;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
     for _ in 0..5 {
-        viewer_playlist(dir, STREAM).await;
+        let media = viewer_playlist(dir, STREAM).await;
+        let uri = segment_uris(&media).pop().expect("a segment");
+        let body = http.get(&uri).send().await.unwrap().bytes().await.unwrap();
+        segment_bytes += body.len();
     }
+    assert!(segment_bytes > 0);
     let tmp = tempfile::tempdir().unwrap();
     let _players: Vec<_> = (0..2)
         .map(|i| {
@@ -772,7 +779,39 @@ async fn the_api_counts_people_where_they_watch_not_ferry_s_own_consumers() {
     wait_for(
         "the audience in the API",
         Duration::from_secs(15),
-        || async { audience().await["audience"] == serde_json::json!({"hls": 5, "rtmp": 2}) },
+        || async {
+            let a = audience().await["audience"].clone();
+            a["hls"] == 5 && a["rtmp"] == 2
+        },
+    )
+    .await;
+    // Per variant: the one rung every viewer follows here.
+    let a = audience().await["audience"].clone();
+    let variants = a["variants"].as_object().expect("variants");
+    assert_eq!(variants.len(), 1, "{a}");
+    assert_eq!(variants.values().next(), Some(&serde_json::json!(5)), "{a}");
+    // HLS requests and egress: what the edge's own counters say (its
+    // playlist answers to the director and its segments to viewers).
+    let edge_counter = |text: &str, name: &str| -> u64 {
+        let prefix = format!("{name}{{stream=\"{STREAM}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "the edge's traffic in the API",
+        Duration::from_secs(10),
+        || async {
+            let text = http_get(e.http_addr, "/metrics").await;
+            let requests = edge_counter(&text, "ferry_edge_stream_requests_total");
+            let bytes = edge_counter(&text, "ferry_edge_stream_bytes_out_total");
+            let a = audience().await["audience"].clone();
+            requests >= 6
+                && bytes >= segment_bytes as u64
+                && a["requests"] == requests
+                && a["egress_bytes"] == bytes
+        },
     )
     .await;
     let metrics = http_get(o, "/metrics").await;
@@ -795,13 +834,17 @@ async fn the_api_counts_people_where_they_watch_not_ferry_s_own_consumers() {
                 None,
             )
             .await;
-            points.as_array().unwrap().iter().any(|p| {
-                p["hls_viewers"] == 5.0
-                    && p["rtmp_players"] == 2.0
-                    && (20.0..40.0).contains(&p["fps"].as_f64().unwrap())
-                    && p["bitrate"].as_f64().unwrap() > 500_000.0
-                    && p["keyframe_interval_s"] == 2.0
-            })
+            let points = points.as_array().unwrap();
+            points
+                .iter()
+                .any(|p| p["egress_bps"].as_f64().unwrap() > 0.0)
+                && points.iter().any(|p| {
+                    p["hls_viewers"] == 5.0
+                        && p["rtmp_players"] == 2.0
+                        && (20.0..40.0).contains(&p["fps"].as_f64().unwrap())
+                        && p["bitrate"].as_f64().unwrap() > 500_000.0
+                        && p["keyframe_interval_s"] == 2.0
+                })
         },
     )
     .await;

@@ -101,6 +101,35 @@ async fn an_origin_asks_a_separate_control_plane() {
         .find(|n| n["role"] == json!("origin"))
         .unwrap();
     assert_eq!(origin_node["streams"], json!(["split"]), "{nodes}");
+    // Control shows the ingest and the ladder as the origin reports them,
+    // though it has no hub of its own.
+    wait_for(
+        "the origin's ingest and rung at control",
+        Duration::from_secs(15),
+        || async {
+            let live = api(control_http, "GET", "/streams/split", Some(ADMIN), None)
+                .await
+                .1["live"]
+                .clone();
+            let rung = live["rungs"]
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["name"] == "180p"))
+                .cloned()
+                .unwrap_or_default();
+            live["bitrate"].as_u64().unwrap_or(0) > 100_000
+                && live["fps"].as_f64().unwrap_or(0.0) > 5.0
+                && live["video_codec"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("avc1."))
+                && live["keyframe_interval_s"].as_f64().is_some()
+                && live["consumers"]["transcode"] == 1
+                && live["origins"] == json!([origin_node["id"].clone()])
+                && rung["fps"].as_f64().unwrap_or(0.0) > 5.0
+                && rung["bitrate"].as_u64().unwrap_or(0) > 10_000
+                && rung["lag_ms"].as_i64().is_some()
+        },
+    )
+    .await;
 
     // A worker of the control plane restreams it, reading it from the origin.
     let port = free_port();
