@@ -178,7 +178,13 @@ pub async fn heartbeat(
                     version: env!("CARGO_PKG_VERSION").into(),
                     last_heartbeat_ms: 0,
                     load: load_per_core(),
-                    streams: live,
+                    // The all-in-one node carries what its own hub has
+                    // (shown to operators; control reads that hub itself).
+                    streams: if node.role == "all" {
+                        control.hub.live_sources()
+                    } else {
+                        live
+                    },
                     edge,
                     relay: node.relay.clone(),
                     viewers: node.viewers.as_ref().map(|v| v()).unwrap_or_default(),

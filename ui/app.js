@@ -181,6 +181,7 @@ async function renderPlayback(name) {
   }
   urls.push(["Origin HLS", `${location.origin}/hls/${name}/master.m3u8`]);
   urls.push(["RTMP", `rtmp://${location.hostname}:${state.server.rtmp_port}/${state.server.rtmp_app}/${name}`]);
+  urls.push(["Publish (OBS Server; the stream key is the key, not the name)", `rtmp://${location.hostname}:${state.server.rtmp_port}/${state.server.rtmp_app}`]);
   $("detail-urls").replaceChildren(...urls.map(([label, url]) => el("li", { "data-url": label.split(" ")[0].toLowerCase() },
     el("span", { class: "muted" }, label + ": "), el("code", {}, url),
     el("button", { class: "small", onclick: async (ev) => {
@@ -191,8 +192,7 @@ async function renderPlayback(name) {
 
 // A small line chart of `values` (SVG, no library): the last value and the
 // range are written beside it.
-function chart(label, points, value, format) {
-  const w = 260, h = 48;
+function chart(label, points, value, format, w = 260, h = 48) {
   const vs = points.map(value);
   const max = Math.max(...vs, 1e-9), min = Math.min(...vs, 0);
   const t0 = points.length ? points[0].t_ms : 0, t1 = points.length ? points[points.length - 1].t_ms : 1;
@@ -223,7 +223,37 @@ async function renderCharts(name) {
     chart("Viewers", points, (p) => p.hls_viewers + p.rtmp_players, (v) => v.toFixed(0)),
     chart("Bitrate", points, (p) => p.bitrate, bitrate),
     chart("FPS", points, (p) => p.fps, (v) => v.toFixed(1)),
-    chart("GOP", points, (p) => p.keyframe_interval_s, (v) => v.toFixed(1) + " s"));
+    chart("GOP", points, (p) => p.keyframe_interval_s, (v) => v.toFixed(1) + " s"),
+    chart("Egress", points, (p) => p.egress_bps || 0, bitrate));
+}
+
+// Who watches which variant, what the edges served, and whether each rung
+// of the ladder keeps up with the source.
+function renderLive(s) {
+  const live = s.live;
+  if (!live.live) { $("detail-live").replaceChildren(el("p", { class: "muted" }, "Offline.")); return; }
+  const a = live.audience || {};
+  const variants = a.variants || {};
+  const rungs = live.rungs || [];
+  const names = [...new Set(["source", ...rungs.map((r) => r.name), ...Object.keys(variants)])];
+  const rows = names.map((name) => {
+    const r = rungs.find((x) => x.name === name);
+    const src = name === "source";
+    const behind = (live.warnings || []).some((w) => w.code === "rung_behind" && w.message.includes(`rung ${name} `));
+    return el("tr", { "data-variant": name, class: behind ? "over" : "" },
+      el("td", { class: "name" }, name), el("td", {}, variants[name] ?? 0),
+      el("td", {}, src ? (live.recent_fps ?? live.fps).toFixed(1) : r ? r.fps.toFixed(1) : "–"),
+      el("td", {}, src ? bitrate(live.recent_bitrate ?? live.bitrate) : r ? bitrate(r.bitrate) : "–"),
+      el("td", {}, r && r.lag_ms != null ? (r.lag_ms / 1000).toFixed(1) + " s" : "–"));
+  });
+  const table = el("table", { class: "compact" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Variant"), el("th", {}, "HLS viewers"), el("th", {}, "fps"), el("th", {}, "Bit rate"), el("th", { title: "How far the rung's newest frame trails the source's" }, "Lag"))),
+    el("tbody", {}, ...rows));
+  const nominal = live.nominal_fps ? ` (encoder announced ${live.nominal_fps.toFixed(0)} fps)` : "";
+  $("detail-live").replaceChildren(
+    el("p", { "data-edge-traffic": s.name }, `HLS ${a.hls ?? 0} · RTMP ${a.rtmp ?? 0}; edges answered ${a.requests ?? 0} requests, sent ${((a.egress_bytes ?? 0) / 1e6).toFixed(1)} MB` + nominal),
+    table,
+    (live.origins || []).length ? el("p", { class: "muted" }, "Origins: " + live.origins.join(", ")) : "");
 }
 
 // Settings form from the settings schema: booleans as a yes/no/default select,
@@ -359,7 +389,11 @@ async function drawAutoscale() {
 
 // What a node carries: an origin its live streams, a director its viewers,
 // an edge its pool and audience.
-function serves(n) {
+function serves(n, tasks) {
+  if (n.role === "worker") {
+    const mine = (tasks || []).filter((t) => t.worker === n.id);
+    return mine.length ? "tasks: " + mine.map((t) => `#${t.id} ${t.kind} ${t.stream} (${t.state})`).join(", ") : "no task";
+  }
   const audience = Object.entries(n.audience || {}).map(([s, a]) => `${s}: ${a.hls + a.rtmp}`).join(", ");
   if (n.role === "director") {
     const viewers = Object.values(n.viewers || {}).reduce((a, b) => a + b, 0);
@@ -384,6 +418,8 @@ async function refresh() {
       if (state.detail) {
         const tasks = await api("GET", `/streams/${state.detail}/tasks`);
         $("detail-tasks").replaceChildren(...(tasks.length ? tasks.map(taskLine) : [el("li", { class: "muted" }, "No tasks.")]));
+        const shown = streams.find((s) => s.name === state.detail);
+        if (shown) renderLive(shown);
         await renderCharts(state.detail);
       }
     } else if (state.view === "tasks") {
@@ -398,19 +434,23 @@ async function refresh() {
           el("button", { class: "small danger", onclick: () => confirm(`Delete task ${t.id}?`) && api("DELETE", `/tasks/${t.id}`).then(refresh) }, "Delete")))));
       $("no-tasks").hidden = tasks.length > 0;
     } else if (state.view === "nodes") {
-      const nodes = await api("GET", "/nodes");
+      const [nodes, tasks] = await Promise.all([api("GET", "/nodes"), api("GET", "/tasks")]);
       $("node-table").querySelector("tbody").replaceChildren(...nodes.map((n) => el("tr", {},
         el("td", { class: "name" }, n.id), el("td", {}, n.role), el("td", {}, n.address), el("td", {}, n.version),
         el("td", {}, ago(n.last_heartbeat_ms)), el("td", {}, (n.load * 100).toFixed(0) + " %"),
-        el("td", { class: "muted", "data-serves": n.id }, serves(n)))));
+        el("td", { class: "muted", "data-serves": n.id }, serves(n, tasks)))));
       const edges = await api("GET", "/edges");
-      $("edge-table").querySelector("tbody").replaceChildren(...edges.map((e) => el("tr", { "data-edge": e.id },
+      const since = Date.now() - 3600 * 1000;
+      const loads = await Promise.all(edges.map((e) => e.state === "dead" ? [] :
+        api("GET", `/history/nodes/${encodeURIComponent(e.id)}?since_ms=${since}`).catch(() => [])));
+      $("edge-table").querySelector("tbody").replaceChildren(...edges.map((e, i) => el("tr", { "data-edge": e.id, "data-state": e.state },
         el("td", { class: "name" }, e.id), el("td", {}, e.url), el("td", {}, e.load.pool),
         el("td", {}, el("span", { class: "badge " + (e.state === "live" ? "running" : e.state === "draining" ? "pending" : "failed") }, e.state)),
         el("td", (e.viewers ?? 0) > e.load.capacity ? { class: "over", title: "more viewers than its capacity" } : {}, e.viewers ?? 0),
         el("td", {}, e.load.connections), el("td", {}, bitrate(e.load.egress_bps)),
         el("td", {}, (e.load.hit_ratio * 100).toFixed(0) + " %"), el("td", {}, (e.cpu * 100).toFixed(0) + " %"),
         el("td", {}, e.load.capacity), el("td", {}, ago(e.last_heartbeat_ms)),
+        el("td", {}, loads[i].length ? chart("Viewers", loads[i], (p) => p.viewers, (v) => v.toFixed(0), 120, 24) : "–"),
         el("td", {}, e.state === "dead" ? "" : el("button", {
           class: "small",
           onclick: () => api("POST", `/edges/${encodeURIComponent(e.id)}/${e.state === "draining" ? "undrain" : "drain"}`).then(refresh),

@@ -246,30 +246,40 @@ fn low_fps_warning(fps: f64, nominal: f64) -> Option<StreamWarning> {
     })
 }
 
-/// The source's bit rate over the last history period fell below half of
-/// its mean over the minute before.
+/// Points the bit-rate drop is judged on: a drop must last this many
+/// history periods (a long GOP makes single periods uneven).
+const BITRATE_DROP_POINTS: usize = 3;
+
+/// The source's bit rate over the last few history periods fell below half
+/// of its mean over the rest of the minute before.
 fn bitrate_drop_warning(c: &Control, name: &str, now: i64) -> Option<StreamWarning> {
     let points = c.history.streams.since(name, now - BITRATE_WINDOW_MS)?;
-    let (last, before) = points.split_last()?;
-    let before: Vec<f64> = before
-        .iter()
-        .map(|p| p.bitrate)
-        .filter(|b| *b > 0.0)
-        .collect();
-    if before.len() < 3 {
-        return None;
-    }
-    let mean = before.iter().sum::<f64>() / before.len() as f64;
-    (last.bitrate < mean * BITRATE_DROP_SHARE).then(|| StreamWarning {
+    let rates: Vec<f64> = points.iter().map(|p| p.bitrate).collect();
+    bitrate_drop(&rates).map(|(recent, mean)| StreamWarning {
         code: "bitrate_drop",
         message: format!(
             "the source's bit rate fell to {:.0} kb/s from {:.0} kb/s over the last minute: \
              the encoder's uplink is congested or its rate control starves the picture. Check \
              the encoder's network (OBS: View > Stats, dropped frames) and use constant bit rate",
-            last.bitrate / 1000.0,
+            recent / 1000.0,
             mean / 1000.0
         ),
     })
+}
+
+/// (recent, before) when the mean of the last [`BITRATE_DROP_POINTS`]
+/// `rates` is below [`BITRATE_DROP_SHARE`] of the mean of the (non-zero)
+/// ones before.
+fn bitrate_drop(rates: &[f64]) -> Option<(f64, f64)> {
+    let split = rates.len().checked_sub(BITRATE_DROP_POINTS)?;
+    let (before, recent) = rates.split_at(split);
+    let before: Vec<f64> = before.iter().copied().filter(|b| *b > 0.0).collect();
+    if before.len() < BITRATE_DROP_POINTS {
+        return None;
+    }
+    let mean = before.iter().sum::<f64>() / before.len() as f64;
+    let now = recent.iter().sum::<f64>() / recent.len() as f64;
+    (now < mean * BITRATE_DROP_SHARE).then_some((now, mean))
 }
 
 /// A rung that trails the source or encodes fewer frames than it gets.
@@ -1485,6 +1495,23 @@ pub fn router(control: Arc<Control>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bit_rate_drop_must_last_three_periods() {
+        let steady = [4e6, 4e6, 4e6, 4e6];
+        assert_eq!(
+            bitrate_drop(&[&steady[..], &[4e6, 1e6, 4e6]].concat()),
+            None
+        );
+        assert_eq!(
+            bitrate_drop(&[&steady[..], &[1e6, 1e6, 1e6]].concat()),
+            Some((1e6, 4e6))
+        );
+        // A long GOP: every other period carries the keyframe.
+        let gop = [6e6, 2e6, 6e6, 2e6, 6e6, 2e6, 6e6];
+        assert_eq!(bitrate_drop(&gop), None);
+        assert_eq!(bitrate_drop(&[1e6, 1e6, 1e6]), None, "nothing before");
+    }
 
     #[test]
     fn frames_below_four_fifths_of_the_announced_rate_are_warned_of() {

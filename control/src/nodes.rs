@@ -217,12 +217,14 @@ impl Nodes {
         Ok(nodes)
     }
 
-    /// Streams live on alive nodes, with the node each is on.
+    /// Streams live on alive nodes apart from the all-in-one one (whose
+    /// streams are in control's own hub), with the node each is on.
     pub fn live_streams(&self) -> Vec<(String, String)> {
         let now = now_ms();
         self.live
             .iter()
-            .filter(|n| now - n.last_heartbeat_ms <= NODE_FRESH_MS)
+            // The all-in-one node's streams are in control's own hub.
+            .filter(|n| n.role != "all" && now - n.last_heartbeat_ms <= NODE_FRESH_MS)
             .flat_map(|n| {
                 let id = n.id.clone();
                 n.streams

@@ -134,6 +134,24 @@ pub async fn rtmp_edge(origins: &[String], envs: &[(&'static str, String)]) -> N
     .await
 }
 
+/// `ferry edge` caching HLS from the origin at `origin`, reporting to the
+/// control plane at `control` with the admin token: an edge that can be
+/// SIGKILLed.
+pub async fn hls_edge(origin: SocketAddr, control: SocketAddr) -> Node {
+    let envs = [
+        ("FERRY_CONTROL__URL", format!("http://{control}")),
+        ("FERRY_ADMIN_TOKEN", ADMIN.to_owned()),
+    ];
+    start_node(&envs, |_| {
+        vec![
+            "edge".into(),
+            "--origins".into(),
+            format!("http://{origin}"),
+        ]
+    })
+    .await
+}
+
 /// A `ferry` process with the arguments `role` gives (from its data
 /// directory), on fresh loopback ports, once both its listeners accept.
 pub async fn start_node(
