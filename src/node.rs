@@ -90,6 +90,26 @@ pub fn rtmp_players(hub: &Hub) -> AudienceReport {
     })
 }
 
+/// Live streams whose ingest one heartbeat carries: the busiest, so that a
+/// beat stays well inside control's body limit (a report is a few hundred
+/// bytes with its rungs); the others are still listed as live.
+pub const MAX_INGEST_REPORTS: usize = 200;
+
+/// `hub`'s ingest for a heartbeat: at most [`MAX_INGEST_REPORTS`] streams,
+/// the busiest by bytes received.
+fn ingest_report(
+    hub: &Hub,
+) -> std::collections::BTreeMap<String, control_client::types::IngestReport> {
+    let all = control::ingest::of_hub(hub);
+    if all.len() <= MAX_INGEST_REPORTS {
+        return all;
+    }
+    let mut all: Vec<_> = all.into_iter().collect();
+    all.sort_by_key(|(_, r)| std::cmp::Reverse(r.bytes_in));
+    all.truncate(MAX_INGEST_REPORTS);
+    all.into_iter().collect()
+}
+
 /// Who this node is.
 #[derive(Clone)]
 pub struct NodeInfo {
@@ -197,10 +217,7 @@ pub async fn heartbeat(
                 }
             }
             ControlPlane::Remote(client) => {
-                let ingest = hub
-                    .as_ref()
-                    .map(control::ingest::of_hub)
-                    .unwrap_or_default();
+                let ingest = hub.as_ref().map(ingest_report).unwrap_or_default();
                 match client.heartbeat(&node.beat(live, edge, ingest)).await {
                     Ok(kicks) => {
                         for name in kicks {
@@ -220,6 +237,29 @@ pub async fn heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heartbeat_carries_the_busiest_streams_ingest_only() {
+        let hub = Hub::new();
+        let publishers: Vec<_> = (0..MAX_INGEST_REPORTS + 5)
+            .map(|i| {
+                let p = hub.publish(&format!("s{i}")).expect("publish");
+                p.send(media_core::Packet {
+                    track: media_core::TrackKind::Audio,
+                    dts: media_core::Timestamp::from_millis(0),
+                    pts: media_core::Timestamp::from_millis(0),
+                    keyframe: true,
+                    payload: bytes::Bytes::from(vec![0u8; i + 1]),
+                });
+                p
+            })
+            .collect();
+        let report = ingest_report(&hub);
+        assert_eq!(report.len(), MAX_INGEST_REPORTS);
+        assert!(report.contains_key(&format!("s{}", MAX_INGEST_REPORTS + 4)));
+        assert!(!report.contains_key("s0"), "the quietest is left out");
+        drop(publishers);
+    }
 
     #[test]
     fn the_id_is_made_once_and_kept() {
