@@ -270,27 +270,21 @@ async fn the_farm_follows_its_audience_and_no_viewer_request_fails() {
         "stopped once quiet, not on a timeout: {actions:?}"
     );
     // The web UI's Nodes page shows the same.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = root.join("target/ui-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let out = tokio::process::Command::new("node")
-        .arg(root.join("tests/ui/autoscale.cjs"))
-        .env("FERRY_URL", format!("http://{control}/"))
-        .env("FERRY_TOKEN", ADMIN)
-        .env("SHOT", artifacts.join("autoscale.png"))
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && log.contains("autoscale ui ok"),
-        "{log}"
-    );
+    let envs = [
+        ("FERRY_URL", format!("http://{control}/")),
+        ("FERRY_TOKEN", ADMIN.to_owned()),
+        (
+            "SHOT",
+            ui_artifacts().join("autoscale.png").display().to_string(),
+        ),
+    ];
+    run_ui_script(
+        "autoscale.cjs",
+        &envs,
+        Duration::from_secs(120),
+        "autoscale ui ok",
+    )
+    .await;
     let metrics = server.metrics().await;
     assert!(
         metrics.contains("ferry_autoscale_edge_utilisation{pod=\"edge-local-"),

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -15,34 +14,18 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_creates_a_stream_sees_it_live_and_previews_it() {
     let server = start_with(|c| c.control.history_seconds = 1.0).await;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = root.join("target/ui-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("stream-live.png");
-    let child = tokio::process::Command::new("node")
-        .arg(root.join("tests/ui/e2e.cjs"))
-        .env("FERRY_URL", format!("http://{}/", server.running.http_addr))
-        .env("FERRY_TOKEN", ADMIN)
-        .env("SAMPLE", sample("h264-aac-720p30.flv"))
-        .env("SHOT", &shot)
-        .env("FFMPEG", ffmpeg())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), child)
-        .await
-        .expect("the browser test timed out")
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "browser test failed (screenshot: {}):\n{log}",
-        shot.display()
-    );
-    assert!(log.contains("ui ok"), "{log}");
+    let shot = ui_artifacts().join("stream-live.png");
+    let envs = [
+        ("FERRY_URL", format!("http://{}/", server.running.http_addr)),
+        ("FERRY_TOKEN", ADMIN.to_owned()),
+        (
+            "SAMPLE",
+            sample("h264-aac-720p30.flv").display().to_string(),
+        ),
+        ("SHOT", shot.display().to_string()),
+        ("FFMPEG", ffmpeg()),
+    ];
+    run_ui_script("e2e.cjs", &envs, Duration::from_secs(120), "ui ok").await;
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "no screenshot"
@@ -132,34 +115,22 @@ async fn the_cluster_page_shows_the_audience_the_edges_and_a_killed_edge() {
     .await;
     let viewers = audience(director, STREAM, VIEWERS);
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = root.join("target/ui-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let pids: Vec<String> = edges.iter().map(|e| e.pid().to_string()).collect();
-    let child = tokio::process::Command::new("node")
-        .arg(root.join("tests/ui/cluster.cjs"))
-        .env("FERRY_URL", format!("http://{o}/"))
-        .env("FERRY_TOKEN", ADMIN)
-        .env("STREAM", STREAM)
-        .env("VIEWERS", VIEWERS.to_string())
-        .env("KILL_PID", &pids[0])
-        .env("SHOT_DIR", &artifacts)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(150), child)
-        .await
-        .expect("the browser test timed out")
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "browser test failed (screenshots in {}):\n{log}",
-        artifacts.display()
-    );
+    let artifacts = ui_artifacts();
+    let envs = [
+        ("FERRY_URL", format!("http://{o}/")),
+        ("FERRY_TOKEN", ADMIN.to_owned()),
+        ("STREAM", STREAM.to_owned()),
+        ("VIEWERS", VIEWERS.to_string()),
+        ("KILL_PID", edges[0].pid().to_string()),
+        ("SHOT_DIR", artifacts.display().to_string()),
+    ];
+    let log = run_ui_script(
+        "cluster.cjs",
+        &envs,
+        Duration::from_secs(150),
+        "cluster ui ok",
+    )
+    .await;
     println!("{log}");
     // The dead-edge time is 3 s and the page refreshes every 2 s.
     let dead_ms: u64 = log

@@ -584,3 +584,43 @@ pub fn command(body: &[u8], stream_id: u32) -> bytes::BytesMut {
     );
     out
 }
+
+/// Where browser tests keep their screenshots (made if missing).
+pub fn ui_artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the browser script `tests/ui/{script}` with node and `envs`, within
+/// `limit`; asserts it succeeded and printed `ok_line`, and returns its
+/// output (stdout then stderr).
+pub async fn run_ui_script(
+    script: &str,
+    envs: &[(&str, String)],
+    limit: Duration,
+    ok_line: &str,
+) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(root.join("tests/ui").join(script))
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(limit, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test {script} timed out"))
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && log.contains(ok_line),
+        "browser test {script} failed (screenshots in {}):\n{log}",
+        ui_artifacts().display()
+    );
+    log
+}
