@@ -7,7 +7,11 @@
 # to last byte when 1,000 clients ask for one new segment at once; origin
 # fetches per second of a max-age=1 playlist under load; memory per cached
 # GiB and per 10,000 idle keep-alive connections; and the Ferry/nginx ratios.
-#   usage: benches/edge-cache.sh      env: DURATION=10 (seconds per wrk run)
+# Hits are measured in ROUNDS rounds against nginx with one worker and with
+# one worker per core (its packaged default), and print the median ratio
+# with its range.
+#   usage: benches/edge-cache.sh      env: DURATION=10 (seconds per wrk run), ROUNDS=3,
+#                                     BENCH_FERRY=target/release/ferry
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10}
@@ -19,8 +23,9 @@ if ! need nginx || ! need wrk; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q nginx-light wrk
 fi
 ulimit -n 65536 2>/dev/null || true
-cargo build --release --locked -q -p ferry -p edge-load
-ferry=target/release/ferry
+if [ -n "${BENCH_FERRY:-}" ]; then cargo build --release --locked -q -p edge-load
+else cargo build --release --locked -q -p ferry -p edge-load; fi
+ferry=${BENCH_FERRY:-target/release/ferry}  # BENCH_FERRY: another build, for before/after
 load=target/release/edge-load
 
 work=$(mktemp -d)
@@ -28,7 +33,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-origin_port=18190; nginx_port=18191; ferry_port=18192
+origin_port=18190; nginx_port=18191; ferry_port=18192; nginx2_port=18193
+rounds=${ROUNDS:-3}
 # Content: 1 MiB segments, a ~400 B media playlist per test path.
 mkdir -p "$work/origin/hls/b"/{source,cold,fill,live-ferry,live-nginx}
 for i in 0 1 2 3; do head -c 1048576 /dev/urandom > "$work/origin/hls/b/source/seg-$i.ts"; done
@@ -88,11 +94,21 @@ http {
       proxy_cache_lock on;
       proxy_cache_lock_timeout 10s;
       proxy_cache_valid 404 1s;
+      # As an operator tunes it for live HLS: one refresh of an expired
+      # playlist in the background, the stale copy meanwhile.
+      proxy_cache_background_update on;
+      proxy_cache_use_stale updating;
       add_header Cache-Status \$upstream_cache_status;
     }
   }
 }
 CONF
+# The same nginx at its packaged default of one worker per core.
+sed -e "s/^worker_processes 1;/worker_processes auto;/" -e "s/:$nginx_port /:$nginx2_port /" \
+    -e "s#pid $work/nginx.pid#pid $work/nginx2.pid#" -e "s#keys_zone=hls:#keys_zone=hls2:#" \
+    -e "s#proxy_cache hls;#proxy_cache hls2;#" -e "s#$work/nginx-cache#$work/nginx2-cache#" \
+    "$work/nginx.conf" > "$work/nginx2.conf"
+mkdir -p "$work/nginx2-cache"; chmod 777 "$work/nginx2-cache"
 cat > "$work/ferry.toml" <<TOML
 data_dir = "$work/ferry-data"
 log = "warn"
@@ -106,48 +122,73 @@ memory_bytes = 2147483648
 TOML
 nginx -c "$work/origin.conf" -p "$work" & pids+=($!)
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
+nginx -c "$work/nginx2.conf" -p "$work" & pids+=($!)
 $ferry edge --config "$work/ferry.toml" & ferry_pid=$!; pids+=($ferry_pid)
-for port in $origin_port $nginx_port $ferry_port; do
+for port in $origin_port $nginx_port $nginx2_port $ferry_port; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/hls/b/source/index.m3u8" && break; sleep 0.1; done
 done
 sleep 0.5
-nginx_pid=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)  # the one worker
+# The one worker (not the cache manager or loader).
+nginx_pid=$(pgrep -f "nginx: worker process" -P "$(cat "$work/nginx.pid")" | head -1)
+# Every process of an nginx (master, workers, cache manager), at call time.
+all_of() { echo "$(cat "$1") $(pgrep -P "$(cat "$1")" | tr '\n' ' ')"; }
 
-ticks() { # utime+stime of a process (all threads), in clock ticks
-  awk '{print $14+$15}' "/proc/$1/stat"
+ticks() { # utime+stime of processes (all threads), in clock ticks; gone ones count 0
+  local sum=0 p t
+  for p in "$@"; do
+    t=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || true)
+    sum=$(( sum + ${t:-0} ))
+  done
+  echo "$sum"
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 origin_count() { grep -c "$1" "$work/logs/origin-access.log" || true; }
 
 declare -A result
-# wrk against a peer: requests per CPU-second of the peer's process.
-measure_hits() { # name pid port path conns
-  local name=$1 pid=$2 port=$3 path=$4 conns=$5
+# wrk against a peer: requests per CPU-second of the peer's processes.
+measure_hits() { # name port path conns pid...
+  local name=$1 port=$2 path=$3 conns=$4; shift 4
   curl -s -o /dev/null "http://127.0.0.1:$port$path"; curl -s -o /dev/null "http://127.0.0.1:$port$path"
-  local t0; t0=$(ticks "$pid")
+  local t0; t0=$(ticks "$@")
   local out; out=$(wrk -t2 -c"$conns" -d"${duration}s" "http://127.0.0.1:$port$path")
-  local t1; t1=$(ticks "$pid")
+  local t1; t1=$(ticks "$@")
   local reqs; reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   local errs; errs=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); errs=${errs:-0}
   local cpu; cpu=$(echo "($t1 - $t0) / $hz" | bc -l)
-  local rps; rps=$(echo "$reqs / $duration" | bc -l)
   local per; per=$(echo "$reqs / $cpu" | bc -l)
-  local cores; cores=$(echo "$cpu / $duration" | bc -l)
-  printf '  %-6s %-26s c=%-4s %9.0f req/s  %5.2f cores  %9.0f req/CPU-s  non-2xx=%s\n' "$name" "$path" "$conns" "$rps" "$cores" "$per" "$errs"
-  if [ "$errs" != 0 ]; then echo "  $name answered errors; the numbers above are not hits" >&2; exit 1; fi
-  result["$name $path $conns"]=$per
+  printf '    %-8s %9.0f req/s  %5.2f cores  %9.0f req/CPU-s\n' "$name" "$(echo "$reqs / $duration" | bc -l)" "$(echo "$cpu / $duration" | bc -l)" "$per"
+  if [ "$errs" != 0 ]; then echo "  $name answered $errs errors; the numbers above are not hits" >&2; exit 1; fi
+  result["$name"]=$per
 }
+# The median and range of a list of numbers.
+spread() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%.2fx (%.2f-%.2f over %d runs)", m, v[1], v[NR], NR}'; }
 
 echo
-echo "== cache hits (wrk -t2, ${duration}s; the server's CPU from /proc) =="
+echo "== cache hits (wrk -t2, ${duration}s a run, $rounds rounds; every process's CPU of the peer from /proc) =="
+echo "   nginx-1: one worker; nginx-N: worker_processes auto (one per core); ferry: its default threads"
+summary=()
 for path in /hls/b/source/seg-0.ts /hls/b/source/index.m3u8; do
   for conns in 64 512; do
-    measure_hits nginx "$nginx_pid" $nginx_port $path $conns
-    measure_hits ferry "$ferry_pid" $ferry_port $path $conns
-    printf '  ratio ferry/nginx req/CPU-s: %.2fx\n' "$(echo "${result["ferry $path $conns"]} / ${result["nginx $path $conns"]}" | bc -l)"
+    echo "  $path c=$conns"
+    r1=(); rn=()
+    for round in $(seq "$rounds"); do
+      # shellcheck disable=SC2046
+      measure_hits nginx-1 $nginx_port $path $conns $(all_of "$work/nginx.pid")
+      # shellcheck disable=SC2046
+      measure_hits nginx-N $nginx2_port $path $conns $(all_of "$work/nginx2.pid")
+      measure_hits ferry $ferry_port $path $conns "$ferry_pid"
+      r1+=("$(echo "${result[ferry]} / ${result[nginx-1]}" | bc -l)")
+      rn+=("$(echo "${result[ferry]} / ${result[nginx-N]}" | bc -l)")
+    done
+    line="$(printf '%-26s c=%-4s ferry/nginx-1 %s   ferry/nginx-N %s' "$path" "$conns" "$(spread "${r1[@]}")" "$(spread "${rn[@]}")")"
+    echo "  => $line"
+    summary+=("$line")
   done
 done
+echo
+echo "== requests per CPU-second, ratios (median, min-max) =="
+printf '  %s\n' "${summary[@]}"
 # The playlist is max-age=1: hits above include refreshes, as in production.
 
 echo

@@ -262,6 +262,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
         http_cap,
         http_metrics,
         &cancel,
+        None,
     );
     info!(http = %http_addr, "ferry control is serving");
     let mut tasks = vec![heartbeat, http_task];

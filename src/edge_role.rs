@@ -90,6 +90,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         None
     };
     let state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
+    let hits = edge_cache::h1::HitPath::new(edge.clone());
     let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state.clone()));
     let (rtmp_cap, http_cap) = connection_caps(config, e.rtmp);
     let control = if config.control.url.is_empty() {
@@ -135,6 +136,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             http_cap,
             http_metrics.clone(),
             &cancel,
+            Some(hits),
         ),
     ]);
     let draining = Arc::new(AtomicBool::new(false));
@@ -230,7 +232,7 @@ fn load_report(
     Arc::new(move || {
         let now = std::time::Instant::now();
         let bytes = edge.bytes_out.get();
-        let hits = edge.hits.get() + edge.stale.get();
+        let hits = edge.hits.get() + edge.disk_hits.get() + edge.stale.get();
         let all = hits + edge.misses.get() + edge.collapsed.get();
         let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
         let (then, bytes0, hits0, all0) = *l;

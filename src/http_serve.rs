@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use edge_cache::h1::{ConnLimits, HitPath, Prefixed, Served};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
@@ -76,13 +78,16 @@ impl HttpMetrics {
 }
 
 /// Serves `router` on `listener` until `cancel`; connections open then get a
-/// moment to finish their response.
+/// moment to finish their response. With `hits` (an edge), HTTP/1.1 HLS
+/// requests are answered by the edge's own hit path, and a connection goes
+/// to hyper and `router` only when it asks for something else.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: HttpLimits,
     metrics: HttpMetrics,
     cancel: CancellationToken,
+    hits: Option<HitPath>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
@@ -113,45 +118,87 @@ pub async fn serve(
                 async move { tower::Service::call(&mut router, req).await }
             },
         ));
-        let (metrics, cancel) = (metrics.clone(), cancel.clone());
+        let (metrics, cancel, hits) = (metrics.clone(), cancel.clone(), hits.clone());
         tokio::spawn(async move {
             metrics.connections.inc();
-            let activity = Arc::new(Activity::default());
-            let io = TokioIo::new(Tracked {
-                inner: tcp,
-                activity: activity.clone(),
-            });
-            // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) for clients
-            // and edges that multiplex.
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(MAX_REQUEST_HEAD);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_header_list_size(MAX_REQUEST_HEAD as u32)
-                .max_concurrent_streams(MAX_H2_STREAMS);
-            let conn = builder.serve_connection(io, service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r {
-                    debug!(%peer, error = %e, "http connection ended with an error");
-                },
-                () = activity.idle_for(limits.idle_timeout) => {
-                    metrics.idle_closed.inc();
-                    debug!(%peer, "http connection idle, closing");
+            let io = match hits {
+                None => Some(Prefixed::new(Bytes::new(), tcp)),
+                Some(hits) => {
+                    let conn = ConnLimits {
+                        header_read_timeout: limits.header_read_timeout,
+                        idle_timeout: limits.idle_timeout,
+                        max_head: MAX_REQUEST_HEAD,
+                    };
+                    match hits.serve(tcp, peer, conn, &cancel).await {
+                        Served::Handoff(io) => Some(io),
+                        Served::IdleClosed => {
+                            metrics.idle_closed.inc();
+                            None
+                        }
+                        Served::Closed => None,
+                    }
                 }
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
-                }
+            };
+            if let Some(io) = io {
+                // Boxed: hyper's connection state is large, and an idle
+                // connection on the hit path should not carry its room.
+                Box::pin(hyper_connection(io, peer, service, limits, &metrics, &cancel)).await;
             }
             metrics.connections.dec();
             drop(permit);
         });
+    }
+}
+
+/// Serves one connection with hyper: HTTP/1.1, and HTTP/2 with prior
+/// knowledge (h2c) for clients and edges that multiplex.
+async fn hyper_connection<S>(
+    io: Prefixed,
+    peer: std::net::SocketAddr,
+    service: S,
+    limits: HttpLimits,
+    metrics: &HttpMetrics,
+    cancel: &CancellationToken,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let io = TokioIo::new(Tracked {
+        inner: io,
+        activity: activity.clone(),
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_REQUEST_HEAD as u32)
+        .max_concurrent_streams(MAX_H2_STREAMS);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r {
+            debug!(%peer, error = %e, "http connection ended with an error");
+        },
+        () = activity.idle_for(limits.idle_timeout) => {
+            metrics.idle_closed.inc();
+            debug!(%peer, "http connection idle, closing");
+        }
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
     }
 }
 

@@ -129,6 +129,7 @@ pub(crate) fn spawn_http(
     max_connections: usize,
     metrics: http_serve::HttpMetrics,
     cancel: &CancellationToken,
+    hits: Option<edge_cache::h1::HitPath>,
 ) -> JoinHandle<()> {
     let limits = http_serve::HttpLimits {
         max_connections,
@@ -141,6 +142,7 @@ pub(crate) fn spawn_http(
         limits,
         metrics,
         cancel.clone(),
+        hits,
     ))
 }
 

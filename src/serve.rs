@@ -273,6 +273,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         http_cap,
         http_metrics,
         &cancel,
+        None,
     );
     tasks.push(http_task);
     if let Some(control) = &local {

@@ -538,7 +538,13 @@ async fn the_memory_tier_stays_within_its_budget() {
         Reply::Full(200, headers(TS, SEGMENT_CC), segment(1 << 20, seed))
     })
     .await;
-    let edge = edge(&[origin.url()], |c| c.edge.memory_bytes = BUDGET).await;
+    // No disk tier: segments stay in memory, and it is the memory tier's
+    // budget that bounds them.
+    let edge = edge(&[origin.url()], |c| {
+        c.edge.memory_bytes = BUDGET;
+        c.edge.disk_bytes = 0;
+    })
+    .await;
     let http = http_client();
     let mut peak = 0.0f64;
     for i in 0..60 {
@@ -734,6 +740,135 @@ async fn segments_evicted_from_memory_come_back_from_disk() {
     );
     assert!(on_disk <= DISK + SEG as u64, "{on_disk} bytes on disk");
     assert!(gauge <= DISK as f64 && gauge > 0.0);
+    edge.running.shutdown().await;
+}
+
+/// Splits HTTP/1.1 responses read off one connection: each response's head
+/// and body, by `Content-Length` (none after a HEAD, a 304 or a 416).
+fn responses(mut bytes: &[u8], heads: &[bool]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for &head_only in heads {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(bytes)))
+            + 4;
+        let head = String::from_utf8_lossy(&bytes[..end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let no_body = head_only || head.starts_with("http/1.1 304");
+        let len = if no_body { 0 } else { length };
+        out.push((head, bytes[end..end + len].to_vec()));
+        bytes = &bytes[end + len..];
+    }
+    assert!(bytes.is_empty(), "left over: {:?}", String::from_utf8_lossy(bytes));
+    out
+}
+
+async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the edge did not close the connection")
+        .unwrap();
+    out
+}
+
+/// The edge's own HTTP/1.1 path for hits (`edge_cache::h1`) keeps HTTP's
+/// rules, for a playlist from memory and a segment sent from the disk tier
+/// with `sendfile`: pipelined requests answered in order, HEAD, ranges,
+/// `If-None-Match`, HTTP/1.0 and `Connection: close`, other routes on the
+/// same connection; and the segment's bytes leave the heap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hit_path_keeps_http_rules_from_memory_and_from_disk() {
+    const LEN: usize = 300_000;
+    const PLAYLIST: &[u8] = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n";
+    let origin = TestOrigin::start(|path| {
+        if path.ends_with(".m3u8") {
+            Reply::Full(200, headers(M3U8, "max-age=60"), PLAYLIST.to_vec())
+        } else {
+            Reply::Full(200, headers(TS, SEGMENT_CC), segment(LEN, 3))
+        }
+    })
+    .await;
+    let edge = edge(&[origin.url()], |_| {}).await;
+    let addr = edge.addr();
+    assert_eq!(get(addr, "/hls/s/v/seg-1.ts").await.0, 200);
+    assert_eq!(get(addr, "/hls/s/v/index.m3u8").await.0, 200);
+    // The segment's file is written off the request path.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, h, body) = get(addr, "/hls/s/v/seg-1.ts").await;
+    assert_eq!(status, 200);
+    assert!(body == segment(LEN, 3), "the segment changed on disk");
+    assert!(header(&h, "cache-status").contains("hit") && header(&h, "cache-status").contains("detail=disk"));
+    assert_eq!(header(&h, "content-length"), LEN.to_string());
+    assert_eq!(header(&h, "accept-ranges"), "bytes");
+    assert!(header(&h, "date").ends_with(" GMT"));
+    let etag = header(&h, "etag").to_owned();
+    assert!(!etag.is_empty());
+
+    // Four requests in one write: answered in order, then closed as asked.
+    let pipelined = format!(
+        "GET /hls/s/v/index.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n\
+         HEAD /hls/s/v/seg-1.ts HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET /hls/s/v/seg-1.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n\
+         GET /hls/s/v/seg-1.ts HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n"
+    );
+    let out = raw_bytes(addr, pipelined.as_bytes()).await;
+    let r = responses(&out, &[false, true, false, false]);
+    assert!(r[0].0.starts_with("http/1.1 200"), "{}", r[0].0);
+    assert!(r[0].0.contains("cache-status: ferry; hit"), "{}", r[0].0);
+    assert_eq!(r[0].1, PLAYLIST);
+    assert!(r[1].0.starts_with("http/1.1 200"), "{}", r[1].0);
+    assert!(r[1].0.contains(&format!("content-length: {LEN}")), "{}", r[1].0);
+    assert!(r[2].0.starts_with("http/1.1 206"), "{}", r[2].0);
+    assert!(r[2].0.contains(&format!("content-range: bytes 10-19/{LEN}")), "{}", r[2].0);
+    assert_eq!(r[2].1, segment(LEN, 3)[10..20]);
+    assert!(r[3].0.starts_with("http/1.1 304"), "{}", r[3].0);
+    assert!(r[3].0.contains("connection: close"), "{}", r[3].0);
+
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    let out = raw_bytes(addr, b"GET /hls/s/v/index.m3u8 HTTP/1.0\r\n\r\n").await;
+    let r = responses(&out, &[false]);
+    assert!(r[0].0.contains("connection: close"), "{}", r[0].0);
+    assert_eq!(r[0].1, PLAYLIST);
+    // HTTP/1.0 with keep-alive stays open for the next request.
+    let out = raw_bytes(
+        addr,
+        b"GET /hls/s/v/index.m3u8 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+          GET /hls/s/v/index.m3u8 HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    let r = responses(&out, &[false, false]);
+    assert!(r[0].0.contains("connection: keep-alive"), "{}", r[0].0);
+    assert_eq!(r[1].1, PLAYLIST);
+
+    // After an HLS request, the same connection still reaches the other
+    // routes, and a refusal is the same as before.
+    let out = raw_bytes(
+        addr,
+        b"GET /hls/s/v/index.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /hls/s/../x.ts HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let r = responses(&out, &[false, false, false]);
+    assert!(r[1].0.starts_with("http/1.1 400"), "{}", r[1].0);
+    assert_eq!(r[1].1, b"invalid path\n");
+    assert!(r[2].0.starts_with("http/1.1 200"), "{}", r[2].0);
+    assert_eq!(r[2].1, b"ok\n");
+
+    assert_eq!(origin.requests("/hls/s/v/seg-1.ts"), 1);
+    assert_eq!(origin.requests("/hls/s/v/index.m3u8"), 1);
+    // The segment lives on disk, not in the heap's memory tier.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let memory = edge.metric("ferry_edge_memory_bytes").await;
+    assert!(memory < LEN as f64, "{memory} bytes in the memory tier");
+    assert!(edge.metric("ferry_edge_disk_bytes").await >= LEN as f64);
     edge.running.shutdown().await;
 }
 

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::object::FreshnessPolicy;
 
+/// The disk tier's default budget: what nginx users give `proxy_cache_path
+/// max_size` on a small edge.
+pub const DEFAULT_DISK_BYTES: u64 = 4 << 30;
+
 /// The caching edge's settings (`[edge]` in Ferry's configuration file,
 /// `FERRY_EDGE__*` in the environment).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,7 +26,9 @@ pub struct EdgeConfig {
     /// Bytes of objects the memory tier holds.
     pub memory_bytes: u64,
     /// Bytes of segments the disk tier holds under `DATA_DIR/edge-cache`
-    /// (emptied on start); 0: no disk tier.
+    /// (emptied on start). Segments live there once complete, in the page
+    /// cache when hot, and go out with `sendfile`; 0: no disk tier, segments
+    /// stay in the memory tier (the heap).
     pub disk_bytes: u64,
     /// The largest object the edge fetches; larger answers get 502.
     pub max_object_bytes: u64,
@@ -77,7 +83,7 @@ impl Default for EdgeConfig {
             origins: Vec::new(),
             public_url: String::new(),
             memory_bytes: 512 << 20,
-            disk_bytes: 0,
+            disk_bytes: DEFAULT_DISK_BYTES,
             max_object_bytes: 64 << 20,
             max_fills: 1024,
             max_blocking_fills: 256,

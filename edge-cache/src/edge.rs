@@ -13,7 +13,7 @@ use dashmap::mapref::entry::Entry;
 use moka::notification::RemovalCause;
 use tracing::{debug, warn};
 
-use crate::disk::DiskTier;
+use crate::disk::{DiskFile, DiskTier};
 use crate::fill::{Fill, FillError};
 use crate::metrics::EdgeMetrics;
 use crate::object::{FreshnessPolicy, Head, Kind, Object, Staleness, make_etag};
@@ -61,7 +61,7 @@ pub struct EdgeLimits {
 pub enum CacheStatus {
     /// Fresh from the cache.
     Hit,
-    /// Fresh from the disk tier (now in memory again).
+    /// Fresh from the disk tier.
     DiskHit,
     /// Stale from the cache while one refresh runs.
     StaleWhileRevalidate,
@@ -93,6 +93,15 @@ pub enum Answer {
     },
     /// No object: every origin failed, or too many fills are in flight.
     Failed(EdgeError),
+}
+
+/// What the cache has for a request that can take a file: an answer, or a
+/// segment on disk to send as it is.
+pub enum Found {
+    /// A segment in the disk tier, fresh.
+    File(DiskFile),
+    /// Anything else.
+    Answer(Answer),
 }
 
 /// Why a request was refused before any origin was asked.
@@ -289,6 +298,32 @@ impl Edge {
     /// when not known yet); on a playlist without parts its LL-HLS query is
     /// dropped.
     pub async fn get(&self, key: &CacheKey, client: Option<IpAddr>) -> Answer {
+        match self.find(key, client, false).await {
+            Found::Answer(a) => a,
+            // Not asked for; read it rather than lose it.
+            Found::File(f) => self.loaded(f).await,
+        }
+    }
+
+    /// As [`Edge::get`], but a fresh segment in the disk tier comes as its
+    /// open file, for a response that sends it with `sendfile`.
+    pub async fn get_or_file(&self, key: &CacheKey, client: Option<IpAddr>) -> Found {
+        self.find(key, client, true).await
+    }
+
+    /// The answer for a segment found on disk, its body read from the file
+    /// (a 504-like failure if the file went short under it).
+    pub async fn loaded(&self, file: DiskFile) -> Answer {
+        match file.load().await {
+            Some(object) => Answer::Cached {
+                object: Arc::new(object),
+                status: CacheStatus::DiskHit,
+            },
+            None => Answer::Failed(EdgeError::Busy),
+        }
+    }
+
+    async fn find(&self, key: &CacheKey, client: Option<IpAddr>, files: bool) -> Found {
         if key.ll().is_some() || key.is_skip_only() {
             let plain = key.without_query();
             let reach = match self.inner.reach.get(plain.path()) {
@@ -297,24 +332,26 @@ impl Edge {
             };
             let Some(reach) = reach else {
                 // Not an LL-HLS playlist (or not there): the query means nothing.
-                return self.lookup(&plain, client).await;
+                return self.lookup(&plain, client, files).await;
             };
             if let Some(q) = key.ll()
                 && let Err(e) = reach.check(q.msn, q.part)
             {
                 self.inner.metrics.refused_ll.inc();
-                return Answer::Failed(EdgeError::Refused(e.into()));
+                return Found::Answer(Answer::Failed(EdgeError::Refused(e.into())));
             }
         }
-        self.lookup(key, client).await
+        self.lookup(key, client, files).await
     }
 
     /// The reach of the media playlist `plain`, read from it (fetched now
     /// if it is not cached).
     async fn learn_reach(&self, plain: &CacheKey, client: Option<IpAddr>) -> Option<Reach> {
-        let body = match self.lookup(plain, client).await {
-            Answer::Cached { object, .. } if object.head.status == 200 => object.body.clone(),
-            Answer::Streaming { head, fill, .. } if head.status == 200 => {
+        let body = match self.lookup(plain, client, false).await {
+            Found::Answer(Answer::Cached { object, .. }) if object.head.status == 200 => {
+                object.body.clone()
+            }
+            Found::Answer(Answer::Streaming { head, fill, .. }) if head.status == 200 => {
                 fill.complete(self.inner.limits.body_timeout).await.ok()?
             }
             _ => return None,
@@ -324,23 +361,36 @@ impl Edge {
         Some(reach)
     }
 
-    async fn lookup(&self, key: &CacheKey, client: Option<IpAddr>) -> Answer {
+    async fn lookup(&self, key: &CacheKey, client: Option<IpAddr>, files: bool) -> Found {
         let m = &self.inner.metrics;
         let now = Instant::now();
         let cached = self.inner.memory.get(key);
+        // Segments live on disk once written (the page cache holds the hot
+        // ones): a disk hit is sent from the file, or read for this answer
+        // only, never brought back into the heap.
         if cached.is_none()
             && let Some(disk) = &self.inner.disk
-            && let Some(object) = disk.load(key).await
-            && object.staleness(now) == Staleness::Fresh
+            && let Some(file) = disk.file(key)
+            && file.meta.staleness(now) == Staleness::Fresh
         {
-            let object = Arc::new(object);
-            self.inner.memory.insert(key.clone(), object.clone());
             m.disk_hits.inc();
-            return Answer::Cached {
-                object,
-                status: CacheStatus::DiskHit,
+            return if files {
+                Found::File(file)
+            } else {
+                Found::Answer(self.loaded(file).await)
             };
         }
+        Found::Answer(self.lookup_memory(key, client, cached, now).await)
+    }
+
+    async fn lookup_memory(
+        &self,
+        key: &CacheKey,
+        client: Option<IpAddr>,
+        cached: Option<Arc<Object>>,
+        now: Instant,
+    ) -> Answer {
+        let m = &self.inner.metrics;
         let mut fallback = None;
         if let Some(object) = cached {
             match object.staleness(now) {
@@ -549,13 +599,20 @@ async fn run_fill(edge: Edge, key: CacheKey, fill: Arc<Fill>, ticket: FillTicket
                 received: Instant::now(),
                 freshness,
             };
+            let object = Arc::new(object);
             if let Some(disk) = &inner.disk
                 && head.status == 200
                 && Kind::of(key.path()) == Kind::Segment
             {
-                disk.store(key.clone(), &object);
+                // In memory until the file is in place, then only there.
+                let (memory, stored, k) = (inner.memory.clone(), object.clone(), key.clone());
+                disk.store(key.clone(), &object, move || {
+                    if memory.get(&k).is_some_and(|o| Arc::ptr_eq(&o, &stored)) {
+                        memory.invalidate(&k);
+                    }
+                });
             }
-            inner.memory.insert(key.clone(), Arc::new(object));
+            inner.memory.insert(key.clone(), object);
             edge.update_memory_gauge();
         }
     }

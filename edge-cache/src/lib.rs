@@ -12,6 +12,7 @@ pub mod config;
 pub mod disk;
 pub mod edge;
 pub mod fill;
+pub mod h1;
 pub mod metrics;
 pub mod object;
 pub mod origin;

@@ -166,7 +166,7 @@ pub fn target_duration(playlist: &[u8]) -> Option<Duration> {
 }
 
 /// A complete answer in the cache.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Object {
     /// Status and headers.
     pub head: Head,

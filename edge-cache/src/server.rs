@@ -52,79 +52,79 @@ async fn hls(
 ) -> Response {
     // The client's address (set by the accept loop), for its share of fills.
     let client = peer.map(|p| p.0.0.ip());
+    let key = match target(&front.edge, &method, version, &uri) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let answer = front.edge.get(&key, client).await;
+    respond(&front.edge, &key, answer, &headers, method == Method::HEAD)
+}
+
+/// The cache key a request asks for, or the answer that refuses it: a
+/// method other than GET/HEAD, an absolute URL, a path or query that is not
+/// a cacheable HLS object.
+pub(crate) fn target(
+    edge: &Edge,
+    method: &Method,
+    version: Version,
+    uri: &Uri,
+) -> Result<CacheKey, Response> {
     if method != Method::GET && method != Method::HEAD {
-        return (
+        return Err((
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, HEAD")],
             "only GET and HEAD\n",
         )
-            .into_response();
+            .into_response());
     }
     // An HTTP/1 absolute-form target (`GET http://other/...`) asks for a
     // proxy: refused. (HTTP/2 always carries an authority.)
     if uri.authority().is_some() && version < Version::HTTP_2 {
-        return plain(StatusCode::BAD_REQUEST, "absolute URLs are not served\n");
+        return Err(plain(
+            StatusCode::BAD_REQUEST,
+            "absolute URLs are not served\n",
+        ));
     }
-    let key = match CacheKey::parse(uri.path(), uri.query()) {
-        Ok(k) => k,
-        Err(e) => {
-            front.edge.metrics().refused.inc();
-            let status = match e {
-                BadTarget::TooLong => StatusCode::URI_TOO_LONG,
-                BadTarget::NotHls | BadTarget::Invalid => StatusCode::BAD_REQUEST,
-                BadTarget::BadQuery => {
-                    return plain(StatusCode::BAD_REQUEST, "invalid LL-HLS query\n");
-                }
-            };
-            return plain(status, "invalid path\n");
+    CacheKey::parse(uri.path(), uri.query()).map_err(|e| refused(edge, e))
+}
+
+/// The answer to a request target that is not a cacheable HLS object.
+pub(crate) fn refused(edge: &Edge, e: BadTarget) -> Response {
+    edge.metrics().refused.inc();
+    let status = match e {
+        BadTarget::TooLong => StatusCode::URI_TOO_LONG,
+        BadTarget::NotHls | BadTarget::Invalid => StatusCode::BAD_REQUEST,
+        BadTarget::BadQuery => {
+            return plain(StatusCode::BAD_REQUEST, "invalid LL-HLS query\n");
         }
     };
-    let head_only = method == Method::HEAD;
-    let traffic = || front.edge.metrics().streams.of(key.stream());
-    match front.edge.get(&key, client).await {
+    plain(status, "invalid path\n")
+}
+
+/// The HTTP answer to `answer`, the edge's result for `key`, given the
+/// request's conditional and range headers; `head_only` for HEAD.
+pub(crate) fn respond(
+    edge: &Edge,
+    key: &CacheKey,
+    answer: Answer,
+    headers: &HeaderMap,
+    head_only: bool,
+) -> Response {
+    match answer {
         Answer::Cached { object, status } => {
-            let r = cached(&front.edge, &object, status, &headers, head_only);
-            count(&r, traffic, head_only);
-            r
+            let traffic = edge.metrics().streams.of(key.stream());
+            cached(edge, &object, status, headers, head_only, traffic)
         }
         Answer::Streaming { head, fill, status } => {
-            let r = streaming(
-                &front.edge,
-                &head,
-                fill,
-                status,
-                &headers,
-                head_only,
-                key.stream(),
-            );
-            count(&r, traffic, true);
-            r
+            let traffic = edge.metrics().streams.of(key.stream());
+            streaming(edge, &head, fill, status, headers, head_only, traffic)
         }
         Answer::Failed(e) => failed(&e),
     }
 }
 
-/// Counts an answer with an object (2xx, 304) against its stream: the
-/// request, and the body's length unless `no_body` (HEAD, or a streamed
-/// body whose chunks are counted as they go).
-fn count(r: &Response, traffic: impl Fn() -> Option<(Counter, Counter)>, no_body: bool) {
-    let status = r.status();
-    if !(status.is_success() || status == StatusCode::NOT_MODIFIED) {
-        return;
-    }
-    let Some((requests, bytes)) = traffic() else {
-        return;
-    };
-    requests.inc();
-    if !no_body && status.is_success() {
-        let len = r
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        bytes.inc_by(len);
-    }
-}
+/// A stream's request and byte counters ([`crate::metrics::StreamTraffic`]).
+pub(crate) type Traffic = Option<(Counter, Counter)>;
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
     (
@@ -168,7 +168,7 @@ fn failed(e: &EdgeError) -> Response {
     r
 }
 
-fn cache_status(status: CacheStatus, ttl: Option<i64>) -> String {
+pub(crate) fn cache_status(status: CacheStatus, ttl: Option<i64>) -> String {
     let ttl = ttl.map(|t| format!("; ttl={t}")).unwrap_or_default();
     match status {
         CacheStatus::Hit => format!("{CACHE_NAME}; hit{ttl}"),
@@ -217,7 +217,7 @@ fn base_headers(head: &Head, etag: Option<&str>, age: u64, cache_status: &str) -
     h
 }
 
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+pub(crate) fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
     let Some(v) = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -236,6 +236,7 @@ fn cached(
     status: CacheStatus,
     req: &HeaderMap,
     head_only: bool,
+    traffic: Traffic,
 ) -> Response {
     let now = Instant::now();
     let cs = cache_status(status, Some(object.ttl_seconds(now)));
@@ -248,6 +249,9 @@ fn cached(
     let code = StatusCode::from_u16(object.head.status).unwrap_or(StatusCode::OK);
     if code == StatusCode::OK && etag_matches(req, &object.etag) {
         headers.remove(header::CONTENT_TYPE);
+        if let Some((requests, _)) = &traffic {
+            requests.inc();
+        }
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
     let len = object.body.len() as u64;
@@ -260,10 +264,17 @@ fn cached(
         Err(Unsatisfiable(r)) => return *r,
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let sent = if head_only { 0 } else { body.len() as u64 };
+    if code.is_success()
+        && let Some((requests, bytes)) = &traffic
+    {
+        requests.inc();
+        bytes.inc_by(sent);
+    }
     if head_only {
         return (code, headers).into_response();
     }
-    edge.metrics().bytes_out.inc_by(body.len() as u64);
+    edge.metrics().bytes_out.inc_by(sent);
     (code, headers, body).into_response()
 }
 
@@ -313,7 +324,7 @@ fn streaming(
     status: CacheStatus,
     req: &HeaderMap,
     head_only: bool,
-    stream: &str,
+    traffic: Traffic,
 ) -> Response {
     let cs = cache_status(status, None);
     let mut headers = base_headers(head, head.etag.as_deref(), head.age.as_secs(), &cs);
@@ -323,6 +334,9 @@ fn streaming(
         && etag_matches(req, etag)
     {
         headers.remove(header::CONTENT_TYPE);
+        if let Some((requests, _)) = &traffic {
+            requests.inc();
+        }
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
     // A range needs the length; an origin that did not announce one gets the
@@ -342,16 +356,15 @@ fn streaming(
     if let Some(n) = length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
+    let traffic = traffic.filter(|_| code.is_success());
+    if let Some((requests, _)) = &traffic {
+        requests.inc();
+    }
     if head_only {
         return (code, headers).into_response();
     }
     let bytes_out = edge.metrics().bytes_out.clone();
-    let stream_bytes = edge
-        .metrics()
-        .streams
-        .of(stream)
-        .filter(|_| code.is_success())
-        .map(|(_, bytes)| bytes);
+    let stream_bytes = traffic.map(|(_, bytes)| bytes);
     let stream = fill
         .reader(start, end, edge.limits().body_timeout)
         .map(move |chunk| {
