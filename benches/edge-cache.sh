@@ -211,16 +211,7 @@ done
 
 echo
 echo "== memory =="
-for peer in nginx ferry; do
-  pid=$nginx_pid; port=$nginx_port; [ $peer = ferry ] && { pid=$ferry_pid; port=$ferry_port; }
-  before=$(rss_kib "$pid")
-  $load fill --addr 127.0.0.1:$port --pattern "/hls/b/fill/seg-{}.ts" --count 300 >/dev/null
-  sleep 1.5
-  after=$(rss_kib "$pid")
-  printf '  %-6s RSS %d -> %d KiB after caching 300 MiB: %.0f MiB per cached GiB' $peer "$before" "$after" "$(echo "($after - $before) / 1024 * 1024 / 300" | bc -l)"
-  [ $peer = nginx ] && printf ' (nginx caches on disk: %s in its cache directory)' "$(du -sh "$work/nginx-cache" | cut -f1)"
-  echo
-done
+# Idle connections first: memory freed after the fill below would hide them.
 for peer in nginx ferry; do
   pid=$nginx_pid; port=$nginx_port; [ $peer = ferry ] && { pid=$ferry_pid; port=$ferry_port; }
   before=$(rss_kib "$pid")
@@ -231,4 +222,14 @@ for peer in nginx ferry; do
   after=$(rss_kib "$pid")
   wait $idle
   printf '  %-6s 10,000 idle keep-alive connections: RSS %d -> %d KiB = %.1f KiB each (%s)\n' $peer "$before" "$after" "$(echo "($after - $before) / 10000" | bc -l)" "$(grep alive "$work/idle-$peer.txt")"
+done
+for peer in nginx ferry; do
+  pid=$nginx_pid; port=$nginx_port; [ $peer = ferry ] && { pid=$ferry_pid; port=$ferry_port; }
+  before=$(rss_kib "$pid")
+  $load fill --addr 127.0.0.1:$port --pattern "/hls/b/fill/seg-{}.ts" --count 300 >/dev/null
+  sleep 1.5
+  after=$(rss_kib "$pid")
+  printf '  %-6s RSS %d -> %d KiB after caching 300 MiB: %.0f MiB per cached GiB' $peer "$before" "$after" "$(echo "($after - $before) / 1024 * 1024 / 300" | bc -l)"
+  [ $peer = nginx ] && printf ' (nginx caches on disk: %s in its cache directory)' "$(du -sh "$work/nginx-cache" | cut -f1)"
+  echo
 done

@@ -134,6 +134,14 @@ pub(crate) fn serve_director(
     Ok(vec![
         tokio::spawn(node::heartbeat(node, beat.plane, None, cancel.clone())),
         tokio::spawn(director.follow(source, cancel.clone())),
-        spawn_http(listener, router, config, http_cap, http_metrics, cancel, None),
+        spawn_http(
+            listener,
+            router,
+            config,
+            http_cap,
+            http_metrics,
+            cancel,
+            None,
+        ),
     ])
 }

@@ -142,7 +142,10 @@ pub async fn serve(
             if let Some(io) = io {
                 // Boxed: hyper's connection state is large, and an idle
                 // connection on the hit path should not carry its room.
-                Box::pin(hyper_connection(io, peer, service, limits, &metrics, &cancel)).await;
+                Box::pin(hyper_connection(
+                    io, peer, service, limits, &metrics, &cancel,
+                ))
+                .await;
             }
             metrics.connections.dec();
             drop(permit);

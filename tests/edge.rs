@@ -677,7 +677,10 @@ async fn ten_thousand_idle_keep_alive_connections_cost_a_bounded_amount() {
         "{CONNECTIONS} idle keep-alive connections: RSS {before} KiB -> {after} KiB, {per:.1} KiB each ({held} open)"
     );
     assert!(held >= CONNECTIONS as f64, "only {held} connections held");
-    assert!(per < 64.0, "{per:.1} KiB per idle connection");
+    // The hit path holds no buffer while a connection waits (issue 29's
+    // target is 2 KiB, measured on a release build by the bench; a debug
+    // build's futures are larger).
+    assert!(per < 3.0, "{per:.1} KiB per idle connection");
     assert_eq!(origin.requests("/hls/s/a.m3u8"), 1);
     drop(open);
     child.kill().await.unwrap();
@@ -763,7 +766,11 @@ fn responses(mut bytes: &[u8], heads: &[bool]) -> Vec<(String, Vec<u8>)> {
         out.push((head, bytes[end..end + len].to_vec()));
         bytes = &bytes[end + len..];
     }
-    assert!(bytes.is_empty(), "left over: {:?}", String::from_utf8_lossy(bytes));
+    assert!(
+        bytes.is_empty(),
+        "left over: {:?}",
+        String::from_utf8_lossy(bytes)
+    );
     out
 }
 
@@ -804,7 +811,10 @@ async fn the_hit_path_keeps_http_rules_from_memory_and_from_disk() {
     let (status, h, body) = get(addr, "/hls/s/v/seg-1.ts").await;
     assert_eq!(status, 200);
     assert!(body == segment(LEN, 3), "the segment changed on disk");
-    assert!(header(&h, "cache-status").contains("hit") && header(&h, "cache-status").contains("detail=disk"));
+    assert!(
+        header(&h, "cache-status").contains("hit")
+            && header(&h, "cache-status").contains("detail=disk")
+    );
     assert_eq!(header(&h, "content-length"), LEN.to_string());
     assert_eq!(header(&h, "accept-ranges"), "bytes");
     assert!(header(&h, "date").ends_with(" GMT"));
@@ -824,9 +834,18 @@ async fn the_hit_path_keeps_http_rules_from_memory_and_from_disk() {
     assert!(r[0].0.contains("cache-status: ferry; hit"), "{}", r[0].0);
     assert_eq!(r[0].1, PLAYLIST);
     assert!(r[1].0.starts_with("http/1.1 200"), "{}", r[1].0);
-    assert!(r[1].0.contains(&format!("content-length: {LEN}")), "{}", r[1].0);
+    assert!(
+        r[1].0.contains(&format!("content-length: {LEN}")),
+        "{}",
+        r[1].0
+    );
     assert!(r[2].0.starts_with("http/1.1 206"), "{}", r[2].0);
-    assert!(r[2].0.contains(&format!("content-range: bytes 10-19/{LEN}")), "{}", r[2].0);
+    assert!(
+        r[2].0
+            .contains(&format!("content-range: bytes 10-19/{LEN}")),
+        "{}",
+        r[2].0
+    );
     assert_eq!(r[2].1, segment(LEN, 3)[10..20]);
     assert!(r[3].0.starts_with("http/1.1 304"), "{}", r[3].0);
     assert!(r[3].0.contains("connection: close"), "{}", r[3].0);

@@ -235,7 +235,11 @@ impl HitPath {
             object.age(now).as_secs(),
         );
         end_head(&mut head, req.keep_alive, req.http10);
-        let sent = if matches!(body, Body::Empty) { 0 } else { length };
+        let sent = if matches!(body, Body::Empty) {
+            0
+        } else {
+            length
+        };
         let m = self.edge.metrics();
         if h.status == 200
             && let Some((requests, bytes)) = m.streams.of(key.stream())
@@ -333,21 +337,26 @@ fn plain_hit(object: &Object, req: &Request) -> bool {
 
 /// What the hit path needs of a request head.
 #[derive(Debug)]
-struct Request {
+pub struct Request {
     /// Bytes of the head in the buffer.
-    len: usize,
-    head_only: bool,
+    pub len: usize,
+    /// `HEAD`.
+    pub head_only: bool,
     /// The raw request target (`/hls/...?...`).
-    target: String,
-    http10: bool,
-    keep_alive: bool,
-    range: Option<HeaderValue>,
-    if_none_match: Option<HeaderValue>,
+    pub target: String,
+    /// An HTTP/1.0 request (no chunked answer, keep-alive only if asked).
+    pub http10: bool,
+    /// Whether the connection stays open after the answer.
+    pub keep_alive: bool,
+    /// `Range`.
+    pub range: Option<HeaderValue>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<HeaderValue>,
 }
 
 /// What the bytes read so far hold.
 #[derive(Debug)]
-enum Parsed {
+pub enum Parsed {
     /// Not a whole head yet.
     Partial,
     /// Something for hyper.
@@ -356,7 +365,8 @@ enum Parsed {
     Request(Request),
 }
 
-fn parse(buf: &[u8]) -> Parsed {
+/// Reads a request head from the start of `buf` (bytes a client sent).
+pub fn parse(buf: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -550,7 +560,9 @@ fn http_date(out: &mut Vec<u8>) {
 /// Whether `value` may be written as a header value (what `HeaderValue`
 /// accepts: no control character but tab).
 fn valid_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// Writes `first` then `second` with as few `writev` calls as the socket
@@ -654,7 +666,10 @@ mod tests {
         assert_eq!(r.len, raw.len() - 3);
         assert_eq!(r.target, "/hls/a/index.m3u8?_HLS_msn=3");
         assert!(!r.head_only && r.keep_alive && !r.http10);
-        assert_eq!(r.range.as_ref().map(|v| v.as_bytes()), Some(&b"bytes=0-9"[..]));
+        assert_eq!(
+            r.range.as_ref().map(|v| v.as_bytes()),
+            Some(&b"bytes=0-9"[..])
+        );
         assert_eq!(
             r.if_none_match.as_ref().map(|v| v.as_bytes()),
             Some(&b"\"e\""[..])
@@ -688,7 +703,10 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
-        assert!(matches!(parse(b"GET /hls/a HTTP/1.1\r\nHost"), Parsed::Partial));
+        assert!(matches!(
+            parse(b"GET /hls/a HTTP/1.1\r\nHost"),
+            Parsed::Partial
+        ));
         assert!(matches!(
             parse(b"GET /hls/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
             Parsed::Request(_)

@@ -54,7 +54,7 @@ async fn hls(
     let client = peer.map(|p| p.0.0.ip());
     let key = match target(&front.edge, &method, version, &uri) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let answer = front.edge.get(&key, client).await;
     respond(&front.edge, &key, answer, &headers, method == Method::HEAD)
@@ -63,29 +63,31 @@ async fn hls(
 /// The cache key a request asks for, or the answer that refuses it: a
 /// method other than GET/HEAD, an absolute URL, a path or query that is not
 /// a cacheable HLS object.
-pub(crate) fn target(
+fn target(
     edge: &Edge,
     method: &Method,
     version: Version,
     uri: &Uri,
-) -> Result<CacheKey, Response> {
+) -> Result<CacheKey, Box<Response>> {
     if method != Method::GET && method != Method::HEAD {
-        return Err((
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, "GET, HEAD")],
-            "only GET and HEAD\n",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, "GET, HEAD")],
+                "only GET and HEAD\n",
+            )
+                .into_response(),
+        ));
     }
     // An HTTP/1 absolute-form target (`GET http://other/...`) asks for a
     // proxy: refused. (HTTP/2 always carries an authority.)
     if uri.authority().is_some() && version < Version::HTTP_2 {
-        return Err(plain(
+        return Err(Box::new(plain(
             StatusCode::BAD_REQUEST,
             "absolute URLs are not served\n",
-        ));
+        )));
     }
-    CacheKey::parse(uri.path(), uri.query()).map_err(|e| refused(edge, e))
+    CacheKey::parse(uri.path(), uri.query()).map_err(|e| Box::new(refused(edge, e)))
 }
 
 /// The answer to a request target that is not a cacheable HLS object.
