@@ -891,6 +891,78 @@ async fn the_hit_path_keeps_http_rules_from_memory_and_from_disk() {
     edge.running.shutdown().await;
 }
 
+/// The hit path keeps the HTTP listener's limits on HLS requests: a head
+/// sent a byte at a time, a silent connection, an idle keep-alive one and a
+/// client that stops reading a segment sent from disk are all closed, and
+/// none of them holds up anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hit_path_closes_slow_silent_idle_and_stalled_clients() {
+    const LEN: usize = 24 << 20;
+    let origin =
+        TestOrigin::start(|_| Reply::Full(200, headers(TS, SEGMENT_CC), segment(LEN, 5))).await;
+    let edge = edge(&[origin.url()], |c| {
+        c.http.header_read_timeout_seconds = 1;
+        c.http.idle_timeout_seconds = 2;
+    })
+    .await;
+    let addr = edge.addr();
+    assert_eq!(get(addr, "/hls/s/v/big.ts").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        header(&get(addr, "/hls/s/v/big.ts").await.1, "cache-status").contains("detail=disk"),
+        "the segment is not on disk yet"
+    );
+
+    let mut loris = tokio::net::TcpStream::connect(addr).await.unwrap();
+    loris
+        .write_all(b"GET /hls/s/v/big.ts HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"HEAD /hls/s/v/big.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // A client with a small receive buffer that asks for 24 MiB and reads
+    // nothing: the edge's sendfile stops when the socket buffers are full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /hls/s/v/big.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    // Meanwhile, everyone else is served.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, body) = get(addr, "/hls/s/v/big.ts").await;
+    assert_eq!((status, body.len()), (200, LEN));
+
+    let (t, got) = until_closed(&mut loris, Duration::from_secs(5)).await;
+    assert!(
+        t < Duration::from_secs(3) && got.is_empty(),
+        "slow loris held {t:?}"
+    );
+    let (t, _) = until_closed(&mut silent, Duration::from_secs(6)).await;
+    assert!(t < Duration::from_secs(4), "silent client held {t:?}");
+    let (_, got) = until_closed(&mut idle, Duration::from_secs(6)).await;
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"),
+        "the keep-alive request was answered before the close"
+    );
+    // The stalled reader: after the idle timeout the edge gives up, so
+    // reading now ends (closed or reset) short of the whole segment.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, got) = until_closed(&mut stalled, Duration::from_secs(10)).await;
+    assert!(
+        got.len() < LEN,
+        "a client that stopped reading got all {} bytes: nothing was cut",
+        got.len()
+    );
+    assert!(edge.metric("ferry_http_idle_closed_total").await >= 2.0);
+    edge.running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_with_prior_knowledge_is_served() {
     let origin =

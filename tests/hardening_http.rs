@@ -5,29 +5,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Reads until the server closes; returns how long that took and what came.
-async fn until_closed(s: &mut TcpStream, limit: Duration) -> (Duration, Vec<u8>) {
-    let started = Instant::now();
-    let mut got = Vec::new();
-    let r = tokio::time::timeout(limit, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(r.is_ok(), "connection still open after {limit:?}");
-    (started.elapsed(), got)
-}
 
 async fn start_strict() -> TestServer {
     start_with(|c| {

@@ -94,11 +94,9 @@ impl HitPath {
             if pending.is_empty() {
                 // Idle: no buffer held while the client thinks.
                 pending = BytesMut::new();
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Served::Closed,
-                    r = tcp.readable() => if r.is_err() { return Served::Closed },
-                    () = tokio::time::sleep(limits.idle_timeout) => return Served::IdleClosed,
+                match wait_for_request(&tcp, limits.idle_timeout, cancel).await {
+                    Ok(first) => pending = first,
+                    Err(served) => return served,
                 }
             }
             let request = match read_head(&mut tcp, &mut pending, limits).await {
@@ -421,6 +419,34 @@ pub fn parse(buf: &[u8]) -> Parsed {
         }
     }
     Parsed::Request(request)
+}
+
+/// Waits, holding no buffer, until the client sends a request's first
+/// bytes, and returns them; or how the connection ends (closed by the
+/// client, idle for `idle`, or shutdown). A wake-up with nothing to read
+/// (readiness may be reported spuriously) goes back to waiting, with the
+/// same deadline.
+async fn wait_for_request(
+    tcp: &TcpStream,
+    idle: Duration,
+    cancel: &CancellationToken,
+) -> Result<BytesMut, Served> {
+    let deadline = tokio::time::Instant::now() + idle;
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Served::Closed),
+            r = tcp.readable() => if r.is_err() { return Err(Served::Closed) },
+            () = tokio::time::sleep_until(deadline) => return Err(Served::IdleClosed),
+        }
+        let mut first = BytesMut::with_capacity(FIRST_READ);
+        match tcp.try_read_buf(&mut first) {
+            Ok(0) => return Err(Served::Closed),
+            Ok(_) => return Ok(first),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(Served::Closed),
+        }
+    }
 }
 
 /// Reads into `buf` until it holds a whole head: the request, `None` for

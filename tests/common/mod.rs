@@ -139,6 +139,26 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Reads until the peer closes (or resets): how long that took and what
+/// came; fails if it is still open after `limit`.
+pub async fn until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (Duration, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(limit, async {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "connection still open after {limit:?}");
+    (started.elapsed(), got)
+}
+
 /// A GET returning status, lower-cased headers and the raw body.
 pub async fn get_bytes(
     addr: std::net::SocketAddr,
