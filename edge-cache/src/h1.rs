@@ -93,11 +93,11 @@ impl HitPath {
         loop {
             if pending.is_empty() {
                 // Idle: no buffer held while the client thinks.
-                pending = BytesMut::new();
-                match wait_for_request(&tcp, limits.idle_timeout, cancel).await {
-                    Ok(first) => pending = first,
+                drop(std::mem::take(&mut pending));
+                pending = match wait_for_request(&tcp, limits.idle_timeout, cancel).await {
+                    Ok(first) => first,
                     Err(served) => return served,
-                }
+                };
             }
             let request = match read_head(&mut tcp, &mut pending, limits).await {
                 Ok(Some(r)) => r,
