@@ -1,5 +1,6 @@
-//! The HTTP side of `ferry serve`: Prometheus metrics and a health check today;
-//! HLS and the control API mount here later.
+//! The HTTP side of `ferry serve` and `ferry control`: HLS objects from the
+//! store and LL-HLS from the live packagers, the control API, the web UI,
+//! Prometheus metrics and a health check, on one router.
 
 use std::sync::{Arc, Mutex};
 

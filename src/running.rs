@@ -115,11 +115,6 @@ impl Running {
         })
         .await;
     }
-
-    /// A token that stops the server when cancelled.
-    pub fn cancel_token(&self) -> CancellationToken {
-        self.cancel.clone()
-    }
 }
 
 pub(crate) fn spawn_http(

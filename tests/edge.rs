@@ -623,8 +623,8 @@ async fn ten_thousand_idle_keep_alive_connections_cost_a_bounded_amount() {
         .arg(data.path())
         .env("FERRY_HTTP__MAX_CONNECTIONS", "12000")
         .env("FERRY_HTTP__IDLE_TIMEOUT_SECONDS", "300")
-        // hyper's header timer also runs while a keep-alive connection waits
-        // for its next request, so it bounds idle keep-alive too.
+        // Long timeouts: the connections must stay open while RSS is read
+        // (the idle timeout bounds a keep-alive connection between requests).
         .env("FERRY_HTTP__HEADER_READ_TIMEOUT_SECONDS", "300")
         .env("FERRY_LOG", "warn")
         .kill_on_drop(true)

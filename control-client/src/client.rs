@@ -37,14 +37,6 @@ pub enum ClientError {
     Decode(String),
 }
 
-impl ClientError {
-    /// True when control refused this token or this request for good (403),
-    /// rather than failing.
-    pub fn is_forbidden(&self) -> bool {
-        matches!(self, ClientError::Status { status: 403, .. })
-    }
-}
-
 /// `res` if it succeeded; else its status and body as the error.
 async fn success(res: reqwest::Response) -> Result<reqwest::Response, ClientError> {
     let status = res.status();

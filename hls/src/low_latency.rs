@@ -71,12 +71,6 @@ impl LiveView {
             .map(|s| (s.sequence, s.parts.len().max(1) as u64 - 1))
     }
 
-    /// The media sequence number of the newest segment the playlist shows
-    /// (the one being built counts once it has a part).
-    pub fn last_sequence(&self) -> Option<u64> {
-        self.last_part().map(|(msn, _)| msn)
-    }
-
     /// Whether a blocking request for `want` can be answered now.
     pub fn satisfies(&self, want: &Blocking) -> bool {
         if self.ended {

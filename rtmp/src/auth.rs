@@ -1,5 +1,6 @@
-//! Who may publish: one trait, so the config file today and the control plane
-//! tomorrow can answer the same question.
+//! Who may publish: one trait, so that the config file's static keys and the
+//! control plane (over HTTP, with a cache for its outages) answer the same
+//! question.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
-use crate::amf0::{self, Amf0Value};
+use crate::amf0::Amf0Value;
 use crate::limits::PUSH_WRITE_TIMEOUT;
 use crate::message::{self, Message, type_id, user_control};
 use crate::tls::Io;
@@ -219,21 +219,6 @@ impl Client {
             self.t.flush().await?;
         }
         Ok(msg)
-    }
-
-    /// Sends `onMetaData` as `@setDataFrame`, as encoders do.
-    pub async fn send_metadata(
-        &mut self,
-        props: Vec<(String, Amf0Value)>,
-    ) -> Result<(), RtmpError> {
-        let body = amf0::encode_all(&[
-            Amf0Value::String("@setDataFrame".into()),
-            Amf0Value::String("onMetaData".into()),
-            Amf0Value::EcmaArray(props),
-        ]);
-        self.t
-            .queue(csid::DATA, 0, type_id::DATA_AMF0, self.stream_id, &body);
-        self.push().await
     }
 
     /// Sends one media tag (header and shared payload, not joined).
