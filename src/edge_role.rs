@@ -20,7 +20,8 @@ use crate::running::{
     Running, StartError, bind, connection_caps, prepare, rtmp_server_config, spawn_http,
 };
 
-/// How often pending evictions run and the memory gauge is updated.
+/// How often pending evictions run, the memory gauge is updated and free
+/// heap pages go back to the kernel.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Starts an edge serving `/hls/...` from `[edge] origins` on `[http] listen`.
@@ -68,7 +69,10 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tick.tick() => { edge.memory_bytes(); }
+                    _ = tick.tick() => {
+                        edge.memory_bytes();
+                        crate::allocator::release_free_pages();
+                    }
                 }
             }
         })

@@ -2,6 +2,7 @@
 //! into one process. Kept as a library so integration tests run the real server
 //! in-process and read its bound addresses.
 
+pub mod allocator;
 pub mod config;
 mod control_role;
 pub mod director_role;

@@ -173,28 +173,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Makes glibc's malloc give large blocks back to the kernel when they are
-/// freed. An edge allocates each segment's body whole on its way to the disk
-/// tier; by default the mmap threshold grows to the size of the first such
-/// block freed, after which bodies come from arenas that keep their pages,
-/// and the edge's RSS grows with what went through it rather than with what
-/// it holds.
-#[allow(unsafe_code)] // One allocator setting, see the SAFETY note.
-fn return_large_blocks() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        /// Blocks from this size up are mapped on their own.
-        const THRESHOLD: libc::c_int = 256 * 1024;
-        // SAFETY: mallopt only sets an allocator parameter; it is called
-        // before the runtime's threads exist, and any value is valid for
-        // M_MMAP_THRESHOLD up to 32 MiB.
-        let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) };
-        if set != 1 {
-            tracing::warn!("mallopt(M_MMAP_THRESHOLD) refused");
-        }
-    }
-}
-
 /// `ferry serve` (every role, or an origin with `[control] url`), `ferry
 /// control` or `ferry edge`; until ctrl-c.
 fn run_server(config: &Config, role: Role) -> anyhow::Result<()> {
@@ -203,7 +181,7 @@ fn run_server(config: &Config, role: Role) -> anyhow::Result<()> {
         .context("invalid log filter")?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
     if role == Role::Edge {
-        return_large_blocks();
+        ferry::allocator::return_large_blocks();
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
