@@ -141,10 +141,13 @@ impl HitPath {
                 } else {
                     Body::File(&file.file)
                 };
-                let meta = &file.meta;
-                return self
-                    .write_hit(tcp, &key, meta, CacheStatus::DiskHit, body, req, idle)
-                    .await;
+                let hit = Hit {
+                    object: &file.meta,
+                    status: CacheStatus::DiskHit,
+                    length: file.len(),
+                    body,
+                };
+                return self.write_hit(tcp, &key, hit, req, idle).await;
             }
             Found::File(file) => self.edge.loaded(file).await,
             Found::Answer(a) => a,
@@ -157,9 +160,13 @@ impl HitPath {
             } else {
                 Body::Bytes(&object.body)
             };
-            return self
-                .write_hit(tcp, &key, object, *status, body, req, idle)
-                .await;
+            let hit = Hit {
+                object,
+                status: *status,
+                length: object.body.len() as u64,
+                body,
+            };
+            return self.write_hit(tcp, &key, hit, req, idle).await;
         }
         let mut headers = HeaderMap::new();
         if let Some(v) = &req.range {
@@ -175,17 +182,20 @@ impl HitPath {
     /// Writes a whole cached object: the headers [`server::respond`] gives
     /// it, then the body: from memory in the same `writev`, from a file with
     /// `sendfile`.
-    #[allow(clippy::too_many_arguments)]
     async fn write_hit(
         &self,
         tcp: &mut TcpStream,
         key: &CacheKey,
-        object: &Object,
-        status: CacheStatus,
-        body: Body<'_>,
+        hit: Hit<'_>,
         req: &Request,
         idle: Duration,
     ) -> io::Result<bool> {
+        let Hit {
+            object,
+            status,
+            length,
+            body,
+        } = hit;
         let now = Instant::now();
         let h = &object.head;
         let mut head = Vec::with_capacity(512);
@@ -223,10 +233,6 @@ impl HitPath {
         if h.status == 200 {
             field("accept-ranges", "bytes");
         }
-        let length = match body {
-            Body::File(_) | Body::Empty if object.body.is_empty() => h.content_length.unwrap_or(0),
-            _ => object.body.len() as u64,
-        };
         let _ = write!(
             head,
             "age: {}\r\ncontent-length: {length}\r\n",
@@ -256,6 +262,15 @@ impl HitPath {
         }
         Ok(req.keep_alive)
     }
+}
+
+/// A whole object to answer with: its head and freshness, how it was
+/// found, its length, and where its body comes from.
+struct Hit<'a> {
+    object: &'a Object,
+    status: CacheStatus,
+    length: u64,
+    body: Body<'a>,
 }
 
 /// Where a hit's body comes from.
@@ -323,11 +338,10 @@ fn plain_hit(object: &Object, req: &Request) -> bool {
         404 => true,
         200 => {
             req.range.is_none()
-                && !req.if_none_match.as_ref().is_some_and(|v| {
-                    let mut h = HeaderMap::new();
-                    h.insert(header::IF_NONE_MATCH, v.clone());
-                    server::etag_matches(&h, &object.etag)
-                })
+                && !req
+                    .if_none_match
+                    .as_ref()
+                    .is_some_and(|v| server::none_match(v, &object.etag))
         }
         _ => false,
     }

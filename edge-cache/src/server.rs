@@ -219,11 +219,15 @@ fn base_headers(head: &Head, etag: Option<&str>, age: u64, cache_status: &str) -
     h
 }
 
-pub(crate) fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
-    let Some(v) = headers
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
         .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    else {
+        .is_some_and(|v| none_match(v, etag))
+}
+
+/// Whether an `If-None-Match` value names `etag` (or `*`), weak or strong.
+pub(crate) fn none_match(value: &HeaderValue, etag: &str) -> bool {
+    let Ok(v) = value.to_str() else {
         return false;
     };
     v.split(',').any(|t| {
