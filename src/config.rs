@@ -276,8 +276,15 @@ pub struct ControlConfig {
     /// Another process's control plane (`ferry control`), e.g.
     /// `http://10.0.0.2:8080`: this process is then an origin only, asking it
     /// to authorise publishers (with `admin_token`) and reporting its live
-    /// streams to it. Empty: the control plane runs here.
+    /// streams to it. Empty: the control plane runs here. Several URLs,
+    /// comma-separated (control processes sharing one PostgreSQL): nodes
+    /// use the first that answers and move on when it stops answering.
     pub url: String,
+    /// The control plane's state in PostgreSQL
+    /// (`postgres://user:password@host:5432/ferry`), shared by every
+    /// `ferry control` process given the same URL. Empty: SQLite, the
+    /// file `control.db` in the data directory.
+    pub database_url: String,
     /// Nodes that sent no heartbeat for this many seconds are removed from
     /// the registry.
     pub node_prune_seconds: u64,
@@ -295,6 +302,7 @@ impl Default for ControlConfig {
         Self {
             local_worker: true,
             url: String::new(),
+            database_url: String::new(),
             node_prune_seconds: control::nodes::DEFAULT_NODE_PRUNE.as_secs(),
             edge_dead_ms: control::nodes::DEFAULT_EDGE_DEAD.as_millis() as u64,
             history_seconds: 5.0,

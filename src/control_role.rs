@@ -17,9 +17,30 @@ use crate::node::{self, ControlPlane, NodeInfo};
 use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
 use crate::stream_settings::StreamSettings;
 
-/// The control plane of this process: state in SQLite, seeded from `streams`,
-/// with an admin token (given, or made and shown once).
-pub(crate) fn open_control(
+/// The control plane's state: PostgreSQL when `[control] database_url`
+/// names one, else SQLite in the data directory.
+async fn open_db(config: &Config) -> Result<control::Db, StartError> {
+    let url = config.control.database_url.trim();
+    if !url.is_empty() {
+        let db = control::Db::connect(url)
+            .await
+            .map_err(StartError::Control)?;
+        info!("control state in PostgreSQL");
+        return Ok(db);
+    }
+    let db_path = config.data_dir.join("control.db");
+    let db = control::Db::open(&db_path).map_err(StartError::Control)?;
+    // Hashed secrets, but still nobody else's business.
+    if let Err(e) = crate::state_files::make_private(&db_path) {
+        warn!(error = %e, "cannot make the control database private");
+    }
+    Ok(db)
+}
+
+/// The control plane of this process: its state (SQLite or PostgreSQL),
+/// seeded from `streams`, with an admin token (given, or made and shown
+/// once).
+pub(crate) async fn open_control(
     config: &Config,
     hub: &Hub,
     rtmp_port: u16,
@@ -28,12 +49,12 @@ pub(crate) fn open_control(
     serves_hls: bool,
     autoscale_metrics: control::autoscale::AutoscaleMetrics,
 ) -> Result<Arc<control::Control>, StartError> {
-    let db_path = config.data_dir.join("control.db");
-    let db = Arc::new(control::Db::open(&db_path).map_err(StartError::Control)?);
-    // Hashed secrets, but still nobody else's business.
-    if let Err(e) = crate::state_files::make_private(&db_path) {
-        warn!(error = %e, "cannot make the control database private");
-    }
+    let db = Arc::new(open_db(config).await?);
+    let leader = Arc::new(control::leader::Leader::new(format!(
+        "{http_addr}-{}-{}",
+        std::process::id(),
+        control::db::now_ms()
+    )));
     let nodes = Arc::new(
         control::Nodes::new(std::time::Duration::from_secs(
             config.control.node_prune_seconds,
@@ -43,14 +64,17 @@ pub(crate) fn open_control(
         )),
     );
     let autoscaler = if config.autoscale.enabled {
-        Some(autoscaler(
-            config,
-            &db,
-            &nodes,
-            http_addr,
-            serves_hls,
-            autoscale_metrics,
-        )?)
+        Some(Arc::new(
+            autoscaler(
+                config,
+                &db,
+                &nodes,
+                http_addr,
+                serves_hls,
+                autoscale_metrics,
+            )?
+            .with_control_leader(leader.clone()),
+        ))
     } else {
         None
     };
@@ -67,16 +91,19 @@ pub(crate) fn open_control(
         },
         nodes,
         autoscaler,
+        leader,
         ..control::Control::new(db, hub.clone())
     });
     for s in streams {
         control
             .seed_stream(&s.name, &s.key)
+            .await
             .map_err(StartError::Control)?;
     }
     let given = (!config.admin_token.is_empty()).then_some(config.admin_token.as_str());
     if let Some(token) = control
         .ensure_admin_token(given)
+        .await
         .map_err(StartError::Control)?
     {
         // Shown once, on the console only; the database keeps its hash.
@@ -102,7 +129,7 @@ fn autoscaler(
     http_addr: SocketAddr,
     serves_hls: bool,
     metrics: control::autoscale::AutoscaleMetrics,
-) -> Result<Arc<control::autoscale::Autoscaler>, StartError> {
+) -> Result<control::autoscale::Autoscaler, StartError> {
     use control::autoscale::{Provider, kubernetes::KubernetesProvider, local};
     let a = &config.autoscale;
     let provider: Arc<dyn Provider> = match a.provider.as_str() {
@@ -135,7 +162,10 @@ fn autoscaler(
                 control_url: format!("http://{http_addr}"),
                 token_for: {
                     let db = db.clone();
-                    Arc::new(move |dir: &std::path::Path| edge_token(&db, dir))
+                    Arc::new(move |dir: std::path::PathBuf| {
+                        let db = db.clone();
+                        Box::pin(async move { edge_token(&db, &dir).await })
+                    })
                 },
                 origins,
             };
@@ -145,12 +175,12 @@ fn autoscaler(
             )
         }
     };
-    Ok(Arc::new(control::autoscale::Autoscaler::new(
+    Ok(control::autoscale::Autoscaler::new(
         a.clone(),
         nodes.clone(),
         provider,
         metrics,
-    )))
+    ))
 }
 
 /// Who holds the autoscaler's Lease: the node id when set (the pod name in
@@ -168,11 +198,11 @@ fn lease_identity(config: &Config) -> String {
 /// The token of the local edge in `dir`: the one kept there while the
 /// database still knows it, else a new one (a node token acts as one node,
 /// so each edge has its own; one per port directory bounds their number).
-fn edge_token(db: &control::Db, dir: &std::path::Path) -> Result<String, String> {
+async fn edge_token(db: &control::Db, dir: &std::path::Path) -> Result<String, String> {
     let path = dir.join(EDGE_TOKEN_FILE);
     if let Ok(t) = std::fs::read_to_string(&path)
         && matches!(
-            db.token_role(t.trim()),
+            db.token_role(t.trim()).await,
             Ok(Some(control::db::TokenRole::Edge))
         )
     {
@@ -180,6 +210,7 @@ fn edge_token(db: &control::Db, dir: &std::path::Path) -> Result<String, String>
     }
     let token = control::secret::generate();
     db.add_token_with_role(&token, control::db::TokenRole::Edge)
+        .await
         .map_err(|e| format!("an edge token: {e}"))?;
     crate::state_files::write_atomic(&path, token.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -193,6 +224,19 @@ pub(crate) fn spawn_autoscaler(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let a = control.autoscaler.clone()?;
     Some(tokio::spawn(a.run(cancel.clone())))
+}
+
+/// Keeps this control process in step with the others on its database
+/// (liveness, drains, kicks, the leader's lease), once a second.
+pub(crate) fn spawn_sync(
+    control: &Arc<control::Control>,
+    cancel: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(
+        control
+            .clone()
+            .keep_in_sync(std::time::Duration::from_secs(1), cancel.clone()),
+    )
 }
 
 /// Samples the streams' and nodes' history every `[control]
@@ -228,7 +272,8 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
         &streams,
         false,
         autoscale_metrics.clone(),
-    )?;
+    )
+    .await?;
     let mut registry = Registry::with_prefix("ferry");
     autoscale_metrics.register(&mut registry);
     let cancel = CancellationToken::new();
@@ -268,5 +313,6 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     let mut tasks = vec![heartbeat, http_task];
     tasks.extend(autoscaler);
     tasks.push(spawn_history(&control, config, &cancel));
+    tasks.push(spawn_sync(&control, &cancel));
     Ok(Running::http_only(http_addr, hub, cancel, tasks))
 }

@@ -212,7 +212,7 @@ pub async fn heartbeat(
                     // Control reads this process's hub itself.
                     ingest: Default::default(),
                 };
-                if let Err(e) = control.nodes.beat(&control.db, row) {
+                if let Err(e) = control.nodes.beat(&control.db, row).await {
                     warn!(error = %e, "node heartbeat failed");
                 }
             }

@@ -128,7 +128,7 @@ fn edge_auth(fixed: &[String], control: Option<ControlPlane>) -> RelayAuth {
             }
             let ok = match &control {
                 None => false,
-                Some(ControlPlane::Local(c)) => c.may_relay(&token).unwrap_or(false),
+                Some(ControlPlane::Local(c)) => c.may_relay(&token).await.unwrap_or(false),
                 Some(ControlPlane::Remote(client)) => match client.verify_edge(&token).await {
                     Ok(ok) => ok,
                     Err(e) => {

@@ -85,15 +85,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let local = match &remote {
         Some(_) => None,
-        None => Some(open_control(
-            config,
-            &hub,
-            rtmp_addr.port(),
-            http_addr,
-            &streams,
-            true,
-            autoscale_metrics,
-        )?),
+        None => Some(
+            open_control(
+                config,
+                &hub,
+                rtmp_addr.port(),
+                http_addr,
+                &streams,
+                true,
+                autoscale_metrics,
+            )
+            .await?,
+        ),
     };
     if let Some(control) = &local {
         registry.register_collector(Box::new(control::AudienceCollector(control.nodes.clone())));
@@ -103,12 +106,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     // read when a stream goes live, over the config file.
     let settings_of: Arc<dyn Fn(&str) -> StreamSettings + Send + Sync> = match &local {
         Some(control) => {
-            let db = control.db.clone();
-            Arc::new(move |name: &str| {
-                db.stream(name)
-                    .map(|s| StreamSettings::from_stored(&s.settings))
-                    .unwrap_or_default()
-            })
+            let keys = control.keys.clone();
+            Arc::new(move |name: &str| StreamSettings::from_stored(&keys.settings(name)))
         }
         // An origin apart from control: the settings came with the publish grant.
         None => match &remote {
@@ -279,6 +278,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let Some(control) = &local {
         tasks.extend(crate::control_role::spawn_autoscaler(control, &cancel));
         tasks.push(crate::control_role::spawn_history(control, config, &cancel));
+        tasks.push(crate::control_role::spawn_sync(control, &cancel));
     }
     // A director on a listener of its own, following this process's edges.
     let mut director_addr = None;

@@ -50,9 +50,14 @@ async fn success(res: reqwest::Response) -> Result<reqwest::Response, ClientErro
     })
 }
 
-/// The control API at `base` (e.g. `http://10.0.0.2:8080`), with a token.
+/// The control API at one or more base URLs (e.g. `http://10.0.0.2:8080`:
+/// control processes sharing one database), with a token. Calls go to the
+/// one that answered last; one that does not answer, or answers with a
+/// server error, is passed over for the next, in order.
 pub struct ControlClient {
-    base: String,
+    bases: Vec<String>,
+    /// The index in `bases` of the one that answered last.
+    current: std::sync::atomic::AtomicUsize,
     token: String,
     client: reqwest::Client,
     /// The settings control sent with each stream's last publish grant.
@@ -60,18 +65,61 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
-    /// A client for `base`.
-    pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
+    /// A client for `bases`: one URL, or several separated by commas.
+    pub fn new(bases: &str, token: &str) -> Result<Self, ClientError> {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
+        let bases: Vec<String> = bases
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_owned())
+            .filter(|b| !b.is_empty())
+            .collect();
+        if bases.is_empty() {
+            return Err(ClientError::Build("no control URL".into()));
+        }
         Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
+            bases,
+            current: std::sync::atomic::AtomicUsize::new(0),
             token: token.to_owned(),
             client,
             settings: dashmap::DashMap::new(),
         })
+    }
+
+    /// The control URL calls go to now.
+    pub fn base(&self) -> &str {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.bases[i % self.bases.len()]
+    }
+
+    /// Sends the request `build` makes for a base URL: to the one that
+    /// answered last, then to each other in turn while they do not answer
+    /// or answer with a server error.
+    async fn send(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        use std::sync::atomic::Ordering;
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for step in 0..self.bases.len() {
+            let i = (first + step) % self.bases.len();
+            let base = &self.bases[i];
+            match build(base).bearer_auth(&self.token).send().await {
+                Ok(res) if !res.status().is_server_error() || step + 1 == self.bases.len() => {
+                    if i != first {
+                        tracing::info!(control = %base, "control plane reached at another URL");
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(res);
+                }
+                Ok(res) => last = Some(format!("{base} answered {}", res.status())),
+                Err(e) => last = Some(format!("{base}: {e}")),
+            }
+        }
+        Err(ClientError::Unreachable(last.unwrap_or_default()))
     }
 
     async fn post_raw<B: serde::Serialize>(
@@ -79,13 +127,8 @@ impl ControlClient {
         path: &str,
         body: &B,
     ) -> Result<reqwest::Response, ClientError> {
-        self.client
-            .post(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
+        self.send(|base| self.client.post(format!("{base}/api/v1{path}")).json(body))
             .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))
     }
 
     async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
@@ -115,12 +158,8 @@ impl ControlClient {
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let res = self
-            .client
-            .get(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+            .send(|base| self.client.get(format!("{base}/api/v1{path}")))
+            .await?;
         success(res)
             .await?
             .json()

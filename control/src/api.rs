@@ -52,7 +52,7 @@ impl From<DbError> for ApiError {
         match e {
             DbError::NotFound(_) => Self(StatusCode::NOT_FOUND, e.to_string()),
             DbError::Exists(_) => Self(StatusCode::CONFLICT, e.to_string()),
-            DbError::Sqlite(_) => {
+            DbError::Sqlite(_) | DbError::Postgres(_) | DbError::Column(_) => {
                 tracing::warn!(error = %e, "api database error");
                 Self(StatusCode::INTERNAL_SERVER_ERROR, "database error".into())
             }
@@ -529,9 +529,9 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn stream_view(c: &Control, stream: StreamRow, cluster: &Cluster) -> ApiResult<StreamView> {
+async fn stream_view(c: &Control, stream: StreamRow, cluster: &Cluster) -> ApiResult<StreamView> {
     Ok(StreamView {
-        keys: c.db.keys(&stream.name)?,
+        keys: c.db.keys(&stream.name).await?,
         live: live_status(c, &stream.name, cluster),
         stream,
     })
@@ -540,13 +540,13 @@ fn stream_view(c: &Control, stream: StreamRow, cluster: &Cluster) -> ApiResult<S
 /// Lists streams.
 #[utoipa::path(get, path = "/streams", responses((status = 200, body = [StreamView]), (status = 401, body = ErrorBody)))]
 async fn list_streams(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<StreamView>>> {
-    let rows = c.db.streams()?;
+    let rows = c.db.streams().await?;
     let cluster = Cluster::read(&c);
-    Ok(Json(
-        rows.into_iter()
-            .map(|s| stream_view(&c, s, &cluster))
-            .collect::<ApiResult<_>>()?,
-    ))
+    let mut views = Vec::with_capacity(rows.len());
+    for s in rows {
+        views.push(stream_view(&c, s, &cluster).await?);
+    }
+    Ok(Json(views))
 }
 
 /// Creates a stream with a first publish key (shown once).
@@ -558,9 +558,9 @@ async fn create_stream(
 ) -> ApiResult<(StatusCode, Json<CreatedStream>)> {
     let new = body(b)?;
     check_name(&new.name)?;
-    let stream = c.db.create_stream(&new.name, new.enabled)?;
+    let stream = c.db.create_stream(&new.name, new.enabled).await?;
     let key = crate::secret::generate();
-    let id = c.db.add_key(&stream.name, &key)?;
+    let id = c.db.add_key(&stream.name, &key).await?;
     c.auth.invalidate();
     Ok((
         StatusCode::CREATED,
@@ -578,11 +578,8 @@ async fn get_stream(
     State(c): State<Arc<Control>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<StreamView>> {
-    Ok(Json(stream_view(
-        &c,
-        c.db.stream(&name)?,
-        &Cluster::read(&c),
-    )?))
+    let row = c.db.stream(&name).await?;
+    Ok(Json(stream_view(&c, row, &Cluster::read(&c)).await?))
 }
 
 /// Enables or disables a stream (disabling kicks its publisher).
@@ -607,18 +604,18 @@ async fn patch_stream(
         ),
         None => None,
     };
-    let mut row = c.db.stream(&name)?;
+    let mut row = c.db.stream(&name).await?;
     if let Some(s) = settings {
-        row = c.db.set_stream_settings(&name, &s)?;
+        row = c.db.set_stream_settings(&name, &s).await?;
     }
     if let Some(enabled) = patch.enabled {
-        row = c.db.set_stream_enabled(&name, enabled)?;
+        row = c.db.set_stream_enabled(&name, enabled).await?;
         c.auth.invalidate();
         if !enabled {
             c.hub.kick(&name);
         }
     }
-    Ok(Json(stream_view(&c, row, &Cluster::read(&c))?))
+    Ok(Json(stream_view(&c, row, &Cluster::read(&c)).await?))
 }
 
 /// Deletes a stream, its keys and tasks; a live publisher is kicked.
@@ -628,7 +625,7 @@ async fn delete_stream(
     State(c): State<Arc<Control>>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    c.db.delete_stream(&name)?;
+    c.db.delete_stream(&name).await?;
     c.auth.invalidate();
     c.hub.kick(&name);
     Ok(StatusCode::NO_CONTENT)
@@ -642,7 +639,7 @@ async fn add_key(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<NewKey>)> {
     let key = crate::secret::generate();
-    let id = c.db.add_key(&name, &key)?;
+    let id = c.db.add_key(&name, &key).await?;
     c.auth.invalidate();
     Ok((StatusCode::CREATED, Json(NewKey { id, key })))
 }
@@ -654,7 +651,7 @@ async fn revoke_key(
     State(c): State<Arc<Control>>,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    c.db.revoke_key(&name, parse_id(&id)?)?;
+    c.db.revoke_key(&name, parse_id(&id)?).await?;
     c.auth.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -667,9 +664,9 @@ async fn rotate_key(
     State(c): State<Arc<Control>>,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<NewKey>)> {
-    c.db.revoke_key(&name, parse_id(&id)?)?;
+    c.db.revoke_key(&name, parse_id(&id)?).await?;
     let key = crate::secret::generate();
-    let id = c.db.add_key(&name, &key)?;
+    let id = c.db.add_key(&name, &key).await?;
     c.auth.invalidate();
     Ok((StatusCode::CREATED, Json(NewKey { id, key })))
 }
@@ -691,7 +688,7 @@ async fn stream_history(
     Path(name): Path<String>,
     Query(q): Query<HistorySince>,
 ) -> ApiResult<Json<Vec<crate::history::StreamPoint>>> {
-    c.db.stream(&name)?;
+    c.db.stream(&name).await?;
     Ok(Json(
         c.history
             .streams
@@ -733,12 +730,14 @@ async fn kick(
     Path(name): Path<String>,
     Query(scope): Query<KickScope>,
 ) -> ApiResult<StatusCode> {
-    c.db.stream(&name)?;
+    c.db.stream(&name).await?;
     let here = scope.node.is_none() && c.hub.kick(&name);
     let mut elsewhere = false;
     for (stream, node) in c.live_elsewhere() {
         if stream == name && scope.node.as_ref().is_none_or(|n| *n == node) {
-            // Live on another origin: it is told with its next heartbeat.
+            // Live on another origin: it is told with its next heartbeat,
+            // whichever control process that reaches.
+            c.db.add_kick(&stream, &node).await?;
             c.pending_kicks.insert((stream, node));
             elsewhere = true;
         }
@@ -761,7 +760,7 @@ async fn kick(
 async fn live(
     State(c): State<Arc<Control>>,
 ) -> ApiResult<Json<std::collections::BTreeMap<String, LiveStatus>>> {
-    let rows = c.db.streams()?;
+    let rows = c.db.streams().await?;
     let cluster = Cluster::read(&c);
     Ok(Json(
         rows.into_iter()
@@ -784,7 +783,8 @@ fn task_view(c: &Control, mut t: TaskRow) -> TaskRow {
 #[utoipa::path(get, path = "/tasks", responses((status = 200, body = [TaskRow])))]
 async fn list_tasks(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<TaskRow>>> {
     Ok(Json(
-        c.db.tasks(None)?
+        c.db.tasks(None)
+            .await?
             .into_iter()
             .map(|t| task_view(&c, t))
             .collect(),
@@ -799,7 +799,8 @@ async fn stream_tasks(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<TaskRow>>> {
     Ok(Json(
-        c.db.tasks(Some(&name))?
+        c.db.tasks(Some(&name))
+            .await?
             .into_iter()
             .map(|t| task_view(&c, t))
             .collect(),
@@ -822,7 +823,9 @@ async fn create_task(
     let config = kind
         .validate(&new.config)
         .map_err(|e| ApiError::bad(format!("invalid {} config: {e}", new.kind)))?;
-    let row = c.db.create_task(&name, &new.kind, &config, new.enabled)?;
+    let row =
+        c.db.create_task(&name, &new.kind, &config, new.enabled)
+            .await?;
     Ok((StatusCode::CREATED, Json(task_view(&c, row))))
 }
 
@@ -833,7 +836,7 @@ async fn get_task(
     State(c): State<Arc<Control>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskRow>> {
-    Ok(Json(task_view(&c, c.db.task(parse_id(&id)?)?)))
+    Ok(Json(task_view(&c, c.db.task(parse_id(&id)?).await?)))
 }
 
 /// Changes a task.
@@ -846,7 +849,7 @@ async fn patch_task(
 ) -> ApiResult<Json<TaskRow>> {
     let id = parse_id(&id)?;
     let patch = body(b)?;
-    let task = c.db.task(id)?;
+    let task = c.db.task(id).await?;
     let config = match &patch.config {
         Some(cfg) => {
             let kind = c
@@ -862,7 +865,7 @@ async fn patch_task(
     };
     Ok(Json(task_view(
         &c,
-        c.db.update_task(id, config.as_ref(), patch.enabled)?,
+        c.db.update_task(id, config.as_ref(), patch.enabled).await?,
     )))
 }
 
@@ -873,7 +876,7 @@ async fn delete_task(
     State(c): State<Arc<Control>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    c.db.delete_task(parse_id(&id)?)?;
+    c.db.delete_task(parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -914,8 +917,8 @@ async fn worker_claim(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<TaskRow>>> {
     worker_id(&id)?;
-    bind(&c, &caller, &id)?;
-    let tasks = leases(&c).claim_now(&id).map_err(|e| {
+    bind(&c, &caller, &id).await?;
+    let tasks = leases(&c).claim_now(&id).await.map_err(|e| {
         tracing::warn!(error = %e, "lease store failed");
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -936,9 +939,9 @@ async fn worker_renew(
     b: Body<Vec<TaskReport>>,
 ) -> ApiResult<Json<Vec<i64>>> {
     worker_id(&id)?;
-    bind(&c, &caller, &id)?;
+    bind(&c, &caller, &id).await?;
     let reports = body(b)?;
-    let held = leases(&c).renew_now(&id, &reports).map_err(|e| {
+    let held = leases(&c).renew_now(&id, &reports).await.map_err(|e| {
         tracing::warn!(error = %e, "lease store failed");
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -958,8 +961,8 @@ async fn worker_release(
     b: Body<Vec<i64>>,
 ) -> ApiResult<StatusCode> {
     worker_id(&id)?;
-    bind(&c, &caller, &id)?;
-    leases(&c).release_now(&id, &body(b)?);
+    bind(&c, &caller, &id).await?;
+    leases(&c).release_now(&id, &body(b)?).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -978,7 +981,7 @@ async fn server_info(State(c): State<Arc<Control>>) -> Json<crate::ServerInfo> {
 /// Nodes of the cluster.
 #[utoipa::path(get, path = "/nodes", responses((status = 200, body = [NodeRow])))]
 async fn nodes(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<NodeRow>>> {
-    Ok(Json(c.nodes.list(&c.db)?))
+    Ok(Json(c.nodes.list(&c.db).await?))
 }
 
 /// The edges and their state: `live` (gets viewers), `draining` (keeps its
@@ -995,7 +998,7 @@ async fn drain_edge(
     State(c): State<Arc<Control>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    set_draining(&c, &id, true)
+    set_draining(&c, &id, true).await
 }
 
 /// Sends viewers to a drained edge again.
@@ -1005,11 +1008,11 @@ async fn undrain_edge(
     State(c): State<Arc<Control>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    set_draining(&c, &id, false)
+    set_draining(&c, &id, false).await
 }
 
-fn set_draining(c: &Control, id: &str, draining: bool) -> ApiResult<StatusCode> {
-    if c.nodes.set_draining(id, draining) {
+async fn set_draining(c: &Control, id: &str, draining: bool) -> ApiResult<StatusCode> {
+    if c.nodes.set_draining(&c.db, id, draining).await? {
         tracing::info!(edge = %id, draining, "edge drain state set");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -1064,7 +1067,7 @@ async fn heartbeat(
     for name in &h.live {
         check_name(name)?;
     }
-    bind(&c, &caller, &h.id)?;
+    bind(&c, &caller, &h.id).await?;
     if !["origin", "edge", "worker", "all", "director"].contains(&h.role.as_str()) {
         return Err(ApiError::bad(
             "role must be origin, edge, worker, all or director",
@@ -1178,28 +1181,33 @@ async fn heartbeat(
         }
     }
     let node = h.id.clone();
-    c.nodes.beat(
-        &c.db,
-        NodeRow {
-            id: h.id,
-            role: h.role,
-            address: h.address,
-            version: h.version,
-            last_heartbeat_ms: now_ms(),
-            load: h.load,
-            streams: h.live.clone(),
-            edge: h.edge,
-            relay: h.relay,
-            viewers: h.viewers,
-            audience: h.audience,
-            ingest: h.ingest,
-        },
-    )?;
-    let kick = h
-        .live
-        .into_iter()
-        .filter(|s| c.pending_kicks.remove(&(s.clone(), node.clone())).is_some())
-        .collect();
+    c.nodes
+        .beat(
+            &c.db,
+            NodeRow {
+                id: h.id,
+                role: h.role,
+                address: h.address,
+                version: h.version,
+                last_heartbeat_ms: now_ms(),
+                load: h.load,
+                streams: h.live.clone(),
+                edge: h.edge,
+                relay: h.relay,
+                viewers: h.viewers,
+                audience: h.audience,
+                ingest: h.ingest,
+            },
+        )
+        .await?;
+    let mut kick = Vec::new();
+    for s in h.live {
+        // Told once: the process that takes it from the database tells.
+        let pair = (s, node.clone());
+        if c.pending_kicks.remove(&pair).is_some() && c.db.take_kick(&pair.0, &node).await? {
+            kick.push(pair.0);
+        }
+    }
     Ok(Json(HeartbeatReply { kick }))
 }
 
@@ -1243,7 +1251,7 @@ async fn relay_verify(
     b: Body<control_client::types::EdgeTokenCheck>,
 ) -> ApiResult<Json<control_client::types::EdgeTokenVerdict>> {
     let check = body(b)?;
-    let edge = c.may_relay(&check.token)?;
+    let edge = c.may_relay(&check.token).await?;
     Ok(Json(control_client::types::EdgeTokenVerdict { edge }))
 }
 
@@ -1268,9 +1276,9 @@ async fn auth_publish(
         ));
     }
     let check = body(b)?;
-    match c.db.lookup(&check.key).await {
+    match c.keys.lookup(&check.key).await {
         Ok(Ok(stream)) => {
-            let settings = c.db.stream(&stream).map(|s| s.settings).unwrap_or_default();
+            let settings = c.keys.settings(&stream);
             Ok(Json(PublishGrant { stream, settings }).into_response())
         }
         Ok(Err(why)) => {
@@ -1324,10 +1332,11 @@ struct CallerRole(crate::db::TokenRole);
 
 /// A node token acts as one node: refuses `id` if the token belongs to
 /// another node that is alive.
-fn bind(c: &Control, caller: &Caller, id: &str) -> ApiResult<()> {
+async fn bind(c: &Control, caller: &Caller, id: &str) -> ApiResult<()> {
     match c
         .db
-        .bind_node(&caller.0, id, |other| c.nodes.alive(other))?
+        .bind_node(&caller.0, id, |other| c.nodes.alive(other))
+        .await?
     {
         Ok(()) => Ok(()),
         Err(crate::db::BoundElsewhere(why)) => Err(ApiError(StatusCode::FORBIDDEN, why)),
@@ -1342,7 +1351,11 @@ async fn require_token(State(c): State<Arc<Control>>, req: Request, next: Next) 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let caller = token.map(|t| Caller(t.to_owned()));
-    match token.map(|t| c.db.token_role(t)) {
+    let role = match token {
+        Some(t) => Some(c.db.token_role(t).await),
+        None => None,
+    };
+    match role {
         Some(Ok(Some(role))) if role.may_call(req.uri().path()) => {
             let mut req = req;
             if let Some(caller) = caller {
@@ -1400,7 +1413,7 @@ pub struct CreatedToken {
 /// Tokens (hints only).
 #[utoipa::path(get, path = "/tokens", responses((status = 200, body = [crate::db::TokenRow])))]
 async fn list_tokens(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<crate::db::TokenRow>>> {
-    Ok(Json(c.db.tokens()?))
+    Ok(Json(c.db.tokens().await?))
 }
 
 /// Makes a token (shown once): a node token acts as one node of its kind.
@@ -1412,7 +1425,7 @@ async fn create_token(
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let new = body(b)?;
     let token = crate::secret::generate();
-    let id = c.db.add_token_with_role(&token, new.role)?;
+    let id = c.db.add_token_with_role(&token, new.role).await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { id, token })))
 }
 
@@ -1423,7 +1436,7 @@ async fn delete_token(
     State(c): State<Arc<Control>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    c.db.delete_token(parse_id(&id)?)?;
+    c.db.delete_token(parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -30,39 +30,46 @@ impl LocalLeases {
         live
     }
 
-    /// [`Leases::claim`], synchronously.
-    pub fn claim_now(&self, worker: &str) -> Result<Vec<TaskRow>, LeaseError> {
+    /// [`Leases::claim`].
+    pub async fn claim_now(&self, worker: &str) -> Result<Vec<TaskRow>, LeaseError> {
         self.db
             .claim_tasks(worker, &self.live(), lease_until(), MAX_TASKS)
+            .await
             .map_err(|e| LeaseError::Store(e.to_string()))
     }
 
-    /// [`Leases::renew`], synchronously.
-    pub fn renew_now(&self, worker: &str, running: &[TaskReport]) -> Result<Vec<i64>, LeaseError> {
+    /// [`Leases::renew`].
+    pub async fn renew_now(
+        &self,
+        worker: &str,
+        running: &[TaskReport],
+    ) -> Result<Vec<i64>, LeaseError> {
         let live = self.live();
         let mut held = Vec::new();
         for r in running {
             let wanted = self
                 .db
                 .task(r.id)
+                .await
                 .is_ok_and(|t| t.enabled && live.contains(&t.stream));
             let renewed = self
                 .db
                 .renew_task(r.id, worker, lease_until(), &r.status)
+                .await
                 .map_err(|e| LeaseError::Store(e.to_string()))?;
             if renewed && wanted {
                 held.push(r.id);
             } else if renewed {
-                let _ = self.db.release_task(r.id, worker);
+                let _ = self.db.release_task(r.id, worker).await;
             }
         }
         Ok(held)
     }
 
-    /// [`Leases::release`], synchronously.
-    pub fn release_now(&self, worker: &str, ids: &[i64]) {
+    /// [`Leases::release`].
+    pub async fn release_now(&self, worker: &str, ids: &[i64]) {
         for id in ids {
-            let _ = self.db.release_task(*id, worker);
+            let _ = self.db.release_task(*id, worker).await;
         }
     }
 }
@@ -73,13 +80,15 @@ fn lease_until() -> i64 {
 
 impl Leases for LocalLeases {
     fn claim<'a>(&'a self, worker: &'a str) -> LeaseFuture<'a, Vec<TaskRow>> {
-        Box::pin(std::future::ready(self.claim_now(worker)))
+        Box::pin(self.claim_now(worker))
     }
     fn renew<'a>(&'a self, worker: &'a str, running: Vec<TaskReport>) -> LeaseFuture<'a, Vec<i64>> {
-        Box::pin(std::future::ready(self.renew_now(worker, &running)))
+        Box::pin(async move { self.renew_now(worker, &running).await })
     }
     fn release<'a>(&'a self, worker: &'a str, ids: Vec<i64>) -> LeaseFuture<'a, ()> {
-        self.release_now(worker, &ids);
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(async move {
+            self.release_now(worker, &ids).await;
+            Ok(())
+        })
     }
 }

@@ -10,6 +10,8 @@ pub mod autoscale;
 pub mod db;
 pub mod history;
 pub mod ingest;
+pub mod keys;
+pub mod leader;
 pub mod leases;
 pub mod nodes;
 pub mod secret;
@@ -30,6 +32,8 @@ pub struct Control {
     pub db: Arc<Db>,
     /// Publish authorisation (its cache is invalidated on changes).
     pub auth: ControlAuth,
+    /// What `auth` looks keys up in, with the settings each stream had then.
+    pub keys: Arc<keys::StreamKeys>,
     /// Live state, kicks.
     pub hub: Hub,
     /// Task types known to this build.
@@ -37,7 +41,8 @@ pub struct Control {
     /// What clients need to know about this server.
     pub server: ServerInfo,
     /// Kicks asked for streams live on another origin, handed to it with the
-    /// answer to its next heartbeat.
+    /// answer to its next heartbeat: stored, and mirrored here so a beat
+    /// looks at the database only when a kick waits for its node.
     pub pending_kicks: Arc<dashmap::DashSet<(String, String)>>,
     /// What per-stream settings may say (the server that applies them decides).
     pub settings: SettingsKind,
@@ -49,7 +54,12 @@ pub struct Control {
     pub autoscaler: Option<Arc<autoscale::Autoscaler>>,
     /// What streams and nodes did recently ([`Control::record_history`]).
     pub history: Arc<history::History>,
+    /// Whether this process leads the control processes on its database.
+    pub leader: Arc<leader::Leader>,
 }
+
+/// A kick no origin collected within this is dropped.
+const KICK_TTL_MS: i64 = 60_000;
 
 /// `POST /auth/publish` calls a token may make per [`AUTH_CHECK_WINDOW`]
 /// (origins cache answers, so real ones make a few per publish).
@@ -126,17 +136,19 @@ pub struct ServerInfo {
 impl Control {
     /// Whether `token` may pull over an origin's relay: an edge's token or
     /// an admin's.
-    pub fn may_relay(&self, token: &str) -> Result<bool, db::DbError> {
+    pub async fn may_relay(&self, token: &str) -> Result<bool, db::DbError> {
         Ok(matches!(
-            self.db.token_role(token)?,
+            self.db.token_role(token).await?,
             Some(db::TokenRole::Admin | db::TokenRole::Edge | db::TokenRole::EdgeFleet)
         ))
     }
 
     /// Wires the control plane to `db` and `hub`.
     pub fn new(db: Arc<Db>, hub: Hub) -> Self {
+        let keys = Arc::new(keys::StreamKeys::new(db.clone()));
         Self {
-            auth: ControlAuth::with_lookup(db.clone()),
+            auth: ControlAuth::with_lookup(keys.clone()),
+            keys,
             db,
             hub,
             types: TaskTypes::builtin(),
@@ -147,6 +159,11 @@ impl Control {
             nodes: Arc::new(Nodes::new(nodes::DEFAULT_NODE_PRUNE)),
             autoscaler: None,
             history: Arc::default(),
+            leader: Arc::new(leader::Leader::new(format!(
+                "control-{}-{}",
+                std::process::id(),
+                db::now_ms()
+            ))),
         }
     }
 
@@ -167,10 +184,10 @@ impl Control {
 
     /// Adds a point at `now_ms` to the history of every stream (its ingest
     /// here or on an origin, its audience in the cluster) and every node.
-    pub fn record_history(&self, now_ms: i64) {
+    pub async fn record_history(&self, now_ms: i64) {
         let audience = self.nodes.audience();
         let ingest = self.ingest();
-        if let Ok(streams) = self.db.streams() {
+        if let Ok(streams) = self.db.streams().await {
             for s in streams {
                 let a = audience.get(&s.name).cloned().unwrap_or_default();
                 let report = ingest.get(&s.name).map(|(_, r)| r);
@@ -225,7 +242,7 @@ impl Control {
         }
         // Origins, workers, directors: their CPU.
         let fresh = now_ms - NODE_FRESH_MS;
-        for n in self.nodes.list(&self.db).unwrap_or_default() {
+        for n in self.nodes.list(&self.db).await.unwrap_or_default() {
             if n.role != "edge" && n.last_heartbeat_ms >= fresh {
                 self.history.nodes.push(
                     &n.id,
@@ -249,9 +266,64 @@ impl Control {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tick.tick() => self.record_history(db::now_ms()),
+                _ = tick.tick() => self.record_history(db::now_ms()).await,
             }
         }
+    }
+
+    /// Shares state with the other control processes on the same database
+    /// (liveness, drains, kicks waiting), and does what the leader does
+    /// (pruning) when `leader`. Called about once a second.
+    pub async fn sync_cluster(&self, leader: bool) -> Result<(), DbError> {
+        self.nodes.sync(&self.db).await?;
+        if leader {
+            // An origin that never beat again with the stream: let it go.
+            self.db
+                .drop_kicks_before(db::now_ms() - KICK_TTL_MS)
+                .await?;
+        }
+        let kicks = self.db.kicks().await?;
+        self.pending_kicks.retain(|k| kicks.contains(k));
+        for k in kicks {
+            self.pending_kicks.insert(k);
+        }
+        self.nodes.prune(&self.db, leader).await;
+        Ok(())
+    }
+
+    /// Keeps this process in the cluster until `cancel`: every `every`, takes
+    /// or keeps the leader's lease and runs [`Control::sync_cluster`]; on
+    /// the way out, gives the lease up.
+    pub async fn keep_in_sync(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let result = match self.leader.renew(&self.db).await {
+                Ok(leader) => self.sync_cluster(leader).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "control cannot sync with its database");
+                    failing = true;
+                }
+                Ok(()) if failing => {
+                    tracing::info!("control syncs with its database again");
+                    failing = false;
+                }
+                _ => {}
+            }
+        }
+        self.leader.resign(&self.db).await;
     }
 
     /// Streams live on other origins (reported with their heartbeats), with
@@ -263,15 +335,15 @@ impl Control {
     /// Applies a stream seeded from the config file, once: the first start
     /// creates it with `key`; later starts add a key that is new in the file,
     /// but never bring back a stream or key an operator deleted or revoked.
-    pub fn seed_stream(&self, name: &str, key: &str) -> Result<(), DbError> {
-        let first = self.db.seed_once("stream", name)?;
-        let exists = match self.db.stream(name) {
+    pub async fn seed_stream(&self, name: &str, key: &str) -> Result<(), DbError> {
+        let first = self.db.seed_once("stream", name).await?;
+        let exists = match self.db.stream(name).await {
             Ok(_) => true,
             Err(DbError::NotFound(_)) => false,
             Err(e) => return Err(e),
         };
         if first && !exists {
-            match self.db.create_stream(name, true) {
+            match self.db.create_stream(name, true).await {
                 Ok(_) | Err(DbError::Exists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -283,8 +355,10 @@ impl Control {
             return Ok(());
         }
         let key_seed = secret::hex(&secret::hash(key));
-        if self.db.seed_once("key", &key_seed)? && self.db.stream_for_key(key)?.is_none() {
-            match self.db.add_key(name, key) {
+        if self.db.seed_once("key", &key_seed).await?
+            && self.db.stream_for_key(key).await?.is_none()
+        {
+            match self.db.add_key(name, key).await {
                 Ok(_) | Err(DbError::Exists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -296,16 +370,16 @@ impl Control {
     /// Makes sure an operator token exists: `given` (e.g. `FERRY_ADMIN_TOKEN`)
     /// replaces the previous given one; with none stored and none given, a new
     /// one is made and returned so the caller can show it once.
-    pub fn ensure_admin_token(&self, given: Option<&str>) -> Result<Option<String>, DbError> {
+    pub async fn ensure_admin_token(&self, given: Option<&str>) -> Result<Option<String>, DbError> {
         if let Some(t) = given.filter(|t| !t.is_empty()) {
-            self.db.set_env_admin_token(t)?;
+            self.db.set_env_admin_token(t).await?;
             return Ok(None);
         }
-        if self.db.has_tokens()? {
+        if self.db.has_tokens().await? {
             return Ok(None);
         }
         let token = secret::generate();
-        self.db.add_token(&token)?;
+        self.db.add_token(&token).await?;
         Ok(Some(token))
     }
 }

@@ -1,7 +1,10 @@
 //! The node registry: which nodes exist (in the database: registrations,
 //! written when a node is new or its role, address or version change) and
-//! which are alive (in memory: every heartbeat, no database write). Nodes gone
-//! for longer than the prune time are forgotten.
+//! which are alive (in memory: every heartbeat, no database write per beat).
+//! Several control processes share liveness through [`Nodes::sync`]: once a
+//! second each stores the beats it received in one batch and reads the
+//! others', so a beat reaching any of them counts everywhere within about a
+//! second. Nodes gone for longer than the prune time are forgotten.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,11 +30,21 @@ pub struct Nodes {
     prune_after_ms: i64,
     last_prune_ms: Mutex<i64>,
     edge_dead_ms: i64,
-    /// Edges an operator (or the autoscaler) marked draining, in memory: a
-    /// restart of control forgets it, and the edge's next beats say whether
-    /// it drains itself.
+    /// Edges an operator (or the autoscaler) marked draining: stored, and
+    /// mirrored here by [`Nodes::sync`].
     drained: DashMap<String, ()>,
+    /// Nodes that beat here since the last [`Nodes::sync`].
+    fresh: dashmap::DashSet<String>,
+    /// Drain marks made in memory ([`Nodes::mark_draining`]) that the next
+    /// [`Nodes::sync`] stores.
+    drain_writes: Mutex<Vec<(String, bool)>>,
+    /// The newest beat time read back by [`Nodes::sync`] (0: none yet).
+    read_up_to_ms: Mutex<i64>,
 }
+
+/// How far back [`Nodes::sync`] reads beats other control processes stored,
+/// past the newest it has seen: their batches land up to a second apart.
+const SYNC_OVERLAP_MS: i64 = 5_000;
 
 impl Nodes {
     /// A registry that forgets nodes silent for `prune_after`.
@@ -42,6 +55,9 @@ impl Nodes {
             last_prune_ms: Mutex::new(0),
             edge_dead_ms: i64::try_from(DEFAULT_EDGE_DEAD.as_millis()).unwrap_or(i64::MAX),
             drained: DashMap::new(),
+            fresh: dashmap::DashSet::new(),
+            drain_writes: Mutex::new(Vec::new()),
+            read_up_to_ms: Mutex::new(0),
         }
     }
 
@@ -51,8 +67,25 @@ impl Nodes {
         self
     }
 
-    /// Marks edge `id` draining (or not); false if no such edge has beaten.
-    pub fn set_draining(&self, id: &str, draining: bool) -> bool {
+    /// Marks edge `id` draining (or not), stored so that it holds on every
+    /// control process and across restarts; false if no such edge has beaten.
+    pub async fn set_draining(&self, db: &Db, id: &str, draining: bool) -> Result<bool, DbError> {
+        let known = self.live.get(id).is_some_and(|n| n.role == "edge");
+        if known {
+            db.set_drain(id, draining).await?;
+            if draining {
+                self.drained.insert(id.to_owned(), ());
+            } else {
+                self.drained.remove(id);
+            }
+        }
+        Ok(known)
+    }
+
+    /// Marks edge `id` draining (or not) here at once, stored with the next
+    /// [`Nodes::sync`] (for callers that cannot wait on the database, such as
+    /// the autoscaler's plan); false if no such edge has beaten.
+    pub fn mark_draining(&self, id: &str, draining: bool) -> bool {
         let known = self.live.get(id).is_some_and(|n| n.role == "edge");
         if known {
             if draining {
@@ -60,8 +93,72 @@ impl Nodes {
             } else {
                 self.drained.remove(id);
             }
+            self.drain_writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((id.to_owned(), draining));
         }
         known
+    }
+
+    /// Shares liveness with the other control processes on the same
+    /// database: stores the beats received here since the last call, reads
+    /// those stored by the others (a newer beat replaces an older one), and
+    /// the drains. Called about once a second.
+    pub async fn sync(&self, db: &Db) -> Result<(), DbError> {
+        let writes =
+            std::mem::take(&mut *self.drain_writes.lock().unwrap_or_else(|e| e.into_inner()));
+        for (i, (id, draining)) in writes.iter().enumerate() {
+            if let Err(e) = db.set_drain(id, *draining).await {
+                // Kept for the next call, in order.
+                let mut queue = self.drain_writes.lock().unwrap_or_else(|e| e.into_inner());
+                let rest: Vec<_> = writes[i..].to_vec();
+                queue.splice(0..0, rest);
+                return Err(e);
+            }
+        }
+        let ids: Vec<String> = self.fresh.iter().map(|id| id.clone()).collect();
+        let beats: Vec<NodeRow> = ids
+            .iter()
+            .filter_map(|id| {
+                self.fresh.remove(id);
+                self.live.get(id).map(|n| n.clone())
+            })
+            .collect();
+        if let Err(e) = db.store_beats(&beats).await {
+            // Stored with the next call instead.
+            for b in &beats {
+                self.fresh.insert(b.id.clone());
+            }
+            return Err(e);
+        }
+        let since = {
+            let last = *self.read_up_to_ms.lock().unwrap_or_else(|e| e.into_inner());
+            if last == 0 {
+                now_ms().saturating_sub(self.prune_after_ms)
+            } else {
+                last - SYNC_OVERLAP_MS
+            }
+        };
+        let mut newest = since;
+        for beat in db.beats_since(since).await? {
+            newest = newest.max(beat.last_heartbeat_ms);
+            let newer = self
+                .live
+                .get(&beat.id)
+                .is_none_or(|n| n.last_heartbeat_ms < beat.last_heartbeat_ms);
+            if newer {
+                self.live.insert(beat.id.clone(), beat);
+            }
+        }
+        *self.read_up_to_ms.lock().unwrap_or_else(|e| e.into_inner()) =
+            newest.max(now_ms() - SYNC_OVERLAP_MS);
+        let drains = db.drains().await?;
+        self.drained.retain(|id, _| drains.contains(id));
+        for id in drains {
+            self.drained.insert(id, ());
+        }
+        Ok(())
     }
 
     /// Directors reporting now.
@@ -127,8 +224,8 @@ impl Nodes {
     /// Forgets edge `id` at once (the autoscaler stopped it): directors drop
     /// it at their next poll instead of after its heartbeats run out.
     pub fn forget_edge(&self, id: &str) {
+        self.mark_draining(id, false);
         self.live.remove_if(id, |_, n| n.role == "edge");
-        self.drained.remove(id);
     }
 
     /// Every edge that has beaten since this process started, with its state
@@ -166,16 +263,16 @@ impl Nodes {
 
     /// Records a heartbeat: in memory always, in the database only when the
     /// node's registration is new or changed.
-    pub fn beat(&self, db: &Db, mut node: NodeRow) -> Result<(), DbError> {
+    pub async fn beat(&self, db: &Db, mut node: NodeRow) -> Result<(), DbError> {
         node.last_heartbeat_ms = now_ms();
         let changed = self.live.get(&node.id).is_none_or(|old| {
             old.role != node.role || old.address != node.address || old.version != node.version
         });
         if changed {
-            db.heartbeat(&node)?;
+            db.heartbeat(&node).await?;
         }
+        self.fresh.insert(node.id.clone());
         self.live.insert(node.id.clone(), node);
-        self.prune(db);
         Ok(())
     }
 
@@ -203,10 +300,10 @@ impl Nodes {
 
     /// Every registered node, with its latest heartbeat, load and streams
     /// (from memory where it has beaten since this process started).
-    pub fn list(&self, db: &Db) -> Result<Vec<NodeRow>, DbError> {
-        self.prune(db);
+    pub async fn list(&self, db: &Db) -> Result<Vec<NodeRow>, DbError> {
         let mut nodes: Vec<NodeRow> = db
-            .nodes()?
+            .nodes()
+            .await?
             .into_iter()
             .map(|stored| match self.live.get(&stored.id) {
                 Some(live) => live.clone(),
@@ -236,8 +333,9 @@ impl Nodes {
     }
 
     /// Removes nodes silent for longer than the prune time (at most every
-    /// few seconds).
-    fn prune(&self, db: &Db) {
+    /// few seconds): from memory in every control process, from the
+    /// database by the `leader` (it must run once).
+    pub async fn prune(&self, db: &Db, leader: bool) {
         let now = now_ms();
         {
             let mut last = self.last_prune_ms.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,8 +346,11 @@ impl Nodes {
         }
         let cutoff = now.saturating_sub(self.prune_after_ms);
         self.live.retain(|_, n| n.last_heartbeat_ms >= cutoff);
+        if !leader {
+            return;
+        }
         let live: Vec<String> = self.live.iter().map(|n| n.id.clone()).collect();
-        if let Err(e) = db.prune_nodes(cutoff, &live) {
+        if let Err(e) = db.prune_nodes(cutoff, &live).await {
             tracing::warn!(error = %e, "pruning nodes failed");
         }
     }
@@ -276,17 +377,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn beats_live_in_memory_and_registrations_in_the_database() {
+    #[tokio::test]
+    async fn beats_live_in_memory_and_registrations_in_the_database() {
         let db = Db::memory().expect("db");
         let nodes = Nodes::new(DEFAULT_NODE_PRUNE);
-        nodes.beat(&db, node("o1", &["a"])).expect("beat");
-        let stored = db.nodes().expect("nodes")[0].last_heartbeat_ms;
+        nodes.beat(&db, node("o1", &["a"])).await.expect("beat");
+        let stored = db.nodes().await.expect("nodes")[0].last_heartbeat_ms;
         std::thread::sleep(Duration::from_millis(5));
-        nodes.beat(&db, node("o1", &["a", "b"])).expect("beat");
+        nodes
+            .beat(&db, node("o1", &["a", "b"]))
+            .await
+            .expect("beat");
         // Same registration: the database row was not written again.
-        assert_eq!(db.nodes().expect("nodes")[0].last_heartbeat_ms, stored);
-        let listed = nodes.list(&db).expect("list");
+        assert_eq!(
+            db.nodes().await.expect("nodes")[0].last_heartbeat_ms,
+            stored
+        );
+        let listed = nodes.list(&db).await.expect("list");
         assert_eq!(listed.len(), 1);
         assert!(listed[0].last_heartbeat_ms > stored, "liveness from memory");
         assert_eq!(listed[0].streams, ["a", "b"]);
@@ -297,21 +404,50 @@ mod tests {
         assert_eq!(live, [("a".into(), "o1".into()), ("b".into(), "o1".into())]);
     }
 
-    #[test]
-    fn silent_nodes_are_pruned() {
+    #[tokio::test]
+    async fn silent_nodes_are_pruned() {
         let db = Db::memory().expect("db");
         let nodes = Nodes::new(Duration::from_millis(1));
-        nodes.beat(&db, node("gone", &[])).expect("beat");
+        nodes.beat(&db, node("gone", &[])).await.expect("beat");
         std::thread::sleep(Duration::from_millis(20));
         *nodes.last_prune_ms.lock().expect("lock") = 0;
-        nodes.beat(&db, node("here", &[])).expect("beat");
+        nodes.beat(&db, node("here", &[])).await.expect("beat");
+        nodes.prune(&db, true).await;
         let ids: Vec<String> = nodes
             .list(&db)
+            .await
             .expect("list")
             .into_iter()
             .map(|n| n.id)
             .collect();
         assert_eq!(ids, ["here"]);
         assert!(!nodes.alive("gone"));
+    }
+
+    #[tokio::test]
+    async fn liveness_and_drains_reach_another_control_process_through_the_database() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.db");
+        let (db_a, db_b) = (Db::open(&path).expect("db"), Db::open(&path).expect("db"));
+        let (a, b) = (
+            Nodes::new(DEFAULT_NODE_PRUNE),
+            Nodes::new(DEFAULT_NODE_PRUNE),
+        );
+        let mut edge = node("e1", &[]);
+        edge.role = "edge".into();
+        a.beat(&db_a, edge).await.expect("beat");
+        a.beat(&db_a, node("o1", &["s"])).await.expect("beat");
+        assert!(!b.alive("e1"));
+        a.sync(&db_a).await.expect("sync a");
+        b.sync(&db_b).await.expect("sync b");
+        assert!(b.alive("e1") && b.alive("o1"));
+        assert_eq!(b.live_streams(), [("s".into(), "o1".into())]);
+        // A drain set through one is seen by the other.
+        assert!(b.set_draining(&db_b, "e1", true).await.expect("drain"));
+        a.sync(&db_a).await.expect("sync a");
+        assert_eq!(a.edges()[0].state, "draining");
+        assert!(b.set_draining(&db_b, "e1", false).await.expect("undrain"));
+        a.sync(&db_a).await.expect("sync a");
+        assert_eq!(a.edges()[0].state, "live");
     }
 }

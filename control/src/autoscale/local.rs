@@ -19,7 +19,14 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The control token of the edge whose data directory is given: one per
 /// edge, since a node token acts as one node.
-pub type TokenFor = Arc<dyn Fn(&std::path::Path) -> Result<String, String> + Send + Sync>;
+pub type TokenFor = Arc<
+    dyn Fn(
+            std::path::PathBuf,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Where and how the local edges run.
 #[derive(Clone)]
@@ -76,7 +83,7 @@ impl LocalProvider {
             .find(|p| std::net::TcpListener::bind((c.host.as_str(), *p)).is_ok())
     }
 
-    fn spawn(&self, port: u16) -> Result<String, ProviderError> {
+    async fn spawn(&self, port: u16) -> Result<String, ProviderError> {
         let c = &self.setup.config;
         let id = Self::id_of(port);
         let dir = self.setup.data_dir.join(&id);
@@ -84,7 +91,9 @@ impl LocalProvider {
         // The edge keeps the id it finds in its data directory: the one
         // the autoscaler expects it to report under.
         std::fs::write(dir.join("node-id"), &id)?;
-        let token = (self.setup.token_for)(&dir).map_err(ProviderError::Config)?;
+        let token = (self.setup.token_for)(dir.clone())
+            .await
+            .map_err(ProviderError::Config)?;
         let log = std::fs::File::create(dir.join("edge.log"))?;
         let mut cmd = Command::new(&self.setup.program);
         cmd.arg("edge")
@@ -134,7 +143,7 @@ impl Provider for LocalProvider {
                     break;
                 };
                 taken.push(port);
-                ids.push(self.spawn(port)?);
+                ids.push(self.spawn(port).await?);
             }
             Ok(ids)
         })

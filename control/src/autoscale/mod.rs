@@ -190,6 +190,8 @@ pub struct Autoscaler {
     provider: Arc<dyn Provider>,
     metrics: AutoscaleMetrics,
     state: Mutex<State>,
+    /// The control processes' leader lease: only its holder scales.
+    control: Option<Arc<crate::leader::Leader>>,
 }
 
 impl Autoscaler {
@@ -216,7 +218,15 @@ impl Autoscaler {
             nodes,
             provider,
             metrics,
+            control: None,
         }
+    }
+
+    /// Scales only while `leader` holds the control processes' lease (with
+    /// several control processes on one database, one of them scales).
+    pub fn with_control_leader(mut self, leader: Arc<crate::leader::Leader>) -> Self {
+        self.control = Some(leader);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -261,13 +271,15 @@ impl Autoscaler {
 
     /// One evaluation and what follows from it, when this process leads.
     pub async fn evaluate(&self) {
-        let leader = match self.provider.leader().await {
-            Ok(l) => l,
-            Err(e) => {
-                self.provider_failed("holding the lease", &e);
-                false
-            }
-        };
+        let leads_control = self.control.as_ref().is_none_or(|l| l.is_leader());
+        let leader = leads_control
+            && match self.provider.leader().await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.provider_failed("holding the lease", &e);
+                    false
+                }
+            };
         let was = std::mem::replace(&mut self.lock().leader, leader);
         if was != leader {
             info!(leader, "autoscaler leadership changed");
@@ -422,7 +434,7 @@ impl Autoscaler {
             ours.reverse();
             for r in ours.into_iter().take(usize::try_from(need).unwrap_or(0)) {
                 s.drains.cancel(&r.id);
-                self.nodes.set_draining(&r.id, false);
+                self.nodes.mark_draining(&r.id, false);
                 self.act(
                     s,
                     "undrain",
@@ -460,7 +472,7 @@ impl Autoscaler {
             for id in autoscale::victims(&candidates, excess) {
                 let v = candidates.iter().find(|c| c.0 == id).map_or(0, |c| c.1);
                 s.drains.begin(&id, now);
-                self.nodes.set_draining(&id, true);
+                self.nodes.mark_draining(&id, true);
                 self.act(
                     s,
                     "drain",
