@@ -14,11 +14,9 @@ $sudo apt-get install -y -q --no-install-recommends \
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
   libavfilter-dev libavdevice-dev \
   ffmpeg rtmpdump python3 python3-librtmp
-# nginx with the RTMP module: a restream receiver in tests and the fan-out
-# bench's peer; with the stream module, a TLS terminator in front of it (an
-# RTMPS receiver). Installed as a test peer only, so Debian must not start a
-# system nginx on port 80 (policy-rc.d 101 = "do not start services").
-if [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || [ ! -f /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+# Installs Debian packages that are test peers only: Debian must not start
+# their system services (policy-rc.d 101 = "do not start services").
+install_without_starting() {
   policy=/usr/sbin/policy-rc.d
   made_policy=""
   if [ ! -e "$policy" ]; then
@@ -26,8 +24,19 @@ if [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || [ ! -f /usr/lib/nginx/m
     $sudo chmod +x "$policy"
     made_policy=1
   fi
-  $sudo apt-get install -y -q --no-install-recommends nginx-light libnginx-mod-rtmp libnginx-mod-stream
+  $sudo apt-get install -y -q --no-install-recommends "$@"
   [ -z "$made_policy" ] || $sudo rm -f "$policy"
+}
+# nginx with the RTMP module: a restream receiver in tests and the fan-out
+# bench's peer; with the stream module, a TLS terminator in front of it (an
+# RTMPS receiver).
+if [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || [ ! -f /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+  install_without_starting nginx-light libnginx-mod-rtmp libnginx-mod-stream
+fi
+# PostgreSQL: the control plane's shared state in tests (each test makes its
+# own cluster with initdb and starts it with pg_ctl on a free port).
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  install_without_starting postgresql
 fi
 # The web UI's browser test: Debian's Chromium, and Node.js for playwright-core.
 $sudo apt-get install -y -q --no-install-recommends chromium

@@ -11,9 +11,28 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_lifecycle_through_the_api() {
-    let server = start().await;
+/// Runs the test `$name(db)` twice: on SQLite (`db` is `None`) and on a
+/// PostgreSQL server of its own (`db` is its URL).
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(None).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let pg = super::postgres::PgServer::start();
+                super::$name(Some(pg.url())).await
+            }
+        }
+    };
+}
+
+on_both_backends!(stream_lifecycle_through_the_api);
+async fn stream_lifecycle_through_the_api(db: Option<String>) {
+    let server = start_on(db.as_deref()).await;
     let http = server.running.http_addr;
     let tok = Some(ADMIN);
 
@@ -140,9 +159,9 @@ async fn operations(http: std::net::SocketAddr) -> Vec<(String, String)> {
     ops
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_refuses_a_missing_or_wrong_token() {
-    let server = start().await;
+on_both_backends!(every_route_refuses_a_missing_or_wrong_token);
+async fn every_route_refuses_a_missing_or_wrong_token(db: Option<String>) {
+    let server = start_on(db.as_deref()).await;
     let http = server.running.http_addr;
     for (method, path) in operations(http).await {
         for token in [None, Some("wrong-token"), Some("")] {
@@ -187,9 +206,9 @@ async fn every_route_refuses_a_missing_or_wrong_token() {
     assert_eq!(status, 204);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_bodies_get_400_with_a_reason() {
-    let server = start().await;
+on_both_backends!(invalid_bodies_get_400_with_a_reason);
+async fn invalid_bodies_get_400_with_a_reason(db: Option<String>) {
+    let server = start_on(db.as_deref()).await;
     let http = server.running.http_addr;
     let tok = Some(ADMIN);
     let cases: &[(&str, &str, &str, &str)] = &[
@@ -259,11 +278,15 @@ async fn invalid_bodies_get_400_with_a_reason() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_survives_a_restart() {
+on_both_backends!(state_survives_a_restart);
+async fn state_survives_a_restart(db: Option<String>) {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_owned();
-    let first = start_with(|c| c.data_dir = dir.clone()).await;
+    let first = start_with(|c| {
+        c.data_dir = dir.clone();
+        c.control.database_url = db.clone().unwrap_or_default();
+    })
+    .await;
     let http = first.running.http_addr;
     let (_, created) = api(
         http,
@@ -283,7 +306,11 @@ async fn state_survives_a_restart() {
     );
     first.running.shutdown().await;
 
-    let second = start_with(|c| c.data_dir = dir.clone()).await;
+    let second = start_with(|c| {
+        c.data_dir = dir.clone();
+        c.control.database_url = db.clone().unwrap_or_default();
+    })
+    .await;
     let http = second.running.http_addr;
     let (status, s) = api(http, "GET", "/streams/kept", Some(ADMIN), None).await;
     assert_eq!(status, 200, "{s}");
@@ -317,9 +344,9 @@ fn edge_beat(id: &str, address: &str) -> String {
     .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_tokens_act_as_one_kind_and_a_node_id_belongs_to_its_first_token() {
-    let server = start().await;
+on_both_backends!(node_tokens_act_as_one_kind_and_a_node_id_belongs_to_its_first_token);
+async fn node_tokens_act_as_one_kind_and_a_node_id_belongs_to_its_first_token(db: Option<String>) {
+    let server = start_on(db.as_deref()).await;
     let http = server.running.http_addr;
     let beat = |token: String, body: String| async move {
         api(http, "POST", "/nodes/heartbeat", Some(&token), Some(&body)).await
@@ -379,9 +406,9 @@ async fn node_tokens_act_as_one_kind_and_a_node_id_belongs_to_its_first_token() 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_viewers() {
-    let server = start().await;
+on_both_backends!(a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_viewers);
+async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_viewers(db: Option<String>) {
+    let server = start_on(db.as_deref()).await;
     let http = server.running.http_addr;
     let beat = |token: String, body: String| async move {
         api(http, "POST", "/nodes/heartbeat", Some(&token), Some(&body)).await

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod nginx;
 pub mod player;
+pub mod postgres;
 pub mod s3;
 pub mod test_origin;
 
@@ -91,6 +92,12 @@ impl TestServer {
 
 pub async fn start() -> TestServer {
     start_with(|_| {}).await
+}
+
+/// A server whose control state is in PostgreSQL at `database_url`, or in
+/// SQLite when `None`.
+pub async fn start_on(database_url: Option<&str>) -> TestServer {
+    start_with(|c| c.control.database_url = database_url.unwrap_or_default().to_owned()).await
 }
 
 pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
