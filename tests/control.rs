@@ -407,7 +407,9 @@ async fn node_tokens_act_as_one_kind_and_a_node_id_belongs_to_its_first_token(db
 }
 
 on_both_backends!(a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_viewers);
-async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_viewers(db: Option<String>) {
+async fn a_fleet_token_acts_as_many_edges_each_its_own_and_directors_report_viewers(
+    db: Option<String>,
+) {
     let server = start_on(db.as_deref()).await;
     let http = server.running.http_addr;
     let beat = |token: String, body: String| async move {

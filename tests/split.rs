@@ -327,3 +327,302 @@ async fn kicks_reach_every_redundant_origin_or_just_the_one_named() {
     .await;
     assert_eq!(status, 409);
 }
+
+/// `ferry edge` caching HLS from `origin`, reporting to the control
+/// processes at `controls` (a comma-separated list) with the admin token.
+async fn edge_of(origin: std::net::SocketAddr, controls: &str) -> cluster::Node {
+    let envs = [("FERRY_CONTROL__URL", controls.to_owned())];
+    cluster::start_node(&envs, |_| {
+        vec![
+            "edge".into(),
+            "--origins".into(),
+            format!("http://{origin}"),
+        ]
+    })
+    .await
+}
+
+async fn edge_states(control: std::net::SocketAddr) -> Vec<(String, String)> {
+    let (_, edges) = api(control, "GET", "/edges", Some(ADMIN), None).await;
+    edges
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                    (s("id"), s("state"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The edges the director places viewers on.
+async fn placed_edges(director: std::net::SocketAddr) -> Vec<String> {
+    let (status, _, body) = get_bytes(director, "/director/placement").await;
+    if status != 200 {
+        return Vec::new();
+    }
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    report["edges"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Two `ferry control` processes on one PostgreSQL, an origin, two edges, a
+/// director and a worker, all given both control URLs. The control process
+/// they talk to is SIGKILLed while ffmpeg publishes; then PostgreSQL itself
+/// is down for 10 s. Nothing an operator set is lost, publishing and
+/// playing go on, and the cluster follows changes through the other one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_outlives_a_control_process_and_a_database_restart() {
+    let mut pg = postgres::PgServer::start();
+    let mut c1 = cluster::control_node(&pg.url()).await;
+    let c2 = cluster::control_node(&pg.url()).await;
+    let controls = format!("{},{}", c1.url(), c2.url());
+
+    // Configuration made through the first; read back through the second.
+    let (status, created) = api(
+        c1.http,
+        "POST",
+        "/streams",
+        Some(ADMIN),
+        Some(r#"{"name":"ha"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"]["key"].as_str().unwrap().to_owned();
+    let (status, _) = api(c2.http, "GET", "/streams/ha", Some(ADMIN), None).await;
+    assert_eq!(
+        status, 200,
+        "the second control process reads the same state"
+    );
+
+    let origin = start_with(|c| {
+        c.control.url = controls.clone();
+        c.streams.clear();
+    })
+    .await;
+    let origin_http = origin.running.http_addr;
+    let e1 = edge_of(origin_http, &controls).await;
+    let e2 = edge_of(origin_http, &controls).await;
+    let director_data = tempfile::tempdir().unwrap();
+    let director = {
+        let mut config = Config {
+            data_dir: director_data.path().to_owned(),
+            admin_token: ADMIN.into(),
+            ..Config::default()
+        };
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
+        config.control.url = controls.clone();
+        config.director.poll_ms = 200;
+        ferry::director_role::start_director(&config).await.unwrap()
+    };
+    wait_for(
+        "both edges live at the second control process",
+        Duration::from_secs(30),
+        || async {
+            edge_states(c2.http)
+                .await
+                .iter()
+                .filter(|e| e.1 == "live")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    let ids: Vec<String> = edge_states(c1.http)
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+
+    // A restream task, run by a worker that knows both control URLs.
+    let port = free_port();
+    let receiver = receiver(port).await;
+    let task = json!({"kind": "restream", "config": {"url": format!("rtmp://127.0.0.1:{port}/live/mirrorkey")}}).to_string();
+    let (status, t) = api(
+        c1.http,
+        "POST",
+        "/streams/ha/tasks",
+        Some(ADMIN),
+        Some(&task),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let worker_dir = tempfile::tempdir().unwrap();
+    let _worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "worker",
+            "--id",
+            "w1",
+            "--token",
+            ADMIN,
+            "--control",
+            &controls,
+        ])
+        .args([
+            "--origin",
+            &format!("rtmp://{}/live", origin.running.rtmp_addr),
+        ])
+        .arg("--data-dir")
+        .arg(worker_dir.path())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let _encoder = publish_background(&origin.rtmp_url(&key), 100);
+    wait_for(
+        "the worker to restream",
+        Duration::from_secs(30),
+        || async { receiver.running.hub.is_live("mirror") },
+    )
+    .await;
+
+    // An operator drains the second edge through the first control process.
+    let (status, _) = api(
+        c1.http,
+        "POST",
+        &format!("/edges/{}/drain", ids[1]),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    c1.signal("KILL");
+    let killed = Instant::now();
+
+    // A stream created after the kill publishes within a bound: the origin
+    // moves to the second control process on its own.
+    let (status, created) = api(
+        c2.http,
+        "POST",
+        "/streams",
+        Some(ADMIN),
+        Some(r#"{"name":"fresh"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let fresh_key = created["key"]["key"].as_str().unwrap().to_owned();
+    let asked = Instant::now();
+    let _fresh = publish_background(&origin.rtmp_url(&fresh_key), 100);
+    wait_for(
+        "the new stream to go live",
+        Duration::from_secs(15),
+        || async { origin.running.hub.is_live("fresh") },
+    )
+    .await;
+    let authorised = asked.elapsed();
+    eprintln!(
+        "a new stream published {authorised:?} after asking, control killed {:?} before",
+        killed.elapsed()
+    );
+    assert!(
+        authorised < Duration::from_secs(8),
+        "publish authorised after {authorised:?}"
+    );
+
+    // The drain made before the kill holds (the other process reads drains
+    // within a second); the edges beat into the other.
+    wait_for(
+        "the drain and the live edge at the other control process",
+        Duration::from_secs(5),
+        || async {
+            let states = edge_states(c2.http).await;
+            states.contains(&(ids[1].clone(), "draining".into()))
+                && states.contains(&(ids[0].clone(), "live".into()))
+        },
+    )
+    .await;
+    // The worker's task keeps running (renewed through the other URL).
+    tokio::time::sleep(worker::LEASE + Duration::from_secs(2)).await;
+    assert!(
+        receiver.running.hub.is_live("mirror"),
+        "the restream stopped"
+    );
+    let (_, tasks) = api(c2.http, "GET", "/streams/ha/tasks", Some(ADMIN), None).await;
+    assert_eq!(tasks[0]["worker"], json!("w1"), "{tasks}");
+    assert_eq!(tasks[0]["state"], json!("running"), "{tasks}");
+
+    // An edge started after the kill reaches the director through control.
+    let e3 = edge_of(origin_http, &controls).await;
+    wait_for(
+        "the director to place viewers on the new edge",
+        Duration::from_secs(30),
+        || async {
+            let placed = placed_edges(director.http_addr).await;
+            let new: Vec<String> = edge_states(c2.http)
+                .await
+                .into_iter()
+                .filter(|(id, s)| s == "live" && !ids.contains(id))
+                .map(|e| e.0)
+                .collect();
+            new.len() == 1 && placed.contains(&new[0]) && !placed.contains(&ids[1])
+        },
+    )
+    .await;
+    let (status, _, _) = get_bytes(director.http_addr, "/hls/ha/master.m3u8").await;
+    assert_eq!(status, 200, "the director serves through the kill");
+
+    // PostgreSQL down for 10 s, then back: the control process answers
+    // again, nothing is lost, and the stream was never interrupted.
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        origin.running.hub.is_live("ha"),
+        "publishing stopped with the database"
+    );
+    pg.start_again();
+    wait_for(
+        "control to answer from the database again",
+        Duration::from_secs(20),
+        || async { api(c2.http, "GET", "/streams", Some(ADMIN), None).await.0 == 200 },
+    )
+    .await;
+    let (_, streams) = api(c2.http, "GET", "/streams", Some(ADMIN), None).await;
+    let names: Vec<&str> = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["fresh", "ha"]);
+    wait_for(
+        "the edges to beat again",
+        Duration::from_secs(20),
+        || async {
+            let s = edge_states(c2.http).await;
+            s.contains(&(ids[1].clone(), "draining".into()))
+                && s.iter().filter(|e| e.1 == "live").count() == 2
+        },
+    )
+    .await;
+    wait_for(
+        "the restream to run after the database restart",
+        Duration::from_secs(20),
+        || async { receiver.running.hub.is_live("mirror") },
+    )
+    .await;
+
+    // The killed process comes back and shares the same state.
+    c1.restart().await;
+    let (_, states) = api(c1.http, "GET", "/streams/ha", Some(ADMIN), None).await;
+    assert_eq!(states["name"], json!("ha"));
+    wait_for(
+        "the restarted control process to see the drain",
+        Duration::from_secs(10),
+        || async {
+            edge_states(c1.http)
+                .await
+                .contains(&(ids[1].clone(), "draining".into()))
+        },
+    )
+    .await;
+    drop((e1, e2, e3));
+}

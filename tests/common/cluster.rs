@@ -92,13 +92,21 @@ fn spawn(
     cmd.spawn().unwrap()
 }
 
-/// Both listeners accept (HTTP is bound first, RTMP a moment later).
+/// Both listeners accept (HTTP is bound first, RTMP a moment later); a
+/// `ferry control` has HTTP only.
 async fn wait_healthy(node: &Node) {
+    let rtmp = node.args.first().is_none_or(|role| role != "control");
     wait_for("the node to listen", Duration::from_secs(20), || async {
         tokio::net::TcpStream::connect(node.http).await.is_ok()
-            && tokio::net::TcpStream::connect(node.rtmp).await.is_ok()
+            && (!rtmp || tokio::net::TcpStream::connect(node.rtmp).await.is_ok())
     })
     .await;
+}
+
+/// `ferry control` with its state in the PostgreSQL at `database_url`.
+pub async fn control_node(database_url: &str) -> Node {
+    let envs = [("FERRY_CONTROL__DATABASE_URL", database_url.to_owned())];
+    start_node(&envs, |_| vec!["control".into()]).await
 }
 
 /// `ferry serve` with a relay, HLS on, one stream `demo` with key [`KEY`].
