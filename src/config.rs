@@ -243,6 +243,13 @@ impl Config {
         if self.autoscale.enabled {
             self.autoscale.validate()?;
         }
+        let url = &self.http.public_url;
+        let scheme = url.starts_with("http://") || url.starts_with("https://");
+        if !url.is_empty() && (!scheme || url.contains(['?', '#', ' ', '"'])) {
+            return Err(format!(
+                "[http] public_url {url:?}: an http:// or https:// URL without query or fragment"
+            ));
+        }
         for s in &self.streams {
             control::secret::check_key(&s.key).map_err(|e| format!("stream {:?}: {e}", s.name))?;
             if !media_core::path::valid_name(&s.name) {
@@ -355,6 +362,25 @@ pub struct HttpConfig {
     pub idle_timeout_seconds: u64,
     /// A bearer token `GET /metrics` needs; empty: metrics are public.
     pub metrics_token: String,
+    /// The URL other nodes reach this one at (e.g. `http://10.0.0.5:8080`),
+    /// reported to the control plane: edges that follow control fetch from
+    /// the origins' URLs. Empty: the bound address, unless it is a wildcard
+    /// (`0.0.0.0`), which no other machine can use.
+    pub public_url: String,
+}
+
+impl HttpConfig {
+    /// What this node reports as its URL when bound to `bound`: the public
+    /// URL, else the bound address if it is not a wildcard, else `-`.
+    pub fn advertised_url(&self, bound: SocketAddr) -> String {
+        if !self.public_url.is_empty() {
+            self.public_url.trim_end_matches('/').to_owned()
+        } else if bound.ip().is_unspecified() {
+            "-".into()
+        } else {
+            format!("http://{bound}")
+        }
+    }
 }
 
 /// A publishable stream: encoders publish to `KEY`, players play `NAME`.
@@ -428,6 +454,7 @@ impl Default for HttpConfig {
             header_read_timeout_seconds: 10,
             idle_timeout_seconds: 60,
             metrics_token: String::new(),
+            public_url: String::new(),
         }
     }
 }

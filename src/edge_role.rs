@@ -27,7 +27,8 @@ pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Starts an edge serving `/hls/...` from `[edge] origins` on `[http] listen`.
 pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     let node_id = prepare(config)?;
-    config.edge.validate().map_err(StartError::Config)?;
+    let follows = crate::origin_follower::follows_control(config);
+    config.edge.validate(follows).map_err(StartError::Config)?;
     let origins = origins(config)?;
     let cancel = CancellationToken::new();
     let (listener, http_addr) = bind("http", config.http.listen).await?;
@@ -44,7 +45,9 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         streaming_bytes: e.streaming_bytes,
         body_timeout: Duration::from_millis(e.body_timeout_ms),
         // Every origin in turn, plus a little for the answer to travel.
-        head_wait: first_byte * u32::try_from(origins.len()).unwrap_or(u32::MAX)
+        // (Followed from control: two, as a redundant pair.)
+        head_wait: first_byte
+            * u32::try_from(if follows { 2 } else { origins.len() }).unwrap_or(u32::MAX)
             + Duration::from_millis(500),
     };
     let trusted = e
@@ -94,6 +97,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         None
     };
     let state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
+    let edge_handle = edge.clone();
     let hits = edge_cache::h1::HitPath::new(edge.clone());
     let router = edge_cache::router(edge, &e.purge_token).merge(http::ops_router(state.clone()));
     let (rtmp_cap, http_cap) = connection_caps(config, e.rtmp);
@@ -107,6 +111,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     };
     let mut threads = Vec::new();
     let mut rtmp_addr = None;
+    let mut relay_pull = None;
     let mut tasks = Vec::new();
     if let Some((listener, addr, rtmp_metrics, relay_metrics)) = rtmp {
         // Players only: an edge takes no publishers (they go to an origin).
@@ -120,13 +125,10 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        tasks.extend(crate::relay_role::pull_relay(
-            config,
-            &hub,
-            relay_metrics,
-            control.clone(),
-            &cancel,
-        )?);
+        let pull =
+            crate::relay_role::pull_relay(config, &hub, relay_metrics, control.clone(), &cancel)?;
+        relay_pull = Some(crate::origin_follower::relay_parts(&pull));
+        tasks.extend(pull.tasks);
         // The puller listens for players (above) before the first one can come.
         threads = spawn_rtmp_threads(&server, listener, None, count, &cancel, &state.runtimes)?;
         rtmp_addr = Some(addr);
@@ -143,12 +145,23 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             Some(hits),
         ),
     ]);
+    if follows && let Some(client) = &control {
+        tasks.push(tokio::spawn(crate::origin_follower::follow(
+            client.clone(),
+            edge_handle.clone(),
+            first_byte,
+            relay_pull,
+            cancel.clone(),
+        )));
+    }
     let draining = Arc::new(AtomicBool::new(false));
     if let Some(client) = control {
-        let address = if e.public_url.is_empty() {
-            format!("http://{http_addr}")
-        } else {
+        let address = if !e.public_url.is_empty() {
             e.public_url.clone()
+        } else if !config.http.public_url.is_empty() {
+            config.http.advertised_url(http_addr)
+        } else {
+            format!("http://{http_addr}")
         };
         tasks.push(tokio::spawn(node::heartbeat(
             NodeInfo {

@@ -11,6 +11,7 @@ mod http;
 mod http_serve;
 mod keys;
 pub mod node;
+mod origin_follower;
 mod relay_role;
 mod rtmp_threads;
 mod rtmps;

@@ -159,7 +159,7 @@ pub(crate) fn pull_relay(
     metrics: RelayMetrics,
     control: Option<Arc<control_client::ControlClient>>,
     cancel: &CancellationToken,
-) -> Result<Vec<JoinHandle<()>>, StartError> {
+) -> Result<RelayPull, StartError> {
     let token = if config.relay.token.is_empty() {
         config.admin_token.clone()
     } else {
@@ -177,7 +177,7 @@ pub(crate) fn pull_relay(
             addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-    if links.is_empty() {
+    if links.is_empty() && control.is_none() {
         return Err(StartError::Config(
             "[edge] rtmp needs an origin to pull from: http://HOST:PORT of a Ferry origin with a relay, or rtmp://HOST[:PORT]/APP".into(),
         ));
@@ -202,6 +202,20 @@ pub(crate) fn pull_relay(
         }));
     }
     let puller = Puller::new(hub.clone(), links, config.relay.pull(), metrics);
-    tasks.push(tokio::spawn(puller.run(cancel.clone())));
-    Ok(tasks)
+    tasks.push(tokio::spawn(puller.clone().run(cancel.clone())));
+    Ok(RelayPull {
+        tasks,
+        puller,
+        trust,
+    })
+}
+
+/// The edge's relay puller, running.
+pub(crate) struct RelayPull {
+    /// Its tasks.
+    pub tasks: Vec<JoinHandle<()>>,
+    /// The puller, to add origins the control plane reports later.
+    pub puller: Arc<Puller>,
+    /// What its links trust, for links made later.
+    pub trust: Arc<Trust>,
 }

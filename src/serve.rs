@@ -227,7 +227,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 NodeInfo {
                     id: node_id.clone(),
                     role: "all",
-                    address: http_addr.to_string(),
+                    address: config.http.advertised_url(http_addr),
                     edge: None,
                     relay: relay.advert.clone(),
                     viewers: None,
@@ -245,7 +245,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     NodeInfo {
                         id: node_id.clone(),
                         role: "origin",
-                        address: http_addr.to_string(),
+                        address: config.http.advertised_url(http_addr),
                         edge: None,
                         relay: relay.advert.clone(),
                         viewers: None,

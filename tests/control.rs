@@ -572,3 +572,49 @@ async fn a_long_keyframe_interval_is_warned_of_with_the_setting_to_change() {
         assert!(message.contains(words), "{words:?} not in {message:?}");
     }
 }
+
+/// Workers claiming through different control processes at the same
+/// instant: on PostgreSQL each task goes to exactly one of them (the lease
+/// is taken with a conditional write, not read-then-write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_on_postgres_lease_each_task_once() {
+    let pg = postgres::PgServer::start();
+    let db = std::sync::Arc::new(control::Db::connect(&pg.url()).await.unwrap());
+    // A second pool, as a second control process has.
+    let other = std::sync::Arc::new(control::Db::connect(&pg.url()).await.unwrap());
+    db.create_stream("s", true).await.unwrap();
+    for _ in 0..20 {
+        db.create_task("s", "restream", &json!({}), true)
+            .await
+            .unwrap();
+    }
+    let live = vec!["s".to_owned()];
+    let until = control::db::now_ms() + 60_000;
+    let mut claims = Vec::new();
+    for w in 0..8 {
+        let db = if w % 2 == 0 {
+            db.clone()
+        } else {
+            other.clone()
+        };
+        let live = live.clone();
+        claims.push(tokio::spawn(async move {
+            db.claim_tasks(&format!("w{w}"), &live, until, 100)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut taken = Vec::new();
+    for c in claims {
+        taken.extend(c.await.unwrap().into_iter().map(|t| (t.id, t.worker)));
+    }
+    let mut ids: Vec<i64> = taken.iter().map(|t| t.0).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "every task leased");
+    assert_eq!(taken.len(), 20, "no task leased twice: {taken:?}");
+    // What the database says agrees with what each worker was told.
+    for t in db.tasks(Some("s")).await.unwrap() {
+        assert!(taken.contains(&(t.id, t.worker.clone())), "{t:?}");
+    }
+}

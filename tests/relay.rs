@@ -523,3 +523,88 @@ async fn an_edge_pins_origins_through_control_and_strangers_pull_nothing() {
     assert!(a.metric_sum("ferry_relay_refused_edges_total").await >= 1.0);
     assert!(unpinned.log().contains("not pinned"), "{}", unpinned.log());
 }
+
+/// An edge given only the control plane's URL learns the origins from it
+/// (their URLs, streams and relay pins): it serves HLS and RTMP players
+/// from the first origin with certificates pinned through control, and
+/// follows an origin that joins later with a stream of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_with_only_a_control_url_finds_the_origins_and_follows_a_new_one() {
+    let a = origin().await;
+    let _encoder = publish_tee(&[rtmp_publish_url(&a)], 30);
+    wait_for(
+        "the stream on the origin",
+        Duration::from_secs(20),
+        || async { live_on(&a).await },
+    )
+    .await;
+    let edge = start_node(
+        &[
+            ("FERRY_RELAY__TRUST_HTTP", "false".into()),
+            ("FERRY_CONTROL__URL", a.url()),
+        ],
+        |_| vec!["edge".into()],
+    )
+    .await;
+    let first = Watcher::start(edge.rtmp, STREAM).await;
+    wait_for(
+        "frames through the edge",
+        Duration::from_secs(20),
+        || async { first.count() > 30 },
+    )
+    .await;
+    wait_for("HLS through the edge", Duration::from_secs(20), || async {
+        get_bytes(edge.http, &format!("/hls/{STREAM}/master.m3u8"))
+            .await
+            .0
+            == 200
+    })
+    .await;
+
+    // A second origin joins, reporting to the same control plane, with a
+    // stream only it carries.
+    let (status, made) = api(
+        a.http,
+        "POST",
+        "/streams",
+        Some(ADMIN),
+        Some(r#"{"name":"later"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"]["key"].as_str().unwrap().to_owned();
+    let control = a.url();
+    let b = start_node(&[("FERRY_RELAY__TRUST_HTTP", "false".into())], move |data| {
+        let config = data.join("ferry.toml");
+        std::fs::write(
+            &config,
+            format!("[relay]\nlisten = \"127.0.0.1:0\"\n[control]\nurl = \"{control}\"\nlocal_worker = false\n"),
+        )
+        .unwrap();
+        vec!["serve".into(), "--config".into(), config.display().to_string()]
+    })
+    .await;
+    let _second = publish_tee(&[format!("rtmp://{}/live/{key}", b.rtmp)], 30);
+    wait_for(
+        "the new origin's stream through the edge",
+        Duration::from_secs(30),
+        || async {
+            let (status, _, body) = get_bytes(edge.http, "/hls/later/master.m3u8").await;
+            status == 200 && String::from_utf8_lossy(&body).contains("#EXT-X-STREAM-INF")
+        },
+    )
+    .await;
+    let later = Watcher::start(edge.rtmp, "later").await;
+    wait_for(
+        "RTMP frames of the new origin's stream",
+        Duration::from_secs(20),
+        || async { later.count() > 30 },
+    )
+    .await;
+    assert!(
+        edge.log().contains("origins from the control plane"),
+        "{}",
+        edge.log()
+    );
+    assert!(!edge.log().contains("not pinned"), "{}", edge.log());
+}

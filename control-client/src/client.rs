@@ -172,6 +172,12 @@ impl ControlClient {
         self.get("/edges").await
     }
 
+    /// The origins alive now (`GET /origins`): their URLs, streams and
+    /// relay pins, for an edge that follows control instead of a list.
+    pub async fn origins(&self) -> Result<Vec<crate::types::OriginRow>, ClientError> {
+        self.get("/origins").await
+    }
+
     /// The certificate fingerprints of the live origins' relays (`GET
     /// /relay/pins`): what an edge pins without hand copying.
     pub async fn relay_pins(&self) -> Result<Vec<String>, ClientError> {

@@ -325,6 +325,22 @@ pub fn default_pool() -> String {
     "default".into()
 }
 
+/// An origin alive now, as edges find it (`GET /origins`): where to fetch
+/// HLS from, which streams it carries, and its relay's pin.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OriginRow {
+    /// Node id.
+    pub id: String,
+    /// The URL it advertises (`[http] public_url`, or its bound address).
+    pub url: String,
+    /// Streams live on it now.
+    pub streams: Vec<String>,
+    /// Its relay (port and certificate fingerprint), if it runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayAdvert>,
+}
+
 /// An edge as the registry sees it (`GET /edges`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

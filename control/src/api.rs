@@ -1242,6 +1242,13 @@ async fn relay_pins(State(c): State<Arc<Control>>) -> Json<Vec<String>> {
     Json(c.nodes.relay_pins())
 }
 
+/// The origins alive now, with the URL each advertises, its live streams and
+/// its relay's pin: an edge given only the control URL follows this list.
+#[utoipa::path(get, path = "/origins", responses((status = 200, body = [control_client::types::OriginRow])))]
+async fn origins(State(c): State<Arc<Control>>) -> Json<Vec<control_client::types::OriginRow>> {
+    Json(c.nodes.origins())
+}
+
 /// An origin asks whether an edge's relay token is one it may serve: an
 /// edge's token, or an admin's.
 #[utoipa::path(post, path = "/relay/verify", request_body = control_client::types::EdgeTokenCheck,
@@ -1303,7 +1310,7 @@ async fn auth_publish(
     servers((url = "/api/v1")),
     paths(list_streams, create_stream, get_stream, patch_stream, delete_stream, add_key, revoke_key, rotate_key,
           kick, live, stream_history, node_history, list_tasks, stream_tasks, create_task, get_task, patch_task, delete_task, task_types,
-          nodes, heartbeat, edges, relay_pins, relay_verify, drain_edge, undrain_edge, autoscale_status, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
+          nodes, heartbeat, edges, origins, relay_pins, relay_verify, drain_edge, undrain_edge, autoscale_status, server_info, worker_claim, worker_renew, worker_release, auth_publish, stream_settings, list_tokens, create_token, delete_token),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -1480,6 +1487,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/nodes", get(nodes))
         .route("/edges", get(edges))
         .route("/relay/pins", get(relay_pins))
+        .route("/origins", get(origins))
         .route("/relay/verify", post(relay_verify))
         .route("/edges/{id}/drain", post(drain_edge))
         .route("/edges/{id}/undrain", post(undrain_edge))

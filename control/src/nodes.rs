@@ -40,6 +40,9 @@ pub struct Nodes {
     drain_writes: Mutex<Vec<(String, bool)>>,
     /// The newest beat time read back by [`Nodes::sync`] (0: none yet).
     read_up_to_ms: Mutex<i64>,
+    /// Edges forgotten at once ([`Nodes::forget_edge`]), with their last
+    /// beat's time: the stored copy of that beat must not bring them back.
+    forgotten: DashMap<String, i64>,
 }
 
 /// How far back [`Nodes::sync`] reads beats other control processes stored,
@@ -58,6 +61,7 @@ impl Nodes {
             fresh: dashmap::DashSet::new(),
             drain_writes: Mutex::new(Vec::new()),
             read_up_to_ms: Mutex::new(0),
+            forgotten: DashMap::new(),
         }
     }
 
@@ -143,6 +147,14 @@ impl Nodes {
         let mut newest = since;
         for beat in db.beats_since(since).await? {
             newest = newest.max(beat.last_heartbeat_ms);
+            // A forgotten edge comes back only with a beat sent since.
+            let gone = self
+                .forgotten
+                .get(&beat.id)
+                .is_some_and(|at| *at >= beat.last_heartbeat_ms);
+            if gone {
+                continue;
+            }
             let newer = self
                 .live
                 .get(&beat.id)
@@ -225,7 +237,9 @@ impl Nodes {
     /// it at their next poll instead of after its heartbeats run out.
     pub fn forget_edge(&self, id: &str) {
         self.mark_draining(id, false);
-        self.live.remove_if(id, |_, n| n.role == "edge");
+        if let Some((_, n)) = self.live.remove_if(id, |_, n| n.role == "edge") {
+            self.forgotten.insert(id.to_owned(), n.last_heartbeat_ms);
+        }
     }
 
     /// Every edge that has beaten since this process started, with its state
@@ -272,6 +286,7 @@ impl Nodes {
             db.heartbeat(&node).await?;
         }
         self.fresh.insert(node.id.clone());
+        self.forgotten.remove(&node.id);
         self.live.insert(node.id.clone(), node);
         Ok(())
     }
@@ -289,6 +304,27 @@ impl Nodes {
         pins.sort();
         pins.dedup();
         pins
+    }
+
+    /// The origins alive now that advertise a URL (`http://` or
+    /// `https://`), by id: what an edge with no configured origins uses.
+    pub fn origins(&self) -> Vec<control_client::types::OriginRow> {
+        let now = now_ms();
+        let mut origins: Vec<_> = self
+            .live
+            .iter()
+            .filter(|n| matches!(n.role.as_str(), "origin" | "all"))
+            .filter(|n| now - n.last_heartbeat_ms <= NODE_FRESH_MS)
+            .filter(|n| n.address.starts_with("http://") || n.address.starts_with("https://"))
+            .map(|n| control_client::types::OriginRow {
+                id: n.id.clone(),
+                url: n.address.clone(),
+                streams: n.streams.clone(),
+                relay: n.relay.clone(),
+            })
+            .collect();
+        origins.sort_by(|a, b| a.id.cmp(&b.id));
+        origins
     }
 
     /// Whether `id` sent a heartbeat within [`NODE_FRESH_MS`].
@@ -346,6 +382,9 @@ impl Nodes {
         }
         let cutoff = now.saturating_sub(self.prune_after_ms);
         self.live.retain(|_, n| n.last_heartbeat_ms >= cutoff);
+        // Past the sync's reach, a forgotten beat cannot come back.
+        self.forgotten
+            .retain(|_, at| *at >= now - 2 * SYNC_OVERLAP_MS - NODE_FRESH_MS);
         if !leader {
             return;
         }
@@ -449,5 +488,23 @@ mod tests {
         assert!(b.set_draining(&db_b, "e1", false).await.expect("undrain"));
         a.sync(&db_a).await.expect("sync a");
         assert_eq!(a.edges()[0].state, "live");
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_edge_is_not_brought_back_by_its_stored_beat() {
+        let db = Db::memory().expect("db");
+        let nodes = Nodes::new(DEFAULT_NODE_PRUNE);
+        let mut edge = node("e1", &[]);
+        edge.role = "edge".into();
+        nodes.beat(&db, edge.clone()).await.expect("beat");
+        nodes.sync(&db).await.expect("sync");
+        nodes.forget_edge("e1");
+        nodes.sync(&db).await.expect("sync");
+        assert!(nodes.edges().is_empty(), "the stored beat brought it back");
+        // A beat sent after it was forgotten (restarted on the same id) counts.
+        std::thread::sleep(Duration::from_millis(5));
+        nodes.beat(&db, edge).await.expect("beat");
+        nodes.sync(&db).await.expect("sync");
+        assert_eq!(nodes.edges().len(), 1);
     }
 }

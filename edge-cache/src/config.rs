@@ -116,10 +116,14 @@ impl EdgeConfig {
         }
     }
 
-    /// Checks what the types cannot.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.origins.is_empty() {
-            return Err("[edge] origins: at least one origin URL is needed".into());
+    /// Checks what the types cannot; with no origin configured, the edge
+    /// must `follow_control` (learn them from the control plane).
+    pub fn validate(&self, follow_control: bool) -> Result<(), String> {
+        if self.origins.is_empty() && !follow_control {
+            return Err(
+                "[edge] origins: at least one origin URL is needed (or [control] url to follow its origins)"
+                    .into(),
+            );
         }
         for o in &self.origins {
             let ok = ["http://", "https://", "s3://", "rtmp://"]

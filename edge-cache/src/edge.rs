@@ -203,6 +203,12 @@ impl Edge {
         }
     }
 
+    /// The origins it fills from (replaced in place when it follows the
+    /// control plane's list).
+    pub fn origins(&self) -> &Origins {
+        &self.inner.origins
+    }
+
     /// This edge with a disk tier for segments (call before serving).
     pub fn with_disk(self, disk: DiskTier) -> Self {
         match Arc::try_unwrap(self.inner) {

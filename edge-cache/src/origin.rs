@@ -7,7 +7,7 @@
 //! backoff they are all tried anyway, so a recovered origin is found by the
 //! next request rather than after a timer.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,6 +64,9 @@ pub struct Origin {
     name: String,
     source: Source,
     health: Mutex<Health>,
+    /// The streams it carries, when the control plane says so (`None`:
+    /// unknown, as for a configured origin: it may have any).
+    carries: Mutex<Option<Vec<String>>>,
 }
 
 impl Origin {
@@ -76,7 +79,23 @@ impl Origin {
                 failures: 0,
                 skip_until: None,
             }),
+            carries: Mutex::new(None),
         }
+    }
+
+    /// Says which streams this origin carries: fetches of those try it
+    /// before origins that do not.
+    pub fn set_streams(&self, streams: Vec<String>) {
+        *self.carries.lock().unwrap_or_else(|e| e.into_inner()) = Some(streams);
+    }
+
+    /// Whether it carries `stream` as far as is known.
+    fn carries(&self, stream: &str) -> bool {
+        self.carries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == stream))
     }
 
     /// Its name in logs and metrics.
@@ -138,38 +157,67 @@ impl Body {
 /// usual 1–3 s targets.
 pub const BLOCKING_FIRST_BYTE: Duration = Duration::from_secs(10);
 
-/// The configured origins, in order of preference.
+/// The origins, in order of preference: configured, or followed from the
+/// control plane (replaced as origins come and go).
 pub struct Origins {
-    list: Vec<Origin>,
+    list: std::sync::RwLock<Arc<Vec<Arc<Origin>>>>,
     first_byte: Duration,
 }
 
 impl Origins {
     /// `list` tried in order; each must send its response head within `first_byte`.
     pub fn new(list: Vec<Origin>, first_byte: Duration) -> Self {
-        Self { list, first_byte }
+        Self {
+            list: std::sync::RwLock::new(Arc::new(list.into_iter().map(Arc::new).collect())),
+            first_byte,
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<Origin>>> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the list (the control plane's origins changed). An origin
+    /// kept by name keeps its health; `make` builds a new one.
+    pub fn replace(&self, names: &[String], make: impl Fn(&str) -> Origin) {
+        let old = self.snapshot();
+        let list: Vec<Arc<Origin>> = names
+            .iter()
+            .map(|n| {
+                old.iter()
+                    .find(|o| o.name == *n)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(make(n)))
+            })
+            .collect();
+        *self.list.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
+    }
+
+    /// The origin named `name`, if in the list.
+    pub fn get(&self, name: &str) -> Option<Arc<Origin>> {
+        self.snapshot().iter().find(|o| o.name == name).cloned()
     }
 
     /// How many there are.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.snapshot().len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.snapshot().is_empty()
     }
 
     /// Whether every origin is in backoff (then a background refresh is not
     /// worth starting and a stale object is served at once).
     pub fn all_in_backoff(&self) -> bool {
         let now = Instant::now();
-        self.list.iter().all(|o| o.in_backoff(now))
+        self.snapshot().iter().all(|o| o.in_backoff(now))
     }
 
     /// The names of the origins, in order.
     pub fn names(&self) -> Vec<String> {
-        self.list.iter().map(|o| o.name.clone()).collect()
+        self.snapshot().iter().map(|o| o.name.clone()).collect()
     }
 
     /// Fetches `key` from the first origin that answers (200 or 404).
@@ -179,17 +227,20 @@ impl Origins {
         metrics: &EdgeMetrics,
     ) -> Result<Response, FillError> {
         let now = Instant::now();
-        let healthy: Vec<usize> = (0..self.list.len())
-            .filter(|&i| !self.list[i].in_backoff(now))
+        let list = self.snapshot();
+        let healthy: Vec<usize> = (0..list.len())
+            .filter(|&i| !list[i].in_backoff(now))
             .collect();
-        let order = if healthy.is_empty() {
-            (0..self.list.len()).collect()
+        let mut order = if healthy.is_empty() {
+            (0..list.len()).collect()
         } else {
             healthy
         };
+        // Origins known to carry the stream first, the others after.
+        order.sort_by_key(|&i| !list[i].carries(key.stream()));
         let mut last = FillError::Unreachable("no origin configured".into());
         for i in order {
-            let origin = &self.list[i];
+            let origin = &list[i];
             let started = Instant::now();
             // An LL-HLS blocking reload is held by the origin until its part
             // exists (at most three target durations): its head comes late.

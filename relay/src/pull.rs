@@ -52,7 +52,9 @@ const TICK: Duration = Duration::from_millis(25);
 /// Pulls streams on demand into an edge's hub.
 pub struct Puller {
     hub: Hub,
-    links: Vec<Arc<Origin>>,
+    /// Origins in order of preference; only ever appended to (an origin the
+    /// control plane adds later), so an index stays the same origin.
+    links: std::sync::RwLock<Vec<Arc<Origin>>>,
     config: PullConfig,
     metrics: RelayMetrics,
     active: DashMap<String, ()>,
@@ -71,12 +73,36 @@ impl Puller {
         let demand = std::sync::Mutex::new(Some(hub.demand()));
         Arc::new(Self {
             hub,
-            links,
+            links: std::sync::RwLock::new(links),
             config,
             metrics,
             active: DashMap::new(),
             demand,
         })
+    }
+
+    /// Adds origins after the others (ones the control plane reported
+    /// since); pulls that look for an origin from now on try them too.
+    pub fn add_links(&self, more: Vec<Arc<Origin>>) {
+        self.links
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(more);
+    }
+
+    /// The origins, in order.
+    fn links(&self) -> Vec<Arc<Origin>> {
+        self.links.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The name of origin `i`.
+    fn link_name(&self, i: usize) -> String {
+        self.links
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(i)
+            .map(|l| l.name().to_owned())
+            .unwrap_or_default()
     }
 
     /// Streams being pulled now.
@@ -258,7 +284,7 @@ impl<'a> Pull<'a> {
                 opened = async { self.opening.as_mut().expect("guarded").await }, if self.opening.is_some() => {
                     self.opening = None;
                     if let Ok(Some(feed)) = opened {
-                        debug!(stream = %self.name, origin = %self.puller.links[feed.origin].name(), "standby opened");
+                        debug!(stream = %self.name, origin = %self.puller.link_name(feed.origin), "standby opened");
                         self.standby = Some(feed);
                     }
                 }
@@ -284,9 +310,8 @@ impl<'a> Pull<'a> {
         let except = self.current.as_ref().map(|c| c.origin);
         let links = self
             .puller
-            .links
-            .iter()
-            .cloned()
+            .links()
+            .into_iter()
             .enumerate()
             .filter(|(i, _)| Some(*i) != except)
             .collect();
@@ -373,7 +398,7 @@ impl<'a> Pull<'a> {
         let Some(old) = self.current.take() else {
             return;
         };
-        warn!(stream = %self.name, origin = %self.puller.links[old.origin].name(), why, "lost the current origin");
+        warn!(stream = %self.name, origin = %self.puller.link_name(old.origin), why, "lost the current origin");
         self.clear_origin_label(old.origin);
         if self.stalled_since.is_none() {
             self.stalled_since = Some(self.last_sent);
@@ -393,7 +418,7 @@ impl<'a> Pull<'a> {
         let Some(mut feed) = self.standby.take() else {
             return;
         };
-        let origin = self.puller.links[feed.origin].name().to_owned();
+        let origin = self.puller.link_name(feed.origin);
         if self.publisher.is_none() {
             match self.puller.hub.publish(&self.name) {
                 Ok(p) => {
@@ -472,7 +497,7 @@ impl<'a> Pull<'a> {
     fn clear_origin_label(&self, origin: usize) {
         self.puller.metrics.current_origin.remove(&SourceLabel {
             stream: self.name.clone(),
-            origin: self.puller.links[origin].name().to_owned(),
+            origin: self.puller.link_name(origin),
         });
     }
 

@@ -67,7 +67,7 @@ impl TokenRole {
         let beat = path == "/nodes/heartbeat";
         let auth = path == "/auth/publish" || path == "/relay/verify";
         let edges = path == "/edges";
-        let pins = path == "/relay/pins";
+        let pins = path == "/relay/pins" || path == "/origins";
         match self {
             TokenRole::Admin => true,
             TokenRole::Node => workers || beat || auth || edges || pins,
