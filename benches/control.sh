@@ -94,7 +94,7 @@ for r in $(seq "$rounds"); do
   $load --urls http://127.0.0.1:18401,http://127.0.0.1:18402 --token $token beats --nodes 200 --seconds 12 > "$work/failover" &
   loadpid=$!
   sleep 5
-  kill -9 "$first"
+  kill -9 "$first"; wait "$first" 2>/dev/null || true
   wait $loadpid
   gaps+="$(field longest_gap_s < "$work/failover") "
   kill -9 "$second"; wait "$second" 2>/dev/null || true
