@@ -172,13 +172,22 @@ impl Postgres {
         tx.commit().await.map_err(pg_error)
     }
 
+    /// A pooled connection and `sql` prepared on it (cached per connection).
+    async fn prepared(
+        &self,
+        sql: &str,
+    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), DbError> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let q = client
+            .prepare_cached(&placeholders(sql))
+            .await
+            .map_err(pg_error)?;
+        Ok((client, q))
+    }
+
     pub(super) async fn exec(&self, sql: &str, args: &[Value]) -> Result<u64, DbError> {
         bounded(async {
-            let client = self.pool.get().await.map_err(pg_error)?;
-            let q = client
-                .prepare_cached(&placeholders(sql))
-                .await
-                .map_err(pg_error)?;
+            let (client, q) = self.prepared(sql).await?;
             client.execute(&q, &refs(args)).await.map_err(pg_error)
         })
         .await
@@ -186,11 +195,7 @@ impl Postgres {
 
     pub(super) async fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, DbError> {
         bounded(async {
-            let client = self.pool.get().await.map_err(pg_error)?;
-            let q = client
-                .prepare_cached(&placeholders(sql))
-                .await
-                .map_err(pg_error)?;
+            let (client, q) = self.prepared(sql).await?;
             let rows = client.query(&q, &refs(args)).await.map_err(pg_error)?;
             rows.iter()
                 .map(|r| {
