@@ -328,20 +328,6 @@ async fn kicks_reach_every_redundant_origin_or_just_the_one_named() {
     assert_eq!(status, 409);
 }
 
-/// `ferry edge` caching HLS from `origin`, reporting to the control
-/// processes at `controls` (a comma-separated list) with the admin token.
-async fn edge_of(origin: std::net::SocketAddr, controls: &str) -> cluster::Node {
-    let envs = [("FERRY_CONTROL__URL", controls.to_owned())];
-    cluster::start_node(&envs, |_| {
-        vec![
-            "edge".into(),
-            "--origins".into(),
-            format!("http://{origin}"),
-        ]
-    })
-    .await
-}
-
 async fn edge_states(control: std::net::SocketAddr) -> Vec<(String, String)> {
     let (_, edges) = api(control, "GET", "/edges", Some(ADMIN), None).await;
     edges
@@ -409,8 +395,8 @@ async fn the_cluster_outlives_a_control_process_and_a_database_restart() {
     })
     .await;
     let origin_http = origin.running.http_addr;
-    let e1 = edge_of(origin_http, &controls).await;
-    let e2 = edge_of(origin_http, &controls).await;
+    let e1 = cluster::hls_edge_of(origin_http, &controls).await;
+    let e2 = cluster::hls_edge_of(origin_http, &controls).await;
     let director_data = tempfile::tempdir().unwrap();
     let director = {
         let mut config = Config {
@@ -551,7 +537,7 @@ async fn the_cluster_outlives_a_control_process_and_a_database_restart() {
     assert_eq!(tasks[0]["state"], json!("running"), "{tasks}");
 
     // An edge started after the kill reaches the director through control.
-    let e3 = edge_of(origin_http, &controls).await;
+    let e3 = cluster::hls_edge_of(origin_http, &controls).await;
     wait_for(
         "the director to place viewers on the new edge",
         Duration::from_secs(30),

@@ -74,14 +74,10 @@ impl Nodes {
     /// Marks edge `id` draining (or not), stored so that it holds on every
     /// control process and across restarts; false if no such edge has beaten.
     pub async fn set_draining(&self, db: &Db, id: &str, draining: bool) -> Result<bool, DbError> {
-        let known = self.live.get(id).is_some_and(|n| n.role == "edge");
+        let known = self.is_edge(id);
         if known {
             db.set_drain(id, draining).await?;
-            if draining {
-                self.drained.insert(id.to_owned(), ());
-            } else {
-                self.drained.remove(id);
-            }
+            self.drain_here(id, draining);
         }
         Ok(known)
     }
@@ -90,19 +86,27 @@ impl Nodes {
     /// [`Nodes::sync`] (for callers that cannot wait on the database, such as
     /// the autoscaler's plan); false if no such edge has beaten.
     pub fn mark_draining(&self, id: &str, draining: bool) -> bool {
-        let known = self.live.get(id).is_some_and(|n| n.role == "edge");
+        let known = self.is_edge(id);
         if known {
-            if draining {
-                self.drained.insert(id.to_owned(), ());
-            } else {
-                self.drained.remove(id);
-            }
+            self.drain_here(id, draining);
             self.drain_writes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((id.to_owned(), draining));
         }
         known
+    }
+
+    fn is_edge(&self, id: &str) -> bool {
+        self.live.get(id).is_some_and(|n| n.role == "edge")
+    }
+
+    fn drain_here(&self, id: &str, draining: bool) {
+        if draining {
+            self.drained.insert(id.to_owned(), ());
+        } else {
+            self.drained.remove(id);
+        }
     }
 
     /// Shares liveness with the other control processes on the same

@@ -146,8 +146,14 @@ pub async fn rtmp_edge(origins: &[String], envs: &[(&'static str, String)]) -> N
 /// control plane at `control` with the admin token: an edge that can be
 /// SIGKILLed.
 pub async fn hls_edge(origin: SocketAddr, control: SocketAddr) -> Node {
+    hls_edge_of(origin, &format!("http://{control}")).await
+}
+
+/// [`hls_edge`] reporting to the control processes at `controls` (a
+/// comma-separated URL list).
+pub async fn hls_edge_of(origin: SocketAddr, controls: &str) -> Node {
     let envs = [
-        ("FERRY_CONTROL__URL", format!("http://{control}")),
+        ("FERRY_CONTROL__URL", controls.to_owned()),
         ("FERRY_ADMIN_TOKEN", ADMIN.to_owned()),
     ];
     start_node(&envs, |_| {
