@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use media_core::Hub;
-use origin_store::OriginStore;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -42,7 +41,7 @@ async fn open_db(config: &Config) -> Result<control::Db, StartError> {
 /// once).
 pub(crate) async fn open_control(
     config: &Config,
-    hub: &Hub,
+    local: Arc<dyn control::ingest::LocalStreams>,
     rtmp_port: u16,
     http_addr: SocketAddr,
     streams: &[crate::config::StreamConfig],
@@ -92,7 +91,8 @@ pub(crate) async fn open_control(
         nodes,
         autoscaler,
         leader,
-        ..control::Control::new(db, hub.clone())
+        types: worker::TaskTypes::builtin().specs(),
+        ..control::Control::new(db, local)
     });
     for s in streams {
         control
@@ -261,12 +261,11 @@ pub(crate) fn spawn_history(
 pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     let node_id = prepare(config)?;
     let (http_listener, http_addr) = bind("http", config.http.listen).await?;
-    let hub = Hub::new();
     let streams = config.streams.clone();
     let autoscale_metrics = control::autoscale::AutoscaleMetrics::default();
     let control = open_control(
         config,
-        &hub,
+        Arc::new(control::ingest::NoLocalStreams),
         config.rtmp.listen.port(),
         http_addr,
         &streams,
@@ -278,13 +277,11 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     autoscale_metrics.register(&mut registry);
     let cancel = CancellationToken::new();
     let autoscaler = spawn_autoscaler(&control, &cancel);
-    hub.metrics().register(&mut registry);
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
     registry.register_collector(Box::new(control::AudienceCollector(control.nodes.clone())));
     let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     let (_, http_cap) = connection_caps(config, false);
-    let store = OriginStore::memory();
     let heartbeat = tokio::spawn(node::heartbeat(
         NodeInfo {
             id: node_id,
@@ -302,7 +299,7 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     let api = control::api::router(control.clone());
     let http_task = spawn_http(
         http_listener,
-        http::router(http_state, store, origin::LiveHls::default(), api),
+        http::control_router(http_state, api),
         config,
         http_cap,
         http_metrics,
@@ -314,5 +311,5 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     tasks.extend(autoscaler);
     tasks.push(spawn_history(&control, config, &cancel));
     tasks.push(spawn_sync(&control, &cancel));
-    Ok(Running::http_only(http_addr, hub, cancel, tasks))
+    Ok(Running::http_only(http_addr, Hub::new(), cancel, tasks))
 }

@@ -118,7 +118,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         let server = rtmp::Server::new(
             rtmp_server_config(config, rtmp_cap),
             hub.clone(),
-            Arc::new(rtmp::auth::StaticKeys::default()),
+            Arc::new(media_core::auth::StaticKeys::default()),
             rtmp_metrics,
         );
         let count = match config.worker_threads {

@@ -9,8 +9,9 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hls::naming::ObjectKind;
 use origin::{LiveAnswer, LiveHls};
-use origin_store::{Kind, OriginStore, StoreError};
+use origin_store::{OriginStore, StoreError};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::runtime::Handle;
@@ -87,8 +88,13 @@ pub fn router(state: Arc<HttpState>, store: OriginStore, live: LiveHls, api: Rou
     let hls = Router::new()
         .route("/hls/{*key}", get(hls_object))
         .with_state(HlsState { store, live });
+    control_router(state, api).merge(hls)
+}
+
+/// The control plane's face without HLS (`ferry control`): metrics, health,
+/// the web UI and the API.
+pub fn control_router(state: Arc<HttpState>, api: Router) -> Router {
     ops_router(state)
-        .merge(hls)
         .merge(crate::ui::router())
         .nest("/api/v1", api)
 }
@@ -109,7 +115,7 @@ async fn hls_object(
     RawQuery(query): RawQuery,
     peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
 ) -> Response {
-    let kind = Kind::of(&key);
+    let kind = ObjectKind::of(&key);
     let cors = (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
     let client = peer.map(|p| p.0.0.ip());
     if let Some(answer) = low_latency(&live, &key, query.as_deref().unwrap_or(""), client).await {
@@ -156,7 +162,7 @@ async fn low_latency(
     };
     let answer = if file == "index.m3u8" {
         live.playlist(stream, variant, query, client).await
-    } else if edge_cache::request::is_part_name(file) {
+    } else if hls::naming::is_part_name(file) {
         live.part(stream, variant, file, client).await
     } else {
         return None;
@@ -221,7 +227,7 @@ async fn metrics(State(state): State<Arc<HttpState>>, headers: axum::http::Heade
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !rtmp::auth::constant_time_eq(given.as_bytes(), state.metrics_token.as_bytes()) {
+        if !media_core::auth::constant_time_eq(given.as_bytes(), state.metrics_token.as_bytes()) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],

@@ -140,7 +140,7 @@ fn main() -> anyhow::Result<()> {
                 &mut config.store.s3_secret_access_key,
             ] {
                 if !secret.is_empty() {
-                    *secret = rtmp::auth::mask_key(secret);
+                    *secret = media_core::auth::mask_key(secret);
                 }
             }
             print!(

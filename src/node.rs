@@ -58,6 +58,51 @@ pub enum ControlPlane {
     Remote(Arc<control_client::ControlClient>),
 }
 
+impl ControlPlane {
+    /// The control plane of this process, if it is here.
+    pub fn local(&self) -> Option<&Arc<control::Control>> {
+        match self {
+            ControlPlane::Local(control) => Some(control),
+            ControlPlane::Remote(_) => None,
+        }
+    }
+
+    /// Who may publish: the keys in this process's store, or the remote
+    /// control plane's answers with their cache and lockout.
+    pub fn authorizer(&self) -> Arc<dyn media_core::auth::PublishAuthorizer> {
+        match self {
+            ControlPlane::Local(control) => Arc::new(control.auth.clone()),
+            ControlPlane::Remote(client) => {
+                Arc::new(control::ControlAuth::with_lookup(client.clone()))
+            }
+        }
+    }
+
+    /// A stream's settings as they came with its last publish check (from
+    /// the API; the config file applies under them).
+    pub fn stream_settings(&self, name: &str) -> crate::stream_settings::StreamSettings {
+        let stored = match self {
+            ControlPlane::Local(control) => control.keys.settings(name),
+            ControlPlane::Remote(client) => client.stream_settings(name),
+        };
+        crate::stream_settings::StreamSettings::from_stored(&stored)
+    }
+
+    /// The edges a director places viewers on.
+    pub fn edge_source(&self) -> director::EdgeSource {
+        match self {
+            ControlPlane::Local(control) => {
+                let nodes = control.nodes.clone();
+                Arc::new(move || {
+                    let rows = nodes.edges();
+                    Box::pin(async move { Ok(rows) })
+                })
+            }
+            ControlPlane::Remote(client) => director::from_control(client.clone()),
+        }
+    }
+}
+
 /// How often an edge reports (the director's dead-edge time is a few beats).
 pub const EDGE_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -201,7 +246,7 @@ pub async fn heartbeat(
                     // The all-in-one node carries what its own hub has
                     // (shown to operators; control reads that hub itself).
                     streams: if node.role == "all" {
-                        control.hub.live_sources()
+                        control.local.live_sources()
                     } else {
                         live
                     },

@@ -112,10 +112,9 @@ fn edge_auth(fixed: &[String], control: Option<ControlPlane>) -> RelayAuth {
                 return false;
             }
             let d = digest(&token);
-            if fixed
-                .iter()
-                .fold(false, |hit, f| hit | rtmp::auth::constant_time_eq(f, &d))
-            {
+            if fixed.iter().fold(false, |hit, f| {
+                hit | media_core::auth::constant_time_eq(f, &d)
+            }) {
                 return true;
             }
             {

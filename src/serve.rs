@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use media_core::Hub;
+use media_core::auth::mask_key;
 use prometheus_client::registry::Registry;
-use rtmp::auth::mask_key;
 use rtmp::{RtmpMetrics, Server};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -19,7 +19,6 @@ use crate::node::{self, ControlPlane, NodeInfo};
 use crate::rtmp_threads::spawn_rtmp_threads;
 pub use crate::running::{Running, StartError};
 use crate::running::{bind, connection_caps, prepare, rtmp_server_config, spawn_http};
-use crate::stream_settings::StreamSettings;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
 
@@ -75,20 +74,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let (rtmp_cap, http_cap) = connection_caps(config, true);
 
     // The control plane: in this process, or another one's over HTTP.
-    let remote = if config.control.url.is_empty() {
-        None
-    } else {
-        Some(Arc::new(
-            control_client::ControlClient::new(&config.control.url, &config.admin_token)
-                .map_err(|e| StartError::Config(e.to_string()))?,
-        ))
-    };
-    let local = match &remote {
-        Some(_) => None,
-        None => Some(
+    let plane = if config.control.url.is_empty() {
+        ControlPlane::Local(
             open_control(
                 config,
-                &hub,
+                Arc::new(hub.clone()),
                 rtmp_addr.port(),
                 http_addr,
                 &streams,
@@ -96,47 +86,32 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 autoscale_metrics,
             )
             .await?,
-        ),
+        )
+    } else {
+        ControlPlane::Remote(Arc::new(
+            control_client::ControlClient::new(&config.control.url, &config.admin_token)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        ))
     };
-    if let Some(control) = &local {
+    if let Some(control) = plane.local() {
         registry.register_collector(Box::new(control::AudienceCollector(control.nodes.clone())));
     }
     let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
-    // Per-stream settings from the API (this process's control plane only),
-    // read when a stream goes live, over the config file.
-    let settings_of: Arc<dyn Fn(&str) -> StreamSettings + Send + Sync> = match &local {
-        Some(control) => {
-            let keys = control.keys.clone();
-            Arc::new(move |name: &str| StreamSettings::from_stored(&keys.settings(name)))
-        }
-        // An origin apart from control: the settings came with the publish grant.
-        None => match &remote {
-            Some(client) => {
-                let client = client.clone();
-                Arc::new(move |name: &str| {
-                    StreamSettings::from_stored(&client.stream_settings(name))
-                })
-            }
-            None => Arc::new(|_: &str| StreamSettings::default()),
-        },
-    };
+    // Per-stream settings (from the API, as the publish check saw them) over
+    // the config file, read when a stream goes live.
     let ladders: origin::LadderLookup = {
-        let (config, settings_of) = (config.clone(), settings_of.clone());
-        Arc::new(move |name: &str| config.ladder_with(name, &settings_of(name)))
+        let (config, plane) = (config.clone(), plane.clone());
+        Arc::new(move |name: &str| config.ladder_with(name, &plane.stream_settings(name)))
     };
     let containers: origin::ContainerLookup = {
-        let (config, settings_of) = (config.clone(), settings_of.clone());
-        Arc::new(move |name: &str| config.container_with(name, &settings_of(name)))
+        let (config, plane) = (config.clone(), plane.clone());
+        Arc::new(move |name: &str| config.container_with(name, &plane.stream_settings(name)))
     };
     let low_latency: origin::LowLatencyLookup = {
-        let (config, settings_of) = (config.clone(), settings_of.clone());
-        Arc::new(move |name: &str| config.part_target_with(name, &settings_of(name)))
+        let (config, plane) = (config.clone(), plane.clone());
+        Arc::new(move |name: &str| config.part_target_with(name, &plane.stream_settings(name)))
     };
-    let auth: Arc<dyn rtmp::auth::PublishAuthorizer> = match (&local, &remote) {
-        (Some(control), _) => Arc::new(control.auth.clone()),
-        (None, Some(client)) => Arc::new(control::ControlAuth::with_lookup(client.clone())),
-        (None, None) => unreachable!("either the local or a remote control plane"),
-    };
+    let auth = plane.authorizer();
     let server = Server::new(
         rtmp_server_config(config, rtmp_cap),
         hub.clone(),
@@ -200,71 +175,54 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     // The relay serves the edges this process's control plane (or the
     // remote one) knows; its pin goes out with the heartbeats.
-    let plane = match (&local, &remote) {
-        (Some(control), _) => Some(ControlPlane::Local(control.clone())),
-        (None, Some(client)) => Some(ControlPlane::Remote(client.clone())),
-        (None, None) => None,
-    };
-    let relay = crate::relay_role::serve_relay(config, &hub, relay_metrics, plane, &cancel)?;
+    let relay =
+        crate::relay_role::serve_relay(config, &hub, relay_metrics, Some(plane.clone()), &cancel)?;
     tasks.extend(relay.task);
-    let api = match (&local, &remote) {
-        (Some(control), _) => {
+    let (role, api) = match &plane {
+        ControlPlane::Local(control) => {
             if config.control.local_worker {
                 let leases = Arc::new(control::leases::LocalLeases {
                     db: control.db.clone(),
-                    hub: hub.clone(),
+                    local: Arc::new(hub.clone()),
                     nodes: control.nodes.clone(),
                 });
                 tasks.push(tokio::spawn(worker::run(
                     node_id.clone(),
                     leases,
                     worker::Media::Hub(hub.clone()),
-                    control.types.clone(),
+                    worker::TaskTypes::builtin(),
                     cancel.clone(),
                 )));
             }
-            tasks.push(tokio::spawn(node::heartbeat(
-                NodeInfo {
-                    id: node_id.clone(),
-                    role: "all",
-                    address: config.http.advertised_url(http_addr),
-                    edge: None,
-                    relay: relay.advert.clone(),
-                    viewers: None,
-                    audience: Some(node::rtmp_players(&hub)),
-                },
-                ControlPlane::Local(control.clone()),
-                None,
-                cancel.clone(),
-            )));
-            control::api::router(control.clone())
+            ("all", control::api::router(control.clone()))
         }
-        (None, remote) => {
-            if let Some(client) = remote {
-                tasks.push(tokio::spawn(node::heartbeat(
-                    NodeInfo {
-                        id: node_id.clone(),
-                        role: "origin",
-                        address: config.http.advertised_url(http_addr),
-                        edge: None,
-                        relay: relay.advert.clone(),
-                        viewers: None,
-                        audience: Some(node::rtmp_players(&hub)),
-                    },
-                    ControlPlane::Remote(client.clone()),
-                    Some(hub.clone()),
-                    cancel.clone(),
-                )));
-            }
+        ControlPlane::Remote(_) => {
             let url = config.control.url.clone();
-            axum::Router::new().fallback(move || async move {
+            let api = axum::Router::new().fallback(move || async move {
                 (
                     axum::http::StatusCode::NOT_FOUND,
                     format!("this origin's control plane is at {url}\n"),
                 )
-            })
+            });
+            ("origin", api)
         }
     };
+    tasks.push(tokio::spawn(node::heartbeat(
+        NodeInfo {
+            id: node_id.clone(),
+            role,
+            address: config.http.advertised_url(http_addr),
+            edge: None,
+            relay: relay.advert.clone(),
+            viewers: None,
+            audience: Some(node::rtmp_players(&hub)),
+        },
+        plane.clone(),
+        // A remote control plane learns this origin's streams from its
+        // beats; the local one reads the hub itself.
+        plane.local().is_none().then(|| hub.clone()),
+        cancel.clone(),
+    )));
     let http_task = spawn_http(
         http_listener,
         http::router(http_state, store, live, api).merge(relay.route),
@@ -275,7 +233,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         None,
     );
     tasks.push(http_task);
-    if let Some(control) = &local {
+    if let Some(control) = plane.local() {
         tasks.extend(crate::control_role::spawn_autoscaler(control, &cancel));
         tasks.push(crate::control_role::spawn_history(control, config, &cancel));
         tasks.push(crate::control_role::spawn_sync(control, &cancel));
@@ -290,29 +248,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             ))
         })?;
         let (listener, bound) = bind("director", addr).await?;
-        let (source, plane): (director::EdgeSource, _) = match (&local, &remote) {
-            (Some(control), _) => {
-                let nodes = control.nodes.clone();
-                let source: director::EdgeSource = std::sync::Arc::new(move || {
-                    let rows = nodes.edges();
-                    Box::pin(async move { Ok(rows) })
-                });
-                (source, ControlPlane::Local(control.clone()))
-            }
-            (None, Some(client)) => (
-                director::from_control(client.clone()),
-                ControlPlane::Remote(client.clone()),
-            ),
-            (None, None) => {
-                return Err(StartError::Config(
-                    "[director] listen needs a control plane".into(),
-                ));
-            }
-        };
+        let source = plane.edge_source();
         let beat = crate::director_role::Beat {
             id: format!("{node_id}-director"),
             address: format!("http://{bound}"),
-            plane,
+            plane: plane.clone(),
         };
         tasks.extend(crate::director_role::serve_director(
             config, listener, source, beat, &cancel,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use rtmp::auth::{AuthError, AuthFuture, PublishAuthorizer, PublishRequest};
+use media_core::auth::{AuthError, AuthFuture, PublishAuthorizer, PublishRequest};
 use tracing::warn;
 
 use sha2::{Digest, Sha256};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rtmp::auth::AuthError;
+use media_core::auth::AuthError;
 
 use crate::auth::{KeyLookup, LookupFuture};
 use crate::leases::{LeaseFuture, Leases};

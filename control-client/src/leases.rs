@@ -2,7 +2,16 @@
 //! database directly (a worker inside `ferry serve`) or the control API over
 //! HTTP (`ferry worker`).
 
+use std::time::Duration;
+
 use crate::types::{TaskReport, TaskRow};
+
+/// How long a lease lasts without renewal; a dead worker's tasks move after
+/// this. Both sides of the contract read it: the worker renews well within it,
+/// the lease store hands a task on after it.
+pub const LEASE: Duration = Duration::from_secs(6);
+/// Tasks one worker takes at most.
+pub const MAX_TASKS: usize = 64;
 
 /// Why a lease call failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,10 @@
 pub mod auth;
 mod client;
 pub mod leases;
+pub mod task_specs;
 pub mod types;
 
 pub use auth::{ControlAuth, KeyLookup};
 pub use client::{ClientError, ControlClient};
 pub use leases::{LeaseError, LeaseFuture, Leases};
+pub use task_specs::{TaskSpec, TaskSpecs};

@@ -2,6 +2,9 @@
 //! process (`ferry serve`) or an origin's heartbeat (a separate `ferry
 //! control`). The API, the history and the warnings read only reports, so
 //! an operator sees the same figures however the cluster is split.
+//!
+//! The control plane sees its own process's streams only through
+//! [`LocalStreams`]: `ferry serve` hands it the hub, `ferry control` has none.
 
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
@@ -70,6 +73,50 @@ pub fn of_hub(hub: &Hub) -> BTreeMap<String, IngestReport> {
         }
     }
     sources.into_iter().map(|(k, (_, r))| (k, r)).collect()
+}
+
+/// What the control plane sees of the streams live in its own process.
+/// `ferry serve` hands it its hub; a separate `ferry control` has
+/// [`NoLocalStreams`] and sees streams only through the origins' heartbeats.
+pub trait LocalStreams: Send + Sync + 'static {
+    /// Every live source stream with its ladder's rungs.
+    fn reports(&self) -> BTreeMap<String, IngestReport>;
+    /// The names of the live source streams (not rungs).
+    fn live_sources(&self) -> Vec<String>;
+    /// Disconnects the publisher of `name`; false if it is not live here.
+    fn kick(&self, name: &str) -> bool;
+}
+
+impl LocalStreams for Hub {
+    fn reports(&self) -> BTreeMap<String, IngestReport> {
+        of_hub(self)
+    }
+
+    fn live_sources(&self) -> Vec<String> {
+        Hub::live_sources(self)
+    }
+
+    fn kick(&self, name: &str) -> bool {
+        Hub::kick(self, name)
+    }
+}
+
+/// A control plane with no streams of its own (`ferry control`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoLocalStreams;
+
+impl LocalStreams for NoLocalStreams {
+    fn reports(&self) -> BTreeMap<String, IngestReport> {
+        BTreeMap::new()
+    }
+
+    fn live_sources(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn kick(&self, _: &str) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

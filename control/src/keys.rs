@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use control_client::auth::LookupFuture;
 use dashmap::DashMap;
-use rtmp::auth::AuthError;
+use media_core::auth::AuthError;
 
 use crate::db::Db;
 

@@ -4,18 +4,18 @@
 
 use std::sync::Arc;
 
-use control_client::leases::{LeaseError, LeaseFuture, Leases};
+use control_client::leases::{LEASE, LeaseError, LeaseFuture, Leases, MAX_TASKS};
 use control_client::types::{TaskReport, TaskRow};
-use worker::{LEASE, MAX_TASKS};
 
 use crate::db::{Db, now_ms};
 
-/// Leases straight from the database, with liveness from this process's hub.
+/// Leases straight from the database, with liveness from this process's
+/// streams and the origins' heartbeats.
 pub struct LocalLeases {
     /// The state.
     pub db: Arc<Db>,
     /// What is live here.
-    pub hub: media_core::Hub,
+    pub local: Arc<dyn crate::ingest::LocalStreams>,
     /// What is live on other origins.
     pub nodes: Arc<crate::Nodes>,
 }
@@ -23,7 +23,7 @@ pub struct LocalLeases {
 impl LocalLeases {
     /// Live here, or on an origin whose heartbeat is fresh.
     fn live(&self) -> Vec<String> {
-        let mut live = self.hub.live_sources();
+        let mut live = self.local.live_sources();
         live.extend(self.nodes.live_streams().into_iter().map(|(s, _)| s));
         live.sort();
         live.dedup();

@@ -20,11 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use control_client::types::IngestReport;
-use media_core::Hub;
 
 pub use control_client::ControlAuth;
 pub use db::{Db, DbError};
-pub use worker::TaskTypes;
 
 /// Everything the API handlers share.
 pub struct Control {
@@ -34,10 +32,12 @@ pub struct Control {
     pub auth: ControlAuth,
     /// What `auth` looks keys up in, with the settings each stream had then.
     pub keys: Arc<keys::StreamKeys>,
-    /// Live state, kicks.
-    pub hub: Hub,
-    /// Task types known to this build.
-    pub types: TaskTypes,
+    /// The streams live in this process (`ferry serve`), if any: their
+    /// ingest and kicks.
+    pub local: Arc<dyn ingest::LocalStreams>,
+    /// Task types this control plane accepts (the binary hands it the
+    /// worker's built-in ones).
+    pub types: control_client::TaskSpecs,
     /// What clients need to know about this server.
     pub server: ServerInfo,
     /// Kicks asked for streams live on another origin, handed to it with the
@@ -143,15 +143,15 @@ impl Control {
         ))
     }
 
-    /// Wires the control plane to `db` and `hub`.
-    pub fn new(db: Arc<Db>, hub: Hub) -> Self {
+    /// Wires the control plane to `db` and the streams of its own process.
+    pub fn new(db: Arc<Db>, local: Arc<dyn ingest::LocalStreams>) -> Self {
         let keys = Arc::new(keys::StreamKeys::new(db.clone()));
         Self {
             auth: ControlAuth::with_lookup(keys.clone()),
             keys,
             db,
-            hub,
-            types: TaskTypes::builtin(),
+            local,
+            types: control_client::TaskSpecs::default(),
             server: ServerInfo::default(),
             pending_kicks: Arc::default(),
             settings: SettingsKind::default(),
@@ -176,7 +176,7 @@ impl Control {
             .into_iter()
             .map(|(stream, (node, report))| (stream, (Some(node), report)))
             .collect();
-        for (stream, report) in ingest::of_hub(&self.hub) {
+        for (stream, report) in self.local.reports() {
             all.insert(stream, (None, report));
         }
         all

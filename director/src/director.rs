@@ -847,7 +847,7 @@ impl Director {
 /// directly under it).
 fn variant_of<'a>(stream: &str, path: &'a str) -> &'a str {
     let rest = path
-        .strip_prefix(edge_cache::request::HLS_PREFIX)
+        .strip_prefix(hls::target::HLS_PREFIX)
         .and_then(|p| p.strip_prefix(stream))
         .and_then(|p| p.strip_prefix('/'))
         .unwrap_or("");

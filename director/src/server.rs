@@ -7,7 +7,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use edge_cache::request::CacheKey;
+use hls::target::CacheKey;
 
 use crate::director::{Director, DirectorError};
 
@@ -86,7 +86,7 @@ async fn hls(
         Ok(k) => k,
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let path = format!("{}{}", edge_cache::request::HLS_PREFIX, key.path());
+    let path = format!("{}{}", hls::target::HLS_PREFIX, key.path());
     let ll_query = key.query().to_owned();
     let stream = key.stream().to_owned();
     let answer = if key.path().ends_with("master.m3u8") {

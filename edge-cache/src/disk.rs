@@ -18,7 +18,7 @@ use bytes::Bytes;
 use moka::notification::RemovalCause;
 
 use crate::object::Object;
-use crate::request::CacheKey;
+use hls::target::CacheKey;
 
 /// What the disk tier keeps of an object besides its body.
 pub struct DiskEntry {

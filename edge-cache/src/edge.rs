@@ -16,10 +16,11 @@ use tracing::{debug, warn};
 use crate::disk::{DiskFile, DiskTier};
 use crate::fill::{Fill, FillError};
 use crate::metrics::EdgeMetrics;
-use crate::object::{FreshnessPolicy, Head, Kind, Object, Staleness, make_etag};
+use crate::object::{FreshnessPolicy, Head, Object, Staleness, make_etag};
 use crate::origin::{BLOCKING_FIRST_BYTE, Origins};
 use crate::reach::{Reach, TooFar};
-use crate::request::CacheKey;
+use hls::naming::ObjectKind;
+use hls::target::CacheKey;
 
 /// Media playlists whose reach is remembered (the newest of them).
 pub const MAX_REACH_ENTRIES: u64 = 10_000;
@@ -423,7 +424,7 @@ impl Edge {
                 // a backoff period stalls every viewer.
                 Staleness::StaleIfError
                     if self.inner.origins.all_in_backoff()
-                        && Kind::of(key.path()) != Kind::Playlist =>
+                        && ObjectKind::of(key.path()) != ObjectKind::Playlist =>
                 {
                     return self.stale_or(Some(object), EdgeError::Busy);
                 }
@@ -590,12 +591,14 @@ async fn run_fill(edge: Edge, key: CacheKey, fill: Arc<Fill>, ticket: FillTicket
     if let Ok(head) = &result {
         let body = fill.body();
         if head.status == 200
-            && crate::request::is_media_playlist(key.path())
+            && hls::naming::is_media_playlist(key.path())
             && let Some(reach) = Reach::of(&body)
         {
             inner.reach.insert(key.path().to_owned(), reach);
         }
-        let freshness = inner.policy.freshness(Kind::of(key.path()), head, &body);
+        let freshness = inner
+            .policy
+            .freshness(ObjectKind::of(key.path()), head, &body);
         if freshness.store {
             let etag = head.etag.clone().unwrap_or_else(|| make_etag(&body));
             let object = Object {
@@ -608,7 +611,7 @@ async fn run_fill(edge: Edge, key: CacheKey, fill: Arc<Fill>, ticket: FillTicket
             let object = Arc::new(object);
             if let Some(disk) = &inner.disk
                 && head.status == 200
-                && Kind::of(key.path()) == Kind::Segment
+                && ObjectKind::of(key.path()).is_segment()
             {
                 // In memory until the file is in place, then only there.
                 let (memory, stored, k) = (inner.memory.clone(), object.clone(), key.clone());

@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::edge::{Answer, CacheStatus, Edge, Found};
 use crate::object::Object;
-use crate::request::{CacheKey, HLS_PREFIX};
 use crate::server;
+use hls::target::{CacheKey, HLS_PREFIX};
 
 /// Headers parsed per request; more goes to hyper (which answers 431).
 pub const MAX_HEADERS: usize = 64;

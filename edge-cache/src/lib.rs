@@ -18,12 +18,11 @@ pub mod object;
 pub mod origin;
 pub mod range;
 pub mod reach;
-pub mod request;
 pub mod server;
 
 pub use config::EdgeConfig;
 pub use edge::{Answer, CacheStatus, Edge, EdgeError, EdgeLimits, Refusal};
+pub use hls::target::CacheKey;
 pub use metrics::EdgeMetrics;
 pub use origin::{Origin, Origins, Source};
-pub use request::CacheKey;
 pub use server::router;

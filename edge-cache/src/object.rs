@@ -4,35 +4,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use hls::naming::ObjectKind;
+
 use crate::cache_control::CacheControl;
-
-/// What kind of object a key names, from its extension: it decides the
-/// default freshness when the origin says nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A playlist: changes every segment.
-    Playlist,
-    /// A media or init segment: never changes once written.
-    Segment,
-    /// Anything else.
-    Other,
-}
-
-impl Kind {
-    /// The kind of the object at `path`.
-    pub fn of(path: &str) -> Kind {
-        if path.ends_with(".m3u8") {
-            Kind::Playlist
-        } else if [".ts", ".m4s", ".mp4", ".aac", ".vtt"]
-            .iter()
-            .any(|e| path.ends_with(e))
-        {
-            Kind::Segment
-        } else {
-            Kind::Other
-        }
-    }
-}
 
 /// The status line and headers of an origin's answer, as the edge passes them on.
 #[derive(Clone, Debug)]
@@ -101,7 +75,7 @@ impl Default for FreshnessPolicy {
 impl FreshnessPolicy {
     /// How long the answer `head` (with `body` when complete) for an object
     /// of `kind` stays usable.
-    pub fn freshness(&self, kind: Kind, head: &Head, body: &[u8]) -> Freshness {
+    pub fn freshness(&self, kind: ObjectKind, head: &Head, body: &[u8]) -> Freshness {
         let cc = head
             .cache_control
             .as_deref()
@@ -115,13 +89,13 @@ impl FreshnessPolicy {
                 store: !cc.no_store && !self.not_found.is_zero(),
             };
         }
-        let target = (kind == Kind::Playlist)
+        let target = (kind == ObjectKind::Playlist)
             .then(|| target_duration(body))
             .flatten();
         let default = match kind {
-            Kind::Playlist => target.map_or(self.playlist, |t| t / 2),
-            Kind::Segment => self.segment,
-            Kind::Other => self.other,
+            ObjectKind::Playlist => target.map_or(self.playlist, |t| t / 2),
+            k if k.is_segment() => self.segment,
+            _ => self.other,
         };
         let fresh_for = if cc.no_cache {
             Duration::ZERO
@@ -129,7 +103,7 @@ impl FreshnessPolicy {
             cc.max_age.unwrap_or(default).saturating_sub(head.age)
         };
         let (revalidate_for, stale_if_error_for) = match kind {
-            Kind::Playlist => {
+            ObjectKind::Playlist => {
                 let target = target.unwrap_or(self.playlist * 2);
                 // `no-cache` (an LL-HLS origin's live playlist, which changes
                 // with every part): never served stale while a refresh runs,
@@ -142,7 +116,7 @@ impl FreshnessPolicy {
                     fresh_for + target.mul_f64(self.playlist_stale_targets.max(0.0)),
                 )
             }
-            Kind::Segment | Kind::Other => (fresh_for, fresh_for),
+            _ => (fresh_for, fresh_for),
         };
         Freshness {
             fresh_for,
@@ -253,18 +227,18 @@ mod tests {
     #[test]
     fn origin_max_age_wins_and_age_counts() {
         let p = FreshnessPolicy::default();
-        let f = p.freshness(Kind::Playlist, &head(200, Some("max-age=1")), b"");
+        let f = p.freshness(ObjectKind::Playlist, &head(200, Some("max-age=1")), b"");
         assert_eq!(f.fresh_for, Duration::from_secs(1));
         assert_eq!(f.revalidate_for, Duration::from_secs(3));
         assert_eq!(f.stale_if_error_for, Duration::from_secs(7));
         let mut h = head(200, Some("max-age=10"));
         h.age = Duration::from_secs(4);
         assert_eq!(
-            p.freshness(Kind::Segment, &h, b"").fresh_for,
+            p.freshness(ObjectKind::Mp4Segment, &h, b"").fresh_for,
             Duration::from_secs(6)
         );
         assert!(
-            !p.freshness(Kind::Segment, &head(200, Some("private")), b"")
+            !p.freshness(ObjectKind::Mp4Segment, &head(200, Some("private")), b"")
                 .store
         );
     }
@@ -273,11 +247,11 @@ mod tests {
     fn defaults_by_kind() {
         let p = FreshnessPolicy::default();
         let media = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\na.ts\n";
-        let f = p.freshness(Kind::Playlist, &head(200, None), media);
+        let f = p.freshness(ObjectKind::Playlist, &head(200, None), media);
         assert_eq!(f.fresh_for, Duration::from_secs(2));
         assert_eq!(f.revalidate_for, Duration::from_secs(6));
         assert_eq!(f.stale_if_error_for, Duration::from_secs(14));
-        let f = p.freshness(Kind::Segment, &head(200, None), b"");
+        let f = p.freshness(ObjectKind::Mp4Segment, &head(200, None), b"");
         assert_eq!(f.fresh_for, Duration::from_secs(86_400));
         assert_eq!(f.revalidate_for, f.fresh_for);
     }
@@ -287,7 +261,7 @@ mod tests {
         let p = FreshnessPolicy::default();
         let body = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n";
         let f = p.freshness(
-            Kind::Playlist,
+            ObjectKind::Playlist,
             &head(200, Some("max-age=0, no-cache")),
             body,
         );
@@ -299,11 +273,14 @@ mod tests {
     #[test]
     fn not_found_is_kept_at_most_the_policy() {
         let mut p = FreshnessPolicy::default();
-        let f = p.freshness(Kind::Segment, &head(404, Some("max-age=600")), b"");
+        let f = p.freshness(ObjectKind::Mp4Segment, &head(404, Some("max-age=600")), b"");
         assert_eq!(f.fresh_for, Duration::from_secs(1));
         assert!(f.store);
         p.not_found = Duration::ZERO;
-        assert!(!p.freshness(Kind::Segment, &head(404, None), b"").store);
+        assert!(
+            !p.freshness(ObjectKind::Mp4Segment, &head(404, None), b"")
+                .store
+        );
     }
 
     #[test]
@@ -312,7 +289,7 @@ mod tests {
         let h = head(200, Some("max-age=1"));
         let now = Instant::now();
         let o = Object {
-            freshness: p.freshness(Kind::Playlist, &h, b"#EXT-X-TARGETDURATION:2\n"),
+            freshness: p.freshness(ObjectKind::Playlist, &h, b"#EXT-X-TARGETDURATION:2\n"),
             head: h,
             body: Bytes::new(),
             etag: make_etag(b""),
@@ -328,9 +305,15 @@ mod tests {
 
     #[test]
     fn kinds_and_targets() {
-        assert_eq!(Kind::of("demo/source/index.m3u8"), Kind::Playlist);
-        assert_eq!(Kind::of("demo/source/ab-1.m4s"), Kind::Segment);
-        assert_eq!(Kind::of("demo/x.json"), Kind::Other);
+        assert_eq!(
+            ObjectKind::of("demo/source/index.m3u8"),
+            ObjectKind::Playlist
+        );
+        assert_eq!(
+            ObjectKind::of("demo/source/ab-1.m4s"),
+            ObjectKind::Mp4Segment
+        );
+        assert_eq!(ObjectKind::of("demo/x.json"), ObjectKind::Other);
         assert_eq!(target_duration(b"#EXT-X-TARGETDURATION:0\n"), None);
         assert_eq!(target_duration(b"#EXT-X-TARGETDURATION:x\n"), None);
         assert_ne!(make_etag(b"a"), make_etag(b"b"));

@@ -17,7 +17,7 @@ use reqwest::header::{self, HeaderMap};
 use crate::fill::FillError;
 use crate::metrics::{EdgeMetrics, FetchLabel, OriginLabel};
 use crate::object::Head;
-use crate::request::CacheKey;
+use hls::target::CacheKey;
 
 /// The first backoff after a failure.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
@@ -325,7 +325,7 @@ async fn fetch_one(origin: &Origin, key: &CacheKey) -> Result<(Head, Body), Fill
         }
         Source::Store(store) => match store.get(key.path()).await {
             Ok(body) => {
-                let kind = origin_store::Kind::of(key.path());
+                let kind = hls::naming::ObjectKind::of(key.path());
                 let head = Head {
                     status: 200,
                     content_type: Some(kind.content_type().into()),

@@ -62,7 +62,7 @@ impl Reach {
         let max_parts = ((2.0 * target / part).ceil() as u64).saturating_add(1);
         Some(Reach {
             newest: sequence.saturating_add(complete),
-            max_parts: max_parts.min(crate::request::MAX_PART_INDEX + 1),
+            max_parts: max_parts.min(hls::target::MAX_PART_INDEX + 1),
         })
     }
 

@@ -19,7 +19,7 @@ use crate::edge::{Answer, CacheStatus, Edge, EdgeError, Refusal};
 use crate::fill::{Fill, FillError};
 use crate::object::{Head, Object};
 use crate::range::{self, RangeRequest};
-use crate::request::{BadTarget, CacheKey};
+use hls::target::{BadTarget, CacheKey};
 
 /// The name this cache gives itself in `Cache-Status`.
 pub const CACHE_NAME: &str = "ferry";

@@ -8,7 +8,7 @@
 use edge_cache::cache_control::CacheControl;
 use edge_cache::object::target_duration;
 use edge_cache::range::{self, RangeRequest};
-use edge_cache::request::CacheKey;
+use hls::target::CacheKey;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
             && let Some(ll) = key.ll()
         {
             let _ = reach.check(ll.msn, ll.part);
-            assert!(reach.max_parts <= edge_cache::request::MAX_PART_INDEX + 1);
+            assert!(reach.max_parts <= hls::target::MAX_PART_INDEX + 1);
         }
     }
     let len = u64::from(data.first().copied().unwrap_or(0)) * 1000;

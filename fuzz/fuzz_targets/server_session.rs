@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use media_core::Hub;
-use rtmp::auth::StaticKeys;
+use media_core::auth::StaticKeys;
 use rtmp::{RtmpMetrics, Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -4,8 +4,10 @@
 
 pub mod fmp4;
 pub mod low_latency;
+pub mod naming;
 mod packager;
 pub mod playlist;
+pub mod target;
 pub mod ts;
 mod video;
 

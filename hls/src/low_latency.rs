@@ -7,18 +7,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+pub use crate::playlist::PartEntry;
 use crate::playlist::{SegmentEntry, segment_head};
-
-/// A partial segment as a playlist lists it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PartEntry {
-    /// Duration in seconds.
-    pub duration: f64,
-    /// URI relative to the playlist.
-    pub uri: String,
-    /// Starts with a keyframe: a player may start decoding here.
-    pub independent: bool,
-}
 
 /// The segment being built: its parts so far.
 #[derive(Clone, Debug, PartialEq)]

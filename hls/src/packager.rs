@@ -685,7 +685,7 @@ struct PartUri {
 
 impl PartUri {
     fn name(&self, sequence: u64, index: usize) -> String {
-        format!("{}{sequence}.{index}.m4s", self.prefix)
+        crate::naming::part_name(&self.prefix, sequence, index)
     }
 }
 

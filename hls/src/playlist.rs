@@ -20,7 +20,18 @@ pub struct SegmentEntry {
     /// fMP4: the init segment it needs (`EXT-X-MAP`).
     pub map: Option<String>,
     /// Low-latency HLS: its partial segments, while they are kept.
-    pub parts: Vec<crate::low_latency::PartEntry>,
+    pub parts: Vec<PartEntry>,
+}
+
+/// A partial segment as a playlist lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartEntry {
+    /// Duration in seconds.
+    pub duration: f64,
+    /// URI relative to the playlist.
+    pub uri: String,
+    /// Starts with a keyframe: a player may start decoding here.
+    pub independent: bool,
 }
 
 /// Renders a media playlist of `segments` (the sliding window, oldest first);

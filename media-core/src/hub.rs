@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 use tokio::sync::broadcast;
 
-use crate::{HubMetrics, Metadata, Packet, TrackInfo, TrackKind};
+use crate::{Event, HubMetrics, Metadata, Packet, TrackInfo, TrackKind};
 
 /// How many packets a subscriber may fall behind before it is skipped to the next
 /// keyframe (about 6 s of a 30 fps stream with audio).
@@ -30,21 +30,6 @@ pub enum HubError {
     /// Only one publisher per stream: a second one would interleave two timelines.
     #[error("stream {0:?} already has a publisher")]
     AlreadyPublishing(String),
-}
-
-/// What a subscriber sees, in order.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// A publisher started (or was already live when the subscriber joined).
-    Started,
-    /// Stream metadata changed.
-    Metadata(Arc<Metadata>),
-    /// A track's decoder config arrived or changed; packets after it use it.
-    Track(Arc<TrackInfo>),
-    /// A coded frame.
-    Packet(Packet),
-    /// The publisher left; the subscription stays open for the next one.
-    Stopped,
 }
 
 /// The registry of streams; cheap to clone and share.

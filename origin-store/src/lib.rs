@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hls::naming::ObjectKind;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -22,53 +23,6 @@ use tracing::warn;
 pub const PUT_ATTEMPTS: u32 = 4;
 /// The first retry waits this long; each further one twice as long.
 pub const RETRY_BASE: Duration = Duration::from_millis(100);
-
-/// What kind of object a key names, which decides its HTTP headers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A playlist: changes every segment, so cached only briefly.
-    Playlist,
-    /// An MPEG-TS segment: never changes once written.
-    TsSegment,
-    /// An fMP4 media or init segment: never changes once written.
-    Mp4Segment,
-    /// Anything else.
-    Other,
-}
-
-impl Kind {
-    /// The kind of `key`, from its extension.
-    pub fn of(key: &str) -> Kind {
-        if key.ends_with(".m3u8") {
-            Kind::Playlist
-        } else if key.ends_with(".ts") {
-            Kind::TsSegment
-        } else if key.ends_with(".m4s") || key.ends_with(".mp4") {
-            Kind::Mp4Segment
-        } else {
-            Kind::Other
-        }
-    }
-
-    /// `Content-Type`.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Kind::Playlist => "application/vnd.apple.mpegurl",
-            Kind::TsSegment => "video/mp2t",
-            Kind::Mp4Segment => "video/mp4",
-            Kind::Other => "application/octet-stream",
-        }
-    }
-
-    /// `Cache-Control`: playlists for one second, segments for a day, immutable.
-    pub fn cache_control(self) -> &'static str {
-        match self {
-            Kind::Playlist => "max-age=1",
-            Kind::TsSegment | Kind::Mp4Segment => "public, max-age=86400, immutable",
-            Kind::Other => "no-cache",
-        }
-    }
-}
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +126,7 @@ impl OriginStore {
         loop {
             let payload = PutPayload::from(data.clone());
             let result = if self.attributes {
-                let kind = Kind::of(key);
+                let kind = ObjectKind::of(key);
                 let attributes = Attributes::from_iter([
                     (Attribute::ContentType, kind.content_type()),
                     (Attribute::CacheControl, kind.cache_control()),
@@ -295,16 +249,6 @@ mod tests {
             assert!(parse_key(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_key("demo/source/12.ts").is_ok());
-    }
-
-    #[test]
-    fn kinds_have_headers() {
-        assert_eq!(
-            Kind::of("a/index.m3u8").content_type(),
-            "application/vnd.apple.mpegurl"
-        );
-        assert_eq!(Kind::of("a/1.ts").content_type(), "video/mp2t");
-        assert!(Kind::of("a/1.ts").cache_control().contains("immutable"));
     }
 
     #[tokio::test]

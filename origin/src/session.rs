@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use hls::naming::ObjectKind;
 use origin_store::OriginStore;
 use tracing::{info, warn};
 
@@ -63,14 +64,10 @@ pub async fn remove_stale(
             continue;
         };
         let (variant, file) = rest.split_once('/').unwrap_or(("", rest));
-        let stale = match origin_store::Kind::of(file) {
-            origin_store::Kind::TsSegment | origin_store::Kind::Mp4Segment => {
-                !file.starts_with(&own)
-            }
-            origin_store::Kind::Playlist => {
-                !variant.is_empty() && !variants.iter().any(|v| v == variant)
-            }
-            origin_store::Kind::Other => false,
+        let stale = match ObjectKind::of(file) {
+            ObjectKind::TsSegment | ObjectKind::Mp4Segment => !file.starts_with(&own),
+            ObjectKind::Playlist => !variant.is_empty() && !variants.iter().any(|v| v == variant),
+            ObjectKind::OtherSegment | ObjectKind::Other => false,
         };
         if stale && store.delete(&key).await.is_ok() {
             removed += 1;

@@ -288,8 +288,8 @@ mod tests {
     use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
     use super::*;
-    use crate::auth::StaticKeys;
     use crate::{Server, ServerConfig};
+    use media_core::auth::StaticKeys;
 
     /// A socket whose reads stop (pend for ever) once `stalled` is set: a
     /// receiver that hangs without closing.

@@ -7,11 +7,11 @@
 //! `@setDataFrame`, interleaved chunk streams) and lacks aggregate messages.
 
 pub mod amf0;
-pub mod auth;
 pub mod chunk;
 mod client;
 mod error;
 pub mod flv;
+pub mod flv_file;
 pub mod handshake;
 pub mod ingest;
 pub mod limits;

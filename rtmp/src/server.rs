@@ -20,10 +20,10 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::auth::PublishAuthorizer;
 use crate::limits::*;
 use crate::transport::Transport;
 use crate::{RtmpError, RtmpMetrics};
+use media_core::auth::PublishAuthorizer;
 
 /// What an operator can tune about the server.
 #[derive(Clone, Debug)]
@@ -309,8 +309,8 @@ impl Server {
 mod tests {
     use super::*;
     use crate::amf0::Amf0Value;
-    use crate::auth::StaticKeys;
     use crate::message::{self, type_id};
+    use media_core::auth::StaticKeys;
 
     fn server() -> Arc<Server> {
         Server::new(

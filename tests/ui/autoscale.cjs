@@ -1,6 +1,6 @@
 // The Nodes page with the autoscaler on: the farm, its last decisions with
 // their figures and rule, and the actions taken (drains, removals) are shown,
-// with no page error. Run by tests/autoscale.rs: FERRY_URL, FERRY_TOKEN, SHOT.
+// with no page error. Run by tests/it/autoscale.rs: FERRY_URL, FERRY_TOKEN, SHOT.
 "use strict";
 const { launch } = require("./browser.cjs");
 

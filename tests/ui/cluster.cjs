@@ -3,7 +3,7 @@
 // viewers and charts them, offers the director's URL, shows the variant they
 // follow; a 10 s keyframe interval is warned of; the Nodes page lists both
 // edges with their load; an edge killed with SIGKILL shows dead. Run by
-// tests/ui.rs: FERRY_URL, FERRY_TOKEN, STREAM, VIEWERS, KILL_PID, SHOT_DIR.
+// tests/it/ui.rs: FERRY_URL, FERRY_TOKEN, STREAM, VIEWERS, KILL_PID, SHOT_DIR.
 "use strict";
 const path = require("path");
 const { launch } = require("./browser.cjs");

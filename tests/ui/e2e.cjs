@@ -1,7 +1,7 @@
 // Drives Ferry's web UI in headless Chromium (Debian's, through playwright-core):
 // sign in, create a stream, publish to it with ffmpeg using the key the page
 // shows, see it live, watch the hls.js preview play, add a task with the
-// generated form. Run by tests/ui.rs, which starts Ferry and passes:
+// generated form. Run by tests/it/ui.rs, which starts Ferry and passes:
 //   FERRY_URL, FERRY_TOKEN, SAMPLE (an FLV file), SHOT (screenshot path), FFMPEG
 "use strict";
 const { spawn } = require("child_process");

@@ -18,16 +18,13 @@ pub mod tasks;
 
 pub use tasks::{Media, TaskContext, TaskType, TaskTypes};
 
-/// How long a lease lasts without renewal; a dead worker's tasks move after this.
-pub const LEASE: Duration = Duration::from_secs(6);
+pub use control_client::leases::{LEASE, MAX_TASKS};
 /// How often leases are renewed and new tasks looked for.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Backoff after a failure: doubles from this ...
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// ... up to this.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Tasks one worker takes at most.
-pub const MAX_TASKS: usize = 64;
 
 /// A task running on this worker.
 struct Running {

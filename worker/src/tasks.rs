@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use control_client::{TaskSpec, TaskSpecs};
 use media_core::Hub;
 use tokio_util::sync::CancellationToken;
 
@@ -41,18 +42,9 @@ pub struct TaskContext {
 /// cancelled), `Err(why)` when it failed and should be restarted.
 pub type TaskRun = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
-/// One kind of task.
-pub trait TaskType: Send + Sync + 'static {
-    /// The name in the API (`restream`).
-    fn kind(&self) -> &'static str;
-    /// One line for the UI.
-    fn description(&self) -> &'static str;
-    /// JSON Schema of the config: drives API validation docs and the UI form.
-    fn schema(&self) -> serde_json::Value;
-    /// Checks a config; returns it normalised, or what is wrong.
-    fn validate(&self, config: &serde_json::Value) -> Result<serde_json::Value, String>;
-    /// The config as operators may see it (secrets masked).
-    fn redact(&self, config: &serde_json::Value) -> serde_json::Value;
+/// One kind of task: what the control plane knows of it ([`TaskSpec`]) and
+/// how a worker runs it.
+pub trait TaskType: TaskSpec {
     /// Runs the task until it ends or fails.
     fn run(&self, ctx: TaskContext, config: serde_json::Value) -> TaskRun;
 }
@@ -73,8 +65,8 @@ impl TaskTypes {
         self.0.get(kind)
     }
 
-    /// All types.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn TaskType>> {
-        self.0.values()
+    /// What the control plane needs of these types.
+    pub fn specs(&self) -> TaskSpecs {
+        TaskSpecs::new(self.0.values().cloned().map(|t| -> Arc<dyn TaskSpec> { t }))
     }
 }

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use clap::Parser;
 use rtmp::Client;
+use rtmp::flv_file::{FileTag, FlvFile, TAG_AUDIO, TAG_VIDEO};
 use rtmp::message::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -48,34 +48,15 @@ const STREAM: &str = "bench";
 /// How long after a failure the players are watched.
 const WATCH: Duration = Duration::from_secs(3);
 
-struct Tag {
-    kind: u8,
-    ts: u32,
-    body: Bytes,
-}
+/// A tag of the recorded stream: FLV's own, with the reader's names.
+type Tag = FileTag;
 
 fn read_flv(path: &Path) -> anyhow::Result<Vec<Tag>> {
-    let data = std::fs::read(path).with_context(|| path.display().to_string())?;
-    anyhow::ensure!(data.len() > 13 && &data[..3] == b"FLV", "not an FLV file");
-    let mut at = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize + 4;
-    let mut tags = Vec::new();
-    while at + 11 <= data.len() {
-        let kind = data[at] & 0x1f;
-        let size = u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
-        let ts = u32::from_be_bytes([data[at + 7], data[at + 4], data[at + 5], data[at + 6]]);
-        let body = at + 11;
-        if body + size > data.len() {
-            break;
-        }
-        if kind == 8 || kind == 9 {
-            tags.push(Tag {
-                kind,
-                ts,
-                body: Bytes::copy_from_slice(&data[body..body + size]),
-            });
-        }
-        at = body + size + 4;
-    }
+    let tags: Vec<Tag> = FlvFile::read_path(path)
+        .with_context(|| path.display().to_string())?
+        .into_iter()
+        .filter(|t| t.kind == TAG_AUDIO || t.kind == TAG_VIDEO)
+        .collect();
     anyhow::ensure!(!tags.is_empty(), "no audio or video tags");
     Ok(tags)
 }
@@ -120,9 +101,9 @@ async fn feed_origin(addr: SocketAddr, mut rx: mpsc::Receiver<Arc<Tag>>) {
 
 async fn send(c: &mut Client, t: &Tag) -> Result<(), rtmp::RtmpError> {
     if t.kind == 9 {
-        c.send_video(t.ts, &t.body).await
+        c.send_video(t.timestamp, &t.body).await
     } else {
-        c.send_audio(t.ts, &t.body).await
+        c.send_audio(t.timestamp, &t.body).await
     }
 }
 
@@ -134,7 +115,7 @@ fn publish(tags: Vec<Tag>, origins: Vec<SocketAddr>) {
     let video: Vec<u32> = tags
         .iter()
         .filter(|t| t.kind == 9 && !is_sequence_header(t))
-        .map(|t| t.ts)
+        .map(|t| t.timestamp)
         .collect();
     let step = match (video.first(), video.last()) {
         (Some(a), Some(b)) if video.len() > 1 => (b - a) / (video.len() as u32 - 1),
@@ -142,7 +123,7 @@ fn publish(tags: Vec<Tag>, origins: Vec<SocketAddr>) {
     };
     let span = match (video.first(), video.last()) {
         (Some(a), Some(b)) => b - a + step,
-        _ => tags.last().map_or(0, |t| t.ts) + step,
+        _ => tags.last().map_or(0, |t| t.timestamp) + step,
     };
     let senders: Vec<_> = origins
         .into_iter()
@@ -159,11 +140,11 @@ fn publish(tags: Vec<Tag>, origins: Vec<SocketAddr>) {
                 if round > 0 && is_sequence_header(t) {
                     continue;
                 }
-                let ts = t.ts + round * span;
+                let ts = t.timestamp + round * span;
                 tokio::time::sleep_until(start + Duration::from_millis(u64::from(ts))).await;
                 let tag = Arc::new(Tag {
                     kind: t.kind,
-                    ts,
+                    timestamp: ts,
                     body: t.body.clone(),
                 });
                 for s in &senders {
@@ -378,14 +359,14 @@ async fn main() -> anyhow::Result<()> {
     let video: Vec<u32> = tags
         .iter()
         .filter(|t| t.kind == 9 && !is_sequence_header(t))
-        .map(|t| t.ts)
+        .map(|t| t.timestamp)
         .collect();
     let frame_ms = match (video.first(), video.last()) {
         (Some(a), Some(b)) if video.len() > 1 => f64::from(b - a) / (video.len() - 1) as f64,
         _ => 1000.0 / 30.0,
     };
     let stream_bps = tags.iter().map(|t| t.body.len() as f64).sum::<f64>()
-        / (f64::from(tags.last().map_or(1, |t| t.ts.max(1))) / 1000.0);
+        / (f64::from(tags.last().map_or(1, |t| t.timestamp.max(1))) / 1000.0);
     std::fs::create_dir_all(&args.work)?;
     let p = args.port;
     let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], p + i));

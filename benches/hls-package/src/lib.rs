@@ -1,12 +1,10 @@
 //! Shared by the HLS benches: reading a recorded FLV file tag by tag and turning
 //! tags into hub events exactly as the RTMP ingest does.
 
-use std::io::Read;
-
-use anyhow::bail;
 use bytes::Bytes;
 use media_core::{Event, Packet, Timestamp, TrackInfo, TrackKind};
 use rtmp::flv::{AudioTag, VideoTag, parse_audio, parse_video};
+use rtmp::flv_file::FlvFile;
 
 /// Reads FLV tags one by one as (tag type, timestamp ms, body), as a live input
 /// would arrive, and hands each to `each`.
@@ -14,26 +12,12 @@ pub fn for_each_tag(
     file: &str,
     mut each: impl FnMut(u8, i64, Bytes) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut r = std::io::BufReader::with_capacity(64 << 10, std::fs::File::open(file)?);
-    let mut head = [0u8; 13];
-    r.read_exact(&mut head)?;
-    if &head[..3] != b"FLV" {
-        bail!("not an FLV file");
+    let file = std::io::BufReader::with_capacity(64 << 10, std::fs::File::open(file)?);
+    for tag in FlvFile::new(file) {
+        let tag = tag?;
+        each(tag.kind, i64::from(tag.timestamp), tag.body)?;
     }
-    let mut tag = [0u8; 11];
-    loop {
-        match r.read_exact(&mut tag) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        let size = u32::from_be_bytes([0, tag[1], tag[2], tag[3]]) as usize;
-        let ts = i64::from(u32::from_be_bytes([tag[7], tag[4], tag[5], tag[6]]));
-        let mut body = vec![0u8; size + 4];
-        r.read_exact(&mut body)?;
-        body.truncate(size);
-        each(tag[0], ts, Bytes::from(body))?;
-    }
+    Ok(())
 }
 
 /// The hub event an FLV tag becomes, as the RTMP ingest makes it.

@@ -1,4 +1,4 @@
-//! The queries on SQLite; `tests/control.rs` runs the API (and so every
+//! The queries on SQLite; `tests/it/control.rs` runs the API (and so every
 //! query) on PostgreSQL too.
 
 use super::*;

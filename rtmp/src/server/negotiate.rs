@@ -11,11 +11,11 @@ use tracing::{debug, info};
 
 use super::{Role, Server};
 use crate::amf0::Amf0Value;
-use crate::auth::{PublishRequest, mask_key};
 use crate::limits::*;
 use crate::message::{self, Command, Message, type_id, user_control};
 use crate::transport::{Transport, csid};
 use crate::{RtmpError, amf0};
+use media_core::auth::{PublishRequest, mask_key};
 
 impl Server {
     pub(super) async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::PartialSchema;
 
+use control_client::TaskSpec;
+
 use super::{Media, TaskContext, TaskRun, TaskType};
 
 /// The restream task type.
@@ -64,7 +66,7 @@ fn parse(url: &str) -> Result<Target, String> {
     })
 }
 
-impl TaskType for Restream {
+impl TaskSpec for Restream {
     fn kind(&self) -> &'static str {
         "restream"
     }
@@ -89,11 +91,14 @@ impl TaskType for Restream {
         if let Some(url) = config.get("url").and_then(|u| u.as_str())
             && let Some((base, key)) = url.rsplit_once('/')
         {
-            out["url"] = serde_json::Value::String(format!("{base}/{}", rtmp::auth::mask_key(key)));
+            out["url"] =
+                serde_json::Value::String(format!("{base}/{}", media_core::auth::mask_key(key)));
         }
         out
     }
+}
 
+impl TaskType for Restream {
     fn run(&self, ctx: TaskContext, config: serde_json::Value) -> TaskRun {
         Box::pin(async move {
             let c: RestreamConfig = serde_json::from_value(config).map_err(|e| e.to_string())?;
