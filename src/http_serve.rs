@@ -17,7 +17,6 @@ use edge_cache::h1::{ConnLimits, HitPath, Prefixed, Served};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
-use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -44,36 +43,15 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
 }
 
-/// Counts of what the limits did.
-#[derive(Clone, Debug, Default)]
-pub struct HttpMetrics {
-    /// Open HTTP connections.
-    pub connections: Gauge,
-    /// Connections closed on accept at the cap.
-    pub rejected: Counter,
-    /// Connections closed for moving nothing for the idle timeout.
-    pub idle_closed: Counter,
-}
-
-impl HttpMetrics {
-    /// Adds these metrics under the `http` prefix.
-    pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("http");
-        r.register(
-            "connections",
-            "Open HTTP connections",
-            self.connections.clone(),
-        );
-        r.register(
-            "connections_rejected",
-            "HTTP connections closed on accept at the connection cap",
-            self.rejected.clone(),
-        );
-        r.register(
-            "idle_closed",
-            "HTTP connections closed after the idle timeout",
-            self.idle_closed.clone(),
-        );
+media_core::metrics! {
+    /// Counts of what the limits did.
+    pub struct HttpMetrics under "http" {
+        /// Open HTTP connections
+        pub connections: Gauge,
+        /// HTTP connections closed on accept at the connection cap
+        pub rejected as "connections_rejected": Counter,
+        /// HTTP connections closed after the idle timeout
+        pub idle_closed: Counter,
     }
 }
 

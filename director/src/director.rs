@@ -10,7 +10,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -110,70 +109,28 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
-/// What the director counts.
-#[derive(Clone, Debug, Default)]
-pub struct DirectorMetrics {
-    /// Playlists rewritten (cache misses of the rewrite cache).
-    pub rewritten: Counter,
-    /// Playlists served.
-    pub served: Counter,
-    /// Viewers per edge now.
-    pub viewers: Family<EdgeLabel, Gauge>,
-    /// Changes of the live edge set.
-    pub edge_set_changes: Counter,
-    /// Requests answered 503 for want of a live edge.
-    pub no_edge: Counter,
-    /// Playlist fetches from edges that failed.
-    pub fetch_failures: Counter,
-    /// New viewers refused for their address's rate.
-    pub new_viewers_limited: Counter,
-    /// Viewers per stream and edge now: where each stream sits.
-    pub stream_viewers: Family<PlacementLabel, Gauge>,
-    /// Placements and moves by why they happened.
-    pub placements: Family<ReasonLabel, Counter>,
-}
-
-impl DirectorMetrics {
-    /// Adds these metrics under the `director` prefix.
-    pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("director");
-        r.register(
-            "playlists_rewritten",
-            "Playlists rewritten",
-            self.rewritten.clone(),
-        );
-        r.register("playlists_served", "Playlists served", self.served.clone());
-        r.register("viewers", "Viewers counted per edge", self.viewers.clone());
-        r.register(
-            "edge_set_changes",
-            "Changes of the live edge set",
-            self.edge_set_changes.clone(),
-        );
-        r.register(
-            "no_edge",
-            "Requests refused for want of a live edge",
-            self.no_edge.clone(),
-        );
-        r.register(
-            "fetch_failures",
-            "Playlist fetches from edges that failed",
-            self.fetch_failures.clone(),
-        );
-        r.register(
-            "new_viewers_limited",
-            "New viewers refused for their address's rate",
-            self.new_viewers_limited.clone(),
-        );
-        r.register(
-            "stream_viewers",
-            "Viewers per stream and edge: the edges each stream sits on",
-            self.stream_viewers.clone(),
-        );
-        r.register(
-            "placements",
-            "Viewers placed or moved, by reason (home, spilled, consolidated, edge_gone, overloaded, over_capacity)",
-            self.placements.clone(),
-        );
+media_core::metrics! {
+    /// What the director counts.
+    pub struct DirectorMetrics under "director" {
+        /// Playlists rewritten
+        pub rewritten as "playlists_rewritten": Counter,
+        /// Playlists served
+        pub served as "playlists_served": Counter,
+        /// Viewers counted per edge
+        pub viewers: Family<EdgeLabel, Gauge>,
+        /// Changes of the live edge set
+        pub edge_set_changes: Counter,
+        /// Requests refused for want of a live edge
+        pub no_edge: Counter,
+        /// Playlist fetches from edges that failed
+        pub fetch_failures: Counter,
+        /// New viewers refused for their address's rate
+        pub new_viewers_limited: Counter,
+        /// Viewers per stream and edge: the edges each stream sits on
+        pub stream_viewers: Family<PlacementLabel, Gauge>,
+        /// Viewers placed or moved, by reason (home, spilled, consolidated, edge_gone,
+        /// overloaded, over_capacity)
+        pub placements: Family<ReasonLabel, Counter>,
     }
 }
 

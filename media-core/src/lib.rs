@@ -17,6 +17,7 @@ mod hub;
 mod metadata;
 #[cfg(feature = "hub")]
 mod metrics;
+mod metrics_macro;
 mod packet;
 pub mod path;
 mod time;

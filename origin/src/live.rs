@@ -20,7 +20,6 @@ use hls::low_latency::{LiveView, PlaylistQuery, RenditionReport, render};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 /// What a low-latency request gets.
@@ -49,72 +48,22 @@ pub enum LiveAnswer {
     Unavailable,
 }
 
-/// What the low-latency origin reports.
-#[derive(Clone, Debug)]
-pub struct LiveMetrics {
-    /// Requests held now (blocking reloads and hinted parts).
-    pub held: Gauge,
-    /// Parts produced.
-    pub parts: Counter,
-    /// From the frame that completed a part arriving to the part being
-    /// readable, seconds.
-    pub part_latency: Histogram,
-    /// Blocking playlist requests answered (one per edge, however many
-    /// viewers wait behind it).
-    pub blocking_requests: Counter,
-    /// Requests refused because too many were held already.
-    pub refused: Counter,
-    /// Playlists rendered (once per view and form, not per request).
-    pub renders: Counter,
-}
-
-impl Default for LiveMetrics {
-    fn default() -> Self {
-        Self {
-            held: Gauge::default(),
-            parts: Counter::default(),
-            part_latency: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
-            blocking_requests: Counter::default(),
-            refused: Counter::default(),
-            renders: Counter::default(),
-        }
-    }
-}
-
-impl LiveMetrics {
-    /// Adds these metrics to `registry` under the `llhls` prefix.
-    pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("llhls");
-        r.register(
-            "held_requests",
-            "LL-HLS requests held until their part exists",
-            self.held.clone(),
-        );
-        r.register(
-            "parts",
-            "LL-HLS partial segments produced",
-            self.parts.clone(),
-        );
-        r.register(
-            "part_latency_seconds",
-            "From the frame that completes a part to the part being readable",
-            self.part_latency.clone(),
-        );
-        r.register(
-            "blocking_requests",
-            "LL-HLS blocking playlist requests answered",
-            self.blocking_requests.clone(),
-        );
-        r.register(
-            "held_refused",
-            "LL-HLS requests refused because too many were held (total or per address)",
-            self.refused.clone(),
-        );
-        r.register(
-            "renders",
-            "LL-HLS playlists rendered (once per view and form)",
-            self.renders.clone(),
-        );
+media_core::metrics! {
+    /// What the low-latency origin reports.
+    pub struct LiveMetrics under "llhls" {
+        /// LL-HLS requests held until their part exists
+        pub held as "held_requests": Gauge,
+        /// LL-HLS partial segments produced
+        pub parts: Counter,
+        /// From the frame that completes a part to the part being readable
+        pub part_latency as "part_latency_seconds": Histogram =
+            Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+        /// LL-HLS blocking playlist requests answered
+        pub blocking_requests: Counter,
+        /// LL-HLS requests refused because too many were held (total or per address)
+        pub refused as "held_refused": Counter,
+        /// LL-HLS playlists rendered (once per view and form)
+        pub renders: Counter,
     }
 }
 

@@ -20,7 +20,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -35,18 +34,29 @@ const DECISIONS_KEPT: usize = 100;
 /// How often drains are checked (edges report every second).
 const DRAIN_TICK: Duration = Duration::from_millis(250);
 
-/// The autoscaler's metrics.
-#[derive(Clone, Default)]
-pub struct AutoscaleMetrics {
-    current: Gauge,
-    desired: Gauge,
-    starting: Gauge,
-    draining: Gauge,
-    decisions: Family<ReasonLabel, Counter>,
-    added: Counter,
-    removed: Family<VerdictLabel, Counter>,
-    provider_errors: Counter,
-    edge_utilisation: Family<EdgeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+media_core::metrics! {
+    /// The autoscaler's metrics.
+    pub struct AutoscaleMetrics under "autoscale" {
+        /// Edges in the farm (ready and starting)
+        current as "edges": Gauge,
+        /// Edges the policy wants
+        desired as "desired_edges": Gauge,
+        /// Edges asked for, not reporting yet
+        starting as "starting_edges": Gauge,
+        /// Edges the autoscaler is draining
+        draining as "draining_edges": Gauge,
+        /// Evaluations, by the rule that decided
+        decisions: Family<ReasonLabel, Counter>,
+        /// Edges asked of the provider
+        added as "edges_added": Counter,
+        /// Edges stopped, by why (quiet, timed_out, gone, start_timeout)
+        removed as "edges_removed": Family<VerdictLabel, Counter>,
+        /// Provider calls that failed
+        provider_errors: Counter,
+        /// Each edge's load against its capacity by metric (1 = full): what an HPA or KEDA
+        /// would scale edges on
+        edge_utilisation: Family<EdgeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,58 +75,6 @@ struct ReasonLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabel {
     verdict: &'static str,
-}
-
-impl AutoscaleMetrics {
-    /// Registers them under `autoscale_`.
-    pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("autoscale");
-        r.register(
-            "edges",
-            "Edges in the farm (ready and starting)",
-            self.current.clone(),
-        );
-        r.register(
-            "desired_edges",
-            "Edges the policy wants",
-            self.desired.clone(),
-        );
-        r.register(
-            "starting_edges",
-            "Edges asked for, not reporting yet",
-            self.starting.clone(),
-        );
-        r.register(
-            "draining_edges",
-            "Edges the autoscaler is draining",
-            self.draining.clone(),
-        );
-        r.register(
-            "decisions",
-            "Evaluations, by the rule that decided",
-            self.decisions.clone(),
-        );
-        r.register(
-            "edges_added",
-            "Edges asked of the provider",
-            self.added.clone(),
-        );
-        r.register(
-            "edges_removed",
-            "Edges stopped, by why (quiet, timed_out, gone, start_timeout)",
-            self.removed.clone(),
-        );
-        r.register(
-            "provider_errors",
-            "Provider calls that failed",
-            self.provider_errors.clone(),
-        );
-        r.register(
-            "edge_utilisation",
-            "Each edge's load against its capacity by metric (1 = full): what an HPA or KEDA would scale edges on",
-            self.edge_utilisation.clone(),
-        );
-    }
 }
 
 /// An edge asked for and not reporting yet.
