@@ -1,172 +1,27 @@
-//! The director's state: the live edge set (polled from control), the viewer
-//! table, and small caches of playlists read from edges and of rewritten
-//! playlists, so that the cost of a reload does not grow with the viewers.
+//! The director: the live edge sets (polled from control, [`crate::pools`]),
+//! the viewer table ([`crate::assign`]), and the caches of playlists read
+//! from edges and rewritten for them ([`crate::playlists`]); this module
+//! fetches playlists from edges with failover and answers viewers.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::assign::Assignments;
+use crate::config::DirectorConfig;
+use crate::metrics::{DirectorMetrics, EdgeLabel, PlacementLabel, ReasonLabel};
+use crate::playlists::{Fetched, Fetches, Rewrites};
+use crate::pools::{EdgeSet, Pools, Suspects};
+use crate::rewrite;
+use crate::ring::hash;
 
 /// How long an edge may take to answer a playlist request.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an edge may hold an LL-HLS blocking reload (the origin holds it
 /// at most three target durations).
 const BLOCKING_TIMEOUT: Duration = Duration::from_secs(10);
-use tracing::{info, warn};
-
-use crate::assign::{Assignments, Policy};
-use crate::rewrite;
-use crate::ring::{Member, Ring, hash};
-
-/// `[director]` settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DirectorConfig {
-    /// How far above its share of viewers an edge may go (0.25: 25 %).
-    pub epsilon: f64,
-    /// `bounded-load` or `round-robin` (for comparison only).
-    pub policy: Policy,
-    /// A viewer not seen for this long no longer counts.
-    pub viewer_timeout_seconds: u64,
-    /// How long a playlist read from an edge is reused.
-    pub playlist_cache_ms: u64,
-    /// How often the edge list is read from control.
-    pub poll_ms: u64,
-    /// An edge that failed a playlist fetch gets no viewers for this long
-    /// (before control has noticed it is dead).
-    pub suspect_ms: u64,
-    /// Every edge may take this many viewers before a stream spills to the
-    /// next edge, however few viewers there are in all.
-    pub min_viewers_per_edge: u64,
-    /// `ferry serve` only: also run a director on this address (viewers
-    /// use it like a director apart); empty: none.
-    pub listen: String,
-    /// The key viewer tokens are signed with; directors behind one load
-    /// balancer share it. Empty: a random key per process.
-    pub token_secret: String,
-    /// New viewers (playlists without a valid token) one client address may
-    /// start per second; 0: no limit. More get 429.
-    pub new_viewers_per_second: f64,
-    /// New viewers one address may start at once before the rate applies.
-    pub new_viewers_burst: f64,
-    /// Seconds a new viewer is settling: until then it may move to the edge
-    /// the packing gives its stream (a burst of arrivals then ends with each
-    /// stream on as few edges as it needs); afterwards it stays unless its
-    /// edge goes or is over its bound by more than ε.
-    pub settle_seconds: u64,
-    /// Bound edges by the farm's load as the edges report it (open
-    /// connections) as well as by this director's own viewers: for several
-    /// directors behind one load balancer.
-    pub farm_load: bool,
-}
-
-impl Default for DirectorConfig {
-    fn default() -> Self {
-        Self {
-            epsilon: 0.25,
-            policy: Policy::BoundedLoad,
-            viewer_timeout_seconds: 10,
-            playlist_cache_ms: 300,
-            poll_ms: 500,
-            suspect_ms: 3000,
-            min_viewers_per_edge: 10,
-            listen: String::new(),
-            token_secret: String::new(),
-            new_viewers_per_second: 100.0,
-            new_viewers_burst: 1000.0,
-            settle_seconds: 10,
-            farm_load: false,
-        }
-    }
-}
-
-/// One edge by id.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EdgeLabel {
-    /// Node id.
-    pub edge: String,
-}
-
-/// One stream on one edge.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PlacementLabel {
-    /// Stream name.
-    pub stream: String,
-    /// Edge node id.
-    pub edge: String,
-}
-
-/// Why a viewer was placed where it is.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    /// `home`, `spilled`, `consolidated`, `edge_gone`, `overloaded`, `over_capacity`.
-    pub reason: &'static str,
-}
-
-media_core::metrics! {
-    /// What the director counts.
-    pub struct DirectorMetrics under "director" {
-        /// Playlists rewritten
-        pub rewritten as "playlists_rewritten": Counter,
-        /// Playlists served
-        pub served as "playlists_served": Counter,
-        /// Viewers counted per edge
-        pub viewers: Family<EdgeLabel, Gauge>,
-        /// Changes of the live edge set
-        pub edge_set_changes: Counter,
-        /// Requests refused for want of a live edge
-        pub no_edge: Counter,
-        /// Playlist fetches from edges that failed
-        pub fetch_failures: Counter,
-        /// New viewers refused for their address's rate
-        pub new_viewers_limited: Counter,
-        /// Viewers per stream and edge: the edges each stream sits on
-        pub stream_viewers: Family<PlacementLabel, Gauge>,
-        /// Viewers placed or moved, by reason (home, spilled, consolidated, edge_gone,
-        /// overloaded, over_capacity)
-        pub placements: Family<ReasonLabel, Counter>,
-    }
-}
-
-/// The live edges at one moment.
-#[derive(Clone, Debug, Default)]
-pub struct EdgeSet {
-    /// Bumped on every change.
-    pub version: u64,
-    /// Live, non-draining edges.
-    pub ring: Ring,
-    /// Each ring member's URL, by index.
-    pub urls: Vec<String>,
-}
-
-/// The live edges by pool (content-steering pathway) at one moment.
-#[derive(Debug, Default)]
-pub struct Pools {
-    /// Bumped on every change.
-    pub version: u64,
-    /// (pool, id, url, weight) of every live edge, sorted: what a change is.
-    signature: Vec<(String, String, String, u32)>,
-    /// Each pool's edges.
-    pub sets: std::collections::BTreeMap<String, Arc<EdgeSet>>,
-}
-
-/// A playlist read from an edge, with what every reload needs of it worked
-/// out once (not per viewer request).
-pub struct Fetched {
-    at: Instant,
-    /// The playlist as text.
-    pub text: String,
-    /// Its hash: the version the rewrite cache is keyed on.
-    pub version: u64,
-    /// Media sequence number of the first segment, and the segment count.
-    pub span: (u64, u64),
-}
 
 /// Why a request got no playlist.
 #[derive(Debug, thiserror::Error)]
@@ -181,11 +36,6 @@ pub enum DirectorError {
     #[error("not found")]
     NotFound,
 }
-
-/// A rewritten playlist's key: its path and the edge id it names.
-type RewriteKey = (String, String);
-/// A rewritten playlist: the source's hash, the edge-set version, the text.
-type Rewritten = (u64, u64, Arc<str>);
 
 /// Where the director learns the edges: the control plane over HTTP
 /// ([`from_control`]), or the one in the same process (`ferry serve`).
@@ -221,11 +71,10 @@ struct Inner {
     config: DirectorConfig,
     edges: RwLock<Arc<Pools>>,
     viewers: Mutex<Assignments>,
-    suspects: Mutex<HashMap<String, Instant>>,
+    suspects: Mutex<Suspects>,
     last_sweep: Mutex<Instant>,
-    /// Playlists read from edges: by edge URL, then path (with query).
-    playlists: Mutex<HashMap<String, HashMap<String, Arc<Fetched>>>>,
-    rewritten: Mutex<HashMap<RewriteKey, Rewritten>>,
+    playlists: Mutex<Fetches>,
+    rewritten: Mutex<Rewrites>,
     http: reqwest::Client,
     metrics: DirectorMetrics,
     tokens: crate::token::TokenKey,
@@ -328,55 +177,12 @@ impl Director {
                 .unwrap_or_else(|e| e.into_inner())
                 .set_farm(farm);
         }
-        let mut signature: Vec<(String, String, String, u32)> = rows
-            .iter()
-            .filter(|r| r.state == "live")
-            .map(|r| {
-                (
-                    r.load.pool.clone(),
-                    r.id.clone(),
-                    r.url.trim_end_matches('/').to_owned(),
-                    r.load.capacity.max(1),
-                )
-            })
-            .collect();
-        signature.sort();
-        let current = self.edges();
-        if current.signature == signature {
+        let Some(pools) = self.edges().changed(rows) else {
             return;
-        }
-        let version = current.version + 1;
-        let mut sets = std::collections::BTreeMap::new();
-        for pool in signature.iter().map(|s| s.0.clone()) {
-            if sets.contains_key(&pool) {
-                continue;
-            }
-            let members: Vec<Member> = signature
-                .iter()
-                .filter(|s| s.0 == pool)
-                .map(|(_, id, url, w)| Member {
-                    id: id.clone(),
-                    url: url.clone(),
-                    weight: *w,
-                })
-                .collect();
-            let urls = members.iter().map(|m| m.url.clone()).collect();
-            sets.insert(
-                pool,
-                Arc::new(EdgeSet {
-                    version,
-                    ring: Ring::new(members),
-                    urls,
-                }),
-            );
-        }
-        info!(version, edges = ?signature, "edge set changed");
+        };
+        info!(version = pools.version, edges = ?pools.edges(), "edge set changed");
         self.inner.metrics.edge_set_changes.inc();
-        *self.inner.edges.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Pools {
-            version,
-            signature,
-            sets,
-        });
+        *self.inner.edges.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pools);
     }
 
     /// Pools with a usable edge, least loaded first (viewers per unit of
@@ -418,34 +224,7 @@ impl Director {
         let Some(set) = self.edges().sets.get(pool).cloned() else {
             return Arc::new(EdgeSet::default());
         };
-        let now = Instant::now();
-        let mut suspects = self
-            .inner
-            .suspects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        suspects.retain(|_, until| *until > now);
-        if suspects.is_empty()
-            || set
-                .ring
-                .members()
-                .iter()
-                .all(|m| suspects.contains_key(&m.id))
-        {
-            return set;
-        }
-        let keep: Vec<usize> = (0..set.urls.len())
-            .filter(|&i| !suspects.contains_key(&set.ring.members()[i].id))
-            .collect();
-        Arc::new(EdgeSet {
-            version: set.version,
-            ring: Ring::new(
-                keep.iter()
-                    .map(|&i| set.ring.members()[i].clone())
-                    .collect(),
-            ),
-            urls: keep.iter().map(|&i| set.urls[i].clone()).collect(),
-        })
+        lock(&self.inner.suspects).usable(&set, Instant::now())
     }
 
     /// The pool a request uses: the one it names if that has edges, else the
@@ -464,11 +243,7 @@ impl Director {
 
     fn suspect(&self, id: &str) {
         let until = Instant::now() + Duration::from_millis(self.inner.config.suspect_ms);
-        self.inner
-            .suspects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_owned(), until);
+        lock(&self.inner.suspects).suspect(id, until);
     }
 
     /// Reads `path` (`/hls/...`) from the edges, starting at `first`, with a
@@ -483,16 +258,9 @@ impl Director {
         // Keyed by the edge it came from: edges may differ for a moment (one
         // a part behind), and a viewer must get its own edge's playlist.
         if let Some(url) = set.urls.get(first)
-            && let Some(f) = self
-                .inner
-                .playlists
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(url)
-                .and_then(|by_path| by_path.get(path))
-            && f.at.elapsed() < ttl
+            && let Some(f) = lock(&self.inner.playlists).fresh(url, path, ttl, Instant::now())
         {
-            return Ok(f.clone());
+            return Ok(f);
         }
         let n = set.urls.len();
         let mut last = String::from("no edge");
@@ -516,13 +284,7 @@ impl Director {
                             span: rewrite::sequence_span(&text),
                             text,
                         });
-                        self.inner
-                            .playlists
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry(set.urls[i].clone())
-                            .or_default()
-                            .insert(path.to_owned(), fetched.clone());
+                        lock(&self.inner.playlists).insert(&set.urls[i], path, fetched.clone());
                         return Ok(fetched);
                     }
                     Err(e) => last = e.to_string(),
@@ -683,15 +445,7 @@ impl Director {
     ) -> Arc<str> {
         let member = &set.ring.members()[i];
         let version = fetched.version;
-        let key = (path.to_owned(), member.id.clone());
-        let cached = self
-            .inner
-            .rewritten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .filter(|(v, s, _)| *v == version && *s == set.version)
-            .map(|(_, _, b)| b.clone());
+        let cached = lock(&self.inner.rewritten).get(path, &member.id, version, set.version);
         if let Some(b) = cached {
             return b;
         }
@@ -700,11 +454,7 @@ impl Director {
         // Tokens appear only in rendition reports; a playlist with none is
         // the same for every viewer on this edge.
         if !b.contains("v=") {
-            self.inner
-                .rewritten
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key, (version, set.version, b.clone()));
+            lock(&self.inner.rewritten).insert(path, &member.id, version, set.version, b.clone());
         }
         b
     }
@@ -763,20 +513,8 @@ impl Director {
         }
         drop(viewers);
         let ttl = Duration::from_millis(self.inner.config.playlist_cache_ms);
-        self.inner
-            .playlists
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, by_path| {
-                by_path.retain(|_, f| f.at.elapsed() < ttl * 10);
-                !by_path.is_empty()
-            });
-        let version = self.edges().version;
-        self.inner
-            .rewritten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (_, v, _)| *v == version);
+        lock(&self.inner.playlists).expire(ttl * 10, now);
+        lock(&self.inner.rewritten).keep_set(self.edges().version);
     }
 
     /// Reads the edge list from `source` every `poll_ms` until `cancel`.
@@ -799,6 +537,12 @@ impl Director {
     }
 }
 
+/// The lock's value, whether or not a holder panicked (every update here
+/// leaves the value whole).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The variant a media playlist at `path` (`/hls/STREAM/VARIANT/index.m3u8`)
 /// belongs to: its directory below the stream (`default` for a playlist
 /// directly under it).
@@ -817,6 +561,7 @@ fn variant_of<'a>(stream: &str, path: &'a str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring::{Member, Ring};
 
     /// An HTTP server on loopback answering every path with `body`.
     async fn edge_answering(body: &'static str) -> String {

@@ -7,14 +7,18 @@
 //! balancer; the edge list comes from control.
 
 pub mod assign;
+pub mod config;
 pub mod director;
+pub mod metrics;
+pub mod playlists;
+pub mod pools;
 pub mod rewrite;
 pub mod ring;
 pub mod server;
 pub mod token;
 
 pub use assign::Policy;
-pub use director::{
-    Director, DirectorConfig, DirectorError, DirectorMetrics, EdgeSource, from_control,
-};
+pub use config::DirectorConfig;
+pub use director::{Director, DirectorError, EdgeSource, from_control};
+pub use metrics::DirectorMetrics;
 pub use server::router;
