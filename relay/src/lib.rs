@@ -9,6 +9,7 @@
 //! players see one stream ([`splice`]).
 
 mod config;
+pub mod failover;
 mod foreign;
 pub mod frame;
 mod link;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::RelayMetrics;
+use crate::failover;
 use crate::frame::Frame;
 use crate::link::LinkError;
 use crate::metrics::{JoinLabel, SourceLabel};
@@ -501,55 +502,43 @@ impl<'a> Pull<'a> {
         });
     }
 
-    /// Stall, death and idleness checks; `false` when the pull should stop.
+    /// Stall, death and idleness checks ([`failover::decide`]); `false`
+    /// when the pull should stop.
     fn check(&mut self) -> bool {
-        let now = Instant::now();
+        let state = |f: &Feed| failover::FeedState {
+            heard: f.heard,
+            can_take_over: f.can_take_over(),
+        };
         let cfg = &self.puller.config;
-        if let Some(c) = &self.current {
-            let quiet = now.duration_since(c.heard);
-            let standby_alive = self
-                .standby
-                .as_ref()
-                .is_some_and(|s| s.can_take_over() && now.duration_since(s.heard) < cfg.stall);
-            if (quiet >= cfg.stall && standby_alive) || quiet >= cfg.dead {
-                self.lose_current(if quiet >= cfg.dead {
-                    "nothing heard from it"
-                } else {
-                    "it went quiet while the standby did not"
-                });
-            }
+        let decision = failover::decide(
+            &failover::Facts {
+                now: Instant::now(),
+                current: self.current.as_ref().map(state),
+                standby: self.standby.as_ref().map(state),
+                publishing: self.publisher.is_some(),
+                lost_since: self.lost_since,
+                players: self.puller.hub.subscriber_count(&self.name),
+                idle_since: self.idle_since,
+            },
+            &failover::Timings {
+                stall: cfg.stall,
+                dead: cfg.dead,
+                linger: cfg.linger,
+            },
+        );
+        if let Some(why) = decision.lose_current {
+            self.lose_current(why.as_str());
         }
-        // A standby that sends nothing (hung, or a foreign origin that
-        // started a play for a stream it does not have) is let go, so
-        // another can be looked for.
-        if self
-            .standby
-            .as_ref()
-            .is_some_and(|s| now.duration_since(s.heard) >= cfg.dead)
-        {
+        if decision.drop_standby {
             debug!(stream = %self.name, "standby silent, dropped");
             self.standby = None;
         }
-        // With no source for a while, the edge's stream ends (players stay,
-        // waiting for it to come back).
-        if self.current.is_none()
-            && self.publisher.is_some()
-            && self
-                .lost_since
-                .is_some_and(|t| now.duration_since(t) >= cfg.linger)
-        {
+        if decision.end_stream {
             info!(stream = %self.name, "no origin has the stream");
             self.publisher = None;
             self.stalled_since = None;
         }
-        if self.puller.hub.subscriber_count(&self.name) == 0 {
-            let since = *self.idle_since.get_or_insert(now);
-            if now.duration_since(since) >= cfg.linger {
-                return false;
-            }
-        } else {
-            self.idle_since = None;
-        }
-        true
+        self.idle_since = decision.idle_since;
+        !decision.stop
     }
 }
