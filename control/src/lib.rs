@@ -1,6 +1,7 @@
 //! Ferry's control plane: streams and their publish keys, tasks attached to
 //! streams and run by workers under leases, the node registry, and operator
-//! tokens — in SQLite in the data directory, behind a REST API
+//! tokens — in SQLite in the data directory or in PostgreSQL (several
+//! control processes sharing it, one leader), behind a REST API
 //! ([`api::router`]) that the web UI uses too. Publish authorisation for the
 //! RTMP origin comes from here ([`auth::ControlAuth`]).
 

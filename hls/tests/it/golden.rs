@@ -1,8 +1,6 @@
 //! Byte-exact goldens for the TS muxer and the packager's playlists, from a fixed
 //! packet sequence. Regenerate after an intended change with
-//! `FERRY_BLESS=1 cargo test -p hls --test golden` and review the diff (README.md).
-
-#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+//! `FERRY_BLESS=1 cargo test -p hls --test it golden::` and review the diff (README.md).
 
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
@@ -11,11 +9,7 @@ use bytes::Bytes;
 use hls::{Container, Output, Packager, PackagerConfig};
 use media_core::{Event, Packet, Timestamp, TrackInfo, TrackKind};
 
-const AVCC: &[u8] = &[
-    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50,
-    0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83,
-    0x19, 0x60, 0x01, 0x00, 0x04, 0x68, 0xeb, 0xe3, 0xcb,
-];
+use crate::fixtures::AVCC;
 
 fn events() -> Vec<Event> {
     let mut out = vec![

@@ -2,19 +2,13 @@
 //! sliding window and deletion, lost segments, discontinuities across
 //! publisher restarts, and cutting at every keyframe for ladder rungs.
 
-#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
-
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hls::{Output, Packager, PackagerConfig};
 use media_core::{Event, Packet, Timestamp, TrackInfo, TrackKind};
 
-const AVCC: &[u8] = &[
-    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50,
-    0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83,
-    0x19, 0x60, 0x01, 0x00, 0x04, 0x68, 0xeb, 0xe3, 0xcb,
-];
+use crate::fixtures::AVCC;
 
 /// A publish session: `seconds` of 25 fps video from `start_ms`, a keyframe
 /// every `gop_ms`, then (if `stop`) the publisher leaves.
