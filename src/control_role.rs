@@ -14,6 +14,7 @@ use crate::http::{self, HttpState};
 use crate::http_serve;
 use crate::node::{self, ControlPlane, NodeInfo};
 use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
+use crate::services::Services;
 use crate::stream_settings::StreamSettings;
 
 /// The control plane's state: PostgreSQL when `[control] database_url`
@@ -275,8 +276,9 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
     .await?;
     let mut registry = Registry::with_prefix("ferry");
     autoscale_metrics.register(&mut registry);
-    let cancel = CancellationToken::new();
-    let autoscaler = spawn_autoscaler(&control, &cancel);
+    let mut services = Services::new(CancellationToken::new());
+    let cancel = services.shutdown().clone();
+    services.adopt_all("autoscaler", spawn_autoscaler(&control, &cancel));
     let http_metrics = http_serve::HttpMetrics::default();
     http_metrics.register(&mut registry);
     registry.register_collector(Box::new(control::AudienceCollector(control.nodes.clone())));
@@ -307,9 +309,9 @@ pub async fn start_control(config: &Config) -> Result<Running, StartError> {
         None,
     );
     info!(http = %http_addr, "ferry control is serving");
-    let mut tasks = vec![heartbeat, http_task];
-    tasks.extend(autoscaler);
-    tasks.push(spawn_history(&control, config, &cancel));
-    tasks.push(spawn_sync(&control, &cancel));
-    Ok(Running::http_only(http_addr, Hub::new(), cancel, tasks))
+    services.adopt("heartbeat", heartbeat);
+    services.adopt("http", http_task);
+    services.adopt("history", spawn_history(&control, config, &cancel));
+    services.adopt("cluster sync", spawn_sync(&control, &cancel));
+    Ok(Running::http_only(http_addr, Hub::new(), services))
 }

@@ -14,6 +14,7 @@ use crate::http::{self, HttpState};
 use crate::http_serve;
 use crate::node::{self, ControlPlane, NodeInfo};
 use crate::running::{Running, StartError, bind, connection_caps, prepare, spawn_http};
+use crate::services::Services;
 
 /// Starts a director on `[http] listen`, reading edges from `[control] url`
 /// with `admin_token` (a `node` token is enough).
@@ -28,7 +29,8 @@ pub async fn start_director(config: &Config) -> Result<Running, StartError> {
     let control = control_client::ControlClient::new(&config.control.url, &config.admin_token)
         .map_err(|e| StartError::Config(format!("[control] url: {e}")))?;
     let (listener, http_addr) = bind("http", config.http.listen).await?;
-    let cancel = CancellationToken::new();
+    let mut services = Services::new(CancellationToken::new());
+    let cancel = services.shutdown().clone();
     let control = Arc::new(control);
     let beat = Beat {
         id: node_id,
@@ -42,10 +44,13 @@ pub async fn start_director(config: &Config) -> Result<Running, StartError> {
         beat,
         &cancel,
     )?;
+    for (name, task) in tasks {
+        services.adopt(name, task);
+    }
     info!(http = %http_addr, control = %config.control.url, policy = ?d.policy, "ferry director is serving");
     Ok(Running {
         director_addr: Some(http_addr),
-        ..Running::http_only(http_addr, Hub::new(), cancel, tasks)
+        ..Running::http_only(http_addr, Hub::new(), services)
     })
 }
 
@@ -69,7 +74,7 @@ pub(crate) fn serve_director(
     source: director::EdgeSource,
     beat: Beat,
     cancel: &CancellationToken,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+) -> Result<Vec<(&'static str, tokio::task::JoinHandle<()>)>, StartError> {
     let d = &config.director;
     if !(0.0..=10.0).contains(&d.epsilon) {
         return Err(StartError::Config(
@@ -132,16 +137,25 @@ pub(crate) fn serve_director(
         audience: Some(audience),
     };
     Ok(vec![
-        tokio::spawn(node::heartbeat(node, beat.plane, None, cancel.clone())),
-        tokio::spawn(director.follow(source, cancel.clone())),
-        spawn_http(
-            listener,
-            router,
-            config,
-            http_cap,
-            http_metrics,
-            cancel,
-            None,
+        (
+            "heartbeat",
+            tokio::spawn(node::heartbeat(node, beat.plane, None, cancel.clone())),
+        ),
+        (
+            "director edges",
+            tokio::spawn(director.follow(source, cancel.clone())),
+        ),
+        (
+            "director http",
+            spawn_http(
+                listener,
+                router,
+                config,
+                http_cap,
+                http_metrics,
+                cancel,
+                None,
+            ),
         ),
     ])
 }

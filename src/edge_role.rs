@@ -19,6 +19,7 @@ use crate::rtmp_threads::spawn_rtmp_threads;
 use crate::running::{
     Running, StartError, bind, connection_caps, prepare, rtmp_server_config, spawn_http,
 };
+use crate::services::Services;
 
 /// How often pending evictions run, the memory gauge is updated and free
 /// heap pages go back to the kernel.
@@ -30,7 +31,8 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     let follows = crate::origin_follower::follows_control(config);
     config.edge.validate(follows).map_err(StartError::Config)?;
     let origins = origins(config)?;
-    let cancel = CancellationToken::new();
+    let mut services = Services::new(CancellationToken::new());
+    let cancel = services.shutdown().clone();
     let (listener, http_addr) = bind("http", config.http.listen).await?;
     let e = &config.edge;
     let metrics = EdgeMetrics::default();
@@ -112,7 +114,6 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
     let mut threads = Vec::new();
     let mut rtmp_addr = None;
     let mut relay_pull = None;
-    let mut tasks = Vec::new();
     if let Some((listener, addr, rtmp_metrics, relay_metrics)) = rtmp {
         // Players only: an edge takes no publishers (they go to an origin).
         let server = rtmp::Server::new(
@@ -128,13 +129,14 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         let pull =
             crate::relay_role::pull_relay(config, &hub, relay_metrics, control.clone(), &cancel)?;
         relay_pull = Some(crate::origin_follower::relay_parts(&pull));
-        tasks.extend(pull.tasks);
+        services.adopt_all("relay pull", pull.tasks);
         // The puller listens for players (above) before the first one can come.
         threads = spawn_rtmp_threads(&server, listener, None, count, &cancel, &state.runtimes)?;
         rtmp_addr = Some(addr);
     }
-    tasks.extend([
-        housekeeping,
+    services.adopt("edge housekeeping", housekeeping);
+    services.adopt(
+        "http",
         spawn_http(
             listener,
             router,
@@ -144,15 +146,18 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
             &cancel,
             Some(hits),
         ),
-    ]);
+    );
     if follows && let Some(client) = &control {
-        tasks.push(tokio::spawn(crate::origin_follower::follow(
-            client.clone(),
-            edge_handle.clone(),
-            first_byte,
-            relay_pull,
-            cancel.clone(),
-        )));
+        services.spawn(
+            "origin follower",
+            crate::origin_follower::follow(
+                client.clone(),
+                edge_handle.clone(),
+                first_byte,
+                relay_pull,
+                cancel.clone(),
+            ),
+        );
     }
     let draining = Arc::new(AtomicBool::new(false));
     if let Some(client) = control {
@@ -163,32 +168,35 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
         } else {
             format!("http://{http_addr}")
         };
-        tasks.push(tokio::spawn(node::heartbeat(
-            NodeInfo {
-                id: node_id,
-                role: "edge",
-                address,
-                edge: Some(load_report(
-                    e.capacity,
-                    e.pool.clone(),
-                    metrics.clone(),
-                    http_metrics.clone(),
-                    draining.clone(),
-                )),
-                relay: None,
-                viewers: None,
-                audience: Some(edge_audience(
-                    metrics.clone(),
-                    e.rtmp.then(|| node::rtmp_players(&hub)),
-                )),
-            },
-            ControlPlane::Remote(client),
-            None,
-            cancel.clone(),
-        )));
+        services.spawn(
+            "heartbeat",
+            node::heartbeat(
+                NodeInfo {
+                    id: node_id,
+                    role: "edge",
+                    address,
+                    edge: Some(load_report(
+                        e.capacity,
+                        e.pool.clone(),
+                        metrics.clone(),
+                        http_metrics.clone(),
+                        draining.clone(),
+                    )),
+                    relay: None,
+                    viewers: None,
+                    audience: Some(edge_audience(
+                        metrics.clone(),
+                        e.rtmp.then(|| node::rtmp_players(&hub)),
+                    )),
+                },
+                ControlPlane::Remote(client),
+                None,
+                cancel.clone(),
+            ),
+        );
     }
     info!(http = %http_addr, rtmp = ?rtmp_addr, origins = ?e.origins, "ferry edge is serving");
-    let mut running = Running::http_only(http_addr, hub, cancel, tasks);
+    let mut running = Running::http_only(http_addr, hub, services);
     running.drain = Some((draining, Duration::from_secs(e.drain_seconds)));
     if let Some(addr) = rtmp_addr {
         running.rtmp_addr = addr;

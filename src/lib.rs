@@ -17,6 +17,7 @@ mod rtmp_threads;
 mod rtmps;
 mod running;
 pub mod serve;
+mod services;
 mod state_files;
 pub mod stream_settings;
 mod ui;

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::http_serve;
 use crate::keys;
 use crate::node;
+use crate::services::Services;
 use std::time::Duration;
 
 /// Why the server could not start.
@@ -64,8 +65,8 @@ pub struct Running {
     /// Where a director is listening (`ferry director`, or `ferry serve`
     /// with `[director] listen`).
     pub director_addr: Option<SocketAddr>,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) tasks: Vec<JoinHandle<()>>,
+    /// What runs: the role's named services under one shutdown token.
+    pub(crate) services: Services,
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
     /// An edge's drain on shutdown: the flag its heartbeats report, and
     /// how long it keeps serving once the flag is up.
@@ -75,23 +76,28 @@ pub struct Running {
 impl Running {
     /// A role that serves HTTP only (control, edge, director): no RTMP
     /// listener, no media threads.
-    pub(crate) fn http_only(
-        http_addr: SocketAddr,
-        hub: Hub,
-        cancel: CancellationToken,
-        tasks: Vec<JoinHandle<()>>,
-    ) -> Self {
+    pub(crate) fn http_only(http_addr: SocketAddr, hub: Hub, services: Services) -> Self {
         Self {
             rtmp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             rtmps_addr: None,
             http_addr,
             hub,
             director_addr: None,
-            cancel,
-            tasks,
+            services,
             threads: Vec::new(),
             drain: None,
         }
+    }
+
+    /// The role's services, by name.
+    pub fn services(&self) -> Vec<&'static str> {
+        self.services.names()
+    }
+
+    /// Services that ended before shutdown (a panic or a bug), by name:
+    /// empty on a healthy node.
+    pub fn services_ended_early(&self) -> Vec<&'static str> {
+        self.services.ended_early()
     }
 
     /// Stops accepting, closes every connection, and waits for the servers to end.
@@ -103,10 +109,7 @@ impl Running {
             tracing::info!(seconds = wait.as_secs(), "draining before stopping");
             tokio::time::sleep(*wait).await;
         }
-        self.cancel.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        self.services.stop().await;
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {

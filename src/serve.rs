@@ -19,6 +19,7 @@ use crate::node::{self, ControlPlane, NodeInfo};
 use crate::rtmp_threads::spawn_rtmp_threads;
 pub use crate::running::{Running, StartError};
 use crate::running::{bind, connection_caps, prepare, rtmp_server_config, spawn_http};
+use crate::services::Services;
 use hls::PackagerConfig;
 use origin_store::{OriginStore, S3Config};
 
@@ -118,7 +119,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         auth,
         rtmp_metrics,
     );
-    let cancel = CancellationToken::new();
+    let mut services = Services::new(CancellationToken::new());
+    let cancel = services.shutdown().clone();
     let threads = match config.worker_threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -133,7 +135,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &cancel,
         &http_state.runtimes,
     )?;
-    let mut tasks = Vec::new();
     let store = match config.store.kind {
         StoreKind::Local => OriginStore::local(&config.data_dir.join("hls")),
         StoreKind::S3 => OriginStore::s3(&S3Config {
@@ -153,31 +154,37 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             aligned: config.hls.aligned_segments,
             ..PackagerConfig::default()
         };
-        tasks.push(tokio::spawn(origin::run(origin::HlsOrigin {
-            hub: hub.clone(),
-            store: store.clone(),
-            config: packaging,
-            metrics: hls_metrics,
-            max_queued: config.hls.upload_queue_segments,
-            containers,
-            low_latency,
-            live: live.clone(),
-            ladders: ladders.clone(),
-            cancel: cancel.clone(),
-        })));
-        tasks.push(tokio::spawn(origin::ladders::run(origin::Transcoding {
-            hub: hub.clone(),
-            ladders,
-            segment: config.segment_duration(),
-            metrics: ladder_metrics,
-            cancel: cancel.clone(),
-        })));
+        services.spawn(
+            "hls packaging",
+            origin::run(origin::HlsOrigin {
+                hub: hub.clone(),
+                store: store.clone(),
+                config: packaging,
+                metrics: hls_metrics,
+                max_queued: config.hls.upload_queue_segments,
+                containers,
+                low_latency,
+                live: live.clone(),
+                ladders: ladders.clone(),
+                cancel: cancel.clone(),
+            }),
+        );
+        services.spawn(
+            "ladders",
+            origin::ladders::run(origin::Transcoding {
+                hub: hub.clone(),
+                ladders,
+                segment: config.segment_duration(),
+                metrics: ladder_metrics,
+                cancel: cancel.clone(),
+            }),
+        );
     }
     // The relay serves the edges this process's control plane (or the
     // remote one) knows; its pin goes out with the heartbeats.
     let relay =
         crate::relay_role::serve_relay(config, &hub, relay_metrics, Some(plane.clone()), &cancel)?;
-    tasks.extend(relay.task);
+    services.adopt_all("relay", relay.task);
     let (role, api) = match &plane {
         ControlPlane::Local(control) => {
             if config.control.local_worker {
@@ -186,13 +193,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     local: Arc::new(hub.clone()),
                     nodes: control.nodes.clone(),
                 });
-                tasks.push(tokio::spawn(worker::run(
-                    node_id.clone(),
-                    leases,
-                    worker::Media::Hub(hub.clone()),
-                    worker::TaskTypes::builtin(),
-                    cancel.clone(),
-                )));
+                services.spawn(
+                    "worker",
+                    worker::run(
+                        node_id.clone(),
+                        leases,
+                        worker::Media::Hub(hub.clone()),
+                        worker::TaskTypes::builtin(),
+                        cancel.clone(),
+                    ),
+                );
             }
             ("all", control::api::router(control.clone()))
         }
@@ -207,22 +217,25 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             ("origin", api)
         }
     };
-    tasks.push(tokio::spawn(node::heartbeat(
-        NodeInfo {
-            id: node_id.clone(),
-            role,
-            address: config.http.advertised_url(http_addr),
-            edge: None,
-            relay: relay.advert.clone(),
-            viewers: None,
-            audience: Some(node::rtmp_players(&hub)),
-        },
-        plane.clone(),
-        // A remote control plane learns this origin's streams from its
-        // beats; the local one reads the hub itself.
-        plane.local().is_none().then(|| hub.clone()),
-        cancel.clone(),
-    )));
+    services.spawn(
+        "heartbeat",
+        node::heartbeat(
+            NodeInfo {
+                id: node_id.clone(),
+                role,
+                address: config.http.advertised_url(http_addr),
+                edge: None,
+                relay: relay.advert.clone(),
+                viewers: None,
+                audience: Some(node::rtmp_players(&hub)),
+            },
+            plane.clone(),
+            // A remote control plane learns this origin's streams from its
+            // beats; the local one reads the hub itself.
+            plane.local().is_none().then(|| hub.clone()),
+            cancel.clone(),
+        ),
+    );
     let http_task = spawn_http(
         http_listener,
         http::router(http_state, store, live, api).merge(relay.route),
@@ -232,11 +245,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &cancel,
         None,
     );
-    tasks.push(http_task);
+    services.adopt("http", http_task);
     if let Some(control) = plane.local() {
-        tasks.extend(crate::control_role::spawn_autoscaler(control, &cancel));
-        tasks.push(crate::control_role::spawn_history(control, config, &cancel));
-        tasks.push(crate::control_role::spawn_sync(control, &cancel));
+        services.adopt_all(
+            "autoscaler",
+            crate::control_role::spawn_autoscaler(control, &cancel),
+        );
+        services.adopt(
+            "history",
+            crate::control_role::spawn_history(control, config, &cancel),
+        );
+        services.adopt(
+            "cluster sync",
+            crate::control_role::spawn_sync(control, &cancel),
+        );
     }
     // A director on a listener of its own, following this process's edges.
     let mut director_addr = None;
@@ -254,9 +276,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             address: format!("http://{bound}"),
             plane: plane.clone(),
         };
-        tasks.extend(crate::director_role::serve_director(
-            config, listener, source, beat, &cancel,
-        )?);
+        for (name, task) in
+            crate::director_role::serve_director(config, listener, source, beat, &cancel)?
+        {
+            services.adopt(name, task);
+        }
         info!(director = %bound, "director is serving");
         director_addr = Some(bound);
     }
@@ -266,8 +290,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         rtmps_addr,
         http_addr,
         hub,
-        cancel,
-        tasks,
+        services,
         threads: rtmp_threads,
         director_addr,
         drain: None,

@@ -11,7 +11,7 @@ pub use aac::AacConfig;
 pub use av1::Av1Config;
 pub use avc::AvcConfig;
 pub use hevc::HevcConfig;
-pub use sps::{hevc_sps_resolution, sps_resolution};
+pub use sps::{hevc_sps_resolution, rbsp, sps_resolution};
 
 /// A decoder config that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -37,6 +37,9 @@ pub type LadderLookup = Arc<dyn Fn(&str) -> Option<LadderConfig> + Send + Sync>;
 pub async fn run(t: Transcoding) {
     if let Err(e) = transcode::init() {
         warn!(error = %e, "transcoding disabled: FFmpeg could not be initialised");
+        // Still a service of the role until it stops: ending now would read
+        // as a crash.
+        t.cancel.cancelled().await;
         return;
     }
     let active: Active = Arc::default();

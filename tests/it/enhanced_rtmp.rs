@@ -44,24 +44,9 @@ fn nal_type(nal: &[u8]) -> u8 {
     (nal[0] >> 1) & 0x3f
 }
 
-/// The SPS's bytes with emulation prevention removed.
-fn unescape(nal: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nal.len());
-    let mut zeros = 0;
-    for &b in nal {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
 /// An hvcC from the parameter sets (profile, tier, level from the SPS).
 fn hvcc(vps: &[u8], sps: &[u8], pps: &[u8]) -> Vec<u8> {
-    let s = unescape(sps);
+    let s = media_core::codec::rbsp(sps);
     // NAL header (2), then vps id / max sub layers / nesting (1), then
     // profile_tier_level: space/tier/profile (1), compat (4), constraints (6), level (1).
     let mut r = vec![1u8];

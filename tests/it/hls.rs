@@ -294,6 +294,13 @@ async fn reconnect_continues_with_a_discontinuity() {
     );
     let (ok, err) = read_hls(http, STREAM).await;
     assert!(ok, "{err}");
+    // Two publishes, packaging, the ladder's watch, uploads: every service
+    // of the role is still running.
+    let services = server.running.services();
+    for name in ["hls packaging", "ladders", "http", "heartbeat", "history"] {
+        assert!(services.contains(&name), "{services:?}");
+    }
+    assert_eq!(server.running.services_ended_early(), Vec::<&str>::new());
 }
 
 #[tokio::test]

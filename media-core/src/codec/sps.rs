@@ -143,8 +143,9 @@ pub fn hevc_sps_resolution(sps: &[u8]) -> Option<(u32, u32)> {
         .then_some((width, height))
 }
 
-/// A NAL unit's payload without emulation-prevention bytes (00 00 03 -> 00 00).
-fn rbsp(nal: &[u8]) -> Vec<u8> {
+/// A NAL unit's payload without emulation-prevention bytes (00 00 03 -> 00 00):
+/// what parameter-set fields are read from.
+pub fn rbsp(nal: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nal.len());
     let mut zeros = 0;
     for &b in nal {
