@@ -99,19 +99,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     let http_state = Arc::new(HttpState::new(registry, &config.http.metrics_token));
     // Per-stream settings (from the API, as the publish check saw them) over
-    // the config file, read when a stream goes live.
-    let ladders: origin::LadderLookup = {
+    // the config file, resolved once per publish for packager and ladder.
+    let policies = origin::Policies::new({
         let (config, plane) = (config.clone(), plane.clone());
-        Arc::new(move |name: &str| config.ladder_with(name, &plane.stream_settings(name)))
-    };
-    let containers: origin::ContainerLookup = {
-        let (config, plane) = (config.clone(), plane.clone());
-        Arc::new(move |name: &str| config.container_with(name, &plane.stream_settings(name)))
-    };
-    let low_latency: origin::LowLatencyLookup = {
-        let (config, plane) = (config.clone(), plane.clone());
-        Arc::new(move |name: &str| config.part_target_with(name, &plane.stream_settings(name)))
-    };
+        Arc::new(move |name: &str| {
+            let settings = plane.stream_settings(name);
+            origin::StreamPolicy {
+                container: config.container_with(name, &settings),
+                part_target: config.part_target_with(name, &settings),
+                ladder: config.ladder_with(name, &settings),
+            }
+        })
+    });
     let auth = plane.authorizer();
     let server = Server::new(
         rtmp_server_config(config, rtmp_cap),
@@ -162,10 +161,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 config: packaging,
                 metrics: hls_metrics,
                 max_queued: config.hls.upload_queue_segments,
-                containers,
-                low_latency,
+                policies: policies.clone(),
                 live: live.clone(),
-                ladders: ladders.clone(),
                 cancel: cancel.clone(),
             }),
         );
@@ -173,7 +170,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             "ladders",
             origin::ladders::run(origin::Transcoding {
                 hub: hub.clone(),
-                ladders,
+                policies,
                 segment: config.segment_duration(),
                 metrics: ladder_metrics,
                 cancel: cancel.clone(),

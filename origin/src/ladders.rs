@@ -10,15 +10,16 @@ use std::time::Duration;
 use media_core::Hub;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use transcode::{LadderConfig, LadderMetrics, Rung, Sink};
+use transcode::{LadderMetrics, Rung, Sink};
 
 /// What every ladder of the process shares.
 #[derive(Clone)]
 pub struct Transcoding {
     /// Where sources come from and rungs go.
     pub hub: Hub,
-    /// The ladder of a stream, if it is transcoded.
-    pub ladders: LadderLookup,
+    /// Each publish's ladder, if it is transcoded (the policy the packager
+    /// uses too).
+    pub policies: Arc<crate::policy::Policies>,
     /// HLS segment duration: rungs get a keyframe at least this often.
     pub segment: Duration,
     /// What is reported.
@@ -28,9 +29,6 @@ pub struct Transcoding {
 }
 
 type Active = Arc<Mutex<HashSet<String>>>;
-
-/// Which streams are transcoded, and how: asked when a stream goes live.
-pub type LadderLookup = Arc<dyn Fn(&str) -> Option<LadderConfig> + Send + Sync>;
 
 /// Follows the hub until cancelled, starting a ladder for every transcoded
 /// stream that goes live. Ladder threads end with their stream.
@@ -55,7 +53,7 @@ fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<String>> {
 }
 
 fn spawn_ladder(t: &Transcoding, active: &Active, name: String) {
-    let Some(config) = (t.ladders)(&name) else {
+    let Some(config) = t.policies.for_publish(&t.hub, &name).ladder.clone() else {
         return;
     };
     if !lock(active).insert(name.clone()) {

@@ -13,12 +13,12 @@ pub mod live;
 pub mod master;
 mod metrics;
 mod packaging;
+pub mod policy;
 pub mod session;
 pub mod upload;
 
-pub use ladders::{LadderLookup, Transcoding};
+pub use ladders::Transcoding;
 pub use live::{HoldLimits, LiveAnswer, LiveHls, LiveMetrics};
 pub use metrics::HlsMetrics;
-pub use packaging::{
-    ContainerLookup, HlsOrigin, LowLatencyLookup, RECONNECT_GRACE, SHUTDOWN_FLUSH, run,
-};
+pub use packaging::{HlsOrigin, RECONNECT_GRACE, SHUTDOWN_FLUSH, run};
+pub use policy::{Policies, PolicyLookup, StreamPolicy};

@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::ladders::LadderLookup;
 use crate::live::{LiveHls, LivePublisher};
 use crate::master::{Master, VariantState};
 use crate::metrics::HlsMetrics;
+use crate::policy::Policies;
 use crate::session::{remove_stale, session_id};
 use crate::upload::Uploads;
 
@@ -33,13 +33,6 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 
 type Active = Arc<Mutex<HashSet<String>>>;
 
-/// A stream's HLS segment format, asked when it goes live.
-pub type ContainerLookup = Arc<dyn Fn(&str) -> hls::Container + Send + Sync>;
-
-/// A stream's Low-Latency HLS part target, `None` when it is off; asked when
-/// it goes live. On, the stream is packaged to fMP4 whatever its container.
-pub type LowLatencyLookup = Arc<dyn Fn(&str) -> Option<Duration> + Send + Sync>;
-
 /// What every packager task of the origin shares.
 #[derive(Clone)]
 pub struct HlsOrigin {
@@ -53,12 +46,9 @@ pub struct HlsOrigin {
     pub metrics: HlsMetrics,
     /// Segments held per stream while the store is down.
     pub max_queued: usize,
-    /// Each stream's segment format (asked when it goes live).
-    pub containers: ContainerLookup,
-    /// Transcoded streams: their rungs (hub streams `NAME/RUNG`) become variants.
-    pub ladders: LadderLookup,
-    /// Each stream's Low-Latency HLS setting (asked when it goes live).
-    pub low_latency: LowLatencyLookup,
+    /// Each publish's container, LL-HLS part target and ladder (its rungs,
+    /// hub streams `NAME/RUNG`, become variants), shared with the ladders.
+    pub policies: Arc<Policies>,
     /// Where streams with Low-Latency HLS publish their parts and live views.
     pub live: LiveHls,
     /// Stops everything.
@@ -182,13 +172,10 @@ async fn package(origin: &HlsOrigin, name: &str) {
         max_queued,
         ..
     } = origin;
+    let policy = origin.policies.for_publish(hub, name);
     let mut base = config.clone();
-    base.container = (origin.containers)(name);
-    base.part_target = (origin.low_latency)(name);
-    if base.part_target.is_some() {
-        // Parts are CMAF fragments.
-        base.container = hls::Container::Fmp4;
-    }
+    base.container = policy.container;
+    base.part_target = policy.part_target;
     // Aligned segments are named alike on every origin of one encoder: one
     // fixed session for all (their numbers come from the encoder's clock).
     base.session = if base.aligned {
@@ -196,7 +183,7 @@ async fn package(origin: &HlsOrigin, name: &str) {
     } else {
         session_id()
     };
-    let ladder = (origin.ladders)(name);
+    let ladder = policy.ladder.as_ref();
     let mut variants = vec![VariantPackager {
         packager: Packager::new(base.clone()),
         listed: ladder.as_ref().is_none_or(|l| l.passthrough),
