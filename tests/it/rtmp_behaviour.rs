@@ -182,12 +182,15 @@ async fn stalled_player_does_not_delay_publisher_or_other_players() {
         .unwrap()
         .unwrap();
     eprintln!("publisher worst lag {publisher_lag:?}, healthy player worst lag {healthy_lag:?}");
+    // Held up by the stalled player, both would lag by seconds (it never
+    // reads during the 6 s); the bound leaves room for a loaded test machine
+    // (280 ms seen with other tests beside it), the bench measures lag.
     assert!(
-        publisher_lag < Duration::from_millis(250),
+        publisher_lag < Duration::from_secs(1),
         "publisher was held up: {publisher_lag:?}"
     );
     assert!(
-        healthy_lag < Duration::from_millis(250),
+        healthy_lag < Duration::from_secs(1),
         "healthy player fell behind: {healthy_lag:?}"
     );
 
