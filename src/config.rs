@@ -261,12 +261,7 @@ impl Config {
             }
             let rungs = s.rungs.iter().flatten().chain(&self.transcode.ladder.rungs);
             for r in rungs {
-                if !transcode::valid_rung_name(&r.name) {
-                    return Err(format!(
-                        "rung name {:?}: use letters, digits, '_' or '-' (not \"source\")",
-                        r.name
-                    ));
-                }
+                transcode::check_rung(r)?;
             }
         }
         Ok(())
@@ -584,6 +579,27 @@ mod tests {
         assert_eq!(c.rtmp.listen.port(), 2);
         assert_eq!(c.streams.len(), 1);
         assert_eq!(c.http, HttpConfig::default());
+    }
+
+    #[test]
+    fn config_file_rungs_follow_the_api_s_rule() {
+        let with = |rung: &str| {
+            toml::from_str::<Config>(&format!(
+                "[[streams]]\nname = \"s\"\nkey = \"a-long-secret\"\nrungs = [{rung}]\n"
+            ))
+            .expect("parses")
+            .validate()
+        };
+        let good = with(r#"{ name = "360p", height = 360, video_kbps = 700 }"#);
+        assert!(good.is_ok(), "{good:?}");
+        for bad in [
+            r#"{ name = "source", height = 360, video_kbps = 700 }"#,
+            r#"{ name = "tiny", height = 8, video_kbps = 700 }"#,
+            r#"{ name = "flood", height = 360, video_kbps = 500000 }"#,
+        ] {
+            let err = with(bad).expect_err(bad);
+            assert!(err.contains("rung"), "{err}");
+        }
     }
 
     #[test]

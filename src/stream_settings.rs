@@ -54,18 +54,7 @@ impl StreamSettings {
                 return Err(format!("at most {MAX_RUNGS} rungs"));
             }
             for r in rungs {
-                if !transcode::valid_rung_name(&r.name) {
-                    return Err(format!(
-                        "rung name {:?}: use letters, digits, '_' or '-' (not \"source\")",
-                        r.name
-                    ));
-                }
-                if !(16..=4320).contains(&r.height) {
-                    return Err(format!("rung {}: height must be 16..4320", r.name));
-                }
-                if !(50..=100_000).contains(&r.video_kbps) {
-                    return Err(format!("rung {}: video_kbps must be 50..100000", r.name));
-                }
+                transcode::check_rung(r)?;
             }
         }
         serde_json::to_value(s).map_err(|e| e.to_string())
@@ -95,8 +84,16 @@ impl StreamSettings {
                         "required": ["name", "height", "video_kbps"],
                         "properties": {
                             "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
-                            "height": {"type": "integer", "minimum": 16, "maximum": 4320},
-                            "video_kbps": {"type": "integer", "minimum": 50, "maximum": 100000}
+                            "height": {
+                                "type": "integer",
+                                "minimum": transcode::RUNG_HEIGHTS.start(),
+                                "maximum": transcode::RUNG_HEIGHTS.end()
+                            },
+                            "video_kbps": {
+                                "type": "integer",
+                                "minimum": transcode::RUNG_KBPS.start(),
+                                "maximum": transcode::RUNG_KBPS.end()
+                            }
                         }
                     }
                 }

@@ -18,7 +18,9 @@ mod rung;
 
 pub use ladder::{KeyframeRule, SinkFactory, run};
 pub use metrics::LadderMetrics;
-pub use plan::{LadderConfig, Rung, RungConfig, plan, valid_rung_name};
+pub use plan::{
+    LadderConfig, RUNG_HEIGHTS, RUNG_KBPS, Rung, RungConfig, check_rung, plan, valid_rung_name,
+};
 
 use media_core::{Packet, TrackInfo};
 

@@ -118,6 +118,39 @@ pub fn valid_rung_name(name: &str) -> bool {
     name.len() <= 32 && name != "source" && media_core::path::valid_name(name)
 }
 
+/// Rung heights accepted, in pixels.
+pub const RUNG_HEIGHTS: std::ops::RangeInclusive<u32> = 16..=4320;
+/// Rung video bitrates accepted, in kbit/s.
+pub const RUNG_KBPS: std::ops::RangeInclusive<u32> = 50..=100_000;
+
+/// Checks a configured rung, from the config file or the API alike: what is
+/// wrong, in a sentence.
+pub fn check_rung(r: &RungConfig) -> Result<(), String> {
+    if !valid_rung_name(&r.name) {
+        return Err(format!(
+            "rung name {:?}: use letters, digits, '_' or '-' (not \"source\")",
+            r.name
+        ));
+    }
+    if !RUNG_HEIGHTS.contains(&r.height) {
+        return Err(format!(
+            "rung {}: height must be {}..{}",
+            r.name,
+            RUNG_HEIGHTS.start(),
+            RUNG_HEIGHTS.end()
+        ));
+    }
+    if !RUNG_KBPS.contains(&r.video_kbps) {
+        return Err(format!(
+            "rung {}: video_kbps must be {}..{}",
+            r.name,
+            RUNG_KBPS.start(),
+            RUNG_KBPS.end()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
