@@ -15,31 +15,6 @@ use common::*;
 use rtmp::flv::{FOURCC_AV1, FOURCC_HEVC, VideoTag};
 use rtmp::message::Message;
 
-/// NAL units of an Annex B stream, emulation prevention left in.
-fn nal_units(data: &[u8]) -> Vec<&[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    starts
-        .iter()
-        .enumerate()
-        .map(|(k, &s)| {
-            let mut end = starts.get(k + 1).map_or(data.len(), |n| n - 3);
-            while end > s && data[end - 1] == 0 {
-                end -= 1;
-            }
-            &data[s..end]
-        })
-        .collect()
-}
-
 fn nal_type(nal: &[u8]) -> u8 {
     (nal[0] >> 1) & 0x3f
 }
@@ -89,7 +64,7 @@ fn hevc_stream(dir: &std::path::Path, seconds: u32) -> (Bytes, Vec<Frame>) {
         .success();
     assert!(ok, "ffmpeg with libx265");
     let data = std::fs::read(&out).unwrap();
-    let nals = nal_units(&data);
+    let nals: Vec<&[u8]> = transcode::annexb::nal_units(&data).collect();
     let find = |t: u8| *nals.iter().find(|n| nal_type(n) == t).unwrap();
     let config = hvcc(find(32), find(33), find(34));
     let mut frames = Vec::new();

@@ -8,7 +8,7 @@
 //! The crate is transport-agnostic: [`run`] reads [`Event`]s from any source
 //! and writes each rung to a [`Sink`]; the binary wires both to the hub.
 
-mod annexb;
+pub mod annexb;
 mod decode;
 mod ffi;
 mod ladder;
