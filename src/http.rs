@@ -84,6 +84,8 @@ pub fn ops_router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
+/// The origin's HTTP face (`ferry serve`): the control plane's routes plus
+/// `/hls/`, answered from the store and, for LL-HLS streams, from memory.
 pub fn router(state: Arc<HttpState>, store: OriginStore, live: LiveHls, api: Router) -> Router {
     let hls = Router::new()
         .route("/hls/{*key}", get(hls_object))

@@ -187,7 +187,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             if config.control.local_worker {
                 let leases = Arc::new(control::leases::LocalLeases {
                     db: control.db.clone(),
-                    local: Arc::new(hub.clone()),
+                    local: control.local.clone(),
                     nodes: control.nodes.clone(),
                 });
                 services.spawn(
