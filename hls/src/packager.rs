@@ -161,6 +161,9 @@ pub struct Packager {
     forced_cuts: u64,
     /// The video track is in a codec not packaged yet (HEVC): its packets are dropped.
     video_unpackaged: bool,
+    /// Aligned: the decode time of the first packet seen since the publish
+    /// started, to tell whether the first keyframe is the first of its slot.
+    first_seen: Option<Timestamp>,
     /// The longest part cut so far (s): `PART-TARGET` never says less (a
     /// keyframe that comes late, as at an encoder's loop, stretches the last
     /// part of a segment), as `EXT-X-TARGETDURATION` grows with segments.
@@ -208,6 +211,7 @@ impl Packager {
             forced_cuts: 0,
             video_unpackaged: false,
             longest_part: 0.0,
+            first_seen: None,
         }
     }
 
@@ -224,6 +228,7 @@ impl Packager {
                 self.audio = None;
                 self.muxer = None;
                 self.early_audio.clear();
+                self.first_seen = None;
                 self.generation += 1;
             }
             Event::Track(track) => {
@@ -287,7 +292,9 @@ impl Packager {
             return;
         }
         let has_video = self.video.is_some();
-        let sync = p.is_sync_point(has_video);
+        let first_seen = *self.first_seen.get_or_insert(p.dts);
+        let sync = p.is_sync_point(has_video)
+            && (self.open.is_some() || self.starts_a_slot_seen_whole(p.dts, first_seen));
         let due = self.open.as_ref().is_some_and(|o| {
             (self.config.cut_every_keyframe && p.dts.checked_sub(o.start).is_some_and(|d| d > 0))
                 || if self.config.aligned {
@@ -372,6 +379,12 @@ impl Packager {
         };
         let fmp4 = self.config.container == Container::Fmp4;
         open.payload_bytes += p.payload.len();
+        if self.config.aligned && !self.config.cut_every_keyframe {
+            // Another origin fed by the same encoder put this audio in the
+            // segment before: the first segment holds the same frames as
+            // theirs only without it.
+            self.early_audio.clear();
+        }
         for early in self.early_audio.drain(..) {
             if fmp4 {
                 open.samples.push(early);
@@ -569,9 +582,27 @@ impl Packager {
     /// way) fall well inside one.
     fn slot(&self, dts: Timestamp) -> u64 {
         let target = self.config.target_duration.as_secs_f64().max(0.001);
-        let seconds = dts.ticks() as f64 / f64::from(dts.timebase().hz());
-        let t = seconds / target + 0.5;
+        let t = seconds(dts) / target + 0.5;
         if t <= 0.0 { 0 } else { t as u64 }
+    }
+
+    /// Whether the first segment may start at a keyframe at `dts`, given the
+    /// first packet seen at `first_seen`. Aligned (source) segments start at
+    /// the first keyframe of a slot, so the first segment of an origin that
+    /// joined late is the one every other origin cut: a keyframe opens it
+    /// only if this packager saw the stream since before the slot's edge (or
+    /// at the stream's very start, time zero, which every origin sees alike).
+    fn starts_a_slot_seen_whole(&self, dts: Timestamp, first_seen: Timestamp) -> bool {
+        !self.config.aligned
+            || self.config.cut_every_keyframe
+            || dts.ticks() <= 0
+            || seconds(first_seen) <= self.slot_edge(self.slot(dts)) + EDGE_SLACK
+    }
+
+    /// Where slot `slot` starts (s): half a target before its multiple.
+    fn slot_edge(&self, slot: u64) -> f64 {
+        let target = self.config.target_duration.as_secs_f64().max(0.001);
+        (slot as f64 - 0.5) * target
     }
 
     /// Where segment `sequence` is stored, below the stream.
@@ -676,6 +707,16 @@ pub const PARTS_KEPT_SEGMENTS: usize = 3;
 /// A part may run this much over its target (timestamp rounding) before the
 /// frame that would take it further starts the next part.
 const PART_SLACK: Duration = Duration::from_millis(2);
+
+/// A packager that joined this long after a slot's edge (s) still saw the
+/// slot whole: timestamps are rounded to the millisecond, and no keyframe
+/// comes in between.
+const EDGE_SLACK: f64 = 0.005;
+
+/// A timestamp in seconds.
+fn seconds(t: Timestamp) -> f64 {
+    t.ticks() as f64 / f64::from(t.timebase().hz())
+}
 
 /// How parts are named.
 struct PartUri {

@@ -18,6 +18,11 @@ const ASC: &[u8] = &[0x12, 0x10];
 /// `seconds` of 30 fps video with a keyframe every 2 s and AAC audio
 /// interleaved, then the publisher leaves.
 fn stream(seconds: i64) -> Vec<Event> {
+    stream_with_gop(seconds, 60)
+}
+
+/// As [`stream`], with a keyframe every `gop` frames.
+fn stream_with_gop(seconds: i64, gop: i64) -> Vec<Event> {
     let mut out = vec![
         Event::Started,
         Event::Track(TrackInfo::h264(Bytes::from_static(AVCC)).unwrap().into()),
@@ -36,7 +41,7 @@ fn stream(seconds: i64) -> Vec<Event> {
             }));
             audio_ms += 1024.0 * 1000.0 / 44_100.0;
         }
-        let keyframe = i % 60 == 0;
+        let keyframe = i % gop == 0;
         let mut nal = 200u32.to_be_bytes().to_vec();
         nal.push(if keyframe { 0x65 } else { 0x41 });
         nal.extend(std::iter::repeat_n(i as u8, 199));
@@ -163,4 +168,53 @@ fn without_a_part_target_nothing_changes() {
     let out: Vec<Output> = stream(5).iter().flat_map(|e| p.handle(e, now)).collect();
     assert!(!out.iter().any(|o| matches!(o, Output::Part { .. })));
     assert!(p.live_view().is_none());
+}
+
+/// Two origins fed by one encoder, one joining mid-slot (keyframes every
+/// second, 2 s segments): with aligned segments their parts and segments
+/// carry the same names and the same bytes from the late one's first
+/// segment on, which starts at the first keyframe of a slot it saw whole.
+#[test]
+fn aligned_origins_cut_interchangeable_parts_however_late_one_joins() {
+    let config = PackagerConfig {
+        container: Container::Fmp4,
+        part_target: Some(Duration::from_millis(500)),
+        session: "a".into(),
+        aligned: true,
+        window: 20,
+        ..PackagerConfig::default()
+    };
+    let events = stream_with_gop(16, 30);
+    let now = UNIX_EPOCH + Duration::from_secs(1_795_500_000);
+    let run = |joined_ms: i64| {
+        let mut p = Packager::new(config.clone());
+        let mut objects = std::collections::BTreeMap::new();
+        for e in &events {
+            if let Event::Packet(packet) = e
+                && packet.dts.as_millis() < joined_ms
+            {
+                continue;
+            }
+            for out in p.handle(e, now) {
+                if let Output::Part { path, data } | Output::Segment { path, data } = out {
+                    objects.insert(path, data);
+                }
+            }
+        }
+        objects
+    };
+    let (early, late) = (run(0), run(3_333));
+    // 3.33 s is in slot 2 (2 s to 3 s is its first half): its keyframe at
+    // 4 s does not start a segment; the one at 5 s starts slot 3.
+    let first_late = late.keys().find(|k| k.ends_with(".m4s")).cloned();
+    assert_eq!(first_late.as_deref(), Some("source/a-3.0.m4s"), "{:?}", late.keys());
+    let media: Vec<&String> = late.keys().filter(|k| !k.contains("init")).collect();
+    assert!(media.len() > 20, "{media:?}");
+    for name in media {
+        assert!(
+            early.get(name) == late.get(name),
+            "{name}: different bytes (or missing) on the origin that joined first"
+        );
+    }
+    assert!(late.contains_key("source/a-3.m4s"));
 }
