@@ -91,6 +91,9 @@ pub struct EdgeMetrics {
     pub origin_fetches: Family<FetchLabel, Counter>,
     /// Time to an origin's response head, by origin.
     pub origin_seconds: Family<OriginLabel, Histogram>,
+    /// Held requests (LL-HLS) also asked of the next origin because the
+    /// first was slow to answer.
+    pub hedged_fetches: Counter,
     /// Body bytes sent to clients.
     pub bytes_out: Counter,
     /// Body bytes received from origins.
@@ -130,6 +133,7 @@ impl Default for EdgeMetrics {
                         .copied(),
                 )
             }),
+            hedged_fetches: Counter::default(),
             bytes_out: Counter::default(),
             bytes_in: Counter::default(),
             memory_bytes: Gauge::default(),
@@ -178,6 +182,11 @@ impl EdgeMetrics {
             "origin_response_seconds",
             "Time to an origin's response head",
             self.origin_seconds.clone(),
+        );
+        r.register(
+            "hedged_fetches",
+            "Held LL-HLS requests also asked of the next origin because the first was slow",
+            self.hedged_fetches.clone(),
         );
         r.register(
             "bytes_out",

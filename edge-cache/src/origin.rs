@@ -157,6 +157,10 @@ impl Body {
 /// usual 1–3 s targets.
 pub const BLOCKING_FIRST_BYTE: Duration = Duration::from_secs(10);
 
+/// What became of one origin attempt: the origin's index, when it started,
+/// and its answer.
+type Attempt = (usize, Instant, Result<(Head, Body), FillError>);
+
 /// The origins, in order of preference: configured, or followed from the
 /// control plane (replaced as origins come and go).
 pub struct Origins {
@@ -238,6 +242,9 @@ impl Origins {
         };
         // Origins known to carry the stream first, the others after.
         order.sort_by_key(|&i| !list[i].carries(key.stream()));
+        if key.may_be_held() && order.len() > 1 {
+            return self.fetch_hedged(key, &list, &order, metrics).await;
+        }
         let mut last = FillError::Unreachable("no origin configured".into());
         for i in order {
             let origin = &list[i];
@@ -249,55 +256,145 @@ impl Origins {
             } else {
                 self.first_byte
             };
-            let attempt = tokio::time::timeout(first_byte, fetch_one(origin, key)).await;
-            let result = match attempt {
-                Err(_) => Err((FillError::Timeout, "timeout")),
-                Ok(Err(e)) => Err((e, "error")),
-                Ok(Ok(r)) if r.0.status == 404 => Ok((r, "not_found")),
-                Ok(Ok(r)) => Ok((r, "ok")),
-            };
-            let label = match &result {
-                Ok((_, l)) | Err((_, l)) => *l,
-            };
-            metrics
-                .origin_fetches
-                .get_or_create(&FetchLabel {
-                    origin: origin.name.clone(),
-                    result: label,
-                })
-                .inc();
-            match result {
-                Ok(((head, body), _)) => {
-                    metrics
-                        .origin_seconds
-                        .get_or_create(&OriginLabel {
-                            origin: origin.name.clone(),
-                        })
-                        .observe(started.elapsed().as_secs_f64());
-                    origin.succeeded();
+            let result = tokio::time::timeout(first_byte, fetch_one(origin, key))
+                .await
+                .unwrap_or(Err(FillError::Timeout));
+            match settle(origin, key, started, result, metrics) {
+                Ok((head, body)) => {
                     return Ok(Response {
                         head,
                         body,
                         origin: i,
                     });
                 }
-                Err((e, _)) => {
-                    tracing::debug!(origin = %origin.name, ?key, error = %e, "origin fetch failed, trying the next");
-                    // A blocking reload or hinted part the origin gave up
-                    // holding (503: the stream stalled) says nothing about the
-                    // origin's health.
-                    let held_too_long = key.may_be_held()
-                        && matches!(&e, FillError::BadResponse(m) if m.starts_with("status 503"));
-                    if (!matches!(e, FillError::BadResponse(_)) || is_server_error(&e))
-                        && !held_too_long
-                    {
-                        origin.failed();
-                    }
-                    last = e;
-                }
+                Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// A request an origin may hold (an LL-HLS blocking reload or hinted
+    /// part), hedged: the first origin is asked; if it has not answered
+    /// within the first-byte time, the next is asked too, and the first
+    /// answer wins. An origin that is hung (SIGSTOP, a full disk) holds
+    /// every such request up to [`BLOCKING_FIRST_BYTE`], which would stall
+    /// low-latency players for seconds; a held request that another origin
+    /// answered first puts the one still holding it in backoff.
+    async fn fetch_hedged(
+        &self,
+        key: &CacheKey,
+        list: &[Arc<Origin>],
+        order: &[usize],
+        metrics: &EdgeMetrics,
+    ) -> Result<Response, FillError> {
+        let mut attempts: tokio::task::JoinSet<Attempt> = tokio::task::JoinSet::new();
+        let mut pending: Vec<(usize, Instant)> = Vec::new();
+        let mut next = order.iter().copied();
+        let start = |attempts: &mut tokio::task::JoinSet<Attempt>,
+                     pending: &mut Vec<(usize, Instant)>,
+                     i: usize| {
+            let (origin, key) = (list[i].clone(), key.clone());
+            let started = Instant::now();
+            pending.push((i, started));
+            attempts.spawn(async move {
+                let r = tokio::time::timeout(BLOCKING_FIRST_BYTE, fetch_one(&origin, &key))
+                    .await
+                    .unwrap_or(Err(FillError::Timeout));
+                (i, started, r)
+            });
+        };
+        if let Some(i) = next.next() {
+            start(&mut attempts, &mut pending, i);
+        }
+        let mut last = FillError::Unreachable("no origin configured".into());
+        loop {
+            let more = next.len() > 0;
+            let hedge = tokio::time::sleep(self.first_byte);
+            tokio::select! {
+                done = attempts.join_next() => {
+                    let Some(done) = done else { return Err(last) };
+                    let Ok((i, started, result)) = done else { continue };
+                    pending.retain(|&(p, _)| p != i);
+                    match settle(&list[i], key, started, result, metrics) {
+                        Ok((head, body)) => {
+                            // Those asked before the winner still hold what it
+                            // already had: behind, or hung.
+                            for &(p, asked) in &pending {
+                                if asked < started {
+                                    tracing::info!(origin = %list[p].name, ?key, "another origin answered a held request first: backing off");
+                                    list[p].failed();
+                                }
+                            }
+                            return Ok(Response { head, body, origin: i });
+                        }
+                        Err(e) => {
+                            last = e;
+                            if attempts.is_empty() {
+                                match next.next() {
+                                    Some(n) => start(&mut attempts, &mut pending, n),
+                                    None => return Err(last),
+                                }
+                            }
+                        }
+                    }
+                }
+                () = hedge, if more => {
+                    if let Some(n) = next.next() {
+                        tracing::debug!(origin = %list[n].name, ?key, "a held request is slow: asking the next origin too");
+                        metrics.hedged_fetches.inc();
+                        start(&mut attempts, &mut pending, n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records one origin attempt (metrics, health) and gives its answer, or
+/// the error to try the next origin with.
+fn settle(
+    origin: &Origin,
+    key: &CacheKey,
+    started: Instant,
+    result: Result<(Head, Body), FillError>,
+    metrics: &EdgeMetrics,
+) -> Result<(Head, Body), FillError> {
+    let label = match &result {
+        Ok((head, _)) if head.status == 404 => "not_found",
+        Ok(_) => "ok",
+        Err(FillError::Timeout) => "timeout",
+        Err(_) => "error",
+    };
+    metrics
+        .origin_fetches
+        .get_or_create(&FetchLabel {
+            origin: origin.name.clone(),
+            result: label,
+        })
+        .inc();
+    match result {
+        Ok(answer) => {
+            metrics
+                .origin_seconds
+                .get_or_create(&OriginLabel {
+                    origin: origin.name.clone(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+            origin.succeeded();
+            Ok(answer)
+        }
+        Err(e) => {
+            tracing::debug!(origin = %origin.name, ?key, error = %e, "origin fetch failed, trying the next");
+            // A blocking reload or hinted part the origin gave up holding
+            // (503: the stream stalled) says nothing about the origin's
+            // health.
+            let held_too_long = key.may_be_held()
+                && matches!(&e, FillError::BadResponse(m) if m.starts_with("status 503"));
+            if (!matches!(e, FillError::BadResponse(_)) || is_server_error(&e)) && !held_too_long {
+                origin.failed();
+            }
+            Err(e)
+        }
     }
 }
 

@@ -41,7 +41,7 @@ async fn text(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// `(msn, part)` of the preload hint (`...-12.3.m4s`): the next part.
-fn hinted(playlist: &str) -> Option<(String, u64, u64)> {
+pub(crate) fn hinted(playlist: &str) -> Option<(String, u64, u64)> {
     let line = playlist
         .lines()
         .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))?;

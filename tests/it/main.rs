@@ -22,6 +22,7 @@ mod hls_s3;
 mod ll_hls;
 mod manifests;
 mod openapi;
+mod redundant_ll;
 mod relay;
 mod restream;
 mod rtmp_behaviour;

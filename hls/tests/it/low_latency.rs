@@ -207,7 +207,12 @@ fn aligned_origins_cut_interchangeable_parts_however_late_one_joins() {
     // 3.33 s is in slot 2 (2 s to 3 s is its first half): its keyframe at
     // 4 s does not start a segment; the one at 5 s starts slot 3.
     let first_late = late.keys().find(|k| k.ends_with(".m4s")).cloned();
-    assert_eq!(first_late.as_deref(), Some("source/a-3.0.m4s"), "{:?}", late.keys());
+    assert_eq!(
+        first_late.as_deref(),
+        Some("source/a-3.0.m4s"),
+        "{:?}",
+        late.keys()
+    );
     let media: Vec<&String> = late.keys().filter(|k| !k.contains("init")).collect();
     assert!(media.len() > 20, "{media:?}");
     for name in media {
