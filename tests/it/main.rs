@@ -28,6 +28,7 @@ mod restream;
 mod rtmp_behaviour;
 mod rtmp_samples;
 mod rtmps;
+mod soak;
 mod split;
 mod transcode;
 mod ui;

@@ -93,9 +93,12 @@ fn spawn(
 }
 
 /// Both listeners accept (HTTP is bound first, RTMP a moment later); a
-/// `ferry control` has HTTP only.
+/// `ferry control` or `ferry director` has HTTP only.
 async fn wait_healthy(node: &Node) {
-    let rtmp = node.args.first().is_none_or(|role| role != "control");
+    let rtmp = node
+        .args
+        .first()
+        .is_none_or(|role| role != "control" && role != "director");
     wait_for("the node to listen", Duration::from_secs(20), || async {
         tokio::net::TcpStream::connect(node.http).await.is_ok()
             && (!rtmp || tokio::net::TcpStream::connect(node.rtmp).await.is_ok())

@@ -76,6 +76,10 @@ impl S3Server {
         (self.port, self.root.take().expect("root"))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn config(&self) -> S3Config {
         S3Config {
             endpoint: format!("http://127.0.0.1:{}", self.port),
