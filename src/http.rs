@@ -86,10 +86,20 @@ pub fn ops_router(state: Arc<HttpState>) -> Router {
 
 /// The origin's HTTP face (`ferry serve`): the control plane's routes plus
 /// `/hls/`, answered from the store and, for LL-HLS streams, from memory.
-pub fn router(state: Arc<HttpState>, store: OriginStore, live: LiveHls, api: Router) -> Router {
+pub fn router(
+    state: Arc<HttpState>,
+    store: OriginStore,
+    live: LiveHls,
+    packaging: Option<origin::Packaging>,
+    api: Router,
+) -> Router {
     let hls = Router::new()
         .route("/hls/{*key}", get(hls_object))
-        .with_state(HlsState { store, live });
+        .with_state(HlsState {
+            store,
+            live,
+            packaging,
+        });
     control_router(state, api).merge(hls)
 }
 
@@ -101,18 +111,25 @@ pub fn control_router(state: Arc<HttpState>, api: Router) -> Router {
         .nest("/api/v1", api)
 }
 
-/// What the HLS routes read: the store, and the low-latency streams' memory.
+/// What the HLS routes read: the store, the low-latency streams' memory,
+/// and which streams this node packages (`None`: it packages nothing, and
+/// serves the store as it is).
 #[derive(Clone)]
 struct HlsState {
     store: OriginStore,
     live: LiveHls,
+    packaging: Option<origin::Packaging>,
 }
 
 /// `GET /hls/STREAM/...`: playlists and segments from the origin store, with the
 /// headers browser players need; a stream with Low-Latency HLS has its media
 /// playlists (blocking reloads, delta updates) and parts served from memory.
 async fn hls_object(
-    State(HlsState { store, live }): State<HlsState>,
+    State(HlsState {
+        store,
+        live,
+        packaging,
+    }): State<HlsState>,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
     peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
@@ -124,6 +141,15 @@ async fn hls_object(
         return answer;
     }
     match store.get(&key).await {
+        Ok(body) if stale_live_playlist(packaging.as_ref(), &key, &body) => (
+            // Another origin (or this one, once its publisher is back) has
+            // the playlist that moves: edges try the next; 503 with
+            // Retry-After says "not here", not "broken".
+            StatusCode::SERVICE_UNAVAILABLE,
+            [cors, (header::RETRY_AFTER, "1")],
+            "not live on this origin\n",
+        )
+            .into_response(),
         Ok(body) => (
             StatusCode::OK,
             [
@@ -147,6 +173,22 @@ async fn hls_object(
                 .into_response()
         }
     }
+}
+
+/// Whether `body`, stored at `key`, is a live media playlist (no
+/// `EXT-X-ENDLIST`) of a stream this origin does not package now: left
+/// behind when the origin died, it would freeze every viewer it reaches
+/// while the stream goes on at another origin.
+fn stale_live_playlist(packaging: Option<&origin::Packaging>, key: &str, body: &[u8]) -> bool {
+    let Some(packaging) = packaging else {
+        return false;
+    };
+    let stream = key.split('/').next().unwrap_or("");
+    hls::naming::is_media_playlist(key)
+        && !packaging.writes(stream)
+        && !body
+            .windows(b"#EXT-X-ENDLIST".len())
+            .any(|w| w == b"#EXT-X-ENDLIST")
 }
 
 /// The low-latency answer for `key`, or `None` to serve it from the store.

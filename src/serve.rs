@@ -145,7 +145,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         }),
     }
     .map_err(StartError::Store)?;
-    if config.hls.enabled {
+    // The streams packaged here, when this node packages at all.
+    let packaging_now = config.hls.enabled.then(origin::Packaging::default);
+    if let Some(packaging_now) = &packaging_now {
         let packaging = PackagerConfig {
             target_duration: config.segment_duration(),
             window: config.hls.window.max(1),
@@ -163,6 +165,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 max_queued: config.hls.upload_queue_segments,
                 policies: policies.clone(),
                 live: live.clone(),
+                packaging: packaging_now.clone(),
                 cancel: cancel.clone(),
             }),
         );
@@ -235,7 +238,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     );
     let http_task = spawn_http(
         http_listener,
-        http::router(http_state, store, live, api).merge(relay.route),
+        http::router(http_state, store, live, packaging_now, api).merge(relay.route),
         config,
         http_cap,
         http_metrics,

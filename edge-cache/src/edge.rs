@@ -641,9 +641,41 @@ async fn run_fill(edge: Edge, key: CacheKey, fill: Arc<Fill>, ticket: FillTicket
     inner.metrics.fills.dec();
 }
 
+/// How long a segment that a playlist this edge holds names, but no origin
+/// has, is asked for again before the 404 stands.
+pub const LISTED_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether `key` is a segment or part that the media playlist cached beside
+/// it names. Redundant origins cut the same segment a moment apart: when the
+/// one that listed it first dies, the other answers 404 for a few hundred
+/// milliseconds, and a 404 cached then would fail every viewer of it.
+fn listed_beside(inner: &Inner, key: &CacheKey) -> bool {
+    if !(ObjectKind::of(key.path()).is_segment() || key.is_part()) {
+        return false;
+    }
+    let Some((dir, name)) = key.path().rsplit_once('/') else {
+        return false;
+    };
+    let path = format!("{}{dir}/index.m3u8", hls::naming::HLS_PREFIX);
+    let Ok(playlist) = CacheKey::parse(&path, None) else {
+        return false;
+    };
+    inner
+        .memory
+        .get(&playlist)
+        .is_some_and(|o| o.body.windows(name.len()).any(|w| w == name.as_bytes()))
+}
+
 async fn fetch_into(inner: &Inner, key: &CacheKey, fill: &Fill) -> Result<Head, FillError> {
     let max = inner.limits.max_object_bytes;
     let mut response = inner.origins.fetch(key, &inner.metrics).await?;
+    let waited = Instant::now();
+    while response.head.status == 404 && waited.elapsed() < LISTED_WAIT && listed_beside(inner, key)
+    {
+        debug!(?key, "listed, but no origin has it yet: asking again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        response = inner.origins.fetch(key, &inner.metrics).await?;
+    }
     if response.head.content_length.is_some_and(|n| n > max) {
         return Err(FillError::TooLarge(max));
     }

@@ -157,6 +157,10 @@ impl Body {
 /// usual 1–3 s targets.
 pub const BLOCKING_FIRST_BYTE: Duration = Duration::from_secs(10);
 
+/// An origin's 503 with `Retry-After`: it cannot answer this one now, and
+/// says nothing about its health.
+const NOT_HERE: &str = "status 503 (not here, retry after)";
+
 /// What became of one origin attempt: the origin's index, when it started,
 /// and its answer.
 type Attempt = (usize, Instant, Result<(Head, Body), FillError>);
@@ -246,6 +250,9 @@ impl Origins {
             return self.fetch_hedged(key, &list, &order, metrics).await;
         }
         let mut last = FillError::Unreachable("no origin configured".into());
+        // A 404 from one origin may only mean it missed the object (it was
+        // down when it was made): the others are asked before it stands.
+        let mut not_found = None;
         for i in order {
             let origin = &list[i];
             let started = Instant::now();
@@ -260,6 +267,13 @@ impl Origins {
                 .await
                 .unwrap_or(Err(FillError::Timeout));
             match settle(origin, key, started, result, metrics) {
+                Ok((head, body)) if head.status == 404 => {
+                    not_found.get_or_insert(Response {
+                        head,
+                        body,
+                        origin: i,
+                    });
+                }
                 Ok((head, body)) => {
                     return Ok(Response {
                         head,
@@ -270,7 +284,7 @@ impl Origins {
                 Err(e) => last = e,
             }
         }
-        Err(last)
+        not_found.ok_or(last)
     }
 
     /// A request an origin may hold (an LL-HLS blocking reload or hinted
@@ -307,15 +321,25 @@ impl Origins {
             start(&mut attempts, &mut pending, i);
         }
         let mut last = FillError::Unreachable("no origin configured".into());
+        let mut not_found: Option<Response> = None;
         loop {
             let more = next.len() > 0;
             let hedge = tokio::time::sleep(self.first_byte);
             tokio::select! {
                 done = attempts.join_next() => {
-                    let Some(done) = done else { return Err(last) };
+                    let Some(done) = done else { return not_found.ok_or(last) };
                     let Ok((i, started, result)) = done else { continue };
                     pending.retain(|&(p, _)| p != i);
                     match settle(&list[i], key, started, result, metrics) {
+                        Ok((head, body)) if head.status == 404 => {
+                            not_found.get_or_insert(Response { head, body, origin: i });
+                            if attempts.is_empty() {
+                                match next.next() {
+                                    Some(n) => start(&mut attempts, &mut pending, n),
+                                    None => return not_found.take().ok_or(last),
+                                }
+                            }
+                        }
                         Ok((head, body)) => {
                             // Those asked before the winner still hold what it
                             // already had: behind, or hung.
@@ -332,7 +356,7 @@ impl Origins {
                             if attempts.is_empty() {
                                 match next.next() {
                                     Some(n) => start(&mut attempts, &mut pending, n),
-                                    None => return Err(last),
+                                    None => return not_found.take().ok_or(last),
                                 }
                             }
                         }
@@ -390,7 +414,13 @@ fn settle(
             // health.
             let held_too_long = key.may_be_held()
                 && matches!(&e, FillError::BadResponse(m) if m.starts_with("status 503"));
-            if (!matches!(e, FillError::BadResponse(_)) || is_server_error(&e)) && !held_too_long {
+            // 503 with Retry-After: this origin does not have it now (a
+            // playlist it no longer updates, requests held to its limit).
+            let not_here = matches!(&e, FillError::BadResponse(m) if m == NOT_HERE);
+            if (!matches!(e, FillError::BadResponse(_)) || is_server_error(&e))
+                && !held_too_long
+                && !not_here
+            {
                 origin.failed();
             }
             Err(e)
@@ -414,6 +444,9 @@ async fn fetch_one(origin: &Origin, key: &CacheKey) -> Result<(Head, Body), Fill
                 }
             })?;
             let status = response.status().as_u16();
+            if status == 503 && response.headers().contains_key(header::RETRY_AFTER) {
+                return Err(FillError::BadResponse(NOT_HERE.into()));
+            }
             if status != 200 && status != 404 {
                 return Err(FillError::BadResponse(format!("status {status}")));
             }

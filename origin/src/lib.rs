@@ -20,5 +20,5 @@ pub mod upload;
 pub use ladders::Transcoding;
 pub use live::{HoldLimits, LiveAnswer, LiveHls, LiveMetrics};
 pub use metrics::HlsMetrics;
-pub use packaging::{HlsOrigin, RECONNECT_GRACE, SHUTDOWN_FLUSH, run};
+pub use packaging::{HlsOrigin, Packaging, RECONNECT_GRACE, SHUTDOWN_FLUSH, run};
 pub use policy::{Policies, PolicyLookup, StreamPolicy};

@@ -3,7 +3,7 @@
 //! every open segment is closed, playlists end with `EXT-X-ENDLIST`, and the
 //! upload queues are drained before the task returns.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -31,7 +31,32 @@ pub const RECONNECT_GRACE: Duration = Duration::from_secs(30);
 /// the store (a store that is down must not hold the process for ever).
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 
-type Active = Arc<Mutex<HashSet<String>>>;
+/// The streams this origin is packaging now (live, or within their
+/// reconnect grace), and whether their packager has written a playlist yet.
+/// Its HTTP face asks it: a live playlist that no packager here has written
+/// since this process started (the origin restarted, its publisher is not
+/// back or its first segment not cut) is a stale one, which edges must get
+/// from another origin.
+#[derive(Clone, Default)]
+pub struct Packaging(Arc<Mutex<HashMap<String, bool>>>);
+
+impl Packaging {
+    /// Whether this origin's playlists of `stream` are its packager's own,
+    /// written since this process started.
+    pub fn writes(&self, stream: &str) -> bool {
+        self.lock().get(stream).copied().unwrap_or(false)
+    }
+
+    fn written(&self, stream: &str) {
+        if let Some(fresh) = self.lock().get_mut(stream) {
+            *fresh = true;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// What every packager task of the origin shares.
 #[derive(Clone)]
@@ -51,6 +76,8 @@ pub struct HlsOrigin {
     pub policies: Arc<Policies>,
     /// Where streams with Low-Latency HLS publish their parts and live views.
     pub live: LiveHls,
+    /// The streams being packaged, shared with the HTTP face.
+    pub packaging: Packaging,
     /// Stops everything.
     pub cancel: CancellationToken,
 }
@@ -58,7 +85,7 @@ pub struct HlsOrigin {
 /// Follows the hub until cancelled, packaging every stream that goes live;
 /// returns once every packager has closed its stream and drained its uploads.
 pub async fn run(origin: HlsOrigin) {
-    let active: Active = Arc::default();
+    let active = origin.packaging.clone();
     let tracker = TaskTracker::new();
     // Rungs (`NAME/RUNG`) are packaged by their source's task.
     let (hub, cancel) = (origin.hub.clone(), origin.cancel.clone());
@@ -70,8 +97,10 @@ pub async fn run(origin: HlsOrigin) {
     tracker.wait().await;
 }
 
-fn spawn_packager(origin: &HlsOrigin, active: &Active, tracker: &TaskTracker, name: String) {
-    if !lock(active).insert(name.clone()) {
+fn spawn_packager(origin: &HlsOrigin, active: &Packaging, tracker: &TaskTracker, name: String) {
+    if let std::collections::hash_map::Entry::Vacant(v) = active.lock().entry(name.clone()) {
+        v.insert(false);
+    } else {
         return;
     }
     let (origin, active) = (origin.clone(), active.clone());
@@ -83,7 +112,7 @@ fn spawn_packager(origin: &HlsOrigin, active: &Active, tracker: &TaskTracker, na
             package(&origin, &name).await;
             // Checked under the lock the announcer uses, so a publish that raced
             // with this exit is never left without a packager.
-            let mut set = lock(&active);
+            let mut set = active.lock();
             if origin.cancel.is_cancelled() || !origin.hub.is_live(&name) {
                 set.remove(&name);
                 return;
@@ -126,10 +155,6 @@ impl Drop for DecOnDrop {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<String>> {
-    active.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One variant being packaged: the source or a rung.
@@ -269,6 +294,9 @@ async fn package(origin: &HlsOrigin, name: &str) {
                     last_event[i] = std::time::Instant::now();
                 }
                 let closed = out.iter().any(|o| matches!(o, hls::Output::Playlist { .. }));
+                if closed {
+                    origin.packaging.written(name);
+                }
                 uploads.push(out);
                 if closed {
                     uploads.push(master.render(&states(hub, &variants)).into_iter().collect());
