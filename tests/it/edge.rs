@@ -1061,3 +1061,89 @@ async fn one_client_holds_at_most_its_share_of_fills_unless_trusted() {
     }
     drop(hung);
 }
+
+/// Redundant origins each with their own store: a 404 from one (it was
+/// down when the object was made) is not the answer while another has the
+/// object; a 503 with `Retry-After` (an origin whose live playlist no
+/// packager of its own writes) moves on to the next origin without putting
+/// the first in backoff; a 404 from every origin stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_or_a_not_here_from_one_origin_is_asked_of_the_next() {
+    const PLAYLIST: &[u8] = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg-1.ts\n";
+    let first = TestOrigin::start(|path| match path {
+        "/hls/s/v/index.m3u8" => Reply::Full(
+            503,
+            vec![("retry-after".into(), "1".into())],
+            b"not live on this origin\n".to_vec(),
+        ),
+        "/hls/s/v/only-first.ts" => Reply::Full(200, headers(TS, SEGMENT_CC), vec![1; 100]),
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let second = TestOrigin::start(|path| match path {
+        "/hls/s/v/index.m3u8" => Reply::Full(200, headers(M3U8, "max-age=1"), PLAYLIST.to_vec()),
+        "/hls/s/v/seg-1.ts" => Reply::Full(200, headers(TS, SEGMENT_CC), vec![2; 100]),
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let edge = edge(&[first.url(), second.url()], |_| {}).await;
+    let addr = edge.addr();
+    let (status, _, body) = get(addr, "/hls/s/v/index.m3u8").await;
+    assert_eq!((status, body.as_slice()), (200, PLAYLIST));
+    let (status, _, body) = get(addr, "/hls/s/v/seg-1.ts").await;
+    assert_eq!((status, body), (200, vec![2; 100]));
+    assert_eq!(
+        first.requests("/hls/s/v/seg-1.ts"),
+        1,
+        "the first was asked first"
+    );
+    // "Not here" said nothing about the first origin's health: it is asked
+    // at once for what only it has.
+    let t = Instant::now();
+    let (status, _, body) = get(addr, "/hls/s/v/only-first.ts").await;
+    assert_eq!((status, body), (200, vec![1; 100]));
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(second.requests("/hls/s/v/only-first.ts"), 0);
+    // Nobody has it: 404, each asked once.
+    assert_eq!(get(addr, "/hls/s/v/nowhere.ts").await.0, 404);
+    assert_eq!(first.requests("/hls/s/v/nowhere.ts"), 1);
+    assert_eq!(second.requests("/hls/s/v/nowhere.ts"), 1);
+    edge.running.shutdown().await;
+}
+
+/// A segment the edge's cached playlist lists, which the origin does not
+/// have yet (the redundant origin that listed it died a moment ahead of
+/// this one), is asked for again rather than answered 404; one the
+/// playlist does not list gets its 404 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_segment_an_origin_lacks_for_a_moment_is_asked_again() {
+    const PLAYLIST: &[u8] = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg-5.ts\n";
+    let since = Instant::now();
+    let origin = TestOrigin::start(move |path| match path {
+        "/hls/s/v/index.m3u8" => Reply::Full(200, headers(M3U8, "max-age=1"), PLAYLIST.to_vec()),
+        "/hls/s/v/seg-5.ts" if since.elapsed() > Duration::from_millis(700) => {
+            Reply::Full(200, headers(TS, SEGMENT_CC), vec![5; 100])
+        }
+        _ => Reply::Full(404, vec![], vec![]),
+    })
+    .await;
+    let edge = edge(&[origin.url()], |_| {}).await;
+    let addr = edge.addr();
+    assert_eq!(get(addr, "/hls/s/v/index.m3u8").await.0, 200);
+    let (status, _, body) = get(addr, "/hls/s/v/seg-5.ts").await;
+    assert_eq!((status, body), (200, vec![5; 100]));
+    assert!(origin.requests("/hls/s/v/seg-5.ts") >= 2, "asked again");
+    let t = Instant::now();
+    assert_eq!(get(addr, "/hls/s/v/seg-6.ts").await.0, 404);
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(origin.requests("/hls/s/v/seg-6.ts"), 1);
+    edge.running.shutdown().await;
+}

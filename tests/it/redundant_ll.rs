@@ -281,3 +281,53 @@ async fn an_edge_keeps_low_latency_viewers_going_when_their_origin_hangs_then_di
     let hedged = edge.metric_sum("ferry_edge_hedged_fetches_total").await;
     println!("held requests hedged: {hedged}");
 }
+
+/// An origin killed mid-stream leaves a live playlist (no `EXT-X-ENDLIST`)
+/// in its store. Restarted without its publisher, it answers that playlist
+/// 503 with `Retry-After` ("not here": edges ask the other origin, players
+/// retry) instead of serving it frozen; once its publisher is back and a
+/// segment cut, the playlist is its own again. Segments stay served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_origin_does_not_serve_the_playlist_it_left_behind() {
+    const TS_PLAYLIST: &str = "/hls/demo/source/index.m3u8";
+    let mut a = origin_with(&[]).await;
+    let url = format!("rtmp://{}/live/{KEY}", a.rtmp);
+    let encoder = publish_background(&url, 20);
+    wait_for("segments", Duration::from_secs(30), || async {
+        text(a.http, TS_PLAYLIST).await.1.matches("#EXTINF").count() >= 2
+    })
+    .await;
+    let left = text(a.http, TS_PLAYLIST).await.1;
+    a.signal("KILL");
+    drop(encoder);
+    a.restart().await;
+    let (status, headers, body) = get_bytes(a.http, TS_PLAYLIST).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        headers.iter().any(|(k, _)| k == "retry-after"),
+        "{headers:?}"
+    );
+    let segment = segments_of_ts(&left).pop().unwrap();
+    let (status, _, _) = get_bytes(a.http, &format!("/hls/demo/source/{segment}")).await;
+    assert_eq!(status, 200, "the segments it stored are still served");
+    let _encoder = publish_background(&url, 20);
+    wait_for(
+        "its own playlist again",
+        Duration::from_secs(30),
+        || async { text(a.http, TS_PLAYLIST).await.0 == 200 },
+    )
+    .await;
+    let fresh = text(a.http, TS_PLAYLIST).await.1;
+    assert!(
+        fresh.contains("#EXT-X-DISCONTINUITY") || fresh != left,
+        "{fresh}"
+    );
+}
+
+fn segments_of_ts(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| l.ends_with(".ts") && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
