@@ -27,6 +27,18 @@ async fn ll_origin() -> Node {
     .await
 }
 
+/// Two LL origins, each fed the same file by its own ffmpeg (the encoders
+/// are killed when dropped).
+async fn ll_pair() -> (Node, Node, [tokio::process::Child; 2]) {
+    let a = ll_origin().await;
+    let b = ll_origin().await;
+    let encoders = [
+        publish_background(&format!("rtmp://{}/live/{KEY}", a.rtmp), 20),
+        publish_background(&format!("rtmp://{}/live/{KEY}", b.rtmp), 20),
+    ];
+    (a, b, encoders)
+}
+
 async fn text(addr: SocketAddr, target: &str) -> (u16, String) {
     let (status, _, body) = get_bytes(addr, target).await;
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -62,12 +74,7 @@ fn line<'a>(playlist: &'a str, tag: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redundant_ll_origins_serve_the_same_parts_and_each_others_blocking_reloads() {
-    let a = ll_origin().await;
-    let b = ll_origin().await;
-    let _encoders = [
-        publish_background(&format!("rtmp://{}/live/{KEY}", a.rtmp), 20),
-        publish_background(&format!("rtmp://{}/live/{KEY}", b.rtmp), 20),
-    ];
+    let (a, b, _encoders) = ll_pair().await;
     // Both list at least six common parts past their first segment.
     let deadline = Instant::now() + Duration::from_secs(40);
     let (pa, pb, common) = loop {
@@ -211,12 +218,7 @@ impl LlViewer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_edge_keeps_low_latency_viewers_going_when_their_origin_hangs_then_dies() {
-    let a = ll_origin().await;
-    let b = ll_origin().await;
-    let _encoders = [
-        publish_background(&format!("rtmp://{}/live/{KEY}", a.rtmp), 20),
-        publish_background(&format!("rtmp://{}/live/{KEY}", b.rtmp), 20),
-    ];
+    let (a, b, _encoders) = ll_pair().await;
     let edge = start_node(&[], |_| {
         vec![
             "edge".into(),

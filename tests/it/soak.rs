@@ -205,9 +205,15 @@ impl Ledger {
     }
 }
 
-fn client() -> reqwest::Client {
+/// A viewer's HTTP client, from its own loopback address (`127.1.x.y`), as
+/// viewers on the internet each have theirs: per-address limits of the
+/// edges and directors must see 500 viewers, not one client.
+fn client(viewer: usize) -> reqwest::Client {
+    let address =
+        std::net::Ipv4Addr::new(127, 1, (viewer / 250 % 250) as u8, (viewer % 250 + 1) as u8);
     reqwest::Client::builder()
         .no_proxy()
+        .local_address(std::net::IpAddr::V4(address))
         .pool_idle_timeout(Duration::from_secs(2))
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(8))
@@ -313,7 +319,7 @@ async fn hls_viewer(
     ledger: Arc<Ledger>,
     stop: Arc<AtomicBool>,
 ) {
-    let http = client();
+    let http = client(seed);
     let playlist = |i: usize| {
         format!(
             "http://{}/hls/{PLAIN}/source/index.m3u8",
@@ -380,7 +386,7 @@ async fn ll_viewer(
     ledger: Arc<Ledger>,
     stop: Arc<AtomicBool>,
 ) {
-    let http = client();
+    let http = client(seed + 50_000);
     let base = |i: usize| {
         format!(
             "http://{}/hls/{LL}/source/index.m3u8",
