@@ -332,6 +332,12 @@ impl Packager {
             }
             muxer.start_segment(&mut data);
             self.muxer = Some(muxer);
+            if self.config.aligned && !self.config.cut_every_keyframe {
+                // Another origin fed by the same encoder put this audio in
+                // the segment before: the first segment holds the same
+                // frames as theirs only without it.
+                self.early_audio.clear();
+            }
             let map = self.init_segment(out);
             let sequence = if self.config.aligned {
                 self.slot(p.dts).max(self.next_sequence)
@@ -379,12 +385,6 @@ impl Packager {
         };
         let fmp4 = self.config.container == Container::Fmp4;
         open.payload_bytes += p.payload.len();
-        if self.config.aligned && !self.config.cut_every_keyframe {
-            // Another origin fed by the same encoder put this audio in the
-            // segment before: the first segment holds the same frames as
-            // theirs only without it.
-            self.early_audio.clear();
-        }
         for early in self.early_audio.drain(..) {
             if fmp4 {
                 open.samples.push(early);

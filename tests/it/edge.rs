@@ -596,15 +596,6 @@ async fn the_edge_registers_with_control_as_an_edge() {
     control.running.shutdown().await;
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_keep_alive_connections_cost_a_bounded_amount() {
     const CONNECTIONS: usize = 10_000;
@@ -636,7 +627,7 @@ async fn ten_thousand_idle_keep_alive_connections_cost_a_bounded_amount() {
     .await;
     assert_eq!(get(addr, "/hls/s/a.m3u8").await.0, 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_kib(pid);
+    let before = rss_kib(pid).unwrap();
     let mut open = Vec::with_capacity(CONNECTIONS);
     for batch in 0..CONNECTIONS / 500 {
         let mut tasks = Vec::new();
@@ -662,7 +653,7 @@ async fn ten_thousand_idle_keep_alive_connections_cost_a_bounded_amount() {
         assert_eq!(open.len(), (batch + 1) * 500);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kib(pid);
+    let after = rss_kib(pid).unwrap();
     let text = http_get(addr, "/metrics").await;
     let held: f64 = text
         .lines()

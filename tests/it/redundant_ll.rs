@@ -27,6 +27,11 @@ async fn ll_origin() -> Node {
     .await
 }
 
+async fn text(addr: SocketAddr, target: &str) -> (u16, String) {
+    let (status, _, body) = get_bytes(addr, target).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Two LL origins, each fed the same file by its own ffmpeg (the encoders
 /// are killed when dropped).
 async fn ll_pair() -> (Node, Node, [tokio::process::Child; 2]) {
@@ -37,11 +42,6 @@ async fn ll_pair() -> (Node, Node, [tokio::process::Child; 2]) {
         publish_background(&format!("rtmp://{}/live/{KEY}", b.rtmp), 20),
     ];
     (a, b, encoders)
-}
-
-async fn text(addr: SocketAddr, target: &str) -> (u16, String) {
-    let (status, _, body) = get_bytes(addr, target).await;
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The part URIs a media playlist lists, in order.

@@ -19,6 +19,7 @@
 //! memory at start and end.
 
 use crate::common;
+use crate::ll_hls::hinted;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -177,7 +178,7 @@ struct Fault {
     kind: &'static str,
     at: Instant,
     /// When the node was back (restarted or continued).
-    restored: Option<Instant>,
+    restored: Instant,
 }
 
 /// Every viewer's record.
@@ -244,6 +245,23 @@ async fn fetch(http: &reqwest::Client, url: &str) -> Result<bytes::Bytes, String
         return Err(format!("not a playlist: {head:?}"));
     }
     Ok(body)
+}
+
+/// Where the playlist at `list` says the object called `name` is now: a
+/// segment line, or a part's `URI="..."`, resolved against `list`.
+async fn relocate(http: &reqwest::Client, list: &str, name: &str) -> Option<String> {
+    let body = fetch(http, list).await.ok()?;
+    let text = String::from_utf8_lossy(&body);
+    let segment = text
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(name));
+    let part = || {
+        text.split("URI=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .find(|u| u.ends_with(name))
+    };
+    Some(resolve(list, segment.or_else(part)?))
 }
 
 /// `uri` as the playlist at `base` names it.
@@ -351,12 +369,7 @@ async fn hls_viewer(
                         if i == 0 {
                             return Some(resolve(&list, uri));
                         }
-                        let m = fetch(http, &list).await.ok()?;
-                        let m = String::from_utf8_lossy(&m).into_owned();
-                        let line = m
-                            .lines()
-                            .find(|l| !l.starts_with('#') && l.ends_with(name.as_str()))?;
-                        Some(resolve(&list, line))
+                        relocate(http, &list, name).await
                     })
                 };
                 if ask(http, &ledger, "hls", where_now).await.is_some() {
@@ -372,11 +385,6 @@ async fn hls_viewer(
         }
         tokio::time::sleep(Duration::from_millis(500).saturating_sub(started.elapsed())).await;
     }
-}
-
-/// `(uri, msn, part)` of a playlist's preload hint.
-fn hinted(playlist: &str) -> Option<(String, u64, u64)> {
-    crate::ll_hls::hinted(playlist)
 }
 
 /// A low-latency viewer through the directors: a blocking reload for the
@@ -422,14 +430,7 @@ async fn ll_viewer(
                 if i == 0 {
                     return Some(url);
                 }
-                let m = fetch(http_ref, &list).await.ok()?;
-                let m = String::from_utf8_lossy(&m).into_owned();
-                let uri = m
-                    .split("URI=\"")
-                    .skip(1)
-                    .filter_map(|rest| rest.split('"').next())
-                    .find(|u| u.ends_with(name.as_str()))?;
-                Some(resolve(&list, uri))
+                relocate(http_ref, &list, name).await
             })
         };
         if ask(&http, &ledger, "ll-hls", where_now).await.is_some() {
@@ -471,17 +472,6 @@ async fn rtmp_players(
         seen.push(common::cluster::seen(&w.frames(), 40.0));
     }
     (seen, drops)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -723,7 +713,7 @@ async fn soak(
     };
     let memory_start: Vec<(String, u64)> = pids(&cluster)
         .into_iter()
-        .map(|(n, p)| (n, rss_kib(p)))
+        .map(|(n, p)| (n, rss_kib(p).unwrap_or(0)))
         .collect();
 
     let ledger = Arc::new(Ledger::default());
@@ -887,14 +877,14 @@ async fn soak(
         faults.push(Fault {
             kind,
             at,
-            restored: Some(Instant::now()),
+            restored: Instant::now(),
         });
     }
     let remaining = Duration::from_secs(seconds).saturating_sub(began.elapsed());
     tokio::time::sleep(remaining).await;
     let memory_end: Vec<(String, u64)> = pids(&cluster)
         .into_iter()
-        .map(|(n, p)| (n, rss_kib(p)))
+        .map(|(n, p)| (n, rss_kib(p).unwrap_or(0)))
         .collect();
     stop.store(true, Ordering::Relaxed);
     for v in viewers {
@@ -915,7 +905,7 @@ async fn soak(
             .iter()
             .rev()
             .find(|f| f.at <= at)
-            .filter(|f| at <= f.restored.unwrap_or(f.at) + Duration::from_secs(10))
+            .filter(|f| at <= f.restored + Duration::from_secs(10))
             .map_or("no fault", |f| f.kind)
     };
     let mut first: BTreeMap<(&str, &str), usize> = BTreeMap::new();

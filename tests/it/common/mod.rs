@@ -637,3 +637,12 @@ pub async fn run_ui_script(
     );
     log
 }
+
+/// The resident memory of process `pid` (KiB), if it is still there.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
