@@ -277,7 +277,10 @@ async fn an_edge_keeps_low_latency_viewers_going_when_their_origin_hangs_then_di
         "{after_death:?} without a part after the origin died"
     );
     assert_eq!(failures, 0, "requests failed");
-    assert!(skipped <= 2, "{skipped} jumps in the part sequence");
+    // A viewer held up for a second and a half comes back to a hint some
+    // parts on, as a player rejoins the live edge: at most one jump at the
+    // start and one for each fault.
+    assert!(skipped <= 3, "{skipped} jumps in the part sequence");
     // Whether a held request met the hung origin (and was hedged) or a
     // plain one did (and timed out) depends on the moment of the SIGSTOP.
     let hedged = edge.metric_sum("ferry_edge_hedged_fetches_total").await;
