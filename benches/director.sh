@@ -6,7 +6,7 @@
 # rewrite) and for a new viewer on every request (assignment + rewrite), and
 # wrk's p50/p99 latency of a media playlist through the director against the
 # same playlist from the edge directly.
-#   usage: benches/director.sh      env: DURATION=10 (seconds per wrk run)
+#   usage: benches/director.sh      env: DURATION=10 (seconds per wrk run), BENCH_FERRY=path
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10}
@@ -17,7 +17,7 @@ if ! need wrk || ! need ffmpeg; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q wrk ffmpeg
 fi
 cargo build --release --locked -q -p ferry
-ferry=target/release/ferry
+ferry=${BENCH_FERRY:-target/release/ferry}  # BENCH_FERRY: another build, for before/after
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

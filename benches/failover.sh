@@ -8,7 +8,7 @@
 #     bandwidth against the stream's bit rate.
 #  2. CPU per player: PLAYERS rtmp-load players on the edge (relayed) and then
 #     on the origin directly, each process's CPU measured, and the ratio.
-#   usage: benches/failover.sh            env: KILLS=20 PLAYERS=500 MEASURE=20
+#   usage: benches/failover.sh            env: KILLS=20 PLAYERS=500 MEASURE=20 BENCH_FERRY=path
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kills=${KILLS:-20}
@@ -17,6 +17,7 @@ measure=${MEASURE:-20}
 command -v ffmpeg >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get update -q; DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q ffmpeg; }
 ulimit -n 65536 2>/dev/null || true
 cargo build --release --locked -q -p ferry -p failover-bench -p rtmp-load
+ferry=${BENCH_FERRY:-target/release/ferry}  # BENCH_FERRY: another build, for before/after
 
 work=$(mktemp -d)
 pids=()
@@ -29,7 +30,7 @@ ffmpeg -nostdin -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 -f
   -c:a aac -b:a 128k -f flv "$work/stream.flv"
 
 echo "== failover: $kills origin failures, 5 players on the edge"
-target/release/failover-bench --ferry target/release/ferry --flv "$work/stream.flv" --work "$work/failover" --kills "$kills" --players 5
+target/release/failover-bench --ferry "$ferry" --flv "$work/stream.flv" --work "$work/failover" --kills "$kills" --players 5
 
 echo
 echo "== CPU per player: $players players on the edge (relayed), then on the origin directly"
@@ -49,11 +50,11 @@ listen = "127.0.0.1:0"
 name = "bench"
 key = "benchkey"
 TOML
-FERRY_ADMIN_TOKEN=failover-bench-admin-token target/release/ferry serve --config "$work/origin.toml" & origin_pid=$!; pids+=("$origin_pid")
+FERRY_ADMIN_TOKEN=failover-bench-admin-token "$ferry" serve --config "$work/origin.toml" & origin_pid=$!; pids+=("$origin_pid")
 sleep 1
 ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$work/stream.flv" -c copy -f flv rtmp://127.0.0.1:27201/live/benchkey & pids+=($!)
 FERRY_ADMIN_TOKEN=failover-bench-admin-token FERRY_RELAY__TRUST_HTTP=true \
-FERRY_LOG=warn FERRY_RTMP__MAX_CONNECTIONS_PER_ADDRESS=100000 target/release/ferry edge --origins http://127.0.0.1:27202 \
+FERRY_LOG=warn FERRY_RTMP__MAX_CONNECTIONS_PER_ADDRESS=100000 "$ferry" edge --origins http://127.0.0.1:27202 \
   --data-dir "$work/edge" --rtmp-listen 127.0.0.1:27203 --http-listen 127.0.0.1:27204 & edge_pid=$!; pids+=("$edge_pid")
 sleep 3
 results="$work/results"

@@ -4,7 +4,7 @@
 # origin requests per second that LL-HLS viewers behind one edge cost, for a
 # few viewers and for many (the target: independent of the number).
 #   usage: benches/ll-hls.sh
-#   env: SECONDS_PER_RUN=60 PART=0.25 VIEWERS=1000 STREAMS="plain ll" 
+#   env: SECONDS_PER_RUN=60 PART=0.25 VIEWERS=1000 STREAMS="plain ll" BENCH_FERRY=path
 # Latency is measured in the page as Date.now() - hls.playingDate, sampled
 # every 200 ms after 5 s of playback (the origin stamps
 # EXT-X-PROGRAM-DATE-TIME from its ingest clock); p50 and p95.
@@ -16,7 +16,7 @@ viewers=${VIEWERS:-1000}
 scripts/setup.sh >/dev/null
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release --locked -q -p ferry -p edge-load
-ferry=target/release/ferry
+ferry=${BENCH_FERRY:-target/release/ferry}  # BENCH_FERRY: another build, for before/after
 load=target/release/edge-load
 work=$(mktemp -d)
 pids=()

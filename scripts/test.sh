@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# A clean clone builds everything once: incremental caches only cost disk.
+export CARGO_INCREMENTAL=0
 
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
