@@ -40,12 +40,73 @@ struct Viewer {
     seen: Instant,
     /// When it was first placed: it settles `settle` later.
     placed: Instant,
-    /// After a move: the edge URL of segments before this sequence number.
-    moved: Option<(String, u64)>,
-    /// The newest media sequence number this viewer has been given.
-    last_msn: Option<u64>,
+    /// The edges this viewer's segments were given on, from the oldest a
+    /// playlist may still list: see [`Given`].
+    given: Given,
     /// The variant (`source`, a rung) whose media playlist it follows.
     variant: Option<String>,
+}
+
+/// The edge each of a viewer's segments was given on, by media sequence
+/// number. A segment's URI must never change for a viewer: players such as
+/// hls.js take a changed URI for a sequence number they have seen as a broken
+/// playlist (a fatal "media sequence mismatch"). So a viewer that moves,
+/// however often, keeps every URI it was given, and gets its new edge only
+/// for segments it has not seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Given {
+    /// `(first sequence number, edge URL)`, oldest first; each run lasts
+    /// until the next one starts, the last until `last`.
+    runs: Vec<(u64, String)>,
+    /// The newest sequence number given.
+    last: Option<u64>,
+}
+
+impl Given {
+    /// The newest sequence number given, if any.
+    pub fn last(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// The edge URL segment `msn` was given on, if it was given.
+    pub fn url_of(&self, msn: u64) -> Option<&str> {
+        if self.last.is_none_or(|l| msn > l) {
+            return None;
+        }
+        self.runs
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= msn)
+            .map(|(_, url)| url.as_str())
+    }
+
+    /// Whether every segment given is on `url` (or none was given).
+    pub fn all_on(&self, url: &str) -> bool {
+        self.runs.iter().all(|(_, u)| u == url)
+    }
+
+    /// Records segments up to `last_msn` as given, those not given before
+    /// on `url`.
+    pub fn give(&mut self, last_msn: u64, url: &str) {
+        let from = self.last.map_or(0, |l| l + 1);
+        if self.last.is_some_and(|l| last_msn <= l) {
+            return;
+        }
+        if self.runs.last().is_none_or(|(_, u)| u != url) {
+            self.runs.push((from, url.to_owned()));
+        }
+        self.last = Some(last_msn);
+    }
+
+    /// Drops runs that end before `first_msn` (no playlist lists them now).
+    pub fn forget_before(&mut self, first_msn: u64) {
+        let still = self
+            .runs
+            .iter()
+            .rposition(|(from, _)| *from <= first_msn)
+            .unwrap_or(0);
+        self.runs.drain(..still);
+    }
 }
 
 /// Where a viewer goes.
@@ -307,12 +368,12 @@ impl Assignments {
         }
     }
 
-    fn remove(&mut self, viewer: &str) -> Option<Instant> {
+    fn remove(&mut self, viewer: &str) -> Option<Viewer> {
         let i = self.shard(viewer);
         let v = self.viewers[i].remove(viewer)?;
         self.count = self.count.saturating_sub(1);
         Self::count_out(&mut self.load, &mut self.placement, &mut self.variants, &v);
-        Some(v.placed)
+        Some(v)
     }
 
     /// What `viewer`'s placement calls for at `now`.
@@ -572,14 +633,9 @@ impl Assignments {
             Verdict::MoveTo(i, reason) => (Some(i), reason),
             Verdict::Place(reason) => (None, reason),
         };
-        let moved_from = self
-            .get(viewer)
-            .filter(|v| v.stream == stream)
-            .map(|v| (v.url.clone(), v.last_msn));
-        let placed = self
-            .remove(viewer)
-            .filter(|_| moved_from.is_some())
-            .unwrap_or(now);
+        let before = self.remove(viewer).filter(|v| v.stream == stream);
+        let moved_from = before.as_ref().map(|v| (v.url.clone(), v.given.last()));
+        let (placed, given) = before.map_or((now, Given::default()), |v| (v.placed, v.given));
         let i = match target {
             Some(i) => i,
             None => {
@@ -605,8 +661,7 @@ impl Assignments {
                 url: ring.members()[i].url.clone(),
                 seen: now,
                 placed,
-                moved: None,
-                last_msn: None,
+                given,
                 variant: None,
             },
         );
@@ -615,13 +670,6 @@ impl Assignments {
             moved_from,
             reason,
         })
-    }
-
-    /// Records that `viewer`'s segments before `from_msn` stay on `old_url`.
-    pub fn set_moved(&mut self, viewer: &str, old_url: String, from_msn: u64) {
-        if let Some(v) = self.get_mut(viewer) {
-            v.moved = Some((old_url, from_msn));
-        }
     }
 
     /// Records that `viewer` follows `variant`'s media playlist now.
@@ -649,21 +697,26 @@ impl Assignments {
             .collect()
     }
 
-    /// Records the newest sequence number `viewer` has been given.
-    pub fn given(&mut self, viewer: &str, last_msn: u64) {
-        if let Some(v) = self.get_mut(viewer) {
-            v.last_msn = Some(last_msn);
+    /// The edges `viewer`'s segments were given on, for a playlist that
+    /// lists `first_msn..=last_msn` (older ones are forgotten; a playlist
+    /// that ends before what was given is a new publish, numbered afresh).
+    pub fn given(&mut self, viewer: &str, first_msn: u64, last_msn: u64) -> Given {
+        let Some(v) = self.get_mut(viewer) else {
+            return Given::default();
+        };
+        if v.given.last().is_some_and(|l| l > last_msn) {
+            v.given = Given::default();
         }
+        v.given.forget_before(first_msn);
+        v.given.clone()
     }
 
-    /// The old edge URL and first new sequence number of a recent move, until
-    /// the playlist starting at `first_msn` no longer lists old segments.
-    pub fn moved(&mut self, viewer: &str, first_msn: u64) -> Option<(String, u64)> {
-        let v = self.get_mut(viewer)?;
-        if v.moved.as_ref().is_some_and(|(_, from)| first_msn >= *from) {
-            v.moved = None;
+    /// Records that `viewer` has been given segments up to `last_msn`, the
+    /// new ones on `url`.
+    pub fn give(&mut self, viewer: &str, last_msn: u64, url: &str) {
+        if let Some(v) = self.get_mut(viewer) {
+            v.given.give(last_msn, url);
         }
-        v.moved.clone()
     }
 
     /// Where streams sit on the edges of `rings`.
@@ -748,6 +801,49 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    #[test]
+    fn a_viewer_moved_back_and_forth_keeps_every_uri_it_was_given() {
+        let mut g = Given::default();
+        assert_eq!(g.url_of(0), None);
+        assert!(g.all_on("http://x"));
+        g.give(32, "http://x");
+        g.give(40, "http://y");
+        g.give(45, "http://x");
+        assert_eq!(g.url_of(30), Some("http://x"));
+        assert_eq!(g.url_of(33), Some("http://y"));
+        assert_eq!(g.url_of(40), Some("http://y"));
+        assert_eq!(g.url_of(41), Some("http://x"));
+        assert_eq!(g.url_of(46), None, "not given yet: the current edge");
+        assert!(!g.all_on("http://x"));
+        // A playlist from 36 on lists nothing before y's run.
+        g.forget_before(36);
+        assert_eq!(g.url_of(36), Some("http://y"));
+        g.forget_before(41);
+        assert!(g.all_on("http://x"), "{g:?}");
+        // Giving again what was given changes nothing.
+        g.give(44, "http://z");
+        assert_eq!(g.url_of(44), Some("http://x"));
+    }
+
+    #[test]
+    fn a_moved_viewer_takes_what_it_was_given_along() {
+        let now = Instant::now();
+        let mut t = Assignments::new(Policy::BoundedLoad, 0.25, 1);
+        let both = ring(&["a", "b"]);
+        let first = t.assign("v", "s", &both, now).expect("edge");
+        let was = both.members()[first.index].url.clone();
+        t.give("v", 20, &was);
+        // Its edge leaves: it moves, and segments up to 20 stay where they were.
+        let other = if was == "http://a" { "b" } else { "a" };
+        let moved = t.assign("v", "s", &ring(&[other]), now).expect("edge");
+        assert_eq!(moved.moved_from, Some((was.clone(), Some(20))));
+        let given = t.given("v", 15, 22);
+        assert_eq!(given.url_of(20), Some(was.as_str()));
+        assert_eq!(given.url_of(21), None);
+        // A new publish numbered from 0 forgets it all.
+        assert_eq!(t.given("v", 0, 3), Given::default());
     }
 
     #[test]

@@ -79,6 +79,8 @@ struct Inner {
     metrics: DirectorMetrics,
     tokens: crate::token::TokenKey,
     new_viewers: crate::token::NewViewerLimit,
+    /// Whether an edge list has arrived since start.
+    listed: tokio::sync::watch::Sender<bool>,
 }
 
 /// A playlist for a viewer.
@@ -118,6 +120,7 @@ impl Director {
                 rewritten: Mutex::default(),
                 http,
                 metrics,
+                listed: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -165,6 +168,7 @@ impl Director {
     /// Replaces the edge sets with the live, non-draining edges of `rows`
     /// (a no-op when nothing changed).
     pub fn set_edges(&self, rows: &[control_client::types::EdgeRow]) {
+        self.inner.listed.send_replace(true);
         if self.inner.config.farm_load {
             let farm = rows
                 .iter()
@@ -183,6 +187,15 @@ impl Director {
         info!(version = pools.version, edges = ?pools.edges(), "edge set changed");
         self.inner.metrics.edge_set_changes.inc();
         *self.inner.edges.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pools);
+    }
+
+    /// Waits, at most `limit`, for the first edge list since start. A
+    /// director that has just (re)started knows no edge until its first
+    /// read of control answers: without this wait its first viewers would be
+    /// told "no live edges" (503) by a director that is merely starting.
+    pub async fn listed(&self, limit: Duration) {
+        let mut listed = self.inner.listed.subscribe();
+        let _ = tokio::time::timeout(limit, listed.wait_for(|l| *l)).await;
     }
 
     /// Pools with a usable edge, least loaded first (viewers per unit of
@@ -395,34 +408,31 @@ impl Director {
                     .inc();
             }
             let (first_msn, count) = fetched.span;
-            let moved = {
-                let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((old, last)) = assigned.moved_from {
-                    // Segments this viewer has been given keep their URIs;
-                    // every later one comes from the new edge.
-                    let from = last.map_or(first_msn + count, |l| l + 1);
-                    viewers.set_moved(&viewer, old, from);
-                }
-                if count > 0 {
-                    viewers.given(&viewer, first_msn + count - 1);
-                }
-                viewers.watching(&viewer, variant_of(stream, path));
-                viewers.moved(&viewer, first_msn)
-            };
             let member = &set.ring.members()[i];
-            let out = match moved {
-                Some((old, from)) => {
-                    self.inner.metrics.rewritten.inc();
-                    let new = member.url.as_str();
-                    rewrite::media_by_sequence(
-                        &fetched.text,
-                        path,
-                        |msn| if msn < from { old.as_str() } else { new },
-                        token,
-                    )
-                    .into()
+            let new = member.url.as_str();
+            let given = {
+                let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
+                viewers.watching(&viewer, variant_of(stream, path));
+                let given =
+                    viewers.given(&viewer, first_msn, (first_msn + count).saturating_sub(1));
+                if count > 0 {
+                    viewers.give(&viewer, first_msn + count - 1, new);
                 }
-                None => self.shared_rewrite(&set, i, path, &fetched, token),
+                given
+            };
+            let out = if given.all_on(new) {
+                self.shared_rewrite(&set, i, path, &fetched, token)
+            } else {
+                // Moved: segments it was given keep their edges, later ones
+                // come from the new one.
+                self.inner.metrics.rewritten.inc();
+                rewrite::media_by_sequence(
+                    &fetched.text,
+                    path,
+                    |msn| given.url_of(msn).unwrap_or(new),
+                    token,
+                )
+                .into()
             };
             self.inner.metrics.served.inc();
             return Ok(Served {
@@ -605,5 +615,33 @@ mod tests {
         assert!(from_b.text.contains("#from-b"), "{}", from_b.text);
         let again = d.fetch(&set, ia, path).await.expect("cached");
         assert!(Arc::ptr_eq(&again, &from_a), "a cache hit, from a");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_starting_director_holds_requests_until_its_first_edge_list() {
+        let d =
+            Director::new(DirectorConfig::default(), DirectorMetrics::default()).expect("director");
+        // No list at all: the wait gives up at its limit.
+        let started = tokio::time::Instant::now();
+        d.listed(Duration::from_secs(2)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // A list arriving meanwhile ends the wait at once, even an empty one
+        // (control answered: there are no edges).
+        let waiting = tokio::spawn({
+            let d = d.clone();
+            async move {
+                let started = tokio::time::Instant::now();
+                d.listed(Duration::from_secs(2)).await;
+                started.elapsed()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        d.set_edges(&[]);
+        let waited = waiting.await.expect("waiter");
+        assert_eq!(waited, Duration::from_millis(300));
+        // Later requests do not wait.
+        let started = tokio::time::Instant::now();
+        d.listed(Duration::from_secs(2)).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

@@ -26,6 +26,11 @@ async fn placement(State(director): State<Director>) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(report)).into_response()
 }
 
+/// How long a request to a director that has just started waits for its
+/// first edge list (one read of control; a viewer retries within a second or
+/// two anyway).
+const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn plain(status: StatusCode, text: String) -> Response {
     (
         status,
@@ -73,6 +78,7 @@ async fn hls(
     uri: Uri,
     peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
 ) -> Response {
+    director.listed(FIRST_LIST_WAIT).await;
     let client = peer.map(|p| p.0.0.ip());
     // The viewer's signed token, or a new one (a new viewer, within its
     // address's allowance).

@@ -32,7 +32,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
         ? new Hls({ lowLatencyMode: true })
         : new Hls({ liveSyncDurationCount: 3 });
       window.hls = hls;
-      hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.fatal.push(d.type + ":" + d.details); });
+      hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.fatal.push(d.type + ":" + d.details + (d.error ? " (" + d.error.message + ")" : "") + (d.url ? " " + d.url : "") + (d.networkDetails && typeof d.networkDetails.responseText === "string" ? " body: " + d.networkDetails.responseText.slice(0, 600) : "")); });
       hls.loadSource(src);
       hls.attachMedia(document.getElementById("v"));
     }, [url, lowLatency]);
