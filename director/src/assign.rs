@@ -80,15 +80,20 @@ impl Given {
             .map(|(_, url)| url.as_str())
     }
 
+    /// Whether `msn` comes before every segment remembered.
+    pub fn before_all(&self, msn: u64) -> bool {
+        self.runs.first().is_some_and(|(from, _)| msn < *from)
+    }
+
     /// Whether every segment given is on `url` (or none was given).
     pub fn all_on(&self, url: &str) -> bool {
         self.runs.iter().all(|(_, u)| u == url)
     }
 
-    /// Records segments up to `last_msn` as given, those not given before
-    /// on `url`.
-    pub fn give(&mut self, last_msn: u64, url: &str) {
-        let from = self.last.map_or(0, |l| l + 1);
+    /// Records a playlist listing `first_msn..=last_msn` as given, the
+    /// segments not given before on `url`.
+    pub fn give(&mut self, first_msn: u64, last_msn: u64, url: &str) {
+        let from = self.last.map_or(first_msn, |l| l + 1);
         if self.last.is_some_and(|l| last_msn <= l) {
             return;
         }
@@ -699,23 +704,25 @@ impl Assignments {
 
     /// The edges `viewer`'s segments were given on, for a playlist that
     /// lists `first_msn..=last_msn` (older ones are forgotten; a playlist
-    /// that ends before what was given is a new publish, numbered afresh).
+    /// that ends before everything remembered is a new publish, numbered
+    /// afresh; one a segment or two behind is an edge that lags, and the
+    /// segments it lists keep the URIs given).
     pub fn given(&mut self, viewer: &str, first_msn: u64, last_msn: u64) -> Given {
         let Some(v) = self.get_mut(viewer) else {
             return Given::default();
         };
-        if v.given.last().is_some_and(|l| l > last_msn) {
+        if v.given.before_all(last_msn) {
             v.given = Given::default();
         }
         v.given.forget_before(first_msn);
         v.given.clone()
     }
 
-    /// Records that `viewer` has been given segments up to `last_msn`, the
-    /// new ones on `url`.
-    pub fn give(&mut self, viewer: &str, last_msn: u64, url: &str) {
+    /// Records that `viewer` has been given a playlist listing
+    /// `first_msn..=last_msn`, the segments new to it on `url`.
+    pub fn give(&mut self, viewer: &str, first_msn: u64, last_msn: u64, url: &str) {
         if let Some(v) = self.get_mut(viewer) {
-            v.given.give(last_msn, url);
+            v.given.give(first_msn, last_msn, url);
         }
     }
 
@@ -807,11 +814,13 @@ mod tests {
     fn a_viewer_moved_back_and_forth_keeps_every_uri_it_was_given() {
         let mut g = Given::default();
         assert_eq!(g.url_of(0), None);
+        assert!(!g.before_all(0));
         assert!(g.all_on("http://x"));
-        g.give(32, "http://x");
-        g.give(40, "http://y");
-        g.give(45, "http://x");
+        g.give(23, 32, "http://x");
+        g.give(31, 40, "http://y");
+        g.give(36, 45, "http://x");
         assert_eq!(g.url_of(30), Some("http://x"));
+        assert!(g.before_all(22) && !g.before_all(23));
         assert_eq!(g.url_of(33), Some("http://y"));
         assert_eq!(g.url_of(40), Some("http://y"));
         assert_eq!(g.url_of(41), Some("http://x"));
@@ -823,7 +832,7 @@ mod tests {
         g.forget_before(41);
         assert!(g.all_on("http://x"), "{g:?}");
         // Giving again what was given changes nothing.
-        g.give(44, "http://z");
+        g.give(35, 44, "http://z");
         assert_eq!(g.url_of(44), Some("http://x"));
     }
 
@@ -834,7 +843,7 @@ mod tests {
         let both = ring(&["a", "b"]);
         let first = t.assign("v", "s", &both, now).expect("edge");
         let was = both.members()[first.index].url.clone();
-        t.give("v", 20, &was);
+        t.give("v", 11, 20, &was);
         // Its edge leaves: it moves, and segments up to 20 stay where they were.
         let other = if was == "http://a" { "b" } else { "a" };
         let moved = t.assign("v", "s", &ring(&[other]), now).expect("edge");
@@ -842,6 +851,8 @@ mod tests {
         let given = t.given("v", 15, 22);
         assert_eq!(given.url_of(20), Some(was.as_str()));
         assert_eq!(given.url_of(21), None);
+        // A playlist a segment behind (an edge that lags) keeps them.
+        assert_eq!(t.given("v", 10, 19).url_of(19), Some(was.as_str()));
         // A new publish numbered from 0 forgets it all.
         assert_eq!(t.given("v", 0, 3), Given::default());
     }

@@ -416,7 +416,7 @@ impl Director {
                 let given =
                     viewers.given(&viewer, first_msn, (first_msn + count).saturating_sub(1));
                 if count > 0 {
-                    viewers.give(&viewer, first_msn + count - 1, new);
+                    viewers.give(&viewer, first_msn, first_msn + count - 1, new);
                 }
                 given
             };
