@@ -172,6 +172,15 @@ impl Config {
         )
     }
 
+    /// What stream `name`'s `[[streams]]` entry overrides (nothing when it has none).
+    fn configured_settings(&self, name: &str) -> StreamSettings {
+        self.streams
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.settings.clone())
+            .unwrap_or_default()
+    }
+
     /// The ladder for stream `name`, with `settings` (from the API) over its
     /// `[[streams]]` entry over `[transcode]`.
     pub fn ladder_with(
@@ -179,20 +188,12 @@ impl Config {
         name: &str,
         settings: &StreamSettings,
     ) -> Option<transcode::LadderConfig> {
-        let stream = self.streams.iter().find(|s| s.name == name);
-        let enabled = settings
-            .transcode
-            .or_else(|| stream.and_then(|s| s.transcode))
-            .unwrap_or(self.transcode.enabled);
-        if !enabled {
+        let s = settings.over(self.configured_settings(name));
+        if !s.transcode.unwrap_or(self.transcode.enabled) {
             return None;
         }
         let mut ladder = self.transcode.ladder.clone();
-        if let Some(rungs) = settings
-            .rungs
-            .clone()
-            .or_else(|| stream.and_then(|s| s.rungs.clone()))
-        {
+        if let Some(rungs) = s.rungs {
             ladder.rungs = rungs;
         }
         Some(ladder)
@@ -201,16 +202,8 @@ impl Config {
     /// The HLS segment format of stream `name`, with `settings` over its
     /// `[[streams]]` entry over `[hls]`.
     pub fn container_with(&self, name: &str, settings: &StreamSettings) -> hls::Container {
-        settings
-            .hls_container
-            .or_else(|| {
-                self.streams
-                    .iter()
-                    .find(|s| s.name == name)
-                    .and_then(|s| s.hls_container)
-            })
-            .unwrap_or(self.hls.container)
-            .into()
+        let s = settings.over(self.configured_settings(name));
+        s.hls_container.unwrap_or(self.hls.container).into()
     }
 
     /// Stream `name`'s LL-HLS part target, `None` when LL-HLS is off for it:
@@ -220,15 +213,8 @@ impl Config {
         name: &str,
         settings: &StreamSettings,
     ) -> Option<std::time::Duration> {
-        let on = settings
-            .low_latency
-            .or_else(|| {
-                self.streams
-                    .iter()
-                    .find(|s| s.name == name)
-                    .and_then(|s| s.low_latency)
-            })
-            .unwrap_or(self.hls.low_latency);
+        let s = settings.over(self.configured_settings(name));
+        let on = s.low_latency.unwrap_or(self.hls.low_latency);
         on.then(|| {
             let most = (self.segment_duration().as_secs_f64() / 2.0).max(0.1);
             std::time::Duration::from_secs_f64(self.hls.part_seconds.clamp(0.1, 2.0).min(most))
@@ -250,6 +236,9 @@ impl Config {
                 "[http] public_url {url:?}: an http:// or https:// URL without query or fragment"
             ));
         }
+        for r in &self.transcode.ladder.rungs {
+            transcode::check_rung(r)?;
+        }
         for s in &self.streams {
             control::secret::check_key(&s.key).map_err(|e| format!("stream {:?}: {e}", s.name))?;
             if !media_core::path::valid_name(&s.name) {
@@ -259,10 +248,9 @@ impl Config {
                     media_core::path::NAME_RULE
                 ));
             }
-            let rungs = s.rungs.iter().flatten().chain(&self.transcode.ladder.rungs);
-            for r in rungs {
-                transcode::check_rung(r)?;
-            }
+            s.settings
+                .check()
+                .map_err(|e| format!("stream {:?}: {e}", s.name))?;
         }
         Ok(())
     }
@@ -379,25 +367,18 @@ impl HttpConfig {
 }
 
 /// A publishable stream: encoders publish to `KEY`, players play `NAME`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Its overrides are the very settings the API stores ([`StreamSettings`]),
+/// so the file and the API cannot drift apart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     /// The public name players use.
     pub name: String,
     /// The secret the encoder uses as its stream key.
     pub key: String,
-    /// This stream's HLS segment format, if not `[hls] container`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hls_container: Option<HlsContainer>,
-    /// Transcode this stream (overrides `[transcode] enabled`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transcode: Option<bool>,
-    /// Low-Latency HLS for this stream (overrides `[hls] low_latency`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub low_latency: Option<bool>,
-    /// This stream's rungs, if not `[transcode.ladder] rungs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rungs: Option<Vec<transcode::RungConfig>>,
+    /// Overrides of `[hls]` and `[transcode]` for this stream.
+    #[serde(flatten)]
+    pub settings: StreamSettings,
 }
 
 impl Default for Config {
@@ -600,6 +581,30 @@ mod tests {
             let err = with(bad).expect_err(bad);
             assert!(err.contains("rung"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_stream_entry_carries_the_api_s_settings_and_nothing_else() {
+        let c: Config = toml::from_str(
+            "[[streams]]\nname = \"s\"\nkey = \"a-long-secret\"\nlow_latency = true\nhls_container = \"fmp4\"\n",
+        )
+        .expect("parses");
+        assert_eq!(c.streams[0].settings.low_latency, Some(true));
+        assert_eq!(
+            c.container_with("s", &StreamSettings::default()),
+            hls::Container::Fmp4
+        );
+        let api = StreamSettings {
+            hls_container: Some(HlsContainer::Ts),
+            ..StreamSettings::default()
+        };
+        assert_eq!(c.container_with("s", &api), hls::Container::Ts);
+        assert!(c.part_target_with("s", &api).is_some());
+        let err = toml::from_str::<Config>(
+            "[[streams]]\nname = \"s\"\nkey = \"a-long-secret\"\nlow_latncy = true\n",
+        )
+        .expect_err("a misspelt setting is refused");
+        assert!(err.to_string().contains("low_latncy"), "{err}");
     }
 
     #[test]

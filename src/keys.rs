@@ -61,10 +61,7 @@ pub fn streams_or_generated(
                 streams: vec![StreamConfig {
                     name: "demo".into(),
                     key: Alphanumeric.sample_string(&mut rand::rng(), 20),
-                    hls_container: None,
-                    low_latency: None,
-                    transcode: None,
-                    rungs: None,
+                    settings: Default::default(),
                 }],
             };
             let text = toml::to_string(&stored).unwrap_or_default();
@@ -105,10 +102,7 @@ mod tests {
         let conf = vec![StreamConfig {
             name: "a".into(),
             key: "b".into(),
-            hls_container: None,
-            low_latency: None,
-            transcode: None,
-            rungs: None,
+            settings: Default::default(),
         }];
         assert_eq!(streams_or_generated(&conf, dir.path()).expect("ok").0, conf);
         assert!(!dir.path().join(FILE).exists());

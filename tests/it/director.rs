@@ -370,10 +370,7 @@ async fn bounded_loads_keep_streams_on_few_edges_and_edges_within_bound() {
             c.streams.push(StreamConfig {
                 name: n.into(),
                 key: format!("key-of-{n}"),
-                hls_container: None,
-                low_latency: None,
-                transcode: None,
-                rungs: None,
+                settings: Default::default(),
             });
         }
     })

@@ -251,8 +251,8 @@ async fn an_hevc_source_is_transcoded_to_h264_rungs_every_player_reads() {
 /// packaging: its rungs are HLS variants).
 async fn with_180p_rung() -> TestServer {
     start_with(|c| {
-        c.streams[0].transcode = Some(true);
-        c.streams[0].rungs = Some(vec![transcode::RungConfig {
+        c.streams[0].settings.transcode = Some(true);
+        c.streams[0].settings.rungs = Some(vec![transcode::RungConfig {
             name: "180p".into(),
             height: 180,
             video_kbps: 300,
@@ -295,7 +295,7 @@ async fn hevc_is_packaged_to_fmp4_hls_with_its_codec_and_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let (config, frames) = hevc_stream(dir.path(), 8);
     let s =
-        start_with(|c| c.streams[0].hls_container = Some(ferry::config::HlsContainer::Fmp4)).await;
+        start_with(|c| c.streams[0].settings.hls_container = Some(ferry::config::HlsContainer::Fmp4)).await;
     let _publish = publish_hevc(s.running.rtmp_addr, config, frames).await;
     let http = s.running.http_addr;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -419,7 +419,7 @@ async fn av1_over_enhanced_rtmp_plays_packages_to_fmp4_and_spares_legacy_players
         frames.len()
     );
     let s =
-        start_with(|c| c.streams[0].hls_container = Some(ferry::config::HlsContainer::Fmp4)).await;
+        start_with(|c| c.streams[0].settings.hls_container = Some(ferry::config::HlsContainer::Fmp4)).await;
     let mut player = rtmp::Client::connect(s.running.rtmp_addr, "live")
         .await
         .unwrap();

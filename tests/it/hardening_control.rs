@@ -67,10 +67,7 @@ async fn weak_secrets_are_refused_at_start() {
     config.streams = vec![ferry::config::StreamConfig {
         name: "s".into(),
         key: String::new(),
-        hls_container: None,
-        low_latency: None,
-        transcode: None,
-        rungs: None,
+        settings: Default::default(),
     }];
     let err = ferry::serve::start(&config)
         .await

@@ -116,10 +116,7 @@ async fn restream_over_rtmps_verifies_the_receiver() {
         c.streams = vec![ferry::config::StreamConfig {
             name: "mirror".into(),
             key: "mirrorkey".into(),
-            hls_container: None,
-            low_latency: None,
-            transcode: None,
-            rungs: None,
+            settings: Default::default(),
         }];
     };
     let (trusted, trusted_tls) = tls_server(dir.path(), "trusted", mirror).await;

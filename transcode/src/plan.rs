@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 
 /// One configured rung: a height and a video bitrate. The width follows the
 /// source's aspect ratio.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RungConfig {
     /// The variant's name in paths and the hub (`720p`): letters, digits, `_`, `-`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub name: String,
     /// Output height in pixels.
     pub height: u32,

@@ -107,10 +107,7 @@ pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
         streams: vec![StreamConfig {
             name: STREAM.into(),
             key: KEY.into(),
-            hls_container: None,
-            low_latency: None,
-            transcode: None,
-            rungs: None,
+            settings: Default::default(),
         }],
         ..Config::default()
     };
@@ -486,10 +483,7 @@ pub async fn receiver(port: u16) -> TestServer {
         c.streams = vec![StreamConfig {
             name: "mirror".into(),
             key: "mirrorkey".into(),
-            hls_container: None,
-            low_latency: None,
-            transcode: None,
-            rungs: None,
+            settings: Default::default(),
         }];
     })
     .await
