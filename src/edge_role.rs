@@ -185,7 +185,7 @@ pub async fn start_edge(config: &Config) -> Result<Running, StartError> {
                     relay: None,
                     viewers: None,
                     audience: Some(edge_audience(
-                        metrics.clone(),
+                        edge_handle.traffic().clone(),
                         e.rtmp.then(|| node::rtmp_players(&hub)),
                     )),
                 },
@@ -284,12 +284,12 @@ fn load_report(
 /// (cumulative; control takes rates from them), and its RTMP players when
 /// it serves RTMP.
 fn edge_audience(
-    metrics: edge_cache::EdgeMetrics,
+    traffic: edge_cache::StreamTraffic,
     rtmp: Option<node::AudienceReport>,
 ) -> node::AudienceReport {
     Arc::new(move || {
         let mut out = rtmp.as_ref().map(|r| r()).unwrap_or_default();
-        let mut totals = metrics.streams.totals();
+        let mut totals = traffic.totals();
         // The busiest first, as many as control takes.
         totals.sort_by_key(|t| std::cmp::Reverse(t.1));
         for (stream, requests, bytes) in totals {

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use crate::disk::{DiskFile, DiskTier};
 use crate::fill::{Fill, FillError};
-use crate::metrics::EdgeMetrics;
+use crate::metrics::{EdgeMetrics, StreamTraffic};
 use crate::object::{FreshnessPolicy, Head, Object, Staleness, make_etag};
 use crate::origin::{BLOCKING_FIRST_BYTE, Origins};
 use crate::reach::{Reach, TooFar};
@@ -158,6 +158,7 @@ struct Inner {
     policy: FreshnessPolicy,
     limits: EdgeLimits,
     metrics: EdgeMetrics,
+    traffic: StreamTraffic,
     disk: Option<Arc<DiskTier>>,
 }
 
@@ -198,6 +199,7 @@ impl Edge {
                 origins,
                 policy,
                 limits,
+                traffic: StreamTraffic::new(&metrics),
                 metrics,
                 disk: None,
             }),
@@ -240,6 +242,11 @@ impl Edge {
     /// The counters.
     pub fn metrics(&self) -> &EdgeMetrics {
         &self.inner.metrics
+    }
+
+    /// Requests and bytes per stream (the audience it reports).
+    pub fn traffic(&self) -> &StreamTraffic {
+        &self.inner.traffic
     }
 
     /// The limits.

@@ -246,7 +246,7 @@ impl HitPath {
         };
         let m = self.edge.metrics();
         if h.status == 200
-            && let Some((requests, bytes)) = m.streams.of(key.stream())
+            && let Some((requests, bytes)) = self.edge.traffic().of(key.stream())
         {
             requests.inc();
             bytes.inc_by(sent);

@@ -23,6 +23,6 @@ pub mod server;
 pub use config::EdgeConfig;
 pub use edge::{Answer, CacheStatus, Edge, EdgeError, EdgeLimits, Refusal};
 pub use hls::target::CacheKey;
-pub use metrics::EdgeMetrics;
+pub use metrics::{EdgeMetrics, StreamTraffic};
 pub use origin::{Origin, Origins, Source};
 pub use server::router;

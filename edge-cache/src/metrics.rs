@@ -5,7 +5,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 /// One origin, by its index and address.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,7 +36,8 @@ pub const MAX_COUNTED_STREAMS: usize = 1000;
 
 /// Requests answered and body bytes sent per stream: what operators see as
 /// a stream's HLS audience traffic, and what the edge reports to control.
-#[derive(Clone, Debug, Default)]
+/// Counts into [`EdgeMetrics`]'s per-stream families.
+#[derive(Clone, Debug)]
 pub struct StreamTraffic {
     requests: Family<StreamLabel, Counter>,
     bytes: Family<StreamLabel, Counter>,
@@ -47,6 +47,15 @@ pub struct StreamTraffic {
 }
 
 impl StreamTraffic {
+    /// Counts into `metrics`' per-stream families.
+    pub fn new(metrics: &EdgeMetrics) -> Self {
+        Self {
+            requests: metrics.stream_requests.clone(),
+            bytes: metrics.stream_bytes_out.clone(),
+            counted: Default::default(),
+        }
+    }
+
     /// The request and byte counters of `stream`, made on its first
     /// request while fewer than [`MAX_COUNTED_STREAMS`] are counted.
     pub fn of(&self, stream: &str) -> Option<(Counter, Counter)> {
@@ -76,177 +85,50 @@ impl StreamTraffic {
     }
 }
 
-/// The edge's counters; cheap to clone (each metric is an `Arc`).
-#[derive(Clone, Debug)]
-pub struct EdgeMetrics {
-    /// Answered from the cache, fresh.
-    pub hits: Counter,
-    /// Started an origin fetch.
-    pub misses: Counter,
-    /// Answered from the cache, stale (while revalidating or on error).
-    pub stale: Counter,
-    /// Joined a fetch another request started.
-    pub collapsed: Counter,
-    /// Origin fetches by origin and result.
-    pub origin_fetches: Family<FetchLabel, Counter>,
-    /// Time to an origin's response head, by origin.
-    pub origin_seconds: Family<OriginLabel, Histogram>,
-    /// Held requests (LL-HLS) also asked of the next origin because the
-    /// first was slow to answer.
-    pub hedged_fetches: Counter,
-    /// Body bytes sent to clients.
-    pub bytes_out: Counter,
-    /// Body bytes received from origins.
-    pub bytes_in: Counter,
-    /// Bytes held by the memory tier.
-    pub memory_bytes: Gauge,
-    /// Bytes held by the disk tier.
-    pub disk_bytes: Gauge,
-    /// Requests answered from the disk tier.
-    pub disk_hits: Counter,
-    /// Objects evicted for space.
-    pub evictions: Counter,
-    /// Fetches in flight.
-    pub fills: Gauge,
-    /// Requests refused: bad path, too many fills.
-    pub refused: Counter,
-    /// LL-HLS blocking reloads refused as out of the playlist's reach.
-    pub refused_ll: Counter,
-    /// Bytes of fetched bodies held for clients still reading them.
-    pub streaming_bytes: Gauge,
-    /// Requests and bytes per stream.
-    pub streams: StreamTraffic,
-}
+/// Buckets of the time to an origin's response head (seconds).
+const ORIGIN_SECONDS: [f64; 8] = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0];
 
-impl Default for EdgeMetrics {
-    fn default() -> Self {
-        Self {
-            hits: Counter::default(),
-            misses: Counter::default(),
-            stale: Counter::default(),
-            collapsed: Counter::default(),
-            origin_fetches: Family::default(),
-            origin_seconds: Family::new_with_constructor(|| {
-                Histogram::new(
-                    [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
-                        .iter()
-                        .copied(),
-                )
-            }),
-            hedged_fetches: Counter::default(),
-            bytes_out: Counter::default(),
-            bytes_in: Counter::default(),
-            memory_bytes: Gauge::default(),
-            disk_bytes: Gauge::default(),
-            disk_hits: Counter::default(),
-            evictions: Counter::default(),
-            fills: Gauge::default(),
-            refused: Counter::default(),
-            refused_ll: Counter::default(),
-            streaming_bytes: Gauge::default(),
-            streams: StreamTraffic::default(),
-        }
-    }
-}
-
-impl EdgeMetrics {
-    /// Adds these metrics under the `edge` prefix.
-    pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("edge");
-        r.register(
-            "hits",
-            "Requests answered fresh from the cache",
-            self.hits.clone(),
-        );
-        r.register(
-            "misses",
-            "Requests that started an origin fetch",
-            self.misses.clone(),
-        );
-        r.register(
-            "stale",
-            "Requests answered with a stale object",
-            self.stale.clone(),
-        );
-        r.register(
-            "collapsed",
-            "Requests that joined a fetch in flight",
-            self.collapsed.clone(),
-        );
-        r.register(
-            "origin_fetches",
-            "Origin fetches by origin and result",
-            self.origin_fetches.clone(),
-        );
-        r.register(
-            "origin_response_seconds",
-            "Time to an origin's response head",
-            self.origin_seconds.clone(),
-        );
-        r.register(
-            "hedged_fetches",
-            "Held LL-HLS requests also asked of the next origin because the first was slow",
-            self.hedged_fetches.clone(),
-        );
-        r.register(
-            "bytes_out",
-            "Body bytes sent to clients",
-            self.bytes_out.clone(),
-        );
-        r.register(
-            "bytes_in",
-            "Body bytes received from origins",
-            self.bytes_in.clone(),
-        );
-        r.register(
-            "memory_bytes",
-            "Bytes held by the memory tier",
-            self.memory_bytes.clone(),
-        );
-        r.register(
-            "evictions",
-            "Objects evicted for space (memory and disk)",
-            self.evictions.clone(),
-        );
-        r.register(
-            "disk_bytes",
-            "Bytes held by the disk tier",
-            self.disk_bytes.clone(),
-        );
-        r.register(
-            "disk_hits",
-            "Requests answered from the disk tier",
-            self.disk_hits.clone(),
-        );
-        r.register(
-            "fills_in_flight",
-            "Origin fetches in flight",
-            self.fills.clone(),
-        );
-        r.register(
-            "refused",
-            "Requests refused (bad path, too many fetches in flight)",
-            self.refused.clone(),
-        );
-        r.register(
-            "ll_refused",
-            "LL-HLS blocking reloads refused as out of the playlist's reach",
-            self.refused_ll.clone(),
-        );
-        r.register(
-            "stream_requests",
-            "Requests answered with an object (2xx, 304) per stream",
-            self.streams.requests.clone(),
-        );
-        r.register(
-            "stream_bytes_out",
-            "Body bytes sent to clients per stream",
-            self.streams.bytes.clone(),
-        );
-        r.register(
-            "streaming_bytes",
-            "Bytes of fetched bodies held for clients still reading them",
-            self.streaming_bytes.clone(),
-        );
+media_core::metrics! {
+    /// The edge's counters; cheap to clone (each metric is an `Arc`).
+    pub struct EdgeMetrics under "edge" {
+        /// Requests answered fresh from the cache
+        pub hits: Counter,
+        /// Requests that started an origin fetch
+        pub misses: Counter,
+        /// Requests answered with a stale object
+        pub stale: Counter,
+        /// Requests that joined a fetch in flight
+        pub collapsed: Counter,
+        /// Origin fetches by origin and result
+        pub origin_fetches: Family<FetchLabel, Counter>,
+        /// Time to an origin's response head
+        pub origin_seconds as "origin_response_seconds": Family<OriginLabel, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(ORIGIN_SECONDS.iter().copied())),
+        /// Held LL-HLS requests also asked of the next origin because the first was slow
+        pub hedged_fetches: Counter,
+        /// Body bytes sent to clients
+        pub bytes_out: Counter,
+        /// Body bytes received from origins
+        pub bytes_in: Counter,
+        /// Bytes held by the memory tier
+        pub memory_bytes: Gauge,
+        /// Objects evicted for space (memory and disk)
+        pub evictions: Counter,
+        /// Bytes held by the disk tier
+        pub disk_bytes: Gauge,
+        /// Requests answered from the disk tier
+        pub disk_hits: Counter,
+        /// Origin fetches in flight
+        pub fills as "fills_in_flight": Gauge,
+        /// Requests refused (bad path, too many fetches in flight)
+        pub refused: Counter,
+        /// LL-HLS blocking reloads refused as out of the playlist's reach
+        pub refused_ll as "ll_refused": Counter,
+        /// Requests answered with an object (2xx, 304) per stream
+        pub stream_requests: Family<StreamLabel, Counter>,
+        /// Body bytes sent to clients per stream
+        pub stream_bytes_out: Family<StreamLabel, Counter>,
+        /// Bytes of fetched bodies held for clients still reading them
+        pub streaming_bytes: Gauge,
     }
 }

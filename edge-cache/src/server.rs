@@ -114,11 +114,11 @@ pub(crate) fn respond(
 ) -> Response {
     match answer {
         Answer::Cached { object, status } => {
-            let traffic = edge.metrics().streams.of(key.stream());
+            let traffic = edge.traffic().of(key.stream());
             cached(edge, &object, status, headers, head_only, traffic)
         }
         Answer::Streaming { head, fill, status } => {
-            let traffic = edge.metrics().streams.of(key.stream());
+            let traffic = edge.traffic().of(key.stream());
             streaming(edge, &head, fill, status, headers, head_only, traffic)
         }
         Answer::Failed(e) => failed(&e),
