@@ -36,7 +36,6 @@ pub enum Policy {
 struct Viewer {
     stream: String,
     edge: String,
-    url: String,
     seen: Instant,
     /// When it was first placed: it settles `settle` later.
     placed: Instant,
@@ -119,9 +118,6 @@ impl Given {
 pub struct Assigned {
     /// Index into the ring.
     pub index: usize,
-    /// The URL of the edge it was on, when it was just moved from one, and
-    /// the newest sequence number the viewer had been given there.
-    pub moved_from: Option<(String, Option<u64>)>,
     /// Why it is there.
     pub reason: Reason,
 }
@@ -596,7 +592,6 @@ impl Assignments {
                 }
                 Some(Proposal::Kept(Assigned {
                     index: i,
-                    moved_from: None,
                     reason: Reason::Kept,
                 }))
             }
@@ -631,7 +626,6 @@ impl Assignments {
                 }
                 return Some(Assigned {
                     index: i,
-                    moved_from: None,
                     reason: Reason::Kept,
                 });
             }
@@ -639,7 +633,6 @@ impl Assignments {
             Verdict::Place(reason) => (None, reason),
         };
         let before = self.remove(viewer).filter(|v| v.stream == stream);
-        let moved_from = before.as_ref().map(|v| (v.url.clone(), v.given.last()));
         let (placed, given) = before.map_or((now, Given::default()), |v| (v.placed, v.given));
         let i = match target {
             Some(i) => i,
@@ -663,18 +656,13 @@ impl Assignments {
             Viewer {
                 stream: stream.to_owned(),
                 edge,
-                url: ring.members()[i].url.clone(),
                 seen: now,
                 placed,
                 given,
                 variant: None,
             },
         );
-        Some(Assigned {
-            index: i,
-            moved_from,
-            reason,
-        })
+        Some(Assigned { index: i, reason })
     }
 
     /// Records that `viewer` follows `variant`'s media playlist now.
@@ -708,14 +696,25 @@ impl Assignments {
     /// afresh; one a segment or two behind is an edge that lags, and the
     /// segments it lists keep the URIs given).
     pub fn given(&mut self, viewer: &str, first_msn: u64, last_msn: u64) -> Given {
-        let Some(v) = self.get_mut(viewer) else {
-            return Given::default();
-        };
+        self.given_elsewhere(viewer, first_msn, last_msn, "")
+            .unwrap_or_default()
+    }
+
+    /// [`given`](Self::given), but `None` when every segment given is on
+    /// `url`: a viewer that never moved (nearly all of them) costs no copy.
+    pub fn given_elsewhere(
+        &mut self,
+        viewer: &str,
+        first_msn: u64,
+        last_msn: u64,
+        url: &str,
+    ) -> Option<Given> {
+        let v = self.get_mut(viewer)?;
         if v.given.before_all(last_msn) {
             v.given = Given::default();
         }
         v.given.forget_before(first_msn);
-        v.given.clone()
+        (!v.given.all_on(url)).then(|| v.given.clone())
     }
 
     /// Records that `viewer` has been given a playlist listing
@@ -847,7 +846,7 @@ mod tests {
         // Its edge leaves: it moves, and segments up to 20 stay where they were.
         let other = if was == "http://a" { "b" } else { "a" };
         let moved = t.assign("v", "s", &ring(&[other]), now).expect("edge");
-        assert_eq!(moved.moved_from, Some((was.clone(), Some(20))));
+        assert_eq!(moved.index, 0);
         let given = t.given("v", 15, 22);
         assert_eq!(given.url_of(20), Some(was.as_str()));
         assert_eq!(given.url_of(21), None);
@@ -905,7 +904,6 @@ mod tests {
                 t.assign(&format!("v{v}"), &s, &r3, now),
                 Some(Assigned {
                     index: first[&v],
-                    moved_from: None,
                     reason: Reason::Kept,
                 }),
                 "viewer {v} moved"

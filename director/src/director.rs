@@ -413,16 +413,14 @@ impl Director {
             let given = {
                 let mut viewers = self.inner.viewers.lock().unwrap_or_else(|e| e.into_inner());
                 viewers.watching(&viewer, variant_of(stream, path));
-                let given =
-                    viewers.given(&viewer, first_msn, (first_msn + count).saturating_sub(1));
+                let last_msn = (first_msn + count).saturating_sub(1);
+                let given = viewers.given_elsewhere(&viewer, first_msn, last_msn, new);
                 if count > 0 {
                     viewers.give(&viewer, first_msn, first_msn + count - 1, new);
                 }
                 given
             };
-            let out = if given.all_on(new) {
-                self.shared_rewrite(&set, i, path, &fetched, token)
-            } else {
+            let out = if let Some(given) = given {
                 // Moved: segments it was given keep their edges, later ones
                 // come from the new one.
                 self.inner.metrics.rewritten.inc();
@@ -433,6 +431,8 @@ impl Director {
                     token,
                 )
                 .into()
+            } else {
+                self.shared_rewrite(&set, i, path, &fetched, token)
             };
             self.inner.metrics.served.inc();
             return Ok(Served {
