@@ -12,7 +12,9 @@ export CARGO_INCREMENTAL=0
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # Fuzz targets must keep compiling; fuzzing itself is run by hand (fuzz/README.md).
-cargo check --locked --manifest-path fuzz/Cargo.toml --bins
+# Checked into the workspace's target directory: the dependencies clippy just
+# checked are reused instead of checked again (about 80 s on 2 cores).
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins --target-dir target
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast
 else
