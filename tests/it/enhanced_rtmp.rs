@@ -294,8 +294,10 @@ async fn synthetic_publisher_with_key(addr: std::net::SocketAddr) -> rtmp::Clien
 async fn hevc_is_packaged_to_fmp4_hls_with_its_codec_and_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let (config, frames) = hevc_stream(dir.path(), 8);
-    let s =
-        start_with(|c| c.streams[0].settings.hls_container = Some(ferry::config::HlsContainer::Fmp4)).await;
+    let s = start_with(|c| {
+        c.streams[0].settings.hls_container = Some(ferry::config::HlsContainer::Fmp4)
+    })
+    .await;
     let _publish = publish_hevc(s.running.rtmp_addr, config, frames).await;
     let http = s.running.http_addr;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -418,8 +420,10 @@ async fn av1_over_enhanced_rtmp_plays_packages_to_fmp4_and_spares_legacy_players
         "{} frames",
         frames.len()
     );
-    let s =
-        start_with(|c| c.streams[0].settings.hls_container = Some(ferry::config::HlsContainer::Fmp4)).await;
+    let s = start_with(|c| {
+        c.streams[0].settings.hls_container = Some(ferry::config::HlsContainer::Fmp4)
+    })
+    .await;
     let mut player = rtmp::Client::connect(s.running.rtmp_addr, "live")
         .await
         .unwrap();
